@@ -1,0 +1,184 @@
+//! `Sha256`: a sha256 digest that can only hold a valid value, and a writer that
+//! hashes what passes through it, so an artifact is hashed while it streams to disk.
+
+use sha2::{Digest, Sha256 as Hasher};
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::str::FromStr;
+
+/// A sha256 digest: exactly 32 bytes, shown as 64 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Sha256([u8; 32]);
+
+/// Why a string is not a sha256 digest.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DigestError {
+    /// The string does not have 64 characters.
+    #[error("expected 64 hex digits, found {0} characters")]
+    Length(usize),
+    /// A character is not a hex digit.
+    #[error("{0:?} at position {1} is not a hex digit")]
+    NotHex(char, usize),
+}
+
+impl FromStr for Sha256 {
+    type Err = DigestError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.chars().count() != 64 {
+            return Err(DigestError::Length(s.chars().count()));
+        }
+        let mut out = [0u8; 32];
+        let bytes = s.as_bytes();
+        for (i, pair) in bytes.chunks(2).enumerate() {
+            let hi = hex_value(pair[0]).ok_or(DigestError::NotHex(pair[0] as char, 2 * i))?;
+            let lo = hex_value(pair[1]).ok_or(DigestError::NotHex(pair[1] as char, 2 * i + 1))?;
+            out[i] = hi << 4 | lo;
+        }
+        Ok(Sha256(out))
+    }
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+impl fmt::Display for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sha256({self})")
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Sha256 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl serde::Serialize for Sha256 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Wraps a writer, hashing and counting every byte written through it.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Hasher,
+    bytes: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Hasher::new(),
+            bytes: 0,
+        }
+    }
+
+    /// The digest and byte count of everything written, and the inner writer.
+    pub fn finish(self) -> (Sha256, u64, W) {
+        (
+            Sha256(self.hasher.finalize().into()),
+            self.bytes,
+            self.inner,
+        )
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Size of the buffer used to stream artifacts: big enough to keep syscalls rare,
+/// small enough that memory does not depend on the artifact.
+pub const STREAM_BUFFER: usize = 256 * 1024;
+
+/// Copies `reader` into `writer`, hashing on the way. Returns the digest and byte count.
+pub fn copy_hashed<R: Read, W: Write>(reader: &mut R, writer: W) -> io::Result<(Sha256, u64, W)> {
+    let mut hw = HashingWriter::new(writer);
+    let mut buf = vec![0u8; STREAM_BUFFER];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hw.write_all(&buf[..n])?;
+    }
+    Ok(hw.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn parses_and_prints_lowercase() {
+        let d: Sha256 = EMPTY.to_uppercase().parse().expect("valid digest");
+        assert_eq!(d.to_string(), EMPTY);
+    }
+
+    #[test]
+    fn rejects_wrong_length() {
+        assert_eq!("abc".parse::<Sha256>(), Err(DigestError::Length(3)));
+        assert_eq!(
+            format!("{EMPTY}0").parse::<Sha256>(),
+            Err(DigestError::Length(65))
+        );
+    }
+
+    #[test]
+    fn rejects_non_hex_and_names_position() {
+        let bad = format!("{}g", &EMPTY[..63]);
+        assert_eq!(bad.parse::<Sha256>(), Err(DigestError::NotHex('g', 63)));
+        let multibyte = format!("{}é", &EMPTY[..63]);
+        assert!(multibyte.parse::<Sha256>().is_err());
+    }
+
+    #[test]
+    fn hashes_while_copying() {
+        let (digest, n, out) =
+            copy_hashed(&mut &b""[..], Vec::new()).expect("copy into memory cannot fail");
+        assert_eq!((digest.to_string().as_str(), n, out.len()), (EMPTY, 0, 0));
+        let (digest, n, out) = copy_hashed(&mut &b"abc"[..], Vec::new()).expect("copy");
+        assert_eq!(
+            digest.to_string(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!((n, out), (3, b"abc".to_vec()));
+    }
+}

@@ -1,0 +1,330 @@
+//! Every failure a user can act on, worded in one place: what failed, the likely
+//! cause, what to do, and the details. Also the exit codes, which the tests assert.
+
+use crate::digest::Sha256;
+use crate::redact::Redacted;
+use std::io;
+use std::path::PathBuf;
+
+/// Exit codes of `supply` (and the packager). CF only looks at zero or non-zero
+/// (any non-zero fails staging with exit 225); the codes tell tests and operators apart.
+pub mod exit {
+    /// Staged.
+    pub const OK: i32 = 0;
+    /// A bug: an error the buildpack has no wording for.
+    pub const INTERNAL: i32 = 1;
+    /// Wrong command line (clap's own code for usage errors).
+    pub const USAGE: i32 = 2;
+    /// Bad configuration: `manifest.yml`, an env setting, the stack, the directories.
+    pub const CONFIG: i32 = 3;
+    /// The artifact could not be fetched, failed its checksum, or is a bad archive.
+    pub const ARTIFACT: i32 = 4;
+    /// The droplet or cache could not be written (permissions, no space).
+    pub const FILESYSTEM: i32 = 5;
+}
+
+/// An error a user acts on. Plumbing errors are `anyhow` with context instead.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file of the buildpack itself (`manifest.yml`, `VERSION`) is missing or unreadable.
+    #[error("cannot read the buildpack file {}", path.display())]
+    BuildpackFile { path: PathBuf, reason: String },
+    /// The buildpack's `manifest.yml` has a bad value.
+    #[error("{}: `{key}` {problem}", path.display())]
+    Manifest {
+        path: PathBuf,
+        key: String,
+        problem: String,
+    },
+    /// An env setting has a value outside its accepted form.
+    #[error("{name} is set to {value:?}, which is not valid")]
+    Setting {
+        name: String,
+        value: String,
+        accepted: String,
+    },
+    /// `CF_STACK` names a stack that no dependency supports.
+    #[error("{dependency} {version} does not support the stack {stack:?}")]
+    UnsupportedStack {
+        dependency: String,
+        version: String,
+        stack: String,
+        supported: Vec<String>,
+    },
+    /// A staging directory given on the command line is unusable.
+    #[error("{name} {} {problem}", path.display())]
+    Directory {
+        name: &'static str,
+        path: PathBuf,
+        problem: String,
+    },
+    /// The download failed without an HTTP answer we could act on.
+    #[error("could not download {dependency} from {url}")]
+    Download {
+        dependency: String,
+        url: Redacted,
+        attempts: u32,
+        reason: String,
+        cert_path: Option<PathBuf>,
+        proxy: Option<Redacted>,
+    },
+    /// The server answered with an HTTP error status.
+    #[error("downloading {dependency} from {url} failed with HTTP {status}")]
+    HttpStatus {
+        dependency: String,
+        url: Redacted,
+        status: u16,
+        attempts: u32,
+    },
+    /// What was fetched is not what `manifest.yml` pins.
+    #[error("checksum mismatch for {dependency} from {origin}")]
+    Checksum {
+        dependency: String,
+        origin: Redacted,
+        expected: Sha256,
+        actual: Sha256,
+        bytes: u64,
+        error_page: bool,
+    },
+    /// The artifact is an archive with an entry that is unsafe or wrong.
+    #[error("the {dependency} archive is unusable: entry {entry:?} {problem}")]
+    Archive {
+        dependency: String,
+        entry: String,
+        problem: String,
+    },
+    /// A file or directory could not be written.
+    #[error("cannot write {}", path.display())]
+    Write { path: PathBuf, source: io::Error },
+    /// The `launch.yml` just written would not pass CF's parser: a bug.
+    #[error("{} would be rejected by Cloud Foundry: {problem}", path.display())]
+    LaunchYml { path: PathBuf, problem: String },
+}
+
+/// The parts of an `**ERROR**` block beyond its first line.
+pub struct Explanation {
+    pub cause: String,
+    pub fix: String,
+    pub details: Vec<String>,
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::BuildpackFile { .. }
+            | Error::Manifest { .. }
+            | Error::Setting { .. }
+            | Error::UnsupportedStack { .. }
+            | Error::Directory { .. } => exit::CONFIG,
+            Error::Download { .. }
+            | Error::HttpStatus { .. }
+            | Error::Checksum { .. }
+            | Error::Archive { .. } => exit::ARTIFACT,
+            Error::Write { .. } => exit::FILESYSTEM,
+            Error::LaunchYml { .. } => exit::INTERNAL,
+        }
+    }
+
+    pub fn explain(&self) -> Explanation {
+        let (cause, fix, details): (String, String, Vec<String>) = match self {
+            Error::BuildpackFile { reason, .. } => (
+                "the buildpack is incomplete: it carries manifest.yml and VERSION at its root"
+                    .into(),
+                "reinstall the buildpack from a packaged zip, or set SIDECAR_BUILDPACK_DIR to a \
+                 directory that holds manifest.yml"
+                    .into(),
+                vec![reason.clone()],
+            ),
+            Error::Manifest { .. } => (
+                "the buildpack's manifest.yml was edited by hand or packaged from a broken commit"
+                    .into(),
+                "fix that key in manifest.yml and package the buildpack again".into(),
+                vec![],
+            ),
+            Error::Setting { accepted, name, .. } => (
+                format!("{name} is an app env var that tunes this buildpack at staging"),
+                format!(
+                    "set {name} to {accepted} (cf set-env APP {name} VALUE, or the app \
+                     manifest's env:), or unset it, then restage"
+                ),
+                vec![],
+            ),
+            Error::UnsupportedStack { supported, .. } => (
+                "the app runs on a stack this buildpack has no build for".into(),
+                format!(
+                    "push the app with one of the supported stacks (cf push -s {}), or add a \
+                     build for this stack to manifest.yml",
+                    supported.first().map(String::as_str).unwrap_or("STACK")
+                ),
+                vec![format!("supported stacks: {}", supported.join(", "))],
+            ),
+            Error::Directory { .. } => (
+                "Cloud Foundry calls bin/supply BUILD_DIR CACHE_DIR DEPS_DIR DEPS_IDX with usable \
+                 directories; a local run passed something else"
+                    .into(),
+                "pass an existing app directory as BUILD_DIR and writable paths for the others"
+                    .into(),
+                vec![],
+            ),
+            Error::Download {
+                attempts,
+                reason,
+                cert_path,
+                proxy,
+                ..
+            } => {
+                let mut details = vec![
+                    format!("attempts: {attempts}"),
+                    format!("last error: {reason}"),
+                ];
+                if let Some(p) = proxy {
+                    details.push(format!("proxy: {p}"));
+                }
+                let tls = reason.contains("certificate") || reason.contains("tls");
+                let (cause, fix) = if tls {
+                    (
+                        "the server's TLS certificate is not trusted, often because a corporate \
+                         proxy re-signs traffic"
+                            .to_string(),
+                        format!(
+                            "install the issuing CA in the stack's trust store or in \
+                             CF_SYSTEM_CERT_PATH (now {}), or mirror the file on a host with a \
+                             trusted certificate",
+                            cert_path
+                                .as_ref()
+                                .map(|p| p.display().to_string())
+                                .unwrap_or_else(|| "unset".into())
+                        ),
+                    )
+                } else if proxy.is_some() {
+                    (
+                        "the proxy or the release host could not be reached".to_string(),
+                        "check http_proxy, https_proxy and no_proxy in the staging environment \
+                         group, or use the cached buildpack on foundations without internet"
+                            .to_string(),
+                    )
+                } else {
+                    (
+                        "the release host could not be reached from the staging container"
+                            .to_string(),
+                        "check the foundation's egress and proxy settings (http_proxy, \
+                         https_proxy, no_proxy), or use the cached buildpack, which needs no \
+                         network"
+                            .to_string(),
+                    )
+                };
+                (cause, fix, details)
+            }
+            Error::HttpStatus {
+                status, attempts, ..
+            } => {
+                let cause = match status {
+                    401 | 403 => {
+                        "the server refused access: the URL may need credentials or \
+                                  may have expired"
+                    }
+                    404 | 410 => {
+                        "the file is not at that URL: the release was not uploaded, \
+                                  or manifest.yml points at the wrong place"
+                    }
+                    429 => "the server is rate-limiting downloads",
+                    _ if *status >= 500 => "the server had an error on every attempt",
+                    _ => "the server refused the request",
+                };
+                (
+                    cause.into(),
+                    "check that the uri in the buildpack's manifest.yml is reachable from \
+                     staging, or use the cached buildpack"
+                        .into(),
+                    vec![format!("attempts: {attempts}")],
+                )
+            }
+            Error::Checksum {
+                expected,
+                actual,
+                bytes,
+                error_page,
+                ..
+            } => {
+                let cause = if *error_page {
+                    "the server sent an HTML or XML page (an error page or a login form) instead \
+                     of the file"
+                } else {
+                    "the file changed after it was pinned, or it was corrupted on the way"
+                };
+                (
+                    cause.into(),
+                    "do not use this file; check the uri and sha256 in the buildpack's \
+                     manifest.yml, and re-pin only a file you built or trust"
+                        .into(),
+                    vec![
+                        format!("expected sha256: {expected}"),
+                        format!("actual sha256:   {actual}"),
+                        format!("bytes received:  {bytes}"),
+                    ],
+                )
+            }
+            Error::Archive { .. } => (
+                "the artifact is damaged, or was built wrongly or maliciously".into(),
+                "rebuild the artifact with scripts/build_and_upload.sh and re-pin it".into(),
+                vec![],
+            ),
+            Error::Write { source, .. } => {
+                let cause = match source.raw_os_error() {
+                    Some(28) => "no space left on the device".to_string(),
+                    Some(30) => "the filesystem is read-only".to_string(),
+                    _ if source.kind() == io::ErrorKind::PermissionDenied => {
+                        "permission denied".to_string()
+                    }
+                    _ => source.to_string(),
+                };
+                (
+                    cause,
+                    "free space or fix permissions on that path; on Cloud Foundry, raise the \
+                     app's disk quota (cf push -k) and restage"
+                        .into(),
+                    vec![source.to_string()],
+                )
+            }
+            Error::LaunchYml { .. } => (
+                "this is a bug in the buildpack".into(),
+                "report it with the staging log (BP_DEBUG=1 adds detail)".into(),
+                vec![],
+            ),
+        };
+        Explanation {
+            cause,
+            fix,
+            details,
+        }
+    }
+
+    /// Wraps an io error on `path` as a user-facing write error.
+    pub fn write(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Write { path, source }
+    }
+}
+
+/// The whole `**ERROR**` message for any error: typed errors get their explanation,
+/// others their context chain.
+pub fn report(err: &anyhow::Error) -> (i32, String) {
+    match err.downcast_ref::<Error>() {
+        Some(e) => {
+            let ex = e.explain();
+            let mut msg = format!("{e}\nCause: {}\nTo fix: {}", ex.cause, ex.fix);
+            for d in ex.details {
+                msg.push_str("\n  ");
+                msg.push_str(&d);
+            }
+            (e.exit_code(), msg)
+        }
+        None => (
+            exit::INTERNAL,
+            format!(
+                "{err:#}\nCause: an unexpected failure; the message above names what failed\nTo fix: \
+                 retry the staging; if it persists, report it with the log (BP_DEBUG=1 adds detail)"
+            ),
+        ),
+    }
+}

@@ -1,0 +1,168 @@
+//! Staging output in the shape CF users know from libbuildpack: `-----> ` for a step,
+//! seven spaces for details, `**WARNING**` and `**ERROR**` markers, and debug lines only
+//! with `BP_DEBUG`. Code logs through `tracing`; this subscriber renders it.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::sync::Mutex;
+use tracing::field::{Field, Visit};
+use tracing::{span, Event, Level, Metadata, Subscriber};
+
+/// Target that marks an event as a step header.
+pub const STEP: &str = "step";
+const INDENT: &str = "       ";
+
+/// A step: `-----> Installing config-server 0.1.0`.
+#[macro_export]
+macro_rules! step {
+    ($($arg:tt)*) => { tracing::info!(target: $crate::log::STEP, $($arg)*) };
+}
+
+/// A detail line under the current step.
+#[macro_export]
+macro_rules! detail {
+    ($($arg:tt)*) => { tracing::info!($($arg)*) };
+}
+
+/// Renders events as CF staging log lines into any writer.
+pub struct StagingLog {
+    out: Mutex<Box<dyn Write + Send>>,
+    debug: bool,
+}
+
+impl StagingLog {
+    pub fn new(out: Box<dyn Write + Send>, debug: bool) -> Self {
+        StagingLog {
+            out: Mutex::new(out),
+            debug,
+        }
+    }
+
+    /// Installs this as the process-wide subscriber. A second call is a no-op.
+    pub fn install(self) {
+        let _ = tracing::subscriber::set_global_default(self);
+    }
+}
+
+/// Formats an event's message, with every line indented the same way.
+pub fn render(level: Level, target: &str, message: &str) -> String {
+    let (first, rest) = match (level, target) {
+        (_, STEP) => ("-----> ".to_string(), INDENT),
+        (Level::ERROR, _) => (format!("{INDENT}**ERROR** "), INDENT),
+        (Level::WARN, _) => (format!("{INDENT}**WARNING** "), INDENT),
+        (Level::DEBUG | Level::TRACE, _) => (format!("{INDENT}DEBUG: "), INDENT),
+        _ => (INDENT.to_string(), INDENT),
+    };
+    let mut out = String::new();
+    for (i, line) in message.lines().enumerate() {
+        let prefix = if i == 0 { first.as_str() } else { rest };
+        let _ = writeln!(out, "{prefix}{line}");
+    }
+    if out.is_empty() {
+        out = format!("{}\n", first.trim_end());
+    }
+    out
+}
+
+struct Message(String);
+
+impl Visit for Message {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.0.push_str(value);
+        } else {
+            let _ = write!(self.0, " {}={}", field.name(), value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.0, "{value:?}");
+        } else {
+            let _ = write!(self.0, " {}={:?}", field.name(), value);
+        }
+    }
+}
+
+impl Subscriber for StagingLog {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        // Libraries here log through `log`, not `tracing`, so only our events arrive.
+        self.debug || *metadata.level() <= Level::INFO
+    }
+
+    fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
+        span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
+
+    fn event(&self, event: &Event<'_>) {
+        let mut msg = Message(String::new());
+        event.record(&mut msg);
+        let meta = event.metadata();
+        let text = render(*meta.level(), meta.target(), &msg.0);
+        if let Ok(mut out) = self.out.lock() {
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+        }
+    }
+
+    fn enter(&self, _: &span::Id) {}
+
+    fn exit(&self, _: &span::Id) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_cf_prefixes() {
+        assert_eq!(
+            render(Level::INFO, STEP, "Installing x 1"),
+            "-----> Installing x 1\n"
+        );
+        assert_eq!(render(Level::INFO, "sidecar_buildpack", "a"), "       a\n");
+        assert_eq!(
+            render(Level::WARN, "sidecar_buildpack", "w"),
+            "       **WARNING** w\n"
+        );
+        assert_eq!(
+            render(Level::ERROR, "sidecar_buildpack", "e\nmore"),
+            "       **ERROR** e\n       more\n"
+        );
+    }
+
+    #[derive(Clone, Default)]
+    struct Buf(std::sync::Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn debug_lines_only_with_bp_debug() {
+        for debug in [false, true] {
+            let buf = Buf::default();
+            let log = StagingLog::new(Box::new(buf.clone()), debug);
+            tracing::subscriber::with_default(log, || {
+                crate::step!("Step");
+                tracing::debug!("hidden {}", 1);
+            });
+            let out = String::from_utf8(buf.0.lock().expect("lock").clone()).expect("utf8");
+            let want = if debug {
+                "-----> Step\n       DEBUG: hidden 1\n"
+            } else {
+                "-----> Step\n"
+            };
+            assert_eq!(out, want);
+        }
+    }
+}

@@ -1,0 +1,445 @@
+//! The buildpack's `manifest.yml`: libbuildpack's schema plus our `sidecars:` section.
+//! Parsed into types at load time, so a bad value fails there, naming the file and key.
+
+use crate::digest::Sha256;
+use crate::errors::Error;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use url::Url;
+
+/// Memory a sidecar may be given, in MB. CF carves it out of the app's memory, so
+/// anything near the upper bound cannot be assigned anyway.
+pub const MEMORY_RANGE: std::ops::RangeInclusive<u32> = 1..=65_536;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Manifest {
+    pub language: String,
+    #[serde(default)]
+    pub default_versions: Vec<DefaultVersion>,
+    #[serde(default, deserialize_with = "de_dependencies")]
+    pub dependencies: Vec<Dependency>,
+    #[serde(default)]
+    pub include_files: Vec<String>,
+    #[serde(default)]
+    pub pre_package: Option<String>,
+    /// Set by the packager with `--stack`: the buildpack is bound to that stack.
+    #[serde(default)]
+    pub stack: Option<String>,
+    /// Our own section: which dependency becomes which sidecar.
+    #[serde(default)]
+    pub sidecars: Vec<Sidecar>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DefaultVersion {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Dependency {
+    pub name: String,
+    pub version: String,
+    pub uri: Url,
+    pub sha256: Sha256,
+    pub cf_stacks: Vec<String>,
+    /// Set in cached buildpacks: the artifact's path inside the buildpack.
+    pub file: Option<String>,
+}
+
+/// A dependency as written; its `uri` and `sha256` are typed in `de_dependencies`,
+/// where an error can still name the exact key.
+#[derive(Deserialize)]
+struct RawDependency {
+    name: String,
+    version: String,
+    uri: String,
+    sha256: String,
+    #[serde(default)]
+    cf_stacks: Vec<String>,
+    #[serde(default)]
+    file: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sidecar {
+    /// The launch.yml `type`, and the name CF shows in logs.
+    pub name: String,
+    /// The `dependencies` entry that carries it.
+    pub dependency: String,
+    /// The executable: inside the archive, or the installed name of a bare binary.
+    pub executable: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    pub memory_mb: u32,
+    #[serde(default = "default_process_types")]
+    pub process_types: Vec<String>,
+}
+
+fn default_process_types() -> Vec<String> {
+    vec!["web".to_string()]
+}
+
+fn de_dependencies<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Dependency>, D::Error> {
+    use serde::de::Error as _;
+    let raw = Vec::<RawDependency>::deserialize(d)?;
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let sha256 = r
+                .sha256
+                .parse()
+                .map_err(|e| D::Error::custom(format!("dependencies[{i}].sha256: {e}")))?;
+            let uri = parse_uri(&r.uri)
+                .map_err(|e| D::Error::custom(format!("dependencies[{i}].uri: {e}")))?;
+            Ok(Dependency {
+                name: r.name,
+                version: r.version,
+                uri,
+                sha256,
+                cf_stacks: r.cf_stacks,
+                file: r.file,
+            })
+        })
+        .collect()
+}
+
+fn parse_uri(s: &str) -> Result<Url, String> {
+    let url = Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
+    match url.scheme() {
+        "https" | "http" | "file" => Ok(url),
+        other => Err(format!(
+            "scheme {other:?} is not supported; use https://, http:// or file://"
+        )),
+    }
+}
+
+/// A name CF accepts as a process type, and that is safe in a path and a shell command.
+pub fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Manifest {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<Manifest, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::BuildpackFile {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses `text` as the manifest found at `path` (used in messages).
+    pub fn parse(text: &str, path: &Path) -> Result<Manifest, Error> {
+        let m: Manifest = serde_yaml::from_str(text).map_err(|e| yaml_error(path, &e))?;
+        m.check(path)?;
+        Ok(m)
+    }
+
+    fn check(&self, path: &Path) -> Result<(), Error> {
+        let bad = |key: String, problem: String| Error::Manifest {
+            path: path.to_path_buf(),
+            key,
+            problem,
+        };
+        if !valid_name(&self.language) {
+            return Err(bad(
+                "language".into(),
+                "must be letters, digits, '-' or '_' (it names the buildpack)".into(),
+            ));
+        }
+        for (i, d) in self.dependencies.iter().enumerate() {
+            if d.name.is_empty() || d.version.is_empty() {
+                return Err(bad(
+                    format!("dependencies[{i}]"),
+                    "needs a name and a version".into(),
+                ));
+            }
+            if basename(&d.uri).is_none() {
+                return Err(bad(
+                    format!("dependencies[{i}].uri"),
+                    "must end in a file name".into(),
+                ));
+            }
+            if let Some(f) = &d.file {
+                if !relative_inside(f) {
+                    return Err(bad(
+                        format!("dependencies[{i}].file"),
+                        "must be a relative path inside the buildpack".into(),
+                    ));
+                }
+            }
+        }
+        for (i, dv) in self.default_versions.iter().enumerate() {
+            if !self
+                .dependencies
+                .iter()
+                .any(|d| d.name == dv.name && d.version == dv.version)
+            {
+                return Err(bad(
+                    format!("default_versions[{i}]"),
+                    format!(
+                        "names {} {}, but no entry in dependencies has that name and version",
+                        dv.name, dv.version
+                    ),
+                ));
+            }
+        }
+        let mut seen = Vec::new();
+        for (i, s) in self.sidecars.iter().enumerate() {
+            let key = |k: &str| format!("sidecars[{i}].{k}");
+            if !valid_name(&s.name) {
+                return Err(bad(
+                    key("name"),
+                    "must be 1-64 letters, digits, '-' or '_'".into(),
+                ));
+            }
+            if seen.contains(&&s.name) {
+                return Err(bad(key("name"), format!("{:?} is declared twice", s.name)));
+            }
+            seen.push(&s.name);
+            if !self.dependencies.iter().any(|d| d.name == s.dependency) {
+                return Err(bad(
+                    key("dependency"),
+                    format!("names {:?}, which is not in dependencies", s.dependency),
+                ));
+            }
+            if !self.default_versions.iter().any(|d| d.name == s.dependency) {
+                return Err(bad(
+                    key("dependency"),
+                    format!(
+                        "names {:?}, which has no default_versions entry",
+                        s.dependency
+                    ),
+                ));
+            }
+            if !relative_inside(&s.executable) {
+                return Err(bad(
+                    key("executable"),
+                    "must be a relative path without '..'".into(),
+                ));
+            }
+            if !MEMORY_RANGE.contains(&s.memory_mb) {
+                return Err(bad(
+                    key("memory_mb"),
+                    format!(
+                        "must be a whole number of MB from {} to {}",
+                        MEMORY_RANGE.start(),
+                        MEMORY_RANGE.end()
+                    ),
+                ));
+            }
+            if s.process_types.is_empty() || !s.process_types.iter().all(|p| valid_name(p)) {
+                return Err(bad(
+                    key("process_types"),
+                    "must be a non-empty list of process types such as [web]".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The default version of `name` for `stack`. With no stack (a local run) any
+    /// build of the default version is taken.
+    pub fn pick(&self, name: &str, stack: Option<&str>) -> Result<&Dependency, Error> {
+        let version = self
+            .default_versions
+            .iter()
+            .find(|d| d.name == name)
+            .map(|d| d.version.as_str())
+            .unwrap_or_default();
+        let builds: Vec<&Dependency> = self
+            .dependencies
+            .iter()
+            .filter(|d| d.name == name && d.version == version)
+            .collect();
+        let chosen = match stack {
+            None => builds.first().copied(),
+            Some(stack) => builds
+                .iter()
+                .find(|d| d.cf_stacks.iter().any(|s| s == stack))
+                .copied(),
+        };
+        chosen.ok_or_else(|| {
+            let mut supported: Vec<String> =
+                builds.iter().flat_map(|d| d.cf_stacks.clone()).collect();
+            supported.sort();
+            supported.dedup();
+            Error::UnsupportedStack {
+                dependency: name.to_string(),
+                version: version.to_string(),
+                stack: stack.unwrap_or_default().to_string(),
+                supported,
+            }
+        })
+    }
+}
+
+/// The last path segment of a URL, if it names a file.
+pub fn basename(url: &Url) -> Option<String> {
+    let seg = url.path_segments()?.next_back()?;
+    let seg = percent_encoding::percent_decode_str(seg)
+        .decode_utf8()
+        .ok()?
+        .into_owned();
+    valid_file_name(&seg).then_some(seg)
+}
+
+fn valid_file_name(s: &str) -> bool {
+    !s.is_empty() && s != "." && s != ".." && !s.contains(['/', '\\', '\0'])
+}
+
+/// True for a relative path with no `..`, `.` or empty component.
+pub fn relative_inside(p: &str) -> bool {
+    !p.is_empty()
+        && !p.starts_with('/')
+        && p.split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\0'))
+}
+
+fn yaml_error(path: &Path, e: &serde_yaml::Error) -> Error {
+    // serde_yaml prefixes the message with the key path (`sidecars[0].memory_mb: ...`);
+    // our own typed fields add theirs, so the innermost `key: ` prefix wins.
+    let msg = e.to_string();
+    let mut key = "(document)".to_string();
+    let mut problem = msg.as_str();
+    while let Some((k, rest)) = problem.split_once(": ") {
+        if k.contains(' ') || k.is_empty() {
+            break;
+        }
+        key = k.to_string();
+        problem = rest;
+    }
+    let problem = problem.to_string();
+    Error::Manifest {
+        path: path.to_path_buf(),
+        key,
+        problem,
+    }
+}
+
+/// Where a manifest's path is reported from.
+pub fn manifest_path(buildpack_dir: &Path) -> PathBuf {
+    buildpack_dir.join("manifest.yml")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    fn good() -> String {
+        format!(
+            r#"---
+language: sidecar
+default_versions:
+- name: config-server
+  version: 0.1.0
+dependencies:
+- name: config-server
+  version: 0.1.0
+  uri: https://releases.example/config-server-0.1.0.tgz
+  sha256: {SHA}
+  cf_stacks: [cflinuxfs3]
+- name: config-server
+  version: 0.1.0
+  uri: https://releases.example/config-server-0.1.0-fs4.tgz
+  sha256: {SHA}
+  cf_stacks: [cflinuxfs4]
+sidecars:
+- name: config-server
+  dependency: config-server
+  executable: bin/config-server
+  memory_mb: 32
+"#
+        )
+    }
+
+    fn load(text: &str) -> Result<Manifest, String> {
+        Manifest::parse(text, Path::new("/bp/manifest.yml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn loads_and_defaults_process_types() {
+        let m = load(&good()).expect("good manifest");
+        assert_eq!(m.sidecars[0].process_types, vec!["web"]);
+        assert_eq!(m.dependencies[0].sha256.to_string(), SHA);
+    }
+
+    #[test]
+    fn bad_sha_names_the_key() {
+        let text = good().replacen(SHA, "abc", 1);
+        let err = load(&text).expect_err("bad sha");
+        assert!(
+            err.starts_with("/bp/manifest.yml: `dependencies[0].sha256`"),
+            "{err}"
+        );
+        assert!(err.contains("64 hex digits"), "{err}");
+    }
+
+    #[test]
+    fn unknown_default_version_fails() {
+        let err = load(&good().replacen("version: 0.1.0", "version: 9.9.9", 1)).expect_err("bad");
+        assert!(err.contains("`default_versions[0]`"), "{err}");
+        assert!(err.contains("config-server 9.9.9"), "{err}");
+    }
+
+    #[test]
+    fn sidecar_naming_missing_dependency_fails() {
+        let err = load(&good().replace("dependency: config-server", "dependency: nope"))
+            .expect_err("bad");
+        assert!(err.contains("`sidecars[0].dependency`"), "{err}");
+    }
+
+    #[test]
+    fn invalid_yaml_and_wrong_types_fail() {
+        assert!(load("language: [").is_err());
+        let err = load(&good().replace("memory_mb: 32", "memory_mb: 32M")).expect_err("bad");
+        assert!(err.contains("sidecars[0].memory_mb"), "{err}");
+        let err = load(&good().replace("memory_mb: 32", "memory_mb: 0")).expect_err("bad");
+        assert!(err.contains("whole number of MB"), "{err}");
+        let err = load(&good().replace("https://releases", "ftp://releases")).expect_err("bad");
+        assert!(
+            err.contains("dependencies[0].uri") && err.contains("ftp"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn picks_by_stack() {
+        let m = load(&good()).expect("good");
+        let fs4 = m.pick("config-server", Some("cflinuxfs4")).expect("fs4");
+        assert!(fs4.uri.as_str().ends_with("-fs4.tgz"));
+        assert!(m.pick("config-server", None).is_ok());
+        match m.pick("config-server", Some("windows")) {
+            Err(Error::UnsupportedStack {
+                stack, supported, ..
+            }) => {
+                assert_eq!(stack, "windows");
+                assert_eq!(supported, vec!["cflinuxfs3", "cflinuxfs4"]);
+            }
+            other => panic!("expected unsupported stack, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn relative_paths() {
+        assert!(relative_inside("bin/config-server"));
+        for bad in ["", "/abs", "a/../b", "./a", "a//b", ".."] {
+            assert!(!relative_inside(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn basenames() {
+        let u = |s: &str| Url::parse(s).expect("url");
+        assert_eq!(basename(&u("https://h/a/b.tgz?x=1")), Some("b.tgz".into()));
+        assert_eq!(basename(&u("https://h/a/")), None);
+        assert_eq!(basename(&u("file:///srv/c%20d")), Some("c d".into()));
+    }
+}

@@ -1,0 +1,129 @@
+//! URLs are printed only through `Redacted`: user-info and query strings carry
+//! credentials (presigned S3 URLs, basic auth), so they never reach a log or an error.
+
+use std::fmt;
+use url::Url;
+
+/// A URL with its user-info, query and fragment replaced by `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Redacted(String);
+
+impl Redacted {
+    pub fn url(url: &Url) -> Self {
+        let mut u = url.clone();
+        let had_user = !u.username().is_empty() || u.password().is_some();
+        if had_user {
+            // Cannot fail for URLs with a host, and only those carry user-info.
+            let _ = u.set_username("***");
+            let _ = u.set_password(None);
+        }
+        if u.query().is_some() {
+            u.set_query(Some("***"));
+        }
+        if u.fragment().is_some() {
+            u.set_fragment(None);
+        }
+        Redacted(u.to_string())
+    }
+
+    /// Redacts a string that may or may not parse as a URL; what does not parse is
+    /// cut at the first `?` or `#` and stripped of anything before an `@`.
+    pub fn str(s: &str) -> Self {
+        match Url::parse(s) {
+            Ok(u) => Self::url(&u),
+            Err(_) => {
+                let cut = s.split(['?', '#']).next().unwrap_or_default();
+                let cut = match (cut.find("://"), cut.rfind('@')) {
+                    (Some(scheme), Some(at)) if at > scheme => {
+                        format!("{}***@{}", &cut[..scheme + 3], &cut[at + 1..])
+                    }
+                    _ => cut.to_string(),
+                };
+                Redacted(cut)
+            }
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Removes every occurrence of the secret parts of `url` from `text`. Used on error
+/// chains from libraries that print the URL they were given.
+pub fn scrub(text: &str, url: &Url) -> String {
+    let mut out = text.replace(url.as_str(), Redacted::url(url).as_str());
+    let secrets = [
+        url.password().map(str::to_string),
+        Some(url.username().to_string()),
+        url.query().map(str::to_string),
+        url.fragment().map(str::to_string),
+    ];
+    let values = url.query_pairs().map(|(_, v)| v.into_owned());
+    for s in secrets
+        .into_iter()
+        .flatten()
+        .chain(values)
+        .filter(|s| s.len() >= 3)
+    {
+        out = out.replace(&s, "***");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(s: &str) -> String {
+        Redacted::str(s).to_string()
+    }
+
+    #[test]
+    fn strips_user_info_query_and_fragment() {
+        assert_eq!(
+            r("https://user:pa55@host.example/a/b.tgz?X-Amz-Signature=abc#frag"),
+            "https://***@host.example/a/b.tgz?***"
+        );
+        assert_eq!(
+            r("https://token@host.example/x"),
+            "https://***@host.example/x"
+        );
+    }
+
+    #[test]
+    fn leaves_plain_urls_alone() {
+        assert_eq!(
+            r("https://host.example/a.tgz"),
+            "https://host.example/a.tgz"
+        );
+        assert_eq!(r("file:///srv/mirror/a.tgz"), "file:///srv/mirror/a.tgz");
+    }
+
+    #[test]
+    fn redacts_unparsable_strings() {
+        assert_eq!(r("http://us er:pw@ho st/x?tok=1"), "http://***@ho st/x");
+        assert_eq!(r("not a url?secret"), "not a url");
+    }
+
+    #[test]
+    fn scrubs_secrets_from_library_messages() {
+        let u = Url::parse("https://bob:hunter2@h.example/f?sig=s3cr3t").expect("url");
+        let msg = format!("error sending request for url ({u}): boom hunter2 s3cr3t");
+        let out = scrub(&msg, &u);
+        assert!(!out.contains("hunter2") && !out.contains("s3cr3t"), "{out}");
+        assert!(out.contains("https://***@h.example/f?***"), "{out}");
+    }
+}

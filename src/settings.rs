@@ -1,0 +1,247 @@
+//! The settings an app or operator gives through env vars at staging, parsed once.
+//! Each has a documented name and accepted form; a bad value fails with both.
+
+use crate::errors::Error;
+use crate::manifest::{valid_name, Sidecar, MEMORY_RANGE};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Prefix of every env var this buildpack reads for itself.
+pub const PREFIX: &str = "SIDECAR_BUILDPACK_";
+/// Overrides the buildpack's own directory (tests, local debugging).
+pub const DIR_VAR: &str = "SIDECAR_BUILDPACK_DIR";
+/// CF's default location of operator-trusted CA certificates.
+pub const DEFAULT_CERT_PATH: &str = "/etc/cf-system-certificates";
+
+/// How downloads behave.
+#[derive(Debug, Clone)]
+pub struct Network {
+    pub http_proxy: Option<String>,
+    pub https_proxy: Option<String>,
+    pub no_proxy: Option<String>,
+    pub cert_path: PathBuf,
+    pub connect_timeout: Duration,
+    /// No byte for this long ends the attempt. There is no overall deadline.
+    pub stall_timeout: Duration,
+    pub attempts: u32,
+    /// First retry waits this long; each further retry doubles it, up to 30 s.
+    pub retry_delay: Duration,
+}
+
+/// What an app may change about one sidecar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SidecarSettings {
+    pub memory_mb: u32,
+    pub process_types: Vec<String>,
+    /// `false`: install the binary but leave it out of launch.yml.
+    pub declare: bool,
+}
+
+/// Reads env vars from a map, so only `main` touches the process environment.
+pub struct Env<'a>(pub &'a HashMap<String, String>);
+
+impl Env<'_> {
+    /// The value, if set and not empty.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
+    }
+
+    /// Lower-case first, as curl does; either case works.
+    fn either_case(&self, lower: &str) -> Option<String> {
+        self.get(lower)
+            .or_else(|| self.get(&lower.to_uppercase()))
+            .map(str::to_string)
+    }
+
+    fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
+        &self,
+        name: &str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+        unit: &str,
+    ) -> Result<T, Error> {
+        let Some(raw) = self.get(name) else {
+            return Ok(default);
+        };
+        match raw.trim().parse::<T>() {
+            Ok(v) if range.contains(&v) => Ok(v),
+            _ => Err(setting(
+                name,
+                raw,
+                &format!(
+                    "a whole number of {unit} from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            )),
+        }
+    }
+
+    pub fn network(&self) -> Result<Network, Error> {
+        let secs = |name: &str, default: u64, max: u64| {
+            self.number(&format!("{PREFIX}{name}"), default, 1..=max, "seconds")
+                .map(Duration::from_secs)
+        };
+        Ok(Network {
+            http_proxy: self.either_case("http_proxy"),
+            https_proxy: self.either_case("https_proxy"),
+            no_proxy: self.either_case("no_proxy"),
+            cert_path: self
+                .get("CF_SYSTEM_CERT_PATH")
+                .unwrap_or(DEFAULT_CERT_PATH)
+                .into(),
+            connect_timeout: secs("CONNECT_TIMEOUT", 10, 300)?,
+            stall_timeout: secs("STALL_TIMEOUT", 30, 3600)?,
+            attempts: self.number(&format!("{PREFIX}DOWNLOAD_ATTEMPTS"), 4, 1..=10, "attempts")?,
+            retry_delay: Duration::from_millis(self.number(
+                &format!("{PREFIX}RETRY_DELAY_MS"),
+                1000,
+                0..=60_000,
+                "milliseconds",
+            )?),
+        })
+    }
+
+    /// The settings of `sidecar`: the manifest's values unless the app overrides them.
+    pub fn sidecar(&self, sidecar: &Sidecar) -> Result<SidecarSettings, Error> {
+        let base = sidecar_var_base(&sidecar.name);
+        let memory_mb = self.number(
+            &format!("{base}MEMORY_MB"),
+            sidecar.memory_mb,
+            MEMORY_RANGE,
+            "MB",
+        )?;
+        let pt_name = format!("{base}PROCESS_TYPES");
+        let process_types = match self.get(&pt_name) {
+            None => sidecar.process_types.clone(),
+            Some(raw) => {
+                let list: Vec<String> = raw.split(',').map(|s| s.trim().to_string()).collect();
+                if list.len() > 16 || !list.iter().all(|p| valid_name(p)) {
+                    return Err(setting(
+                        &pt_name,
+                        raw,
+                        "a comma-separated list of process types, such as web or web,worker",
+                    ));
+                }
+                list
+            }
+        };
+        let decl_name = format!("{base}DECLARE");
+        let declare = match self.get(&decl_name).map(str::to_ascii_lowercase).as_deref() {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(_) => {
+                return Err(setting(
+                    &decl_name,
+                    self.get(&decl_name).unwrap_or_default(),
+                    "true or false",
+                ))
+            }
+        };
+        Ok(SidecarSettings {
+            memory_mb,
+            process_types,
+            declare,
+        })
+    }
+}
+
+/// `SIDECAR_BUILDPACK_CONFIG_SERVER_` for the sidecar `config-server`.
+pub fn sidecar_var_base(name: &str) -> String {
+    format!("{PREFIX}{}_", name.to_ascii_uppercase().replace('-', "_"))
+}
+
+fn setting(name: &str, raw: &str, accepted: &str) -> Error {
+    // Show enough of the value to recognise it, never a whole pasted blob.
+    let value: String = raw.chars().take(40).collect();
+    Error::Setting {
+        name: name.to_string(),
+        value,
+        accepted: accepted.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sidecar() -> Sidecar {
+        Sidecar {
+            name: "config-server".into(),
+            dependency: "config-server".into(),
+            executable: "bin/config-server".into(),
+            args: vec![],
+            memory_mb: 32,
+            process_types: vec!["web".into()],
+        }
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_come_from_the_manifest() {
+        let m = env(&[]);
+        let s = Env(&m).sidecar(&sidecar()).expect("defaults");
+        assert_eq!(
+            s,
+            SidecarSettings {
+                memory_mb: 32,
+                process_types: vec!["web".into()],
+                declare: true
+            }
+        );
+    }
+
+    #[test]
+    fn overrides_are_parsed() {
+        let m = env(&[
+            ("SIDECAR_BUILDPACK_CONFIG_SERVER_MEMORY_MB", " 64 "),
+            (
+                "SIDECAR_BUILDPACK_CONFIG_SERVER_PROCESS_TYPES",
+                "web, worker",
+            ),
+            ("SIDECAR_BUILDPACK_CONFIG_SERVER_DECLARE", "FALSE"),
+        ]);
+        let s = Env(&m).sidecar(&sidecar()).expect("overrides");
+        assert_eq!(s.memory_mb, 64);
+        assert_eq!(s.process_types, vec!["web", "worker"]);
+        assert!(!s.declare);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (var, val) in [
+            ("SIDECAR_BUILDPACK_CONFIG_SERVER_MEMORY_MB", "0"),
+            ("SIDECAR_BUILDPACK_CONFIG_SERVER_MEMORY_MB", "-5"),
+            ("SIDECAR_BUILDPACK_CONFIG_SERVER_MEMORY_MB", "32M"),
+            ("SIDECAR_BUILDPACK_CONFIG_SERVER_MEMORY_MB", "99999999999"),
+            ("SIDECAR_BUILDPACK_CONFIG_SERVER_PROCESS_TYPES", "web,,x"),
+            ("SIDECAR_BUILDPACK_CONFIG_SERVER_PROCESS_TYPES", "we b"),
+            ("SIDECAR_BUILDPACK_CONFIG_SERVER_DECLARE", "nah"),
+        ] {
+            let m = env(&[(var, val)]);
+            let err = Env(&m).sidecar(&sidecar()).expect_err(val);
+            assert!(err.to_string().starts_with(var), "{err}");
+        }
+    }
+
+    #[test]
+    fn proxies_in_either_case() {
+        let m = env(&[("HTTPS_PROXY", "http://p:3128"), ("no_proxy", "a,b")]);
+        let n = Env(&m).network().expect("network");
+        assert_eq!(n.https_proxy.as_deref(), Some("http://p:3128"));
+        assert_eq!(n.no_proxy.as_deref(), Some("a,b"));
+        assert_eq!(n.http_proxy, None);
+        let m = env(&[("SIDECAR_BUILDPACK_STALL_TIMEOUT", "0")]);
+        assert!(Env(&m).network().is_err());
+    }
+}

@@ -1,0 +1,211 @@
+//! The supply run, step by step as it reads in the staging log: load the manifest,
+//! pick each sidecar's dependency, fetch and verify it, install it, declare the
+//! sidecars in launch.yml, and write config.yml.
+
+use crate::errors::Error;
+use crate::fetch::{obtain, AppCache, Fetcher};
+use crate::install::{install, prepare_dir};
+use crate::launch::{self, CloudFoundry, LaunchYml, Limits, Platforms, Process};
+use crate::manifest::{manifest_path, Manifest};
+use crate::settings::{sidecar_var_base, Env};
+use crate::{detail, step};
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use tracing::{debug, warn};
+
+/// Everything one run needs, built once by `main`.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub build_dir: PathBuf,
+    pub cache_dir: PathBuf,
+    pub deps_dir: PathBuf,
+    /// Opaque: `"0"`, or zero-padded (`"03"`) once an app has 10+ buildpacks.
+    pub deps_idx: String,
+    pub buildpack_dir: PathBuf,
+    /// The staging environment (CF_STACK, proxies, the app's env vars).
+    pub env: HashMap<String, String>,
+}
+
+/// The buildpack's name as CF users know it: `<language>_buildpack`.
+pub fn buildpack_name(manifest: &Manifest) -> String {
+    format!("{}_buildpack", manifest.language)
+}
+
+/// Reads the buildpack's `VERSION`.
+pub fn read_version(buildpack_dir: &Path) -> Result<String, Error> {
+    let path = buildpack_dir.join("VERSION");
+    let v = fs::read_to_string(&path).map_err(|e| Error::BuildpackFile {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(v.trim().to_string())
+}
+
+pub fn run(ctx: &Context) -> Result<(), Error> {
+    let manifest = Manifest::load(&manifest_path(&ctx.buildpack_dir))?;
+    let version = read_version(&ctx.buildpack_dir)?;
+    step!("{} {}", buildpack_name(&manifest), version);
+
+    let env = Env(&ctx.env);
+    let net = env.network()?;
+    check_dirs(ctx)?;
+    let idx_dir = ctx.deps_dir.join(&ctx.deps_idx);
+    prepare_dir(&idx_dir)?;
+    let cache = AppCache::new(&ctx.cache_dir);
+    let stack = env.get("CF_STACK");
+    if stack.is_none() {
+        warn!("CF_STACK is not set (a local run?); taking the first build of each dependency");
+    }
+
+    let fetcher = Fetcher::new(&net);
+    let mut processes = Vec::new();
+    let mut keep = Vec::new();
+    for sidecar in &manifest.sidecars {
+        let settings = env.sidecar(sidecar)?;
+        let dep = manifest.pick(&sidecar.dependency, stack)?;
+        step!("Installing {} {}", dep.name, dep.version);
+        let verified = obtain(&fetcher, dep, &ctx.buildpack_dir, &cache, &idx_dir)?;
+        detail!(
+            "Verified sha256 {} ({} bytes) from {}",
+            dep.sha256,
+            verified.bytes,
+            verified.origin
+        );
+        keep.push(dep.sha256);
+        let exe = install(verified, sidecar, dep, &idx_dir.join("bin"), &idx_dir)?;
+        let exe_name = exe
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        detail!("Installed {}", exe.display());
+        let command = launch::command(&ctx.deps_idx, &exe_name, &sidecar.args);
+        if settings.declare {
+            processes.push(Process {
+                kind: sidecar.name.clone(),
+                command,
+                limits: Limits {
+                    memory: settings.memory_mb,
+                },
+                platforms: Platforms {
+                    cloudfoundry: CloudFoundry {
+                        sidecar_for: settings.process_types.clone(),
+                    },
+                },
+            });
+        } else {
+            detail!(
+                "Not declaring the {} sidecar ({}DECLARE=false): declare it in the app \
+                 manifest's sidecars: with command: {command}",
+                sidecar.name,
+                sidecar_var_base(&sidecar.name)
+            );
+        }
+    }
+
+    let launch_path = idx_dir.join("launch.yml");
+    if processes.is_empty() {
+        match fs::remove_file(&launch_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::write(&launch_path)(e))
+            }
+            _ => {}
+        }
+    } else {
+        step!("Declaring sidecars");
+        check_memory(&processes, env.get("MEMORY_LIMIT"));
+        let yml = LaunchYml { processes };
+        yml.write(&launch_path)?;
+        for p in &yml.processes {
+            detail!(
+                "{} for process types [{}], {} MB, command: {}",
+                p.kind,
+                p.platforms.cloudfoundry.sidecar_for.join(", "),
+                p.limits.memory,
+                p.command
+            );
+        }
+        detail!("Wrote {}", launch_path.display());
+        debug!("launch.yml:\n{}", yml.render());
+    }
+    launch::write_config_yml(&idx_dir.join("config.yml"), &manifest.language, &version)?;
+    cache.prune(&keep);
+    Ok(())
+}
+
+fn check_dirs(ctx: &Context) -> Result<(), Error> {
+    match fs::metadata(&ctx.build_dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(Error::Directory {
+                name: "BUILD_DIR",
+                path: ctx.build_dir.clone(),
+                problem: "is not a directory".into(),
+            })
+        }
+        Err(e) => {
+            return Err(Error::Directory {
+                name: "BUILD_DIR",
+                path: ctx.build_dir.clone(),
+                problem: format!("cannot be used: {e}"),
+            })
+        }
+    }
+    let idx_ok = !ctx.deps_idx.is_empty()
+        && ctx.deps_idx.len() <= 8
+        && ctx.deps_idx.bytes().all(|b| b.is_ascii_digit());
+    if !idx_ok {
+        return Err(Error::Directory {
+            name: "DEPS_IDX",
+            path: ctx.deps_idx.clone().into(),
+            problem: "must be the buildpack's index, such as 0 or 03".into(),
+        });
+    }
+    if let Err(e) = fs::create_dir_all(&ctx.cache_dir) {
+        warn!(
+            "cannot create CACHE_DIR {}: {e}; continuing without the app cache",
+            ctx.cache_dir.display()
+        );
+    }
+    prepare_dir(&ctx.deps_dir)
+}
+
+/// CF carves sidecar memory out of the app's; warn when it would not fit.
+fn check_memory(processes: &[Process], memory_limit: Option<&str>) {
+    let total: u64 = processes.iter().map(|p| u64::from(p.limits.memory)).sum();
+    let Some(limit) = memory_limit.and_then(parse_memory_mb) else {
+        return;
+    };
+    if total >= limit {
+        warn!(
+            "the sidecars take {total} MB but MEMORY_LIMIT is {limit} MB: CF will refuse \
+             the droplet unless the app gets more memory than its sidecars"
+        );
+    }
+}
+
+/// `1024m`, `1G`, `512M` as CF sets MEMORY_LIMIT, in MB.
+pub fn parse_memory_mb(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let (num, mult) = match s.strip_suffix(['m', 'g']) {
+        Some(n) if s.ends_with('g') => (n, 1024),
+        Some(n) => (n, 1),
+        None => (s.as_str(), 1),
+    };
+    num.trim_end_matches('b')
+        .parse::<u64>()
+        .ok()
+        .map(|v| v * mult)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_memory_limits() {
+        use super::parse_memory_mb as p;
+        assert_eq!(p("1024m"), Some(1024));
+        assert_eq!(p("2G"), Some(2048));
+        assert_eq!(p("256"), Some(256));
+        assert_eq!(p("lots"), None);
+    }
+}

@@ -1,0 +1,5 @@
+//! Integration tests: the real binaries against temp dirs and real servers on loopback.
+//! One test binary for all of them (see style.md).
+
+mod supply;
+mod support;
