@@ -322,8 +322,8 @@ pub fn report(err: &anyhow::Error) -> (i32, String) {
         None => (
             exit::INTERNAL,
             format!(
-                "{err:#}\nCause: an unexpected failure; the message above names what failed\nTo fix: \
-                 retry the staging; if it persists, report it with the log (BP_DEBUG=1 adds detail)"
+                "{err:#}\nCause: the message above names what failed\nTo fix: correct what it names; \
+                 if it is unclear or persists, report it with this output (BP_DEBUG=1 adds detail)"
             ),
         ),
     }

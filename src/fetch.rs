@@ -400,7 +400,7 @@ pub struct AppCache {
 impl AppCache {
     pub fn new(cache_dir: &Path) -> Self {
         AppCache {
-            root: cache_dir.join("sidecar-buildpack"),
+            root: cache_dir.join("sidecar-buildpack").join("dependencies"),
         }
     }
 
@@ -473,6 +473,15 @@ pub fn replace_non_dir(path: &Path) -> io::Result<()> {
     }
 }
 
+fn report_verified(dep: &Dependency, v: &Verified) {
+    detail!(
+        "Verified sha256 {} ({} bytes) from {}",
+        dep.sha256,
+        v.bytes,
+        v.origin
+    );
+}
+
 /// Tries the sources in order and returns the first verified artifact.
 pub fn obtain(
     fetcher: &Fetcher<'_>,
@@ -484,20 +493,15 @@ pub fn obtain(
     if let Some(file) = dep.file.as_deref().filter(|f| !f.is_empty()) {
         let path = buildpack_dir.join(file);
         detail!("Using the copy in the cached buildpack: {file}");
-        let mut src = File::open(&path).map_err(|e| Error::BuildpackFile {
-            path: path.clone(),
-            reason: format!("{e} (manifest.yml's file: entry for {})", dep.name),
+        let verified = copy_verified(&path, dep, dest_dir).map_err(|e| match e {
+            Error::BuildpackFile { path, reason } => Error::BuildpackFile {
+                path,
+                reason: format!("{reason} (manifest.yml's file: entry for {})", dep.name),
+            },
+            other => other,
         })?;
-        return stream_verified(
-            &mut src,
-            dep,
-            dest_dir,
-            Origin::CachedBuildpack(path.clone()),
-        )
-        .map_err(|e| match e {
-            StreamError::Fatal(e) => *e,
-            StreamError::Read(reason) => Error::BuildpackFile { path, reason },
-        });
+        report_verified(dep, &verified);
+        return Ok(verified);
     }
 
     let entry = cache.entry(dep);
@@ -505,6 +509,7 @@ pub fn obtain(
         match stream_verified(&mut src, dep, dest_dir, Origin::AppCache(entry.clone())) {
             Ok(v) => {
                 detail!("Using the copy in the app cache");
+                report_verified(dep, &v);
                 return Ok(v);
             }
             Err(StreamError::Fatal(e)) if matches!(*e, Error::Write { .. }) => return Err(*e),
@@ -521,6 +526,29 @@ pub fn obtain(
     }
 
     let verified = fetcher.download(dep, dest_dir)?;
+    report_verified(dep, &verified);
     cache.store(dep, verified.file.path());
     Ok(verified)
+}
+
+/// Copies a local file into a temp file in `dest_dir` if its digest matches `dep`.
+/// The packager uses it for local builds and mirrors.
+pub fn copy_verified(path: &Path, dep: &Dependency, dest_dir: &Path) -> Result<Verified, Error> {
+    let mut src = File::open(path).map_err(|e| Error::BuildpackFile {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    stream_verified(
+        &mut src,
+        dep,
+        dest_dir,
+        Origin::CachedBuildpack(path.to_path_buf()),
+    )
+    .map_err(|e| match e {
+        StreamError::Fatal(e) => *e,
+        StreamError::Read(reason) => Error::BuildpackFile {
+            path: path.to_path_buf(),
+            reason,
+        },
+    })
 }

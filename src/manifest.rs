@@ -41,6 +41,8 @@ pub struct Dependency {
     pub name: String,
     pub version: String,
     pub uri: Url,
+    /// The uri exactly as written: cached buildpacks key files by its md5.
+    pub uri_text: String,
     pub sha256: Sha256,
     pub cf_stacks: Vec<String>,
     /// Set in cached buildpacks: the artifact's path inside the buildpack.
@@ -97,6 +99,7 @@ fn de_dependencies<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Depende
                 name: r.name,
                 version: r.version,
                 uri,
+                uri_text: r.uri,
                 sha256,
                 cf_stacks: r.cf_stacks,
                 file: r.file,

@@ -66,12 +66,6 @@ pub fn run(ctx: &Context) -> Result<(), Error> {
         let dep = manifest.pick(&sidecar.dependency, stack)?;
         step!("Installing {} {}", dep.name, dep.version);
         let verified = obtain(&fetcher, dep, &ctx.buildpack_dir, &cache, &idx_dir)?;
-        detail!(
-            "Verified sha256 {} ({} bytes) from {}",
-            dep.sha256,
-            verified.bytes,
-            verified.origin
-        );
         keep.push(dep.sha256);
         let exe = install(verified, sidecar, dep, &idx_dir.join("bin"), &idx_dir)?;
         let exe_name = exe

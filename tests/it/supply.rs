@@ -100,7 +100,7 @@ fn corrupt_app_cache_entry_is_dropped_and_fetched_again() {
     Stage::new(&bp, &dirs).run().success();
     let entry = dirs
         .cache()
-        .join("sidecar-buildpack")
+        .join("sidecar-buildpack/dependencies")
         .join(sha256_hex(&bp.artifact))
         .join("config-server-0.1.0.tgz");
     fs::write(&entry, b"garbage").expect("corrupt the cache");
@@ -145,7 +145,11 @@ fn checksum_mismatch_installs_nothing() {
     out.not_installed();
     assert_eq!(server.hits(), 1, "a checksum mismatch is not retried");
     assert_no_temp_files(&dirs.deps());
-    assert!(!dirs.cache().join("sidecar-buildpack").join(&wrong).exists());
+    assert!(!dirs
+        .cache()
+        .join("sidecar-buildpack/dependencies")
+        .join(&wrong)
+        .exists());
 }
 
 #[test]
