@@ -2,5 +2,6 @@
 //! One test binary for all of them (see style.md).
 
 mod git_entry;
+mod packaging;
 mod supply;
 mod support;
