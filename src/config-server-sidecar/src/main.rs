@@ -1,0 +1,58 @@
+//! `config-server`: a Cloud Foundry sidecar that hands the app its secret
+//! configuration over `127.0.0.1:$CONFIG_SERVER_PORT`, so the app never parses
+//! `VCAP_SERVICES` itself and no secret is reachable from outside the container.
+//!
+//! See README.md for the variables, endpoints and sources; exit codes are in
+//! [`error`].
+
+mod config;
+mod document;
+mod error;
+mod requestlog;
+mod routes;
+mod server;
+mod source;
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+use config::Config;
+use error::Error;
+use source::Origin;
+
+fn main() -> ExitCode {
+    // Lossy, so a non-UTF-8 value fails loudly later (e.g. "cannot read it")
+    // instead of silently counting as unset.
+    let env: HashMap<String, String> = std::env::vars_os()
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
+    match run(&env) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {}", error::report(&err));
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+fn run(env: &HashMap<String, String>) -> Result<(), Error> {
+    let config = Config::from_env(env)?;
+    for warning in &config.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let (document, origin) = source::load(&config.source)?;
+    if origin == Origin::Demo {
+        eprintln!(
+            "warning: no configuration found (CONFIG_SERVER_FILE is unset, and no bound service \
+             instance is named by CONFIG_SERVER_SERVICE or tagged {}): serving the built-in \
+             demo document",
+            source::TAG
+        );
+    }
+    server::serve(config.port, document, &origin)
+}

@@ -1,0 +1,210 @@
+//! Configuration errors: exit code 3, one `error:` line naming the variable,
+//! no secret in the output, and nothing served instead.
+
+use std::fs::{self, Permissions};
+use std::os::unix::fs::PermissionsExt;
+
+use crate::support::{Sidecar, SECRET};
+
+#[test]
+fn missing_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("absent.yml");
+    Sidecar::new()
+        .env("CONFIG_SERVER_FILE", &path)
+        .run_to_exit()
+        .assert_error(
+            3,
+            &format!(
+                "CONFIG_SERVER_FILE={}: cannot read it: No such file or directory (os error 2)",
+                path.display()
+            ),
+        );
+}
+
+#[test]
+fn invalid_json_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("config.json");
+    fs::write(&path, format!("{{\n  \"password\": {SECRET}\n}}\n")).expect("write");
+    Sidecar::new()
+        .env("CONFIG_SERVER_FILE", &path)
+        .run_to_exit()
+        .assert_error(
+            3,
+            &format!(
+                "CONFIG_SERVER_FILE={}: not valid JSON (line 2, column 15)",
+                path.display()
+            ),
+        );
+}
+
+#[test]
+fn invalid_yaml_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("config.yml");
+    fs::write(&path, format!("password: \"{SECRET}\n")).expect("write");
+    Sidecar::new()
+        .env("CONFIG_SERVER_FILE", &path)
+        .run_to_exit()
+        .assert_error(
+            3,
+            &format!(
+                "CONFIG_SERVER_FILE={}: not valid YAML (line 2, column 1)",
+                path.display()
+            ),
+        );
+}
+
+#[test]
+fn file_top_level_not_a_mapping() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("config.yml");
+    fs::write(&path, format!("- {SECRET}\n")).expect("write");
+    Sidecar::new()
+        .env("CONFIG_SERVER_FILE", &path)
+        .run_to_exit()
+        .assert_error(
+            3,
+            &format!(
+                "CONFIG_SERVER_FILE={}: the top level must be a mapping of keys to values",
+                path.display()
+            ),
+        );
+}
+
+#[test]
+fn world_writable_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("config.yml");
+    fs::write(&path, format!("password: {SECRET}\n")).expect("write");
+    fs::set_permissions(&path, Permissions::from_mode(0o666)).expect("chmod");
+    let real = fs::canonicalize(&path).expect("canonicalize");
+    Sidecar::new()
+        .env("CONFIG_SERVER_FILE", &path)
+        .run_to_exit()
+        .assert_error(
+            3,
+            &format!(
+                "CONFIG_SERVER_FILE={}: refusing to read it: {} is world-writable (mode 0666); \
+                 run `chmod o-w {}`",
+                path.display(),
+                real.display(),
+                real.display()
+            ),
+        );
+}
+
+#[test]
+fn symlink_into_world_writable_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let open = dir.path().join("open");
+    fs::create_dir(&open).expect("mkdir");
+    let target = open.join("config.yml");
+    fs::write(&target, format!("password: {SECRET}\n")).expect("write");
+    fs::set_permissions(&open, Permissions::from_mode(0o777)).expect("chmod");
+    let link = dir.path().join("config.yml");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    let real_dir = fs::canonicalize(&open).expect("canonicalize");
+    Sidecar::new()
+        .env("CONFIG_SERVER_FILE", &link)
+        .run_to_exit()
+        .assert_error(
+            3,
+            &format!(
+                "CONFIG_SERVER_FILE={}: refusing to read it: directory {} is world-writable \
+                 without the sticky bit (mode 0777), so anyone can replace the file; run \
+                 `chmod o-w {}` or move the file",
+                link.display(),
+                real_dir.display(),
+                real_dir.display()
+            ),
+        );
+}
+
+#[test]
+fn named_service_not_bound() {
+    let vcap = format!(
+        r#"{{"user-provided":[{{"name":"db","tags":["config-server"],"credentials":{{"pw":"{SECRET}"}}}}]}}"#
+    );
+    Sidecar::new()
+        .env("VCAP_SERVICES", vcap)
+        .env("CONFIG_SERVER_SERVICE", "app-config")
+        .run_to_exit()
+        .assert_error(
+            3,
+            "CONFIG_SERVER_SERVICE=\"app-config\": no service instance of that name is bound to \
+             the app (looked in VCAP_SERVICES; bound: \"db\")",
+        );
+}
+
+#[test]
+fn named_service_without_vcap_services() {
+    Sidecar::new()
+        .env("CONFIG_SERVER_SERVICE", "app-config")
+        .run_to_exit()
+        .assert_error(
+            3,
+            "CONFIG_SERVER_SERVICE=\"app-config\": no service instance of that name is bound to \
+             the app (looked in VCAP_SERVICES; bound: none, VCAP_SERVICES and \
+             VCAP_SERVICES_FILE_PATH are unset)",
+        );
+}
+
+#[test]
+fn unparsable_vcap_services() {
+    Sidecar::new()
+        .env(
+            "VCAP_SERVICES",
+            format!(r#"{{"x":[{{"credentials":{{"pw":{SECRET}"#),
+        )
+        .run_to_exit()
+        .assert_error(3, "VCAP_SERVICES: not valid JSON (line 1, column 28)");
+}
+
+#[test]
+fn vcap_services_of_the_wrong_shape() {
+    Sidecar::new()
+        .env(
+            "VCAP_SERVICES",
+            format!(r#"{{"x":{{"password":"{SECRET}"}}}}"#),
+        )
+        .run_to_exit()
+        .assert_error(
+            3,
+            "VCAP_SERVICES: not shaped like VCAP_SERVICES (an object of arrays of service \
+             instances, each with a name) (line 1, column 5)",
+        );
+}
+
+#[test]
+fn missing_vcap_services_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("vcap_services");
+    Sidecar::new()
+        .env("VCAP_SERVICES_FILE_PATH", &path)
+        .run_to_exit()
+        .assert_error(
+            3,
+            &format!(
+                "VCAP_SERVICES_FILE_PATH={}: cannot read it: No such file or directory (os error 2)",
+                path.display()
+            ),
+        );
+}
+
+#[test]
+fn several_tagged_services() {
+    let vcap = format!(
+        r#"{{"b":[{{"name":"two","tags":["config-server"],"credentials":{{"pw":"{SECRET}"}}}}],
+             "a":[{{"name":"one","tags":["config-server"],"credentials":{{"pw":"{SECRET}"}}}}]}}"#
+    );
+    Sidecar::new()
+        .env("VCAP_SERVICES", vcap)
+        .run_to_exit()
+        .assert_error(
+            3,
+            "2 bound service instances are tagged config-server (\"one\", \"two\") in \
+             VCAP_SERVICES: set CONFIG_SERVER_SERVICE to the name of the one to use",
+        );
+}

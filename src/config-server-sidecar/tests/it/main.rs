@@ -1,0 +1,12 @@
+//! Integration tests: the real `config-server` binary (and the fixture Ruby
+//! app) on free loopback ports. One test binary, one module per topic.
+
+mod endpoints;
+mod errors;
+mod logging;
+mod network;
+mod port;
+mod rubyapp;
+mod shutdown;
+mod sources;
+mod support;
