@@ -1,0 +1,299 @@
+//! The environment CF gives staging and running processes, built in Cloud Controller's
+//! order, later entries winning: for staging (StagingEnvironmentBuilder) the staging
+//! env group, the app's env, CF_STACK, VCAP_APPLICATION and MEMORY_LIMIT, VCAP_SERVICES;
+//! at run time (Diego::Environment) the instance's ports, the app's env,
+//! VCAP_APPLICATION and MEMORY_LIMIT, VCAP_SERVICES, then what the launcher sets (HOME,
+//! TMPDIR, DEPS_DIR). Nothing of the caller's environment leaks in beyond PATH and the
+//! proxies.
+
+use crate::app::App;
+use crate::settings::Settings;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+/// Cloud Controller stages with at least this much memory (minimum_staging_memory_mb),
+/// and MEMORY_LIMIT during staging says so: not the app's memory.
+pub const MIN_STAGING_MEMORY_MB: u64 = 1024;
+/// Staging disk (minimum_staging_disk_mb) and the default app disk quota, in MB.
+const STAGING_DISK_MB: u64 = 4096;
+const APP_DISK_MB: u64 = 1024;
+/// Cloud Controller's default instance_file_descriptor_limit.
+const FDS: u64 = 16384;
+/// A domain that never resolves: the app has no route and no API here.
+const CF_API: &str = "https://api.stage-local.invalid";
+
+/// Variables in insertion order, a later `set` of the same name replacing the value.
+#[derive(Debug, Default, Clone)]
+pub struct Vars(Vec<(String, String)>);
+
+impl Vars {
+    pub fn set(&mut self, k: &str, v: impl Into<String>) {
+        let v = v.into();
+        match self.0.iter_mut().find(|(name, _)| name == k) {
+            Some(slot) => slot.1 = v,
+            None => self.0.push((k.to_string(), v)),
+        }
+    }
+
+    #[cfg(test)]
+    pub fn get(&self, k: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(name, _)| name == k)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+/// What a process is given, beyond the app.
+pub struct Instance<'a> {
+    pub droplet: &'a Path,
+    pub port: u16,
+    /// The process's own MEMORY_LIMIT in MB.
+    pub memory_mb: u64,
+    pub process_type: &'a str,
+}
+
+/// The environment of every `bin/supply` and of the final buildpack's stand-in.
+pub fn staging(s: &Settings, app: &App, home: &Path) -> Vars {
+    let memory = app.memory_mb.max(MIN_STAGING_MEMORY_MB);
+    let mut v = Vars::default();
+    v.set("PATH", &s.path);
+    // The staging container's own user environment.
+    v.set("HOME", home.display().to_string());
+    v.set("LANG", "en_US.UTF-8");
+    for (k, val) in &s.proxies {
+        v.set(k, val);
+    }
+    for (k, val) in &app.env {
+        v.set(k, val);
+    }
+    v.set("CF_STACK", &s.stack);
+    v.set(
+        "VCAP_APPLICATION",
+        vcap_application(app, memory, STAGING_DISK_MB, None),
+    );
+    v.set("MEMORY_LIMIT", format!("{memory}m"));
+    v.set("VCAP_SERVICES", &s.vcap_services);
+    v
+}
+
+/// The environment of the web process or one of its sidecars, before the launcher's
+/// `.profile.d` scripts.
+pub fn running(s: &Settings, app: &App, i: &Instance<'_>) -> Vars {
+    let mut v = Vars::default();
+    v.set("PATH", &s.path);
+    v.set("LANG", "en_US.UTF-8");
+    let addr = format!("127.0.0.1:{}", i.port);
+    let guid = uuid(&[app.name.as_bytes(), b"instance"]);
+    v.set("PORT", i.port.to_string());
+    v.set("INSTANCE_INDEX", "0");
+    v.set("INSTANCE_GUID", &guid);
+    v.set("CF_INSTANCE_INDEX", "0");
+    v.set("CF_INSTANCE_GUID", &guid);
+    v.set("CF_INSTANCE_IP", "127.0.0.1");
+    v.set("CF_INSTANCE_INTERNAL_IP", "127.0.0.1");
+    v.set("CF_INSTANCE_PORT", i.port.to_string());
+    v.set("CF_INSTANCE_ADDR", &addr);
+    for (k, val) in &app.env {
+        v.set(k, val);
+    }
+    v.set(
+        "VCAP_APPLICATION",
+        vcap_application(app, i.memory_mb, APP_DISK_MB, Some(i.process_type)),
+    );
+    v.set("MEMORY_LIMIT", format!("{}m", i.memory_mb));
+    v.set("VCAP_SERVICES", &s.vcap_services);
+    // The launcher's own (buildpackapplifecycle env.CalcEnv), on the droplet's paths.
+    v.set("HOME", i.droplet.join("app").display().to_string());
+    v.set("TMPDIR", i.droplet.join("tmp").display().to_string());
+    v.set("DEPS_DIR", i.droplet.join("deps").display().to_string());
+    v
+}
+
+/// VCAP_APPLICATION as Cloud Controller's VarsBuilder writes it. Staging has `users`;
+/// run time has the process's id and type, and no `users`.
+fn vcap_application(app: &App, mem: u64, disk: u64, process_type: Option<&str>) -> String {
+    let id = |what: &str| uuid(&[app.name.as_bytes(), what.as_bytes()]);
+    let version = uuid(&[app.name.as_bytes(), &nanos().to_le_bytes()]);
+    let mut v = json!({
+        "cf_api": CF_API,
+        "limits": {"fds": FDS, "mem": mem, "disk": disk},
+        "application_name": app.name,
+        "application_uris": [],
+        "name": app.name,
+        "space_name": "stage-local",
+        "space_id": id("space"),
+        "organization_id": id("org"),
+        "organization_name": "stage-local",
+        "uris": [],
+        "application_id": id("app"),
+        "version": version,
+        "application_version": version,
+    });
+    if let Some(obj) = v.as_object_mut() {
+        match process_type {
+            Some(t) => {
+                obj.insert("process_id".into(), json!(id("process")));
+                obj.insert("process_type".into(), json!(t));
+            }
+            None => {
+                obj.insert("users".into(), serde_json::Value::Null);
+            }
+        }
+    }
+    v.to_string()
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
+}
+
+/// A UUID-shaped id derived from `parts`: stable for the same app, unlike CF's random
+/// ones, so that reruns are comparable.
+fn uuid(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-5{}-a{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        &hex[17..20],
+        &hex[20..32]
+    )
+}
+
+/// Runs a process with exactly `vars`, nothing inherited.
+pub fn apply(cmd: &mut std::process::Command, vars: &Vars) {
+    cmd.env_clear();
+    for (k, v) in vars.iter() {
+        cmd.env(k, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::DEFAULT_MEMORY_MB;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn settings() -> Settings {
+        Settings {
+            app_dir: "/app".into(),
+            buildpacks: vec![],
+            stop: true,
+            stage_only: false,
+            port: None,
+            wait: Duration::from_secs(1),
+            grace: Duration::from_secs(1),
+            gets: vec![],
+            vcap_services: "{\"x\":[]}".into(),
+            stack: "cflinuxfs4".into(),
+            work_dir: "/w".into(),
+            path: "/usr/bin:/bin".into(),
+            proxies: vec![("https_proxy".into(), "http://proxy:3128".into())],
+            interrupted: Arc::default(),
+        }
+    }
+
+    fn app(memory_mb: u64) -> App {
+        App {
+            dir: "/app".into(),
+            name: "demo".into(),
+            memory_mb,
+            env: vec![("CONFIG_SERVER_PORT".into(), "8082".into())],
+            buildpacks: vec![],
+            sidecars: vec![],
+        }
+    }
+
+    fn names(vars: &Vars) -> BTreeMap<&str, &str> {
+        vars.iter().collect()
+    }
+
+    fn vcap(v: &Vars) -> serde_json::Value {
+        serde_json::from_str(v.get("VCAP_APPLICATION").expect("set")).expect("json")
+    }
+
+    #[test]
+    fn staging_gets_what_cloud_controller_gives() {
+        let v = staging(&settings(), &app(256), Path::new("/home"));
+        let names: Vec<_> = names(&v).into_keys().collect();
+        assert_eq!(
+            names,
+            vec![
+                "CF_STACK",
+                "CONFIG_SERVER_PORT",
+                "HOME",
+                "LANG",
+                "MEMORY_LIMIT",
+                "PATH",
+                "VCAP_APPLICATION",
+                "VCAP_SERVICES",
+                "https_proxy"
+            ]
+        );
+        assert_eq!(
+            v.get("MEMORY_LIMIT"),
+            Some("1024m"),
+            "staging uses at least 1 GB"
+        );
+        assert_eq!(v.get("VCAP_SERVICES"), Some("{\"x\":[]}"));
+        let va = vcap(&v);
+        assert_eq!(va["application_name"], "demo");
+        assert_eq!(va["limits"]["mem"], 1024);
+        assert!(va["users"].is_null() && va.get("process_type").is_none());
+        let big = staging(&settings(), &app(2048), Path::new("/home"));
+        assert_eq!(big.get("MEMORY_LIMIT"), Some("2048m"));
+        assert_eq!(DEFAULT_MEMORY_MB, 1024);
+    }
+
+    #[test]
+    fn running_processes_get_the_launcher_paths_and_their_own_memory() {
+        let droplet = Path::new("/d");
+        let i = Instance {
+            droplet,
+            port: 4321,
+            memory_mb: 224,
+            process_type: "web",
+        };
+        let v = running(&settings(), &app(256), &i);
+        assert_eq!(v.get("MEMORY_LIMIT"), Some("224m"));
+        assert_eq!(v.get("PORT"), Some("4321"));
+        assert_eq!(v.get("HOME"), Some("/d/app"));
+        assert_eq!(v.get("TMPDIR"), Some("/d/tmp"));
+        assert_eq!(v.get("DEPS_DIR"), Some("/d/deps"));
+        assert_eq!(
+            v.get("https_proxy"),
+            None,
+            "proxies are a staging group setting"
+        );
+        let va = vcap(&v);
+        assert_eq!(va["limits"]["mem"], 224);
+        assert_eq!(va["process_type"], "web");
+        assert!(va.get("users").is_none());
+    }
+
+    #[test]
+    fn later_settings_win() {
+        let mut v = Vars::default();
+        v.set("A", "1");
+        v.set("B", "2");
+        v.set("A", "3");
+        assert_eq!(v.iter().collect::<Vec<_>>(), vec![("A", "3"), ("B", "2")]);
+    }
+}

@@ -1,0 +1,79 @@
+//! `stage-local`: stages an app with Cloud Foundry buildpacks by the rules of CF's
+//! builder, then runs the droplet by the rules of CF's launcher. See docs/stage-local.md
+//! and `stage-local --help`; exit codes are in [`errors::exit`].
+
+mod app;
+mod buildpack;
+mod env;
+mod errors;
+mod final_standin;
+mod http;
+mod launch_yml;
+mod launcher;
+mod out;
+mod process;
+mod result;
+mod settings;
+mod staging;
+
+use clap::Parser as _;
+use errors::{exit, report};
+use settings::{Cli, Settings};
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for signal in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        if let Err(e) = signal_hook::flag::register(signal, interrupted.clone()) {
+            out::warn(format!("cannot catch signal {signal}: {e}"));
+        }
+    }
+    process::become_subreaper();
+    let code = match Settings::resolve(cli, &env, interrupted)
+        .map_err(anyhow::Error::from)
+        .and_then(|s| run(&s))
+    {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            let (code, msg) = report(&e);
+            eprintln!("stage-local: error: {msg}");
+            code
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(s: &Settings) -> anyhow::Result<()> {
+    let app = app::App::load(&s.app_dir)?;
+    let staged = staging::stage(s, &app)?;
+    out::say(format!(
+        "staged {}: droplet {}, result {}\n{}",
+        app.name,
+        staged.droplet.display(),
+        staged.result_json.display(),
+        staged.outcome.summary(&app)
+    ));
+    staged.outcome.check(&app)?;
+    if s.stage_only {
+        return Ok(());
+    }
+    launcher::run(s, &app, &staged)
+}

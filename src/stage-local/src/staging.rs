@@ -1,0 +1,531 @@
+//! Staging, in the order CF's builder does it with `-skipDetect=true`: lay out the
+//! staging area, check every supply buildpack can run, run each `bin/supply BUILD_DIR
+//! CACHE_DIR DEPS_DIR DEPS_IDX` with a cleared environment, run the final buildpack
+//! (here its local stand-in), merge launch.yml files and the Procfile, then turn the
+//! staging area into the droplet. The droplet ends at a different path than DEPS_DIR
+//! had during staging, as on CF: a staging path baked into anything breaks at run time.
+//!
+//! Work dir layout, per app (`<work>/<app>/`):
+//!   .lock               held while a run uses the app's dirs
+//!   buildpacks/<id>/    unpacked zips, fresh each run
+//!   cache/<id>/         each supply buildpack's CACHE_DIR, kept between runs
+//!   app/                BUILD_DIR, a fresh copy of the app
+//!   home/               HOME during staging, fresh each run
+//!   contents<random>/   the staging area: deps/ (DEPS_DIR), profile.d/; kept on failure
+//!   droplet/            the last good droplet: app/ deps/ profile.d/ tmp/ logs/ staging_info.yml
+//!   result.json         the last staging result
+
+use crate::app::App;
+use crate::buildpack::Buildpack;
+use crate::env::{self, Vars};
+use crate::errors::Error;
+use crate::final_standin::{self, Finalize};
+use crate::launch_yml::{self, Declared};
+use crate::out;
+use crate::process::{describe, Supervisor};
+use crate::result::{convert, merge, BuildpackMetadata, Entry, Outcome};
+use crate::settings::Settings;
+use anyhow::Context as _;
+use std::fs::{self, File};
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What the cf CLI never uploads (its default ignore list; `.cfignore` is not read).
+const IGNORED: [&str; 7] = [
+    ".cfignore",
+    ".gitignore",
+    ".git",
+    ".hg",
+    ".svn",
+    "_darcs",
+    ".DS_Store",
+];
+
+/// A staged app: its droplet and what Cloud Controller would get.
+#[derive(Debug)]
+pub struct Staged {
+    pub droplet: PathBuf,
+    pub result_json: PathBuf,
+    pub outcome: Outcome,
+}
+
+/// DEPS_IDX of buildpack `i` among `total` (the final one included): zero-padded to the
+/// digits of `total` (buildpackapplifecycle LifecycleBuilderConfig.DepsIndex).
+pub fn deps_idx(i: usize, total: usize) -> String {
+    let width = total.max(1).to_string().len();
+    format!("{i:0width$}")
+}
+
+/// The app's dirs under the work dir, locked for this run.
+pub struct Area {
+    pub root: PathBuf,
+    _lock: File,
+}
+
+impl Area {
+    pub fn open(work_dir: &Path, app: &App) -> anyhow::Result<Area> {
+        let root = work_dir.join(dir_name(&app.name));
+        fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+        let lock_path = root.join(".lock");
+        let lock = File::create(&lock_path)
+            .with_context(|| format!("cannot create {}", lock_path.display()))?;
+        if lock.try_lock().is_err() {
+            return Err(Error::Locked { path: root }.into());
+        }
+        Ok(Area { root, _lock: lock })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// Removes what a previous run left that this one rebuilds.
+    fn clear(&self) -> anyhow::Result<()> {
+        for entry in fs::read_dir(&self.root)?.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if ["app", "home", "buildpacks"].contains(&name.as_str())
+                || name.starts_with("contents")
+            {
+                fs::remove_dir_all(entry.path())
+                    .with_context(|| format!("cannot remove {}", entry.path().display()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An app name as a directory name.
+fn dir_name(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if clean.trim_matches('.').is_empty() {
+        "app".into()
+    } else {
+        clean
+    }
+}
+
+pub fn stage(s: &Settings, app: &App) -> anyhow::Result<Staged> {
+    let area = Area::open(&s.work_dir, app)?;
+    area.clear()?;
+    let final_name = app.final_buildpack();
+    out::say(format!(
+        "staging {} from {} with {} supply buildpack(s), then a local stand-in for {final_name}",
+        app.name,
+        app.dir.display(),
+        s.buildpacks.len()
+    ));
+    let buildpacks = resolve_buildpacks(s, &area)?;
+    // CF's builder checks every supply buildpack before it runs any.
+    for bp in &buildpacks {
+        bp.check_supply()?;
+    }
+    let layout = Layout::prepare(&area, app, &buildpacks)?;
+    let vars = env::staging(s, app, &area.path("home"));
+    let staged = (|| -> anyhow::Result<Staged> {
+        run_supplies(s, &layout, &buildpacks, &vars)?;
+        let defaults = final_standin::run(&Finalize {
+            name: &final_name,
+            build_dir: &layout.build_dir,
+            deps_dir: &layout.deps_dir,
+            idx: &layout.final_idx(),
+            profile_dir: &layout.contents.join("profile.d"),
+            env: &vars,
+        })?;
+        let mut metas: Vec<BuildpackMetadata> = buildpacks
+            .iter()
+            .enumerate()
+            .map(|(i, bp)| metadata(bp.key.clone(), &layout.idx_dir(i)))
+            .collect();
+        metas.push(metadata(
+            final_name.clone(),
+            &layout.idx_dir(layout.total - 1),
+        ));
+        let merged = merge_declarations(
+            &layout,
+            &origins(&buildpacks, &metas),
+            &final_name,
+            defaults,
+        )?;
+        let outcome = convert(&merged, app);
+        let result_json = area.path("result.json");
+        fs::write(&result_json, outcome.result_json(app, &metas))
+            .with_context(|| format!("cannot write {}", result_json.display()))?;
+        let droplet = make_droplet(&area, &layout, &outcome, &metas)?;
+        Ok(Staged {
+            droplet,
+            result_json,
+            outcome,
+        })
+    })();
+    if staged.is_err() && layout.contents.exists() {
+        out::say(format!(
+            "the staging area is kept for inspection: DEPS_DIR {}, BUILD_DIR {}",
+            layout.deps_dir.display(),
+            layout.build_dir.display()
+        ));
+    }
+    staged
+}
+
+fn resolve_buildpacks(s: &Settings, area: &Area) -> anyhow::Result<Vec<Buildpack>> {
+    let mut buildpacks = Vec::new();
+    for (i, path) in s.buildpacks.iter().enumerate() {
+        let bp = Buildpack::resolve(path, &area.path("buildpacks"))?;
+        out::say(format!(
+            "buildpack {i}: {} (bin/ in {})",
+            path.display(),
+            bp.root.display()
+        ));
+        buildpacks.push(bp);
+    }
+    Ok(buildpacks)
+}
+
+/// The staging area of one run.
+struct Layout {
+    /// Number of buildpacks, the final one included.
+    total: usize,
+    /// `contents<random>`: becomes the droplet.
+    contents: PathBuf,
+    /// `<contents>/deps`.
+    deps_dir: PathBuf,
+    build_dir: PathBuf,
+    /// Each supply buildpack's CACHE_DIR, by index.
+    caches: Vec<PathBuf>,
+}
+
+impl Layout {
+    /// Makes the staging area: each supply buildpack's CACHE_DIR (dropping those of
+    /// buildpacks no longer used, as CF's cleanCacheDir does), a random
+    /// `contents<random>/deps` with `deps/<idx>` for every buildpack, `profile.d/`,
+    /// BUILD_DIR as a fresh copy of the app, and an empty HOME.
+    fn prepare(area: &Area, app: &App, buildpacks: &[Buildpack]) -> anyhow::Result<Layout> {
+        let total = buildpacks.len() + 1;
+        let cache_root = area.path("cache");
+        fs::create_dir_all(&cache_root)?;
+        let keep: Vec<&str> = buildpacks.iter().map(|b| b.cache_id.as_str()).collect();
+        for entry in fs::read_dir(&cache_root)?.flatten() {
+            if !keep.contains(&entry.file_name().to_string_lossy().as_ref()) {
+                fs::remove_dir_all(entry.path())
+                    .with_context(|| format!("cannot remove {}", entry.path().display()))?;
+            }
+        }
+        let mut caches = Vec::new();
+        for bp in buildpacks {
+            let dir = cache_root.join(&bp.cache_id);
+            fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            caches.push(dir);
+        }
+        let contents = tempfile::Builder::new()
+            .prefix("contents")
+            .tempdir_in(&area.root)
+            .context("cannot create the staging area")?
+            .keep();
+        let layout = Layout {
+            total,
+            deps_dir: contents.join("deps"),
+            contents,
+            build_dir: area.path("app"),
+            caches,
+        };
+        for i in 0..total {
+            fs::create_dir_all(layout.idx_dir(i))?;
+        }
+        fs::create_dir_all(layout.contents.join("profile.d"))?;
+        fs::create_dir_all(area.path("home"))?;
+        copy_app(&app.dir, &layout.build_dir).context("cannot copy the app into BUILD_DIR")?;
+        Ok(layout)
+    }
+
+    fn idx(&self, i: usize) -> String {
+        deps_idx(i, self.total)
+    }
+
+    fn final_idx(&self) -> String {
+        self.idx(self.total - 1)
+    }
+
+    fn idx_dir(&self, i: usize) -> PathBuf {
+        self.deps_dir.join(self.idx(i))
+    }
+}
+
+fn run_supplies(
+    s: &Settings,
+    layout: &Layout,
+    buildpacks: &[Buildpack],
+    vars: &Vars,
+) -> anyhow::Result<()> {
+    let mut sup = Supervisor::new(s.grace);
+    for (i, bp) in buildpacks.iter().enumerate() {
+        let supply = bp.supply();
+        let args = [
+            layout.build_dir.clone(),
+            layout.caches[i].clone(),
+            layout.deps_dir.clone(),
+            PathBuf::from(layout.idx(i)),
+        ];
+        let shown: Vec<String> = args.iter().map(|a| a.display().to_string()).collect();
+        out::say(format!("running {} {}", supply.display(), shown.join(" ")));
+        let mut cmd = Command::new(&supply);
+        // CF leaves the working directory undefined; this is neither dir it passes.
+        cmd.args(&args).current_dir(&layout.contents);
+        env::apply(&mut cmd, vars);
+        sup.spawn(&mut cmd, &format!("bin/supply of buildpack {i}"), None)
+            .with_context(|| format!("cannot start {}", supply.display()))?;
+        let Some(status) = sup.wait(i, &s.interrupted) else {
+            return Err(Error::Interrupted {
+                during: format!("{} was running", supply.display()),
+            }
+            .into());
+        };
+        if sup.has_leftovers(i) {
+            out::warn(format!(
+                "{} exited but left processes running; CF destroys the staging container, so \
+                 they never outlive staging there: stopping them",
+                supply.display()
+            ));
+            sup.stop_all();
+        }
+        if status.exit_status() != Some(0) {
+            return Err(Error::SupplyFailed {
+                path: supply,
+                status: describe(status),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// How the summary names each supply buildpack: index, name and version from its
+/// config.yml, and the file or directory it came from.
+fn origins(buildpacks: &[Buildpack], metas: &[BuildpackMetadata]) -> Vec<String> {
+    buildpacks
+        .iter()
+        .zip(metas)
+        .enumerate()
+        .map(|(i, (bp, m))| {
+            let version = m.version.as_deref().map(|v| format!(" {v}"));
+            let name = format!("{}{}", m.name, version.unwrap_or_default());
+            format!("buildpack {i}: {} in {}", name.trim(), bp.display_name())
+        })
+        .collect()
+}
+
+/// Reads every launch.yml and merges them, then the final buildpack's defaults (CF uses
+/// its launch.yml if it wrote one, else its `bin/release`), then the Procfile.
+fn merge_declarations(
+    layout: &Layout,
+    origins: &[String],
+    final_name: &str,
+    defaults: Vec<Declared>,
+) -> Result<Vec<Entry>, Error> {
+    let mut merged = Vec::new();
+    for (i, origin) in origins.iter().enumerate() {
+        if let Some(declared) = read_launch_yml(layout, i, origin)? {
+            merge(&mut merged, declared);
+        }
+    }
+    let final_origin = format!("the stand-in for {final_name}");
+    let finals = match read_launch_yml(layout, layout.total - 1, &final_origin)? {
+        Some(declared) => declared,
+        None => entries(defaults, &final_origin),
+    };
+    merge(&mut merged, finals);
+    let procfile = layout.build_dir.join("Procfile");
+    if let Ok(text) = fs::read_to_string(&procfile) {
+        let declared = launch_yml::parse_procfile(&text).map_err(|problem| Error::Procfile {
+            path: procfile.clone(),
+            problem,
+        })?;
+        merge(&mut merged, entries(declared, "the Procfile"));
+    }
+    Ok(merged)
+}
+
+fn entries(declared: Vec<Declared>, origin: &str) -> Vec<Entry> {
+    declared
+        .into_iter()
+        .map(|declared| Entry {
+            declared,
+            origin: origin.to_string(),
+        })
+        .collect()
+}
+
+fn read_launch_yml(layout: &Layout, i: usize, origin: &str) -> Result<Option<Vec<Entry>>, Error> {
+    let path = layout.idx_dir(i).join("launch.yml");
+    let Ok(text) = fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    if layout.idx(i) != i.to_string() {
+        // buildpackapplifecycle's MergeLaunchYML joins strconv.Itoa(index), unpadded.
+        out::warn(format!(
+            "{} is read here, but CF's builder looks for launch.yml at deps/{i} (unpadded) \
+             and skips this one when an app has 10 or more buildpacks: on a real foundation \
+             its process types and sidecars would be missing",
+            path.display()
+        ));
+    }
+    let declared = launch_yml::parse(&text).map_err(|problems| Error::LaunchYml {
+        path: path.clone(),
+        problems,
+    })?;
+    Ok(Some(entries(declared, origin)))
+}
+
+/// result.json's name and version of a buildpack, from its `config.yml` (CF ignores a
+/// missing or broken one).
+fn metadata(key: String, idx_dir: &Path) -> BuildpackMetadata {
+    #[derive(serde::Deserialize)]
+    struct Config {
+        #[serde(default)]
+        name: Option<serde_yaml::Value>,
+        #[serde(default)]
+        version: Option<serde_yaml::Value>,
+    }
+    let path = idx_dir.join("config.yml");
+    let config = fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_yaml::from_str::<Config>(&t).ok());
+    if config.is_none() {
+        out::warn(format!(
+            "{} is missing or unreadable: CF shows this buildpack without a name or version",
+            path.display()
+        ));
+    }
+    let text = |v: Option<serde_yaml::Value>| {
+        v.and_then(|v| crate::app::scalar(&v))
+            .filter(|s| !s.is_empty())
+    };
+    let (name, version) = config
+        .map(|c| (text(c.name), text(c.version)))
+        .unwrap_or_default();
+    BuildpackMetadata {
+        key,
+        name: name.unwrap_or_default(),
+        version,
+    }
+}
+
+/// The droplet: the staging area with app/, tmp/, logs/ and staging_info.yml, moved to
+/// `<area>/droplet` (replacing the previous one).
+fn make_droplet(
+    area: &Area,
+    layout: &Layout,
+    outcome: &Outcome,
+    metas: &[BuildpackMetadata],
+) -> anyhow::Result<PathBuf> {
+    let contents = &layout.contents;
+    for d in ["tmp", "logs"] {
+        fs::create_dir_all(contents.join(d))?;
+    }
+    fs::rename(&layout.build_dir, contents.join("app"))
+        .context("cannot move BUILD_DIR into the droplet")?;
+    // CF writes it as JSON, which YAML readers accept.
+    let info = serde_json::json!({
+        "detected_buildpack": metas.last().map(|m| m.name.as_str()).unwrap_or_default(),
+        "start_command": outcome.process_types.get("web").map(|(c, _)| c.as_str()).unwrap_or_default(),
+    });
+    fs::write(contents.join("staging_info.yml"), format!("{info}\n"))?;
+    let droplet = area.path("droplet");
+    if droplet.exists() {
+        fs::remove_dir_all(&droplet)
+            .with_context(|| format!("cannot remove {}", droplet.display()))?;
+    }
+    fs::rename(contents, &droplet)
+        .with_context(|| format!("cannot create {}", droplet.display()))?;
+    Ok(droplet)
+}
+
+/// Copies the app as `cf push` uploads it: everything but the cf CLI's ignore list and
+/// the top-level manifest.yml; modes and symlinks kept.
+fn copy_app(from: &Path, to: &Path) -> std::io::Result<()> {
+    fn walk(from: &Path, to: &Path, top: bool) -> std::io::Result<()> {
+        fs::create_dir_all(to)?;
+        for entry in fs::read_dir(from)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name_str = name.to_string_lossy();
+            if IGNORED.contains(&name_str.as_ref()) || (top && name_str == "manifest.yml") {
+                continue;
+            }
+            let (src, dst) = (entry.path(), to.join(&name));
+            let kind = entry.file_type()?;
+            if kind.is_symlink() {
+                symlink(fs::read_link(&src)?, &dst)?;
+            } else if kind.is_dir() {
+                walk(&src, &dst, false)?;
+            } else if kind.is_file() {
+                fs::copy(&src, &dst)?;
+            }
+        }
+        // Last, so a read-only directory can still be filled.
+        fs::set_permissions(to, fs::metadata(from)?.permissions())
+    }
+    walk(from, to, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deps_idx_pads_once_there_are_ten_buildpacks() {
+        assert_eq!(deps_idx(0, 1), "0");
+        assert_eq!(deps_idx(8, 9), "8");
+        assert_eq!(deps_idx(0, 10), "00");
+        assert_eq!(deps_idx(9, 10), "09");
+        assert_eq!(deps_idx(10, 11), "10");
+        assert_eq!(deps_idx(7, 100), "007");
+    }
+
+    #[test]
+    fn app_names_become_safe_dir_names() {
+        assert_eq!(
+            dir_name("app-using-config-server"),
+            "app-using-config-server"
+        );
+        assert_eq!(dir_name("my app/v2"), "my_app_v2");
+        assert_eq!(dir_name(".."), "app");
+    }
+
+    #[test]
+    fn copies_the_app_like_cf_push() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let (from, to) = (root.path().join("from"), root.path().join("to"));
+        fs::create_dir_all(from.join(".git")).expect("mkdir");
+        fs::create_dir_all(from.join("lib")).expect("mkdir");
+        fs::write(from.join("manifest.yml"), "x").expect("write");
+        fs::write(from.join("lib/manifest.yml"), "kept").expect("write");
+        fs::write(from.join("run.sh"), "#!/bin/sh\n").expect("write");
+        fs::set_permissions(
+            from.join("run.sh"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o750),
+        )
+        .expect("chmod");
+        symlink("run.sh", from.join("link")).expect("symlink");
+        copy_app(&from, &to).expect("copy");
+        assert!(!to.join("manifest.yml").exists() && !to.join(".git").exists());
+        assert!(to.join("lib/manifest.yml").exists());
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &fs::metadata(to.join("run.sh")).expect("stat").permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o750);
+        assert_eq!(
+            fs::read_link(to.join("link")).expect("link"),
+            PathBuf::from("run.sh")
+        );
+    }
+}

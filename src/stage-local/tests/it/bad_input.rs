@@ -1,0 +1,231 @@
+//! Each kind of bad input fails with its documented exit code and a message that names
+//! the file or setting (exit codes: src/stage-local/src/errors.rs).
+
+use crate::support::*;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+
+const INPUT: i32 = 3;
+const LAUNCH_YML: i32 = 4;
+const CLOUD_CONTROLLER: i32 = 5;
+const FINAL_FAILED: i32 = 223;
+const SUPPLY_FAILED: i32 = 225;
+
+fn app() -> Sandbox {
+    let sb = Sandbox::new();
+    sb.file("Procfile", "web: sleep 1\n");
+    sb
+}
+
+#[test]
+fn a_supply_buildpack_without_bin_supply() {
+    let sb = app();
+    let bp = sb.buildpack("nosupply", "true");
+    fs::remove_file(bp.join("bin/supply")).expect("rm");
+    sb.stage()
+        .buildpack(&bp)
+        .run()
+        .code(SUPPLY_FAILED)
+        .has(&format!(
+            "Failed to run all supply scripts: {} does not exist",
+            bp.join("bin/supply").display()
+        ))
+        .has("does not support multi-buildpack apps");
+    fs::remove_dir(bp.join("bin")).expect("rm bin");
+    sb.stage()
+        .buildpack(&bp)
+        .run()
+        .code(SUPPLY_FAILED)
+        .has("malformed buildpack does not contain a /bin dir");
+}
+
+#[test]
+fn a_bin_supply_that_is_not_executable() {
+    let sb = app();
+    let bp = sb.buildpack("plain", "true");
+    let supply = bp.join("bin/supply");
+    fs::set_permissions(&supply, fs::Permissions::from_mode(0o644)).expect("chmod");
+    sb.stage()
+        .buildpack(&bp)
+        .run()
+        .code(SUPPLY_FAILED)
+        .has(&format!(
+            "{} is not executable (mode 644)",
+            supply.display()
+        ))
+        .has("permission denied and exit 225");
+}
+
+#[test]
+fn a_failing_supply_fails_staging_and_keeps_the_staging_area() {
+    let sb = app();
+    let ok = sb.buildpack("ok", "echo first ran");
+    let bad = sb.buildpack("bad", "echo '       **ERROR** no luck'; exit 14");
+    sb.stage()
+        .buildpack(&ok)
+        .buildpack(&bad)
+        .run()
+        .code(SUPPLY_FAILED)
+        .has("first ran")
+        .has("**ERROR** no luck")
+        .has(&format!(
+            "Failed to run all supply scripts: {} exited with exit status 14",
+            bad.join("bin/supply").display()
+        ))
+        .has("the staging area is kept for inspection: DEPS_DIR ");
+}
+
+#[test]
+fn zips_that_cf_could_not_use() {
+    let sb = app();
+    let no_modes = sb.root.path().join("windows.zip");
+    let mut w = zip::ZipWriter::new(fs::File::create(&no_modes).expect("zip"));
+    let dos = zip::write::SimpleFileOptions::default().system(zip::System::Dos);
+    w.start_file("bin/supply", dos).expect("entry");
+    w.write_all(b"#!/bin/sh\n").expect("write");
+    w.finish().expect("finish");
+    sb.stage()
+        .buildpack(&no_modes)
+        .run()
+        .code(SUPPLY_FAILED)
+        .has(&format!(
+            "bin/supply in {} has no Unix file mode",
+            no_modes.display()
+        ))
+        .has("CF unpacks such entries as 0666");
+
+    let evil = sb.root.path().join("evil.zip");
+    let mut w = zip::ZipWriter::new(fs::File::create(&evil).expect("zip"));
+    let unix = zip::write::SimpleFileOptions::default().unix_permissions(0o644);
+    w.start_file("../escaped", unix).expect("entry");
+    w.finish().expect("finish");
+    sb.stage()
+        .buildpack(&evil)
+        .run()
+        .code(INPUT)
+        .has("entry \"../escaped\" is absolute or has `..` in its path");
+    assert!(!sb.area("app").join("buildpacks/escaped").exists());
+
+    let text = sb.root.path().join("notes.zip");
+    fs::write(&text, "not a zip").expect("write");
+    sb.stage()
+        .buildpack(&text)
+        .run()
+        .code(INPUT)
+        .has("is neither a directory nor a zip");
+}
+
+#[test]
+fn launch_yml_files_cf_would_reject() {
+    for (memory, sidecar_for, want) in [
+        ("32M", "[web]", "processes[0].limits.memory: cannot unmarshal !!str `32M` into int"),
+        ("\"32\"", "[web]", "processes[0].limits.memory: cannot unmarshal !!str `32` into int"),
+        ("32MB", "[web]", "cannot unmarshal !!str `32MB` into int"),
+        ("32", "web", "processes[0].platforms.cloudfoundry.sidecar_for: cannot unmarshal !!str `web` into []string"),
+    ] {
+        let sb = app();
+        let bp = sb.buildpack(
+            "strict",
+            &format!(
+                "printf 'processes:\\n- type: s\\n  command: x\\n  limits:\\n    memory: {memory}\\n  platforms:\\n    cloudfoundry:\\n      sidecar_for: {sidecar_for}\\n' > \"$deps/$idx/launch.yml\""
+            ),
+        );
+        let o = sb.stage().buildpack(&bp).run();
+        o.code(LAUNCH_YML)
+            .has("/deps/0/launch.yml would fail staging on Cloud Foundry\n")
+            .has(want)
+            .has("fails staging with exit 1");
+    }
+}
+
+#[test]
+fn staging_results_cloud_controller_would_refuse() {
+    let cases = [
+        ("64M", "sidecars:\n  - name: side\n    process_types: [web]\n    command: x\n", "32",
+         CLOUD_CONTROLLER, "sidecar \"side\" from buildpack 0: side 1.2.3 in side-buildpack conflicts with an existing user-defined sidecar"),
+        ("32M", "", "32", CLOUD_CONTROLLER, "the sidecars of the \"web\" process take 32 MB of the app's 32 MB"),
+        ("64M", "", "0", CLOUD_CONTROLLER, "declares limits.memory: 0"),
+        ("64M", "", "-8", CLOUD_CONTROLLER, "declares limits.memory: -8"),
+    ];
+    for (memory, extra, sidecar_memory, code, want) in cases {
+        let sb = app();
+        sb.file(
+            "manifest.yml",
+            &format!("applications:\n- name: app\n  memory: {memory}\n  {extra}"),
+        );
+        let bp = sb.sidecar_buildpack("side", sidecar_memory, "exec sleep 600");
+        sb.stage().buildpack(&bp).run().code(code).has(want);
+    }
+}
+
+#[test]
+fn app_files_and_settings_that_cannot_be_used() {
+    let sb = app();
+    sb.file(
+        "manifest.yml",
+        "applications:\n- name: app\n  memory: 256\n",
+    );
+    sb.stage().run().code(INPUT).has("manifest.yml: applications[0].memory: byte quantity must be a positive integer with a unit of measurement like M, MB, G, or GB");
+
+    let sb = app();
+    sb.file("Procfile", "web:\n  - not a command\n");
+    sb.stage()
+        .run()
+        .code(INPUT)
+        .has("Procfile: Failed to read command from Procfile: invalid YAML");
+
+    let sb = app();
+    let vs = sb.root.path().join("vcap.json");
+    fs::write(&vs, "[]").expect("write");
+    sb.stage()
+        .arg("--vcap-services")
+        .arg(&vs)
+        .run()
+        .code(INPUT)
+        .has(&format!(
+            "--vcap-services {}: holds a JSON array, not an object",
+            vs.display()
+        ));
+
+    let sb = Sandbox::new();
+    sb.stage()
+        .run()
+        .code(INPUT)
+        .has("the staged app has no web process type");
+
+    let sb = app();
+    let missing = sb.root.path().join("nowhere");
+    let o = sb.stage().buildpack(&missing).run();
+    o.code(INPUT).has(&format!(
+        "--buildpack {}: cannot be used",
+        missing.display()
+    ));
+}
+
+#[test]
+fn a_second_run_on_the_same_app_is_refused() {
+    let sb = app();
+    let area = sb.area("app");
+    fs::create_dir_all(&area).expect("mkdir");
+    let lock = fs::File::create(area.join(".lock")).expect("lock file");
+    lock.try_lock().expect("take the lock");
+    sb.stage().run().code(INPUT).has(&format!(
+        "another stage-local run is using {}",
+        area.display()
+    ));
+}
+
+#[test]
+fn the_final_stand_in_needs_the_apps_gems_installed() {
+    let sb = app();
+    sb.file(
+        "Gemfile",
+        "source 'https://rubygems.org'\ngem 'no-such-gem-for-stage-local'\n",
+    );
+    sb.stage()
+        .run()
+        .code(FINAL_FAILED)
+        .has("-----> local stand-in for the app's final buildpack (not the real buildpack): using system Ruby ")
+        .has("bundle check says the app's gems are not installed on this machine");
+}

@@ -1,0 +1,7 @@
+//! Integration tests: the real `stage-local` binary against temp dirs, with small
+//! shell-script buildpacks and a python3 web app. One test binary for all (style.md).
+
+mod bad_input;
+mod launching;
+mod staging;
+mod support;

@@ -1,0 +1,383 @@
+//! Builders that keep each test short: a sandbox with an app, shell-script buildpacks
+//! and a work dir; a `stage-local` run that must finish in bounded time; a background run
+//! whose output can be waited on; checks that processes are really gone.
+
+#![allow(dead_code)]
+
+use rustix::process::{kill_process, Pid, Signal};
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_stage-local");
+/// No test may take longer than this; a hang is a failure, not a stuck CI job.
+pub const LIMIT: Duration = Duration::from_secs(60);
+
+/// A tiny web app: answers `/` with a greeting and `/env` with its environment and
+/// working directory as JSON. Logs one line to stdout and one to stderr at start.
+pub const SERVER_PY: &str = r#"import http.server, json, os, sys
+print("web up", flush=True)
+print("web says on stderr", file=sys.stderr, flush=True)
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/env":
+            body = json.dumps({"env": dict(os.environ), "cwd": os.getcwd()}).encode()
+        elif self.path == "/":
+            body = b"hello from web"
+        else:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+pub struct Sandbox {
+    pub root: tempfile::TempDir,
+}
+
+impl Sandbox {
+    /// An empty app dir named `app` (so the app is called "app" unless a manifest says).
+    pub fn new() -> Sandbox {
+        let root = tempfile::tempdir().expect("tempdir");
+        fs::create_dir_all(root.path().join("app")).expect("app dir");
+        Sandbox { root }
+    }
+
+    /// An app that serves HTTP on $PORT (python3), named `demo`, with 256M.
+    pub fn web_app() -> Sandbox {
+        let sb = Sandbox::new();
+        sb.file("server.py", SERVER_PY)
+            .file("Procfile", "web: exec python3 server.py\n")
+            .file(
+                "manifest.yml",
+                "applications:\n- name: demo\n  memory: 256M\n",
+            );
+        sb
+    }
+
+    pub fn app(&self) -> PathBuf {
+        self.root.path().join("app")
+    }
+
+    pub fn work(&self) -> PathBuf {
+        self.root.path().join("work")
+    }
+
+    /// The app's dir under the work dir, for an app called `name`.
+    pub fn area(&self, name: &str) -> PathBuf {
+        self.work().join(name)
+    }
+
+    /// Writes a file of the app.
+    pub fn file(&self, rel: &str, text: &str) -> &Sandbox {
+        write(&self.app().join(rel), text, 0o644);
+        self
+    }
+
+    /// A directory buildpack whose bin/supply is `body` (bash, `set -euo pipefail`,
+    /// with $build $cache $deps $idx set from the four arguments).
+    pub fn buildpack(&self, name: &str, body: &str) -> PathBuf {
+        let dir = self.root.path().join("buildpacks").join(name);
+        let script = format!(
+            "#!/usr/bin/env bash\nset -euo pipefail\nbuild=$1 cache=$2 deps=$3 idx=$4\n{body}\n"
+        );
+        write(&dir.join("bin/supply"), &script, 0o755);
+        dir
+    }
+
+    /// A buildpack that installs `script` as `bin/<name>` and declares it a sidecar of
+    /// `web` with `memory` (as written into launch.yml).
+    pub fn sidecar_buildpack(&self, name: &str, memory: &str, script: &str) -> PathBuf {
+        self.buildpack(
+            &format!("{name}-buildpack"),
+            &format!(
+                r#"mkdir -p "$deps/$idx/bin"
+cat > "$deps/$idx/bin/{name}" <<'SIDECAR'
+#!/usr/bin/env bash
+{script}
+SIDECAR
+chmod 755 "$deps/$idx/bin/{name}"
+cat > "$deps/$idx/launch.yml" <<YML
+processes:
+- type: {name}
+  command: '"\$DEPS_DIR/$idx/bin/{name}"'
+  limits:
+    memory: {memory}
+  platforms:
+    cloudfoundry:
+      sidecar_for: [web]
+YML
+printf -- '---\nname: {name}\nversion: 1.2.3\nconfig: {{}}\n' > "$deps/$idx/config.yml"
+echo "-----> {name} buildpack installed bin/{name}""#
+            ),
+        )
+    }
+
+    /// `stage-local --work-dir <work>` with the arguments to come; APP_DIR is added last.
+    pub fn stage(&self) -> Run {
+        Run {
+            args: vec!["--work-dir".into(), self.work().display().to_string()],
+            env: vec![],
+            app: self.app(),
+        }
+    }
+}
+
+pub fn write(path: &Path, text: &str, mode: u32) {
+    fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    fs::write(path, text).expect("write");
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+pub struct Run {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    app: PathBuf,
+}
+
+impl Run {
+    pub fn arg(mut self, a: impl AsRef<std::ffi::OsStr>) -> Run {
+        self.args.push(a.as_ref().to_string_lossy().to_string());
+        self
+    }
+
+    pub fn buildpack(self, p: impl AsRef<Path>) -> Run {
+        self.arg("--buildpack").arg(p.as_ref())
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Run {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(&self.args)
+            .arg(&self.app)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", std::env::var("HOME").unwrap_or_else(|_| "/".into()))
+            .envs(self.env.iter().cloned())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    /// Runs to the end (within `LIMIT`).
+    pub fn run(self) -> Outcome {
+        self.spawn().finish()
+    }
+
+    /// Starts in the background; output is collected as it comes.
+    pub fn spawn(self) -> Running {
+        let mut child = self.command().spawn().expect("start stage-local");
+        let out = Arc::new(Mutex::new(String::new()));
+        let err = Arc::new(Mutex::new(String::new()));
+        let readers = vec![
+            collect(child.stdout.take().expect("stdout"), out.clone()),
+            collect(child.stderr.take().expect("stderr"), err.clone()),
+        ];
+        Running {
+            child: Some(child),
+            out,
+            err,
+            readers,
+        }
+    }
+}
+
+fn collect(stream: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            let mut s = into.lock().expect("lock");
+            s.push_str(&line);
+            s.push('\n');
+        }
+    })
+}
+
+pub struct Running {
+    child: Option<Child>,
+    out: Arc<Mutex<String>>,
+    err: Arc<Mutex<String>>,
+    readers: Vec<thread::JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn stdout(&self) -> String {
+        self.out.lock().expect("lock").clone()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    /// Waits until stdout has `text`; returns stdout so far.
+    pub fn wait_for(&mut self, text: &str) -> String {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let out = self.stdout();
+            if out.contains(text) {
+                return out;
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            assert!(
+                exited.is_none() && Instant::now() < deadline,
+                "no {text:?} in time (exit: {exited:?}); stdout:\n{out}\nstderr:\n{}",
+                self.err.lock().expect("lock")
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        kill_process(pid(self.pid()), sig).expect("signal stage-local");
+    }
+
+    /// Waits for the end (within `LIMIT`, else kills it and fails).
+    pub fn finish(mut self) -> Outcome {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + LIMIT;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = kill_process(pid(child.id() as i32), Signal::TERM);
+                let _ = child.wait();
+                panic!(
+                    "stage-local did not finish in {LIMIT:?}; stdout:\n{}",
+                    self.stdout()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        Outcome {
+            code: status.code().unwrap_or(-1),
+            out: self.stdout(),
+            err: self.err.lock().expect("lock").clone(),
+        }
+    }
+}
+
+impl Drop for Running {
+    /// A failing test still stops stage-local, which stops what it started.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = kill_process(pid(child.id() as i32), Signal::TERM);
+            let _ = child.wait();
+        }
+    }
+}
+
+pub struct Outcome {
+    pub code: i32,
+    pub out: String,
+    pub err: String,
+}
+
+impl Outcome {
+    fn dump(&self) -> String {
+        format!("stdout:\n{}\nstderr:\n{}", self.out, self.err)
+    }
+
+    pub fn code(&self, want: i32) -> &Outcome {
+        assert_eq!(self.code, want, "exit code; {}", self.dump());
+        self
+    }
+
+    pub fn success(&self) -> &Outcome {
+        self.code(0)
+    }
+
+    /// stdout or stderr contains `text`.
+    pub fn has(&self, text: &str) -> &Outcome {
+        assert!(
+            self.out.contains(text) || self.err.contains(text),
+            "output lacks {text:?}; {}",
+            self.dump()
+        );
+        self
+    }
+
+    pub fn lacks(&self, text: &str) -> &Outcome {
+        assert!(
+            !self.out.contains(text) && !self.err.contains(text),
+            "output has {text:?}; {}",
+            self.dump()
+        );
+        self
+    }
+
+    /// The body stage-local printed for `GET <path>`.
+    pub fn answer(&self, path: &str) -> String {
+        let mut lines = self.out.lines();
+        let head = format!("{path} -> ");
+        lines
+            .by_ref()
+            .find(|l| l.starts_with("stage-local: GET ") && l.contains(&head))
+            .unwrap_or_else(|| panic!("no answer for {path}; {}", self.dump()));
+        lines.next().unwrap_or_default().to_string()
+    }
+
+    /// The pid stage-local reported starting for the log source, e.g. `APP/PROC/WEB/0`.
+    pub fn started_pid(&self, source: &str) -> i32 {
+        started_pid(&self.out, source)
+    }
+}
+
+pub fn started_pid(out: &str, source: &str) -> i32 {
+    let head = format!("stage-local: started [{source}] as pid ");
+    out.lines()
+        .find_map(|l| l.strip_prefix(&head))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no start of {source} in:\n{out}"))
+}
+
+pub fn pid(raw: i32) -> Pid {
+    Pid::from_raw(raw).expect("a pid")
+}
+
+/// True once `pid` is no more (or only a zombie nobody will run again).
+pub fn gone(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+    }
+}
+
+/// Reads a pid a test process wrote into a file.
+pub fn pid_in(path: &Path) -> i32 {
+    fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .parse()
+        .expect("a pid")
+}
+
+/// The JSON object printed for `GET /env` by the test app.
+pub fn env_answer(o: &Outcome) -> serde_json::Value {
+    serde_json::from_str(&o.answer("/env")).expect("JSON from /env")
+}
