@@ -65,6 +65,7 @@ pub enum Error {
         url: Redacted,
         attempts: u32,
         reason: String,
+        fault: Fault,
         cert_path: Option<PathBuf>,
         proxy: Option<Redacted>,
     },
@@ -99,6 +100,30 @@ pub enum Error {
     /// The `launch.yml` just written would not pass CF's parser: a bug.
     #[error("{} would be rejected by Cloud Foundry: {problem}", path.display())]
     LaunchYml { path: PathBuf, problem: String },
+}
+
+/// What went wrong with a download that got no HTTP status, as far as can be told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// No connection, a reset, a stall, a short body: worth another attempt.
+    Network,
+    /// The server's certificate chains to no CA this machine trusts.
+    UntrustedCertificate,
+    /// The server's certificate has expired or is not valid yet.
+    ExpiredCertificate,
+    /// The server's certificate names other hosts than the URL's.
+    WrongHostCertificate,
+    /// A redirect loop, more than 10 redirects, or a redirect from https to http.
+    Redirect,
+    /// A `file://` URI that cannot be read.
+    LocalFile,
+}
+
+impl Fault {
+    /// Only network faults can go away by trying again.
+    pub fn is_transient(self) -> bool {
+        self == Fault::Network
+    }
 }
 
 /// The parts of an `**ERROR**` block beyond its first line.
@@ -169,6 +194,7 @@ impl Error {
             Error::Download {
                 attempts,
                 reason,
+                fault,
                 cert_path,
                 proxy,
                 ..
@@ -180,38 +206,59 @@ impl Error {
                 if let Some(p) = proxy {
                     details.push(format!("proxy: {p}"));
                 }
-                let tls = reason.contains("certificate") || reason.contains("tls");
-                let (cause, fix) = if tls {
-                    (
+                let cert_path = cert_path
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "unset".into());
+                let (cause, fix) = match fault {
+                    Fault::UntrustedCertificate => (
                         "the server's TLS certificate is not trusted, often because a corporate \
                          proxy re-signs traffic"
                             .to_string(),
                         format!(
                             "install the issuing CA in the stack's trust store or in \
-                             CF_SYSTEM_CERT_PATH (now {}), or mirror the file on a host with a \
-                             trusted certificate",
-                            cert_path
-                                .as_ref()
-                                .map(|p| p.display().to_string())
-                                .unwrap_or_else(|| "unset".into())
+                             CF_SYSTEM_CERT_PATH (now {cert_path}), or mirror the file on a host \
+                             with a trusted certificate"
                         ),
-                    )
-                } else if proxy.is_some() {
-                    (
+                    ),
+                    Fault::ExpiredCertificate => (
+                        "the server's TLS certificate has expired or is not valid yet (or the \
+                         staging cell's clock is wrong)"
+                            .to_string(),
+                        "renew the server's certificate, or point manifest.yml's uri at a host \
+                         with a valid one"
+                            .to_string(),
+                    ),
+                    Fault::WrongHostCertificate => (
+                        "the server's TLS certificate is not valid for the host in the URL".into(),
+                        "use a host name the certificate names in manifest.yml's uri, or fix the \
+                         server's certificate"
+                            .into(),
+                    ),
+                    Fault::Redirect => (
+                        "the server redirected in a loop, more than 10 times, or from https to \
+                         http, which is refused"
+                            .into(),
+                        "point manifest.yml's uri at the file's final https location".into(),
+                    ),
+                    Fault::LocalFile => (
+                        "the file:// uri names a file that is not on this machine".into(),
+                        "mount the mirror on the stack or use an https:// uri".into(),
+                    ),
+                    Fault::Network if proxy.is_some() => (
                         "the proxy or the release host could not be reached".to_string(),
                         "check http_proxy, https_proxy and no_proxy in the staging environment \
                          group, or use the cached buildpack on foundations without internet"
                             .to_string(),
-                    )
-                } else {
-                    (
+                    ),
+                    Fault::Network => (
                         "the release host could not be reached from the staging container"
                             .to_string(),
                         "check the foundation's egress and proxy settings (http_proxy, \
                          https_proxy, no_proxy), or use the cached buildpack, which needs no \
                          network"
                             .to_string(),
-                    )
+                    ),
                 };
                 (cause, fix, details)
             }
@@ -270,12 +317,14 @@ impl Error {
                 vec![],
             ),
             Error::Write { source, .. } => {
-                let cause = match source.raw_os_error() {
-                    Some(28) => "no space left on the device".to_string(),
-                    Some(30) => "the filesystem is read-only".to_string(),
-                    _ if source.kind() == io::ErrorKind::PermissionDenied => {
-                        "permission denied".to_string()
+                // By kind, not errno: tempfile wraps its errors with the path, which
+                // keeps the kind but drops the raw OS code.
+                let cause = match source.kind() {
+                    io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+                        "no space left on the device".to_string()
                     }
+                    io::ErrorKind::ReadOnlyFilesystem => "the filesystem is read-only".to_string(),
+                    io::ErrorKind::PermissionDenied => "permission denied".to_string(),
                     _ => source.to_string(),
                 };
                 (

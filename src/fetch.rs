@@ -4,12 +4,12 @@
 //! caller only ever gets a file whose digest matched.
 
 use crate::digest::{Sha256, STREAM_BUFFER};
-use crate::errors::Error;
+use crate::errors::{Error, Fault};
 use crate::manifest::{basename, Dependency};
-use crate::redact::{scrub, Redacted};
+use crate::redact::{scrub, scrub_urls, Redacted};
 use crate::settings::Network;
 use crate::{detail, digest::HashingWriter};
-use reqwest::blocking::Client;
+use reqwest::blocking::{Client, ClientBuilder};
 use std::cell::OnceCell;
 use std::fmt;
 use std::fs::{self, File};
@@ -66,6 +66,8 @@ enum StreamError {
 enum Failed {
     /// Worth another attempt: connect error, timeout, reset, truncation, 5xx, 429.
     Transient(String),
+    /// Final: the same answer every time (a certificate, a redirect loop).
+    Final(Fault, String),
     /// Final: any other HTTP status.
     Status(u16),
     /// Final: a typed error (disk full, checksum mismatch).
@@ -80,11 +82,11 @@ impl<'a> Fetcher<'a> {
         }
     }
 
-    fn client(&self) -> Result<&Client, Error> {
+    fn client(&self, dependency: &str) -> Result<&Client, Error> {
         if let Some(c) = self.client.get() {
             return Ok(c);
         }
-        let client = build_client(self.net)?;
+        let client = build_client(self.net, dependency)?;
         Ok(self.client.get_or_init(|| client))
     }
 
@@ -95,45 +97,38 @@ impl<'a> Fetcher<'a> {
         let shown = Redacted::url(url);
         if url.scheme() == "file" {
             detail!("Copying {shown}");
-            let path = url.to_file_path().map_err(|()| Error::Download {
+            let local = |reason: String| Error::Download {
                 dependency: dep.name.clone(),
                 url: shown.clone(),
                 attempts: 1,
-                reason: "not a local path".into(),
+                reason,
+                fault: Fault::LocalFile,
                 cert_path: None,
                 proxy: None,
-            })?;
-            let mut src = File::open(&path).map_err(|e| Error::Download {
-                dependency: dep.name.clone(),
-                url: shown.clone(),
-                attempts: 1,
-                reason: e.to_string(),
-                cert_path: None,
-                proxy: None,
-            })?;
+            };
+            let path = url
+                .to_file_path()
+                .map_err(|()| local("not a local path".into()))?;
+            let mut src = File::open(&path).map_err(|e| local(e.to_string()))?;
             return stream_verified(&mut src, dep, dest_dir, Origin::Network(url.clone())).map_err(
                 |e| match e {
                     StreamError::Fatal(e) => *e,
-                    StreamError::Read(reason) => Error::Download {
-                        dependency: dep.name.clone(),
-                        url: shown.clone(),
-                        attempts: 1,
-                        reason,
-                        cert_path: None,
-                        proxy: None,
-                    },
+                    StreamError::Read(reason) => local(reason),
                 },
             );
         }
 
         detail!("Downloading {shown}");
-        let client = self.client()?;
+        let client = self.client(&dep.name)?;
         let attempts = self.net.attempts;
         let mut last = String::new();
         for attempt in 1..=attempts {
             match self.attempt(client, dep, dest_dir) {
                 Ok(v) => return Ok(v),
                 Err(Failed::Fatal(e)) => return Err(*e),
+                Err(Failed::Final(fault, reason)) => {
+                    return Err(self.download_error(dep, attempt, reason, fault))
+                }
                 Err(Failed::Status(status)) if status != 429 && status < 500 => {
                     return Err(Error::HttpStatus {
                         dependency: dep.name.clone(),
@@ -162,31 +157,43 @@ impl<'a> Fetcher<'a> {
                 attempts,
             });
         }
-        Err(Error::Download {
-            dependency: dep.name.clone(),
-            url: shown,
-            attempts,
-            reason: last,
-            cert_path: Some(self.net.cert_path.clone()),
-            proxy: self.proxy_for(url).map(|p| Redacted::str(&p)),
-        })
+        Err(self.download_error(dep, attempts, last, Fault::Network))
     }
 
+    fn download_error(
+        &self,
+        dep: &Dependency,
+        attempts: u32,
+        reason: String,
+        fault: Fault,
+    ) -> Error {
+        Error::Download {
+            dependency: dep.name.clone(),
+            url: Redacted::url(&dep.uri),
+            attempts,
+            reason,
+            fault,
+            cert_path: Some(self.net.cert_path.clone()),
+            proxy: self.proxy_for(&dep.uri).map(|p| Redacted::str(&p)),
+        }
+    }
+
+    /// The proxy a request to `url` goes through, for messages.
     fn proxy_for(&self, url: &Url) -> Option<String> {
         let p = match url.scheme() {
-            "https" => self.net.https_proxy.clone(),
-            _ => self.net.http_proxy.clone(),
+            "https" => self.net.https_proxy.as_ref(),
+            _ => self.net.http_proxy.as_ref(),
         }?;
         let host = url.host_str().unwrap_or_default();
-        let bypass = self.net.no_proxy.as_deref().is_some_and(|np| {
-            np.split(',').map(str::trim).any(|e| {
+        let bypass = self.net.no_proxy.as_ref().is_some_and(|np| {
+            np.value.split(',').map(str::trim).any(|e| {
                 e == "*"
                     || (!e.is_empty()
                         && (host == e.trim_start_matches('.')
                             || host.ends_with(&format!(".{}", e.trim_start_matches('.')))))
             })
         });
-        (!bypass).then_some(p)
+        (!bypass).then(|| p.value.clone())
     }
 
     fn attempt(
@@ -196,10 +203,13 @@ impl<'a> Fetcher<'a> {
         dest_dir: &Path,
     ) -> Result<Verified, Failed> {
         let url = &dep.uri;
-        let mut resp = client
-            .get(url.clone())
-            .send()
-            .map_err(|e| Failed::Transient(describe(&e, url)))?;
+        let mut resp = client.get(url.clone()).send().map_err(|e| {
+            let reason = describe(&e, url);
+            match fault_of(&e, &reason) {
+                Fault::Network => Failed::Transient(reason),
+                fault => Failed::Final(fault, reason),
+            }
+        })?;
         let status = resp.status();
         if !status.is_success() {
             return Err(Failed::Status(status.as_u16()));
@@ -224,7 +234,29 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
     (base * factor).min(Duration::from_secs(30))
 }
 
-/// The error chain of a reqwest error, with the URL's secrets removed.
+/// What kind of failure a request error is. rustls's wording is the only handle on
+/// certificate errors: reqwest has no typed one.
+fn fault_of(err: &reqwest::Error, reason: &str) -> Fault {
+    if err.is_redirect() {
+        return Fault::Redirect;
+    }
+    match reason.split_once("invalid peer certificate: ") {
+        None => Fault::Network,
+        Some((_, why))
+            if why.starts_with("certificate expired")
+                || why.starts_with("certificate not valid yet") =>
+        {
+            Fault::ExpiredCertificate
+        }
+        Some((_, why)) if why.starts_with("certificate not valid for name") => {
+            Fault::WrongHostCertificate
+        }
+        Some(_) => Fault::UntrustedCertificate,
+    }
+}
+
+/// The error chain of a reqwest error, with the secrets of `url` and of any other URL
+/// in it (a redirect's target) removed.
 fn describe(err: &(dyn std::error::Error + 'static), url: &Url) -> String {
     let mut parts = vec![err.to_string()];
     let mut src = err.source();
@@ -235,10 +267,53 @@ fn describe(err: &(dyn std::error::Error + 'static), url: &Url) -> String {
         }
         src = s.source();
     }
-    scrub(&parts.join(": "), url)
+    scrub_urls(&scrub(&parts.join(": "), url))
 }
 
-fn build_client(net: &Network) -> Result<Client, Error> {
+/// The client for every download of a run: explicit proxies (from `Network`, not
+/// reqwest's own env lookup), timeouts, the redirect policy, and the system trust store
+/// plus CF_SYSTEM_CERT_PATH.
+fn build_client(net: &Network, dependency: &str) -> Result<Client, Error> {
+    let certs = extra_certificates(&net.cert_path);
+    let mut b = builder(net)?;
+    for (_, cert) in &certs {
+        b = b.add_root_certificate(cert.clone());
+    }
+    let failed = match b.build() {
+        Ok(client) => return Ok(client),
+        Err(e) if certs.is_empty() => e,
+        // A file that is PEM but not a usable CA certificate fails the whole client:
+        // find it, say so, and trust the others.
+        Err(_) => {
+            let mut b = builder(net)?;
+            for (path, cert) in certs {
+                match builder(net)?.add_root_certificate(cert.clone()).build() {
+                    Ok(_) => b = b.add_root_certificate(cert),
+                    Err(e) => warn!(
+                        "not trusting a certificate in {}: {}",
+                        path.display(),
+                        describe_plain(&e)
+                    ),
+                }
+            }
+            match b.build() {
+                Ok(client) => return Ok(client),
+                Err(e) => e,
+            }
+        }
+    };
+    Err(Error::Download {
+        dependency: dependency.to_string(),
+        url: Redacted::str("(no request was made)"),
+        attempts: 0,
+        reason: format!("cannot set up TLS: {}", describe_plain(&failed)),
+        fault: Fault::UntrustedCertificate,
+        cert_path: Some(net.cert_path.clone()),
+        proxy: None,
+    })
+}
+
+fn builder(net: &Network) -> Result<ClientBuilder, Error> {
     let redirect = reqwest::redirect::Policy::custom(|attempt| {
         let first_https = attempt.previous().first().map(|u| u.scheme()) == Some("https");
         if attempt.previous().len() > 10 {
@@ -261,42 +336,44 @@ fn build_client(net: &Network) -> Result<Client, Error> {
         .user_agent(concat!("sidecar-buildpack/", env!("CARGO_PKG_VERSION")));
     let no_proxy = net
         .no_proxy
-        .as_deref()
-        .and_then(reqwest::NoProxy::from_string);
-    for (var, value, https) in [
-        ("https_proxy", &net.https_proxy, true),
-        ("http_proxy", &net.http_proxy, false),
-    ] {
-        if let Some(v) = value {
+        .as_ref()
+        .and_then(|np| reqwest::NoProxy::from_string(&np.value));
+    for (setting, https) in [(&net.https_proxy, true), (&net.http_proxy, false)] {
+        if let Some(p) = setting {
             let proxy = if https {
-                reqwest::Proxy::https(v.as_str())
+                reqwest::Proxy::https(p.value.as_str())
             } else {
-                reqwest::Proxy::http(v.as_str())
+                reqwest::Proxy::http(p.value.as_str())
             };
             let proxy = proxy.map_err(|_| Error::Setting {
-                name: var.into(),
-                value: Redacted::str(v).to_string(),
+                name: p.var.clone(),
+                value: Redacted::str(&p.value).to_string(),
                 accepted: "a proxy URL such as http://proxy.example:3128".into(),
             })?;
             b = b.proxy(proxy.no_proxy(no_proxy.clone()));
         }
     }
-    for cert in extra_certificates(&net.cert_path) {
-        b = b.add_root_certificate(cert);
+    Ok(b)
+}
+
+/// An error chain with no URL to scrub (client set-up).
+fn describe_plain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut src = err.source();
+    while let Some(s) = src {
+        parts.push(s.to_string());
+        src = s.source();
     }
-    b.build().map_err(|e| Error::Download {
-        dependency: "(client)".into(),
-        url: Redacted::str(""),
-        attempts: 0,
-        reason: e.to_string(),
-        cert_path: Some(net.cert_path.clone()),
-        proxy: None,
-    })
+    scrub_urls(&parts.join(": "))
 }
 
 /// CA certificates from `CF_SYSTEM_CERT_PATH`, added to the system trust store.
-fn extra_certificates(dir: &Path) -> Vec<reqwest::Certificate> {
+fn extra_certificates(dir: &Path) -> Vec<(PathBuf, reqwest::Certificate)> {
     let Ok(entries) = fs::read_dir(dir) else {
+        debug!(
+            "no CA certificates added: {} is not a readable directory",
+            dir.display()
+        );
         return Vec::new();
     };
     let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
@@ -304,13 +381,13 @@ fn extra_certificates(dir: &Path) -> Vec<reqwest::Certificate> {
     let mut certs = Vec::new();
     for p in paths {
         match fs::read(&p).map(|pem| reqwest::Certificate::from_pem_bundle(&pem)) {
-            Ok(Ok(found)) => {
+            Ok(Ok(found)) if !found.is_empty() => {
                 debug!(
                     "trusting {} certificate(s) from {}",
                     found.len(),
                     p.display()
                 );
-                certs.extend(found);
+                certs.extend(found.into_iter().map(|c| (p.clone(), c)));
             }
             _ => debug!("skipping {}: not a PEM certificate", p.display()),
         }
@@ -392,42 +469,73 @@ fn looks_like_markup(head: &[u8]) -> bool {
         .any(|p| text.starts_with(p))
 }
 
-/// The copy of one artifact an earlier staging left in `CACHE_DIR`.
+/// The copy of one artifact an earlier staging left in `CACHE_DIR`, at
+/// `sidecar-buildpack/dependencies/<sha256>/<file name>`. Every directory on that way is
+/// checked to be a real one: a symlink planted there could make the cache read, write
+/// or prune somewhere else.
 pub struct AppCache {
-    root: PathBuf,
+    cache_dir: PathBuf,
 }
+
+const CACHE_DIRS: [&str; 2] = ["sidecar-buildpack", "dependencies"];
+/// A `.partial` left in the cache this long ago belongs to no live staging: a store
+/// takes a hard link or one copy.
+const STALE_AFTER: Duration = Duration::from_secs(3600);
 
 impl AppCache {
     pub fn new(cache_dir: &Path) -> Self {
         AppCache {
-            root: cache_dir.join("sidecar-buildpack").join("dependencies"),
+            cache_dir: cache_dir.to_path_buf(),
         }
     }
 
     /// Entries are keyed by digest, so a new pin never reads an old file.
     pub fn entry(&self, dep: &Dependency) -> PathBuf {
-        let name = basename(&dep.uri).unwrap_or_else(|| dep.name.clone());
-        self.root.join(dep.sha256.to_string()).join(name)
+        let mut p = self.cache_dir.clone();
+        p.extend(CACHE_DIRS);
+        p.push(dep.sha256.to_string());
+        p.push(entry_name(dep));
+        p
+    }
+
+    /// The entry, if it is a regular file reached through real directories only.
+    fn hit(&self, dep: &Dependency) -> Option<PathBuf> {
+        let sha = dep.sha256.to_string();
+        let dir = real_dirs(
+            &self.cache_dir,
+            &[CACHE_DIRS[0], CACHE_DIRS[1], &sha],
+            false,
+        )
+        .ok()?;
+        let entry = dir.join(entry_name(dep));
+        fs::symlink_metadata(&entry)
+            .is_ok_and(|m| m.is_file())
+            .then_some(entry)
     }
 
     /// Keeps a verified artifact for the next staging. Best effort: failures warn.
     pub fn store(&self, dep: &Dependency, verified: &Path) {
         let entry = self.entry(dep);
         let result = (|| -> io::Result<()> {
-            let dir = entry.parent().unwrap_or(&self.root);
-            replace_non_dir(dir)?;
-            fs::create_dir_all(dir)?;
+            let sha = dep.sha256.to_string();
+            let dir = real_dirs(&self.cache_dir, &[CACHE_DIRS[0], CACHE_DIRS[1], &sha], true)?;
+            sweep_stale(&dir);
             let tmp = tempfile::Builder::new()
                 .prefix(".store-")
                 .suffix(".partial")
-                .tempfile_in(dir)?;
+                .tempfile_in(&dir)?;
             let tmp_path = tmp.into_temp_path();
             fs::remove_file(&tmp_path)?;
             // A hard link costs nothing; other filesystems get a copy.
             if fs::hard_link(verified, &tmp_path).is_err() {
                 fs::copy(verified, &tmp_path)?;
             }
-            // Rename is atomic: a concurrent staging sees the old file or the new one.
+            // A directory where the file belongs would stop the rename.
+            if fs::symlink_metadata(&entry).is_ok_and(|m| m.is_dir()) {
+                fs::remove_dir_all(&entry)?;
+            }
+            // Rename is atomic, and replaces a file or symlink there without following
+            // it: a concurrent staging sees the old file or the new one.
             tmp_path.persist(&entry).map_err(|e| e.error)?;
             Ok(())
         })();
@@ -435,14 +543,17 @@ impl AppCache {
             Ok(()) => detail!("Kept a copy in the app cache for the next staging"),
             Err(e) => warn!(
                 "could not keep a copy in the app cache {}: {e}; the next staging downloads again",
-                self.root.display()
+                entry.display()
             ),
         }
     }
 
     /// Removes entries of other digests, so the cache holds only what is in use.
     pub fn prune(&self, keep: &[Sha256]) {
-        let Ok(entries) = fs::read_dir(&self.root) else {
+        let Ok(root) = real_dirs(&self.cache_dir, &CACHE_DIRS, false) else {
+            return;
+        };
+        let Ok(entries) = fs::read_dir(&root) else {
             return;
         };
         for e in entries.flatten() {
@@ -458,6 +569,59 @@ impl AppCache {
                     debug!("pruned {} from the app cache", p.display());
                 }
             }
+        }
+    }
+}
+
+fn entry_name(dep: &Dependency) -> String {
+    basename(&dep.uri).unwrap_or_else(|| dep.name.clone())
+}
+
+/// `base/a/b/...` as real directories, never through a symlink. With `create`, a
+/// missing one is made and a file or symlink in the way is replaced; without, either
+/// is an error. `base` itself is taken as given (CF's choice of path).
+fn real_dirs(base: &Path, names: &[&str], create: bool) -> io::Result<PathBuf> {
+    let mut path = base.to_path_buf();
+    for name in names {
+        path.push(name);
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => continue,
+            Ok(_) if create => fs::remove_file(&path)?,
+            Err(e) if create && e.kind() == io::ErrorKind::NotFound => {}
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotADirectory,
+                    format!("{} is not a directory", path.display()),
+                ))
+            }
+            Err(e) => return Err(e),
+        }
+        match fs::create_dir(&path) {
+            // Another staging sharing the cache made it first.
+            Err(e)
+                if e.kind() == io::ErrorKind::AlreadyExists
+                    && fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) => {}
+            other => other?,
+        }
+    }
+    Ok(path)
+}
+
+/// Removes our temp files (`.partial`) older than `STALE_AFTER` from `dir`: what a
+/// staging killed half-way left behind.
+fn sweep_stale(dir: &Path) {
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let stale = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_AFTER));
+        if name.starts_with('.')
+            && name.ends_with(".partial")
+            && stale
+            && fs::remove_file(e.path()).is_ok()
+        {
+            debug!("removed the stale {}", e.path().display());
         }
     }
 }
@@ -504,8 +668,10 @@ pub fn obtain(
         return Ok(verified);
     }
 
-    let entry = cache.entry(dep);
-    if let Ok(mut src) = File::open(&entry) {
+    let hit = cache
+        .hit(dep)
+        .and_then(|entry| File::open(&entry).ok().map(|f| (entry, f)));
+    if let Some((entry, mut src)) = hit {
         match stream_verified(&mut src, dep, dest_dir, Origin::AppCache(entry.clone())) {
             Ok(v) => {
                 detail!("Using the copy in the app cache");

@@ -36,9 +36,9 @@ pub fn install(
         .next()
         .unwrap_or(&sidecar.executable);
     let dest = bin_dir.join(name);
-    prepare_dir(bin_dir)?;
 
     if !is_tarball(dep) {
+        prepare_dir(bin_dir)?;
         fs::set_permissions(verified.file.path(), Permissions::from_mode(0o755))
             .map_err(Error::write(verified.file.path()))?;
         clear(&dest)?;
@@ -70,6 +70,8 @@ pub fn install(
         }
     }
     fs::set_permissions(&exe, Permissions::from_mode(0o755)).map_err(Error::write(&exe))?;
+    // Only now: a rejected archive leaves nothing behind, not even bin/.
+    prepare_dir(bin_dir)?;
     clear(&dest)?;
     fs::rename(&exe, &dest).map_err(Error::write(&dest))?;
     Ok(dest)
@@ -91,18 +93,42 @@ fn clear(dest: &Path) -> Result<(), Error> {
 }
 
 /// Unpacks a gzipped tar into `target`, which must be empty. Any entry that is not a
-/// plain file or directory, or whose path leaves `target`, fails the whole unpack.
+/// plain file or directory, or whose path leaves `target`, fails the whole unpack; so
+/// does an archive of more than `MAX_ENTRIES` entries or `MAX_UNPACKED_BYTES` bytes.
 pub fn unpack(reader: impl Read, target: &Path, dependency: &str) -> Result<(), Error> {
+    unpack_capped(reader, target, dependency, MAX_UNPACKED_BYTES)
+}
+
+/// `unpack` with the size cap as a parameter, so unit tests can prove the cap with
+/// kilobytes instead of writing a gigabyte. Nothing else passes another cap.
+fn unpack_capped(
+    reader: impl Read,
+    target: &Path,
+    dependency: &str,
+    cap: u64,
+) -> Result<(), Error> {
     let bad = |entry: &str, problem: &str| Error::Archive {
         dependency: dependency.to_string(),
         entry: entry.to_string(),
         problem: problem.to_string(),
     };
-    let corrupt = |e: io::Error| bad("(archive)", &format!("cannot be read: {e}"));
+    // Where a truncated or corrupt archive breaks off: after the last entry read.
+    let broken = |last: &str, e: io::Error| {
+        if last.is_empty() {
+            bad("(archive)", &format!("is not a readable gzipped tar: {e}"))
+        } else {
+            bad(
+                last,
+                &format!("is followed by a truncated or corrupt archive: {e}"),
+            )
+        }
+    };
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(reader));
     let mut total: u64 = 0;
-    for (count, entry) in archive.entries().map_err(corrupt)?.enumerate() {
-        let mut entry = entry.map_err(corrupt)?;
+    let mut last = String::new();
+    let entries = archive.entries().map_err(|e| broken(&last, e))?;
+    for (count, entry) in entries.enumerate() {
+        let mut entry = entry.map_err(|e| broken(&last, e))?;
         if count >= MAX_ENTRIES {
             return Err(bad(
                 "(archive)",
@@ -110,6 +136,7 @@ pub fn unpack(reader: impl Read, target: &Path, dependency: &str) -> Result<(), 
             ));
         }
         let raw = String::from_utf8_lossy(&entry.path_bytes()).to_string();
+        last.clone_from(&raw);
         let kind = entry.header().entry_type();
         if kind.is_pax_global_extensions() || kind.is_pax_local_extensions() {
             continue;
@@ -125,8 +152,22 @@ pub fn unpack(reader: impl Read, target: &Path, dependency: &str) -> Result<(), 
             ));
         }
         let path = target.join(rel);
+        // An earlier entry made a file where this path needs a directory.
+        let blocked = |e: io::Error, at: &Path| {
+            if matches!(
+                e.kind(),
+                io::ErrorKind::AlreadyExists | io::ErrorKind::NotADirectory
+            ) {
+                bad(
+                    &raw,
+                    "runs through a path that an earlier entry made a file",
+                )
+            } else {
+                Error::write(at)(e)
+            }
+        };
         if kind.is_dir() {
-            fs::create_dir_all(&path).map_err(Error::write(&path))?;
+            fs::create_dir_all(&path).map_err(|e| blocked(e, &path))?;
             continue;
         }
         if !(kind.is_file() || kind == tar::EntryType::Continuous) {
@@ -139,42 +180,84 @@ pub fn unpack(reader: impl Read, target: &Path, dependency: &str) -> Result<(), 
             };
             return Err(bad(&raw, what));
         }
+        // The declared size is all tar will read for this entry: a bomb is refused
+        // before a byte of it is written.
+        let size = entry.size();
+        if size > cap - total {
+            return Err(bad(
+                &raw,
+                &format!(
+                    "is {size} bytes, which takes the archive past the cap of {cap} unpacked \
+                     bytes"
+                ),
+            ));
+        }
         if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(Error::write(parent))?;
+            fs::create_dir_all(parent).map_err(|e| blocked(e, parent))?;
         }
         // create_new: never write through anything already there.
         let mut out = File::options()
             .write(true)
             .create_new(true)
             .open(&path)
-            .map_err(|e| {
-                if e.kind() == io::ErrorKind::AlreadyExists {
-                    bad(&raw, "appears twice in the archive")
-                } else {
-                    Error::write(&path)(e)
-                }
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::AlreadyExists => bad(&raw, "appears twice in the archive"),
+                _ => blocked(e, &path),
             })?;
-        let budget = MAX_UNPACKED_BYTES - total;
-        let written = io::copy(&mut (&mut entry).take(budget + 1), &mut out).map_err(|e| {
+        let written = io::copy(&mut (&mut entry).take(size), &mut out).map_err(|e| {
             if e.kind() == io::ErrorKind::UnexpectedEof
                 || e.kind() == io::ErrorKind::InvalidData
                 || e.raw_os_error().is_none()
             {
-                corrupt(e)
+                bad(&raw, &format!("is truncated or corrupt: {e}"))
             } else {
                 Error::write(&path)(e)
             }
         })?;
-        total += written;
-        if total > MAX_UNPACKED_BYTES {
-            return Err(bad(
-                &raw,
-                &format!("takes the archive past the cap of {MAX_UNPACKED_BYTES} unpacked bytes"),
-            ));
+        if written < size {
+            return Err(bad(&raw, "is truncated: the archive ends inside it"));
         }
+        total += written;
         let mode = entry.header().mode().unwrap_or(0o644) & 0o755;
         fs::set_permissions(&path, Permissions::from_mode(mode | 0o600))
             .map_err(Error::write(&path))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tgz(files: &[(&str, usize)]) -> Vec<u8> {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut b = tar::Builder::new(gz);
+        for (name, size) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(*size as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, io::repeat(7).take(*size as u64))
+                .expect("append");
+        }
+        b.into_inner().expect("tar").finish().expect("gzip")
+    }
+
+    #[test]
+    fn the_cap_counts_the_whole_archive() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let two = tgz(&[("a", 600), ("b", 600)]);
+        let err = unpack_capped(&two[..], dir.path(), "dep", 1000).expect_err("over the cap");
+        assert_eq!(
+            err.to_string(),
+            "the dep archive is unusable: entry \"b\" is 600 bytes, which takes the archive \
+             past the cap of 1000 unpacked bytes"
+        );
+        assert!(
+            !dir.path().join("b").exists(),
+            "b is refused before it is written"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        unpack_capped(&two[..], dir.path(), "dep", 1200).expect("exactly at the cap");
+    }
 }

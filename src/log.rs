@@ -10,6 +10,10 @@ use tracing::{span, Event, Level, Metadata, Subscriber};
 
 /// Target that marks an event as a step header.
 pub const STEP: &str = "step";
+/// The crates whose events are shown: this library and its two binaries. Libraries
+/// (hyper-util, reqwest) emit `tracing` events too, with URLs that still carry their
+/// user-info; they must never reach the staging log, even with BP_DEBUG.
+const OWN_TARGETS: [&str; 4] = [STEP, "sidecar_buildpack", "supply", "package"];
 const INDENT: &str = "       ";
 
 /// A step: `-----> Installing config-server 0.1.0`.
@@ -86,8 +90,8 @@ impl Visit for Message {
 
 impl Subscriber for StagingLog {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        // Libraries here log through `log`, not `tracing`, so only our events arrive.
-        self.debug || *metadata.level() <= Level::INFO
+        let krate = metadata.target().split("::").next().unwrap_or_default();
+        OWN_TARGETS.contains(&krate) && (self.debug || *metadata.level() <= Level::INFO)
     }
 
     fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
@@ -155,6 +159,8 @@ mod tests {
             tracing::subscriber::with_default(log, || {
                 crate::step!("Step");
                 tracing::debug!("hidden {}", 1);
+                tracing::debug!(target: "hyper_util::client::legacy::pool", "bob:hunter2@host");
+                tracing::error!(target: "reqwest", "never shown");
             });
             let out = String::from_utf8(buf.0.lock().expect("lock").clone()).expect("utf8");
             let want = if debug {

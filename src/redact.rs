@@ -83,6 +83,32 @@ pub fn scrub(text: &str, url: &Url) -> String {
     out
 }
 
+/// Redacts every URL found in `text`, for messages that may name URLs the buildpack
+/// was never given, such as a redirect's target (a presigned URL).
+pub fn scrub_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        // The scheme: the letters just before "://".
+        let start = rest[..at]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || "+-.".contains(c)))
+            .map_or(0, |i| i + 1);
+        let len = rest[start..]
+            .find(|c: char| c.is_whitespace() || "\"'<>".contains(c))
+            .unwrap_or(rest.len() - start);
+        let token = &rest[start..start + len];
+        // Punctuation that closes the sentence or the parenthesis around the URL.
+        let url = token.trim_end_matches(|c: char| ")],;:.".contains(c));
+        let tail = &token[url.len()..];
+        out.push_str(&rest[..start]);
+        out.push_str(Redacted::str(url).as_str());
+        out.push_str(tail);
+        rest = &rest[start + len..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +142,20 @@ mod tests {
     fn redacts_unparsable_strings() {
         assert_eq!(r("http://us er:pw@ho st/x?tok=1"), "http://***@ho st/x");
         assert_eq!(r("not a url?secret"), "not a url");
+    }
+
+    #[test]
+    fn scrubs_every_url_in_a_message() {
+        let msg = "error following redirect for url (https://u:pw1@s3.example/a.tgz?X-Amz-Signature=zzz): \
+                   boom; see http://other.example/x?t=yyy.";
+        let out = scrub_urls(msg);
+        assert_eq!(
+            out,
+            "error following redirect for url (https://***@s3.example/a.tgz?***): boom; see \
+             http://other.example/x?***."
+        );
+        assert_eq!(scrub_urls("no url here"), "no url here");
+        assert_eq!(scrub_urls("://"), "://");
     }
 
     #[test]

@@ -17,9 +17,9 @@ pub const DEFAULT_CERT_PATH: &str = "/etc/cf-system-certificates";
 /// How downloads behave.
 #[derive(Debug, Clone)]
 pub struct Network {
-    pub http_proxy: Option<String>,
-    pub https_proxy: Option<String>,
-    pub no_proxy: Option<String>,
+    pub http_proxy: Option<Named>,
+    pub https_proxy: Option<Named>,
+    pub no_proxy: Option<Named>,
     pub cert_path: PathBuf,
     pub connect_timeout: Duration,
     /// No byte for this long ends the attempt. There is no overall deadline.
@@ -27,6 +27,14 @@ pub struct Network {
     pub attempts: u32,
     /// First retry waits this long; each further retry doubles it, up to 30 s.
     pub retry_delay: Duration,
+}
+
+/// A value with the name of the variable it came from (`https_proxy` or
+/// `HTTPS_PROXY`), so an error names the one the user set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Named {
+    pub var: String,
+    pub value: String,
 }
 
 /// What an app may change about one sidecar.
@@ -51,10 +59,15 @@ impl Env<'_> {
     }
 
     /// Lower-case first, as curl does; either case works.
-    fn either_case(&self, lower: &str) -> Option<String> {
-        self.get(lower)
-            .or_else(|| self.get(&lower.to_uppercase()))
-            .map(str::to_string)
+    fn either_case(&self, lower: &str) -> Option<Named> {
+        [lower.to_string(), lower.to_uppercase()]
+            .into_iter()
+            .find_map(|var| {
+                self.get(&var).map(|v| Named {
+                    value: v.to_string(),
+                    var,
+                })
+            })
     }
 
     fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
@@ -238,8 +251,14 @@ mod tests {
     fn proxies_in_either_case() {
         let m = env(&[("HTTPS_PROXY", "http://p:3128"), ("no_proxy", "a,b")]);
         let n = Env(&m).network().expect("network");
-        assert_eq!(n.https_proxy.as_deref(), Some("http://p:3128"));
-        assert_eq!(n.no_proxy.as_deref(), Some("a,b"));
+        let named = |var: &str, value: &str| {
+            Some(Named {
+                var: var.into(),
+                value: value.into(),
+            })
+        };
+        assert_eq!(n.https_proxy, named("HTTPS_PROXY", "http://p:3128"));
+        assert_eq!(n.no_proxy, named("no_proxy", "a,b"));
         assert_eq!(n.http_proxy, None);
         let m = env(&[("SIDECAR_BUILDPACK_STALL_TIMEOUT", "0")]);
         assert!(Env(&m).network().is_err());

@@ -52,6 +52,7 @@ pub fn run(ctx: &Context) -> Result<(), Error> {
     check_dirs(ctx)?;
     let idx_dir = ctx.deps_dir.join(&ctx.deps_idx);
     prepare_dir(&idx_dir)?;
+    remove_leftovers(&idx_dir);
     let cache = AppCache::new(&ctx.cache_dir);
     let stack = env.get("CF_STACK");
     if stack.is_none() {
@@ -161,7 +162,41 @@ fn check_dirs(ctx: &Context) -> Result<(), Error> {
             ctx.cache_dir.display()
         );
     }
-    prepare_dir(&ctx.deps_dir)
+    // Other buildpacks' dirs live in DEPS_DIR: never replace it, only create it.
+    if fs::symlink_metadata(&ctx.deps_dir).is_ok_and(|_| !ctx.deps_dir.is_dir()) {
+        return Err(Error::Directory {
+            name: "DEPS_DIR",
+            path: ctx.deps_dir.clone(),
+            problem: "is not a directory".into(),
+        });
+    }
+    fs::create_dir_all(&ctx.deps_dir).map_err(Error::write(&ctx.deps_dir))
+}
+
+/// Removes the temp files a staging killed half-way left in this buildpack's deps dir
+/// (`.partial` files, `.unpack-` dirs), so none ends up in the droplet. Only one staging
+/// uses a deps dir at a time.
+fn remove_leftovers(idx_dir: &Path) {
+    for e in fs::read_dir(idx_dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let p = e.path();
+        let removed = if name.starts_with(".unpack-") && !p.is_symlink() && p.is_dir() {
+            fs::remove_dir_all(&p)
+        } else if name.starts_with('.')
+            && (name.ends_with(".partial") || name.starts_with(".unpack-"))
+        {
+            fs::remove_file(&p)
+        } else {
+            continue;
+        };
+        match removed {
+            Ok(()) => debug!("removed {}, left by an earlier staging", p.display()),
+            Err(e) => warn!(
+                "could not remove {}, left by an earlier staging: {e}",
+                p.display()
+            ),
+        }
+    }
 }
 
 /// CF carves sidecar memory out of the app's; warn when it would not fit.

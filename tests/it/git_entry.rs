@@ -24,6 +24,7 @@ fn checkout(url: &str, pinned: &[u8]) -> Buildpack {
 }
 
 fn run_entry(bp: &Buildpack, dirs: &Dirs) -> Outcome {
+    let started = std::time::Instant::now();
     let out = std::process::Command::new(bp.path().join("bin/supply"))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -41,6 +42,7 @@ fn run_entry(bp: &Buildpack, dirs: &Dirs) -> Outcome {
         code: out.status.code().unwrap_or(-1),
         out: text,
         deps_idx: dirs.deps().join("0"),
+        elapsed: started.elapsed(),
     }
 }
 
@@ -122,6 +124,32 @@ fn unreachable_release_host_is_a_clear_error() {
         .code(4)
         .has("**ERROR** could not download the prebuilt supply from http://***@127.0.0.1:")
         .has("To fix: check the staging proxy settings");
+}
+
+#[test]
+fn symlinks_in_the_cache_are_replaced_not_followed() {
+    let real = supply_bytes();
+    let server = Server::start(vec![Reply::Body(real.clone())]);
+    let bp = checkout(&server.url(&format!("/supply?sig={SECRET}")), &real);
+    let dirs = Dirs::new();
+    // Old pins live beside the current one and are removed: through a symlink, that
+    // would remove a directory outside the cache.
+    let outside = dirs.root.path().join("outside");
+    fs::create_dir_all(outside.join("supply-0000")).expect("outside");
+    fs::write(outside.join("supply-0000/precious"), "keep me").expect("precious");
+    fs::create_dir_all(dirs.cache()).expect("cache");
+    std::os::unix::fs::symlink(&outside, dirs.cache().join("sidecar-buildpack")).expect("link");
+    let before = snapshot(&outside);
+    run_entry(&bp, &dirs).success();
+    assert_eq!(snapshot(&outside), before, "nothing outside changed");
+    assert!(!dirs.cache().join("sidecar-buildpack").is_symlink());
+    assert!(dirs
+        .cache()
+        .join(format!(
+            "sidecar-buildpack/supply-{}/supply",
+            sha256_hex(&real)
+        ))
+        .is_file());
 }
 
 #[test]

@@ -1,7 +1,12 @@
 //! Integration tests: the real binaries against temp dirs and real servers on loopback.
 //! One test binary for all of them (see style.md).
 
+mod fuzz_regressions;
 mod git_entry;
+mod hardening_disk;
+mod hardening_network;
+mod hostile_archives;
+mod hostile_config;
 mod packaging;
 mod supply;
 mod support;

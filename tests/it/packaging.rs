@@ -15,14 +15,14 @@ const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
 /// A copy of the repo's buildpack files whose config-server pin is `artifact`'s
 /// digest; the uri stays the real release URL, which this machine cannot reach.
-struct Source {
-    root: tempfile::TempDir,
-    artifacts: tempfile::TempDir,
-    artifact: Vec<u8>,
+pub(crate) struct Source {
+    pub(crate) root: tempfile::TempDir,
+    pub(crate) artifacts: tempfile::TempDir,
+    pub(crate) artifact: Vec<u8>,
 }
 
 impl Source {
-    fn new() -> Source {
+    pub(crate) fn new() -> Source {
         let root = tempfile::tempdir().expect("root");
         for f in [
             "README.md",
@@ -59,7 +59,31 @@ impl Source {
         }
     }
 
-    fn package(&self, out: &Path, flags: &[&str]) -> (i32, String) {
+    /// Points the dependency's uri at `url` and empties the artifact dir, so the
+    /// packager must download it.
+    pub(crate) fn served_from(&self, url: &str) {
+        let path = self.root.path().join("manifest.yml");
+        let m = fs::read_to_string(&path).expect("manifest");
+        fs::write(&path, m.replace(&release_uri(self.root.path()), url)).expect("manifest");
+        for e in fs::read_dir(self.artifacts.path())
+            .expect("artifacts")
+            .flatten()
+        {
+            fs::remove_file(e.path()).expect("rm artifact");
+        }
+    }
+
+    pub(crate) fn package(&self, out: &Path, flags: &[&str]) -> (i32, String) {
+        self.package_with(out, flags, &[])
+    }
+
+    /// Runs the packager with extra env vars (proxies, timeouts).
+    pub(crate) fn package_with(
+        &self,
+        out: &Path,
+        flags: &[&str],
+        env: &[(&str, &str)],
+    ) -> (i32, String) {
         let o = Command::new(PACKAGE)
             .arg("--root")
             .arg(self.root.path())
@@ -72,7 +96,10 @@ impl Source {
             .args(flags)
             .env_remove("https_proxy")
             .env_remove("HTTPS_PROXY")
+            .env_remove("http_proxy")
+            .env_remove("HTTP_PROXY")
             .env("SIDECAR_BUILDPACK_RETRY_DELAY_MS", "10")
+            .envs(env.iter().copied())
             .output()
             .expect("run package");
         let text = format!(

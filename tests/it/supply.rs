@@ -193,6 +193,12 @@ fn unavailable_gives_up_after_the_attempts() {
         .has("         attempts: 3\n")
         .not_installed();
     assert_eq!(server.hits(), 3);
+    // Bounded: 3 attempts and 50 + 100 ms of waiting, far from any stall timeout.
+    assert!(
+        out.elapsed < std::time::Duration::from_secs(5),
+        "took {:?}",
+        out.elapsed
+    );
 }
 
 #[test]
@@ -219,36 +225,6 @@ fn truncated_body_is_retried() {
     out.success().has("**WARNING** attempt 1 of 4 failed (");
     assert_eq!(server.hits(), 2);
     assert_eq!(out.installed(), sidecar_bytes("v1"));
-    assert_no_temp_files(&dirs.deps());
-}
-
-#[test]
-fn tarball_escaping_its_target_is_rejected() {
-    let evil = tgz(&[
-        ("bin/config-server", &sidecar_bytes("v1"), 0o755),
-        ("../escaped", b"x", 0o644),
-    ]);
-    let bp = Buildpack::new().artifact(evil).cached().write();
-    let dirs = Dirs::new();
-    let out = Stage::new(&bp, &dirs).run();
-    out.code(4)
-        .has("       **ERROR** the config-server archive is unusable: entry \"../escaped\" has an absolute path or '..'")
-        .not_installed();
-    assert!(!dirs.deps().join("escaped").exists());
-    assert!(!dirs.root.path().join("escaped").exists());
-    assert_no_temp_files(&dirs.deps());
-}
-
-#[test]
-fn archive_without_the_executable_is_rejected() {
-    let art = tgz(&[("bin/other", b"x", 0o755)]);
-    let bp = Buildpack::new().artifact(art).cached().write();
-    let dirs = Dirs::new();
-    Stage::new(&bp, &dirs)
-        .run()
-        .code(4)
-        .has("entry \"bin/config-server\" is not in the archive")
-        .not_installed();
     assert_no_temp_files(&dirs.deps());
 }
 
@@ -298,60 +274,6 @@ fn declare_false_installs_but_does_not_declare() {
     );
     assert_eq!(out.installed(), sidecar_bytes("v1"));
     assert!(!out.deps_idx.join("launch.yml").exists());
-}
-
-#[test]
-fn bad_env_overrides_name_the_variable() {
-    let bp = Buildpack::new().cached().write();
-    for (var, value, accepted) in [
-        (
-            "SIDECAR_BUILDPACK_CONFIG_SERVER_MEMORY_MB",
-            "0",
-            "a whole number of MB from 1 to 65536",
-        ),
-        (
-            "SIDECAR_BUILDPACK_CONFIG_SERVER_MEMORY_MB",
-            "-1",
-            "a whole number of MB from 1 to 65536",
-        ),
-        (
-            "SIDECAR_BUILDPACK_CONFIG_SERVER_MEMORY_MB",
-            "32M",
-            "a whole number of MB from 1 to 65536",
-        ),
-        (
-            "SIDECAR_BUILDPACK_CONFIG_SERVER_MEMORY_MB",
-            "99999999999999999999",
-            "a whole number of MB from 1 to 65536",
-        ),
-        (
-            "SIDECAR_BUILDPACK_CONFIG_SERVER_PROCESS_TYPES",
-            "web;rm -rf",
-            "a comma-separated list of process types",
-        ),
-        (
-            "SIDECAR_BUILDPACK_CONFIG_SERVER_DECLARE",
-            "maybe",
-            "true or false",
-        ),
-        (
-            "SIDECAR_BUILDPACK_DOWNLOAD_ATTEMPTS",
-            "0",
-            "a whole number of attempts from 1 to 10",
-        ),
-        (
-            "SIDECAR_BUILDPACK_STALL_TIMEOUT",
-            "forever",
-            "a whole number of seconds from 1 to 3600",
-        ),
-    ] {
-        let dirs = Dirs::new();
-        let out = Stage::new(&bp, &dirs).env(var, value).run();
-        out.code(3)
-            .has(&format!("       **ERROR** {var} is set to"))
-            .has(accepted)
-            .not_installed();
-    }
 }
 
 #[test]

@@ -1,0 +1,510 @@
+//! Network faults, against real servers on loopback: retries and their limits, stalls
+//! and slow servers, redirects, TLS trust, proxies, and no network at all. Every URL
+//! carries a secret (user-info or a query token) that no output may show.
+
+use crate::packaging::Source;
+use crate::support::*;
+use std::fs;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::Duration;
+
+/// An artifact of `size` incompressible bytes around the fake sidecar.
+fn big_artifact(size: usize) -> Vec<u8> {
+    let mut data = sidecar_bytes("big");
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while data.len() < size {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    tgz(&[("bin/config-server", &data, 0o755)])
+}
+
+/// A buildpack whose uri is `path` (with a secret query token) on `server`.
+fn pinned_to(bp: Buildpack, server: &Server, path: &str) -> Buildpack {
+    bp.uri(server.url(&format!("{path}?token={SECRET}")))
+        .write()
+}
+
+const ART: &str = "/releases/config-server-0.1.0.tgz";
+
+#[test]
+fn server_error_then_ok_is_retried_and_says_so() {
+    let bp = Buildpack::new();
+    let server = Server::start(vec![Reply::Status(500), Reply::Body(bp.artifact.clone())]);
+    let bp = pinned_to(bp, &server, ART);
+    let dirs = Dirs::new();
+    let out = Stage::new(&bp, &dirs).run();
+    out.success()
+        .has("       **WARNING** attempt 1 of 4 failed (HTTP 500); retrying in 0.1s\n")
+        .has("Verified sha256");
+    assert_eq!(server.hits(), 2);
+    assert_eq!(out.installed(), sidecar_bytes("v1"));
+    assert_no_temp_files(&dirs.deps());
+}
+
+#[test]
+fn connection_reset_mid_body_is_retried() {
+    let bp = Buildpack::new().artifact(big_artifact(256 * 1024));
+    let a = bp.artifact.clone();
+    let server = Server::start(vec![Reply::Reset(a.clone(), a.len() / 3), Reply::Body(a)]);
+    let bp = pinned_to(bp, &server, ART);
+    let dirs = Dirs::new();
+    let out = Stage::new(&bp, &dirs).run();
+    out.success()
+        .has("       **WARNING** attempt 1 of 4 failed (");
+    assert_eq!(server.hits(), 2);
+    assert!(out.installed().starts_with(&sidecar_bytes("big")));
+    assert_no_temp_files(&dirs.deps());
+}
+
+#[test]
+fn stalled_body_hits_the_stall_timeout_and_is_retried() {
+    let bp = Buildpack::new().artifact(big_artifact(64 * 1024));
+    let a = bp.artifact.clone();
+    let server = Server::start(vec![
+        Reply::Stall(a.clone(), a.len() / 2, Duration::from_secs(20)),
+        Reply::Body(a),
+    ]);
+    let bp = pinned_to(bp, &server, ART);
+    let dirs = Dirs::new();
+    let out = Stage::new(&bp, &dirs)
+        .env("SIDECAR_BUILDPACK_STALL_TIMEOUT", "1")
+        .run();
+    out.success()
+        .has("       **WARNING** attempt 1 of 4 failed (")
+        .has("timed out");
+    assert_eq!(server.hits(), 2);
+    // The stall timeout ended the attempt, not the server, which stays silent for 20 s.
+    assert!(
+        out.elapsed >= Duration::from_secs(1) && out.elapsed < Duration::from_secs(10),
+        "took {:?}",
+        out.elapsed
+    );
+    assert_no_temp_files(&dirs.deps());
+}
+
+/// A server that sends 64 KiB over about 7 s, in a chunk every 0.5 s: more than three
+/// times the 2 s stall timeout in all, but never 2 s without a byte. It completes,
+/// because there is no overall deadline.
+#[test]
+fn slow_but_steady_download_completes() {
+    let bp = Buildpack::new().artifact(big_artifact(64 * 1024));
+    let a = bp.artifact.clone();
+    let chunk = a.len().div_ceil(14);
+    let server = Server::start(vec![Reply::Slow(a, chunk, Duration::from_millis(500))]);
+    let bp = pinned_to(bp, &server, ART);
+    let dirs = Dirs::new();
+    let out = Stage::new(&bp, &dirs)
+        .env("SIDECAR_BUILDPACK_STALL_TIMEOUT", "2")
+        .run();
+    out.success().lacks("**WARNING**");
+    assert_eq!(server.hits(), 1);
+    assert!(
+        out.elapsed > Duration::from_secs(6),
+        "took {:?}",
+        out.elapsed
+    );
+}
+
+#[test]
+fn redirect_to_another_host_is_followed() {
+    let bp = Buildpack::new();
+    let other = Server::start_on(
+        Ipv4Addr::new(127, 0, 0, 2),
+        vec![Reply::Body(bp.artifact.clone())],
+    );
+    let target = other.url(&format!(
+        "/mirror/config-server-0.1.0.tgz?X-Amz-Signature={SECRET}"
+    ));
+    let server = Server::start(vec![Reply::Redirect(target)]);
+    let bp = pinned_to(bp, &server, ART);
+    let dirs = Dirs::new();
+    let out = Stage::new(&bp, &dirs).env("BP_DEBUG", "1").run();
+    out.success().has(&format!(
+        "DEBUG: HTTP 200 from {}",
+        other.url("/mirror/config-server-0.1.0.tgz?***")
+    ));
+    assert_eq!((server.hits(), other.hits()), (1, 1));
+    assert_eq!(out.installed(), sidecar_bytes("v1"));
+}
+
+#[test]
+fn redirect_loop_is_stopped_with_an_error() {
+    // A relative Location back to the same path: a loop from the second hop on.
+    let looping = Server::start(vec![Reply::Redirect(ART.into())]);
+    let bp = pinned_to(Buildpack::new(), &looping, ART);
+    let dirs = Dirs::new();
+    let out = Stage::new(&bp, &dirs).run();
+    out.code(4)
+        .has(&format!(
+            "       **ERROR** could not download config-server from {}\n",
+            looping.url(&format!("{ART}?***"))
+        ))
+        .has("redirect loop")
+        .lacks("retrying")
+        .not_installed();
+}
+
+#[test]
+fn too_many_redirects_are_stopped() {
+    let hops = Server::start(
+        (1..=12)
+            .map(|i| Reply::Redirect(format!("/hop/{i}")))
+            .collect(),
+    );
+    let bp = pinned_to(Buildpack::new(), &hops, "/hop/0");
+    let dirs = Dirs::new();
+    Stage::new(&bp, &dirs)
+        .run()
+        .code(4)
+        .has("more than 10 redirects")
+        .not_installed();
+}
+
+#[test]
+fn redirect_from_https_to_http_is_refused() {
+    let ca = TestCa::new();
+    let dirs = Dirs::new();
+    let certs = dirs.root.path().join("certs");
+    ca.install(&certs);
+    let bp = Buildpack::new();
+    let plain = Server::start(vec![Reply::Body(bp.artifact.clone())]);
+    let tls = Server::start_tls(
+        ca.server(&["127.0.0.1"], false),
+        vec![Reply::Redirect(plain.url(&format!("{ART}?token={SECRET}")))],
+    );
+    let bp = pinned_to(bp, &tls, ART);
+    let out = Stage::new(&bp, &dirs)
+        .env("CF_SYSTEM_CERT_PATH", certs.to_str().expect("utf8"))
+        .run();
+    out.code(4)
+        .has("refusing a redirect from https to http")
+        .not_installed();
+    assert_eq!(plain.hits(), 0, "the http URL must never be requested");
+}
+
+#[test]
+fn http_manifest_uri_may_redirect_through_https_to_http() {
+    let ca = TestCa::new();
+    let dirs = Dirs::new();
+    let certs = dirs.root.path().join("certs");
+    ca.install(&certs);
+    let bp = Buildpack::new();
+    let last = Server::start(vec![Reply::Body(bp.artifact.clone())]);
+    let tls = Server::start_tls(
+        ca.server(&["127.0.0.1"], false),
+        vec![Reply::Redirect(last.url(ART))],
+    );
+    let first = Server::start(vec![Reply::Redirect(tls.url(ART))]);
+    let bp = pinned_to(bp, &first, ART);
+    let out = Stage::new(&bp, &dirs)
+        .env("CF_SYSTEM_CERT_PATH", certs.to_str().expect("utf8"))
+        .run();
+    out.success();
+    assert_eq!((first.hits(), tls.hits(), last.hits()), (1, 1, 1));
+}
+
+#[test]
+fn redirect_targets_never_show_their_secrets() {
+    // The redirect target fails: its own token must not reach any message.
+    let bp = Buildpack::new();
+    let target = format!(
+        "http://bob:hunter2@127.0.0.1:{}/signed.tgz?X-Amz-Signature={SECRET}",
+        closed_port()
+    );
+    let server = Server::start(vec![Reply::Redirect(target)]);
+    let bp = pinned_to(bp, &server, ART);
+    let dirs = Dirs::new();
+    Stage::new(&bp, &dirs)
+        .env("BP_DEBUG", "1")
+        .env("SIDECAR_BUILDPACK_DOWNLOAD_ATTEMPTS", "2")
+        .run()
+        .code(4)
+        .has("could not download config-server from")
+        .not_installed();
+}
+
+/// A TLS server whose certificate is for `names`, and a CF_SYSTEM_CERT_PATH that holds
+/// the CA when `trusted`.
+fn tls_case(names: &[&str], expired: bool, trusted: bool) -> (Outcome, Server, Dirs) {
+    let ca = TestCa::new();
+    let dirs = Dirs::new();
+    let certs = dirs.root.path().join("certs");
+    fs::create_dir_all(&certs).expect("certs");
+    if trusted {
+        ca.install(&certs);
+    }
+    let bp = Buildpack::new();
+    let server = Server::start_tls(
+        ca.server(names, expired),
+        vec![Reply::Body(bp.artifact.clone())],
+    );
+    let bp = pinned_to(bp, &server, ART);
+    let out = Stage::new(&bp, &dirs)
+        .env("CF_SYSTEM_CERT_PATH", certs.to_str().expect("utf8"))
+        .env("BP_DEBUG", "1")
+        .run();
+    (out, server, dirs)
+}
+
+#[test]
+fn untrusted_certificate_says_to_use_cf_system_cert_path() {
+    let (out, server, dirs) = tls_case(&["127.0.0.1"], false, false);
+    out.code(4)
+        .has("       **ERROR** could not download config-server from https://127.0.0.1:")
+        .has("Cause: the server's TLS certificate is not trusted")
+        .has(&format!(
+            "CF_SYSTEM_CERT_PATH (now {})",
+            dirs.root.path().join("certs").display()
+        ))
+        .has("         attempts: 1\n")
+        .not_installed();
+    assert_eq!(server.hits(), 1, "a certificate error is not retried");
+}
+
+#[test]
+fn ca_in_cf_system_cert_path_is_trusted() {
+    let (out, server, _dirs) = tls_case(&["127.0.0.1"], false, true);
+    out.success()
+        .has("DEBUG: trusting 1 certificate(s) from ")
+        .has("DEBUG: skipping ");
+    assert_eq!(server.hits(), 1);
+    assert_eq!(out.installed(), sidecar_bytes("v1"));
+}
+
+#[test]
+fn expired_certificate_is_refused() {
+    let (out, server, _dirs) = tls_case(&["127.0.0.1"], true, true);
+    out.code(4)
+        .has("Cause: the server's TLS certificate has expired")
+        .not_installed();
+    assert_eq!(server.hits(), 1);
+}
+
+#[test]
+fn certificate_for_another_host_is_refused() {
+    let (out, server, _dirs) = tls_case(&["other.invalid"], false, true);
+    out.code(4)
+        .has("Cause: the server's TLS certificate is not valid for the host in the URL")
+        .not_installed();
+    assert_eq!(server.hits(), 1);
+}
+
+#[test]
+fn http_proxy_in_either_case_is_used() {
+    for var in ["http_proxy", "HTTP_PROXY"] {
+        let proxy = Tinyproxy::start();
+        let bp = Buildpack::new();
+        let server = Server::start(vec![Reply::Body(bp.artifact.clone())]);
+        let bp = pinned_to(bp, &server, ART);
+        let dirs = Dirs::new();
+        Stage::new(&bp, &dirs)
+            .env(var, &proxy.url())
+            .run()
+            .success();
+        let log = proxy.log();
+        assert!(
+            log.contains(&format!("GET {}", server.url(ART))),
+            "{var}: the proxy did not forward the download; its log:\n{log}"
+        );
+        assert_eq!(server.hits(), 1);
+    }
+}
+
+#[test]
+fn https_proxy_in_either_case_is_used() {
+    for var in ["https_proxy", "HTTPS_PROXY"] {
+        let proxy = Tinyproxy::start();
+        let ca = TestCa::new();
+        let dirs = Dirs::new();
+        let certs = dirs.root.path().join("certs");
+        ca.install(&certs);
+        let bp = Buildpack::new();
+        let server = Server::start_tls(
+            ca.server(&["127.0.0.1"], false),
+            vec![Reply::Body(bp.artifact.clone())],
+        );
+        let bp = pinned_to(bp, &server, ART);
+        Stage::new(&bp, &dirs)
+            .env(
+                var,
+                &format!("http://proxyuser:hunter2@127.0.0.1:{}", proxy.port),
+            )
+            .env("CF_SYSTEM_CERT_PATH", certs.to_str().expect("utf8"))
+            .run()
+            .success();
+        let log = proxy.log();
+        assert!(
+            log.contains(&format!("CONNECT {} ", server.addr)),
+            "{var}: no CONNECT through the proxy; its log:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn no_proxy_bypasses_the_proxy() {
+    for (var, value) in [
+        ("no_proxy", "127.0.0.1"),
+        ("NO_PROXY", "example.invalid, 127.0.0.1"),
+    ] {
+        let proxy = Tinyproxy::start();
+        let bp = Buildpack::new();
+        let server = Server::start(vec![Reply::Body(bp.artifact.clone())]);
+        let bp = pinned_to(bp, &server, ART);
+        let dirs = Dirs::new();
+        Stage::new(&bp, &dirs)
+            .env("http_proxy", &proxy.url())
+            .env(var, value)
+            .run()
+            .success();
+        assert_eq!(server.hits(), 1);
+        let log = proxy.log();
+        assert!(
+            !log.contains("GET http://"),
+            "{var}: went through the proxy:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn refusing_proxy_is_a_clear_error_that_names_it() {
+    let port = closed_port();
+    let bp = Buildpack::new();
+    let server = Server::start(vec![Reply::Body(bp.artifact.clone())]);
+    let bp = pinned_to(bp, &server, ART);
+    let dirs = Dirs::new();
+    let out = Stage::new(&bp, &dirs)
+        .env(
+            "http_proxy",
+            &format!("http://proxyuser:hunter2@127.0.0.1:{port}"),
+        )
+        .env("SIDECAR_BUILDPACK_DOWNLOAD_ATTEMPTS", "2")
+        .run();
+    out.code(4)
+        .has("       **ERROR** could not download config-server from")
+        .has("Cause: the proxy or the release host could not be reached")
+        .has(&format!("         proxy: http://***@127.0.0.1:{port}/\n"))
+        .not_installed();
+    assert_eq!(server.hits(), 0);
+}
+
+#[test]
+fn no_network_at_all_with_an_app_cache_hit() {
+    let bp = Buildpack::new();
+    let server = Server::start(vec![Reply::Body(bp.artifact.clone())]);
+    let bp = pinned_to(bp, &server, ART);
+    let dirs = Dirs::new();
+    Stage::new(&bp, &dirs).run().success();
+    fs::remove_dir_all(dirs.deps()).expect("fresh deps");
+    // A new network namespace has no interface up, not even loopback.
+    let out = Stage::new(&bp, &dirs)
+        .wrapped(&["unshare", "-n", "--"])
+        .run();
+    out.success()
+        .has("       Using the copy in the app cache\n")
+        .lacks("Downloading");
+    assert_eq!(server.hits(), 1);
+    assert_eq!(out.installed(), sidecar_bytes("v1"));
+}
+
+#[test]
+fn no_network_at_all_with_a_cached_buildpack() {
+    let bp = Buildpack::new()
+        .uri(format!(
+            "https://127.0.0.1:{}/config-server-0.1.0.tgz?token={SECRET}",
+            closed_port()
+        ))
+        .cached()
+        .write();
+    let dirs = Dirs::new();
+    let out = Stage::new(&bp, &dirs)
+        .wrapped(&["unshare", "-n", "--"])
+        .env("https_proxy", "http://127.0.0.1:9")
+        .run();
+    out.success().lacks("Downloading");
+    assert_eq!(out.installed(), sidecar_bytes("v1"));
+}
+
+// The packager downloads with the same fetcher: the same retries, limits and proxies.
+
+fn packaged(src: &Source, env: &[(&str, &str)]) -> (i32, String, tempfile::TempDir) {
+    let out = tempfile::tempdir().expect("out");
+    let mut env = env.to_vec();
+    env.push(("SIDECAR_BUILDPACK_RETRY_DELAY_MS", "10"));
+    let (code, text) = src.package_with(out.path(), &["--cached"], &env);
+    (code, text, out)
+}
+
+fn served_source(replies: impl FnOnce(&[u8]) -> Vec<Reply>) -> (Source, Server, String) {
+    let src = Source::new();
+    let server = Server::start(replies(&src.artifact));
+    let url = server.url(&format!(
+        "/config-server-0.1.0-linux-x86_64.tgz?token={SECRET}"
+    ));
+    src.served_from(&url);
+    (src, server, url)
+}
+
+fn only_the_zip(out: &Path) {
+    assert_eq!(listing(out), ["sidecar_buildpack-cached-v0.1.0.zip"]);
+}
+
+#[test]
+fn packager_retries_a_server_error() {
+    let (src, server, _) = served_source(|a| vec![Reply::Status(502), Reply::Body(a.to_vec())]);
+    let (code, text, out) = packaged(&src, &[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("**WARNING** attempt 1 of 4 failed (HTTP 502)"),
+        "{text}"
+    );
+    assert_eq!(server.hits(), 2);
+    only_the_zip(out.path());
+}
+
+#[test]
+fn packager_does_not_retry_not_found() {
+    let (src, server, _) = served_source(|_| vec![Reply::Status(404)]);
+    let (code, text, out) = packaged(&src, &[]);
+    assert_eq!(code, 4, "{text}");
+    assert!(
+        text.contains(&format!(
+            "**ERROR** downloading config-server from {} failed with HTTP 404",
+            server.url("/config-server-0.1.0-linux-x86_64.tgz?***")
+        )),
+        "{text}"
+    );
+    assert_eq!(server.hits(), 1);
+    assert!(listing(out.path()).is_empty(), "no zip, no temp files");
+}
+
+#[test]
+fn packager_gives_up_on_a_server_that_is_always_down() {
+    let (src, server, _) = served_source(|_| vec![Reply::Status(503)]);
+    let (code, text, out) = packaged(&src, &[("SIDECAR_BUILDPACK_DOWNLOAD_ATTEMPTS", "2")]);
+    assert_eq!(code, 4, "{text}");
+    assert!(text.contains("failed with HTTP 503\n"), "{text}");
+    assert_eq!(server.hits(), 2);
+    assert!(listing(out.path()).is_empty());
+}
+
+#[test]
+fn packager_uses_the_proxy() {
+    let proxy = Tinyproxy::start();
+    let (src, server, _) = served_source(|a| vec![Reply::Body(a.to_vec())]);
+    let (code, text, out) = packaged(&src, &[("http_proxy", &proxy.url())]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(server.hits(), 1);
+    let log = proxy.log();
+    assert!(
+        log.contains(&format!(
+            "GET {}",
+            server.url("/config-server-0.1.0-linux-x86_64.tgz")
+        )),
+        "{log}"
+    );
+    only_the_zip(out.path());
+}

@@ -1,0 +1,371 @@
+//! Hostile or broken configuration: every bad manifest.yml, command line, directory
+//! and env setting fails with exit 3 (2 for usage) and a message that names the file
+//! and key, or the variable. Cases already in supply.rs are not repeated here:
+//! bad_manifest_names_file_and_key (missing manifest, sha256 length),
+//! command_line_contract, build_dir_must_exist, unsupported_stack_names_the_supported_ones.
+
+use crate::support::*;
+use std::fs;
+
+/// A cached buildpack (no network) whose manifest.yml is edited by `edit`.
+fn manifest_edited(edit: impl FnOnce(String) -> String) -> Buildpack {
+    let bp = Buildpack::new().cached().write();
+    let text = fs::read_to_string(bp.manifest()).expect("manifest");
+    let edited = edit(text.clone());
+    assert_ne!(edited, text, "the edit must change the manifest");
+    fs::write(bp.manifest(), edited).expect("write manifest");
+    bp
+}
+
+/// Runs it and checks: exit 3, the `**ERROR**` line starts with the file and key.
+fn fails_naming(bp: &Buildpack, key: &str, problem: &str) {
+    let dirs = Dirs::new();
+    Stage::new(bp, &dirs)
+        .run()
+        .code(3)
+        .has(&format!(
+            "       **ERROR** {}: `{key}` {problem}",
+            bp.manifest().display()
+        ))
+        .has("To fix: fix that key in manifest.yml and package the buildpack again")
+        .not_installed();
+}
+
+#[test]
+fn manifest_that_is_not_yaml() {
+    let bp = manifest_edited(|m| m.replace("language: sidecar", "language: \"sidecar"));
+    fails_naming(&bp, "(document)", "found unexpected end of stream");
+    let bp = manifest_edited(|_| String::new());
+    fails_naming(&bp, "(document)", "missing field `language`");
+    let bp = manifest_edited(|m| format!("{m}language: again\n"));
+    fails_naming(&bp, "(document)", "duplicate field `language`");
+}
+
+#[test]
+fn manifest_values_of_the_wrong_type() {
+    for (from, to, key, problem) in [
+        (
+            "memory_mb: 32",
+            "memory_mb: 32M",
+            "sidecars[0].memory_mb",
+            "invalid type: string \"32M\", expected u32",
+        ),
+        (
+            "memory_mb: 32",
+            "memory_mb: -32",
+            "sidecars[0].memory_mb",
+            "invalid type: integer `-32`, expected u32",
+        ),
+        (
+            "memory_mb: 32",
+            "memory_mb: 0",
+            "sidecars[0].memory_mb",
+            "must be a whole number of MB from 1 to 65536",
+        ),
+        (
+            "memory_mb: 32",
+            "memory_mb: 32\n  process_types: web",
+            "sidecars[0].process_types",
+            "invalid type: string \"web\", expected a sequence",
+        ),
+        (
+            "memory_mb: 32",
+            "memory_mb: 32\n  extra_key: 1",
+            "sidecars[0]",
+            "unknown field `extra_key`",
+        ),
+        (
+            "  cf_stacks:\n  - cflinuxfs3\n  - cflinuxfs4\n",
+            "  cf_stacks: cflinuxfs4\n",
+            "dependencies[0].cf_stacks",
+            "invalid type: string \"cflinuxfs4\", expected a sequence",
+        ),
+        (
+            "language: sidecar",
+            "language: [sidecar]",
+            "language",
+            "invalid type: sequence, expected a string",
+        ),
+        (
+            "language: sidecar",
+            "language: side car",
+            "language",
+            "must be letters, digits, '-' or '_'",
+        ),
+    ] {
+        let bp = manifest_edited(|m| m.replace(from, to));
+        fails_naming(&bp, key, problem);
+    }
+}
+
+#[test]
+fn manifest_sha256_that_is_not_hex() {
+    let bp = Buildpack::new()
+        .sha(&format!("{}g", "a".repeat(63)))
+        .cached()
+        .write();
+    fails_naming(
+        &bp,
+        "dependencies[0].sha256",
+        "'g' at position 63 is not a hex digit",
+    );
+    let bp = Buildpack::new().sha(&"a".repeat(65)).cached().write();
+    fails_naming(
+        &bp,
+        "dependencies[0].sha256",
+        "expected 64 hex digits, found 65 characters",
+    );
+}
+
+#[test]
+fn manifest_uri_and_file_that_are_unusable() {
+    let bp = manifest_edited(|m| m.replace("uri: https://", "uri: ftp://"));
+    fails_naming(
+        &bp,
+        "dependencies[0].uri",
+        "scheme \"ftp\" is not supported",
+    );
+    let bp = manifest_edited(|m| m.replace("uri: https://", "uri: not a url "));
+    fails_naming(&bp, "dependencies[0].uri", "not a URL");
+    let bp = manifest_edited(|m| m.replace("file: dependencies/", "file: ../../etc/"));
+    fails_naming(
+        &bp,
+        "dependencies[0].file",
+        "must be a relative path inside the buildpack",
+    );
+    let bp = manifest_edited(|m| m.replace("executable: bin/", "executable: ../"));
+    fails_naming(
+        &bp,
+        "sidecars[0].executable",
+        "must be a relative path without '..'",
+    );
+}
+
+#[test]
+fn manifest_cross_references_that_do_not_match() {
+    let bp = manifest_edited(|m| m.replacen("  version: 0.1.0", "  version: 9.9.9", 1));
+    fails_naming(
+        &bp,
+        "default_versions[0]",
+        "names config-server 9.9.9, but no entry in dependencies has that name and version",
+    );
+    let bp = manifest_edited(|m| m.replace("dependency: config-server", "dependency: nope"));
+    fails_naming(
+        &bp,
+        "sidecars[0].dependency",
+        "names \"nope\", which is not in dependencies",
+    );
+}
+
+#[test]
+fn cached_file_that_is_missing_names_it() {
+    let bp = Buildpack::new().cached().write();
+    fs::remove_dir_all(bp.path().join("dependencies")).expect("rm");
+    Stage::new(&bp, &Dirs::new())
+        .run()
+        .code(3)
+        .has(&format!(
+            "       **ERROR** cannot read the buildpack file {}\n",
+            bp.path()
+                .join("dependencies/0123abcd/config-server-0.1.0.tgz")
+                .display()
+        ))
+        .has("(manifest.yml's file: entry for config-server)");
+}
+
+#[test]
+fn buildpack_dir_or_version_missing() {
+    let bp = Buildpack::new().cached().write();
+    fs::remove_file(bp.path().join("VERSION")).expect("rm");
+    Stage::new(&bp, &Dirs::new()).run().code(3).has(&format!(
+        "       **ERROR** cannot read the buildpack file {}\n",
+        bp.path().join("VERSION").display()
+    ));
+    let bp = Buildpack::new().cached().write();
+    let gone = bp.path().join("nowhere");
+    Stage::new(&bp, &Dirs::new())
+        .env("SIDECAR_BUILDPACK_DIR", gone.to_str().expect("utf8"))
+        .run()
+        .code(3)
+        .has(&format!(
+            "       **ERROR** cannot read the buildpack file {}\n",
+            gone.join("manifest.yml").display()
+        ))
+        .has("set SIDECAR_BUILDPACK_DIR to a directory that holds manifest.yml");
+}
+
+#[test]
+fn deps_idx_that_is_not_an_index() {
+    let bp = Buildpack::new().cached().write();
+    for idx in ["../1", "abc", "123456789", " 0"] {
+        let dirs = Dirs::new();
+        Stage::new(&bp, &dirs).idx(idx).run().code(3).has(&format!(
+            "       **ERROR** DEPS_IDX {idx} must be the buildpack's index"
+        ));
+        assert_eq!(listing(dirs.root.path()), ["app"], "{idx}: nothing created");
+    }
+}
+
+/// Every numeric knob, given garbage, a negative, zero (where zero is not allowed),
+/// one past its maximum, and a number too big for any integer.
+#[test]
+fn every_env_knob_rejects_garbage() {
+    let bp = Buildpack::new().cached().write();
+    let knobs = [
+        (
+            "SIDECAR_BUILDPACK_CONNECT_TIMEOUT",
+            "a whole number of seconds from 1 to 300",
+            "301",
+            true,
+        ),
+        (
+            "SIDECAR_BUILDPACK_STALL_TIMEOUT",
+            "a whole number of seconds from 1 to 3600",
+            "3601",
+            true,
+        ),
+        (
+            "SIDECAR_BUILDPACK_DOWNLOAD_ATTEMPTS",
+            "a whole number of attempts from 1 to 10",
+            "11",
+            true,
+        ),
+        (
+            "SIDECAR_BUILDPACK_RETRY_DELAY_MS",
+            "a whole number of milliseconds from 0 to 60000",
+            "60001",
+            false,
+        ),
+        (
+            "SIDECAR_BUILDPACK_CONFIG_SERVER_MEMORY_MB",
+            "a whole number of MB from 1 to 65536",
+            "65537",
+            true,
+        ),
+    ];
+    for (var, accepted, over, zero_is_bad) in knobs {
+        let mut values = vec!["garbage", "-1", "1.5", "32M", over, "99999999999999999999"];
+        if zero_is_bad {
+            values.push("0");
+        }
+        for value in values {
+            let dirs = Dirs::new();
+            Stage::new(&bp, &dirs)
+                .env(var, value)
+                .run()
+                .code(3)
+                .has(&format!(
+                    "       **ERROR** {var} is set to {value:?}, which is not valid\n"
+                ))
+                .has(&format!("To fix: set {var} to {accepted}"))
+                .not_installed();
+        }
+    }
+    for (var, value, accepted) in [
+        (
+            "SIDECAR_BUILDPACK_CONFIG_SERVER_PROCESS_TYPES",
+            "web;rm -rf /",
+            "a comma-separated list of process types",
+        ),
+        (
+            "SIDECAR_BUILDPACK_CONFIG_SERVER_PROCESS_TYPES",
+            "web,,worker",
+            "a comma-separated",
+        ),
+        (
+            "SIDECAR_BUILDPACK_CONFIG_SERVER_DECLARE",
+            "maybe",
+            "true or false",
+        ),
+        (
+            "SIDECAR_BUILDPACK_CONFIG_SERVER_DECLARE",
+            "0",
+            "true or false",
+        ),
+    ] {
+        Stage::new(&bp, &Dirs::new())
+            .env(var, value)
+            .run()
+            .code(3)
+            .has(&format!(
+                "       **ERROR** {var} is set to {value:?}, which is not valid\n"
+            ))
+            .has(accepted);
+    }
+    // A huge pasted value is cut, never echoed whole.
+    let huge = "9".repeat(10_000);
+    Stage::new(&bp, &Dirs::new())
+        .env("SIDECAR_BUILDPACK_STALL_TIMEOUT", &huge)
+        .run()
+        .code(3)
+        .has(&format!("is set to \"{}\", which", "9".repeat(40)))
+        .lacks(&"9".repeat(41));
+}
+
+#[test]
+fn zero_retry_delay_and_the_bounds_are_accepted() {
+    let bp = Buildpack::new().cached().write();
+    for (var, value) in [
+        ("SIDECAR_BUILDPACK_RETRY_DELAY_MS", "0"),
+        ("SIDECAR_BUILDPACK_CONNECT_TIMEOUT", " 300 "),
+        ("SIDECAR_BUILDPACK_DOWNLOAD_ATTEMPTS", "1"),
+        ("SIDECAR_BUILDPACK_CONFIG_SERVER_MEMORY_MB", "65536"),
+    ] {
+        Stage::new(&bp, &Dirs::new())
+            .env(var, value)
+            .run()
+            .success();
+    }
+}
+
+#[test]
+fn proxy_that_is_not_a_url_names_the_variable() {
+    let bp = Buildpack::new();
+    let server = Server::start(vec![Reply::Body(bp.artifact.clone())]);
+    let bp = bp
+        .uri(server.url(&format!("/config-server-0.1.0.tgz?token={SECRET}")))
+        .write();
+    for var in ["http_proxy", "HTTP_PROXY"] {
+        let dirs = Dirs::new();
+        Stage::new(&bp, &dirs)
+            .env(var, "http://user:hunter2@[::1")
+            .run()
+            .code(3)
+            .has(&format!("       **ERROR** {var} is set to \""))
+            .has("To fix: set ")
+            .has("a proxy URL such as http://proxy.example:3128")
+            .not_installed();
+    }
+    assert_eq!(server.hits(), 0);
+}
+
+#[test]
+fn unusable_certificate_in_cf_system_cert_path_is_skipped_with_a_warning() {
+    let bp = Buildpack::new();
+    let server = Server::start(vec![Reply::Body(bp.artifact.clone())]);
+    let bp = bp
+        .uri(server.url(&format!("/config-server-0.1.0.tgz?token={SECRET}")))
+        .write();
+    let dirs = Dirs::new();
+    let certs = dirs.root.path().join("certs");
+    fs::create_dir_all(&certs).expect("certs");
+    fs::write(
+        certs.join("broken.pem"),
+        "-----BEGIN CERTIFICATE-----\nTm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",
+    )
+    .expect("broken cert");
+    let out = Stage::new(&bp, &dirs)
+        .env("CF_SYSTEM_CERT_PATH", certs.to_str().expect("utf8"))
+        .run();
+    out.success().has(&format!(
+        "       **WARNING** not trusting a certificate in {}: ",
+        certs.join("broken.pem").display()
+    ));
+    // A CF_SYSTEM_CERT_PATH that is a file, or missing, adds nothing and breaks nothing.
+    for path in [certs.join("broken.pem"), dirs.root.path().join("absent")] {
+        Stage::new(&bp, &Dirs::new())
+            .env("CF_SYSTEM_CERT_PATH", path.to_str().expect("utf8"))
+            .run()
+            .success();
+    }
+}
