@@ -199,17 +199,28 @@ fn remove_leftovers(idx_dir: &Path) {
     }
 }
 
-/// CF carves sidecar memory out of the app's; warn when it would not fit.
+/// CF carves sidecar memory out of the process's and refuses a droplet whose sidecars
+/// take all of it. Staging only sees the staging task's MEMORY_LIMIT, which is the
+/// app's memory but at least 1024 MB (Cloud Controller's minimum_staging_memory_mb),
+/// so this catches only the sure failures.
 fn check_memory(processes: &[Process], memory_limit: Option<&str>) {
-    let total: u64 = processes.iter().map(|p| u64::from(p.limits.memory)).sum();
     let Some(limit) = memory_limit.and_then(parse_memory_mb) else {
         return;
     };
-    if total >= limit {
-        warn!(
-            "the sidecars take {total} MB but MEMORY_LIMIT is {limit} MB: CF will refuse \
-             the droplet unless the app gets more memory than its sidecars"
-        );
+    let mut per_type: std::collections::BTreeMap<&str, u64> = Default::default();
+    for p in processes {
+        for t in &p.platforms.cloudfoundry.sidecar_for {
+            *per_type.entry(t.as_str()).or_default() += u64::from(p.limits.memory);
+        }
+    }
+    for (process_type, total) in per_type {
+        if total >= limit {
+            warn!(
+                "the sidecars of {process_type} take {total} MB, and the app has at most \
+                 {limit} MB (MEMORY_LIMIT at staging): Cloud Controller will refuse the \
+                 droplet; give the app more memory or the sidecars less"
+            );
+        }
     }
 }
 

@@ -8,5 +8,6 @@ mod hardening_network;
 mod hostile_archives;
 mod hostile_config;
 mod packaging;
+mod pins;
 mod supply;
 mod support;

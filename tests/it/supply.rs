@@ -396,3 +396,21 @@ fn args_are_quoted_in_the_command() {
         out.launch_yml()
     );
 }
+
+#[test]
+fn sidecars_larger_than_the_app_get_a_warning() {
+    let bp = Buildpack::new().cached().write();
+    let dirs = Dirs::new();
+    Stage::new(&bp, &dirs)
+        .env("MEMORY_LIMIT", "1024m")
+        .env("SIDECAR_BUILDPACK_CONFIG_SERVER_MEMORY_MB", "2048")
+        .run()
+        .success()
+        .has("**WARNING** the sidecars of web take 2048 MB, and the app has at most 1024 MB (MEMORY_LIMIT at staging)");
+    let dirs = Dirs::new();
+    Stage::new(&bp, &dirs)
+        .env("MEMORY_LIMIT", "1G")
+        .run()
+        .success()
+        .lacks("WARNING");
+}
