@@ -281,8 +281,15 @@ impl<'a> Stage<'a> {
                 PathBuf::from(&self.idx),
             ])
             .current_dir("/");
+        Outcome::of(&mut cmd, self.dirs.deps().join(&self.idx))
+    }
+}
+
+impl Outcome {
+    /// Runs `cmd` to the end and checks that its output leaks no secret.
+    pub fn of(cmd: &mut Command, deps_idx: PathBuf) -> Outcome {
         let started = Instant::now();
-        let out = cmd.output().expect("run supply");
+        let out = cmd.output().expect("run the command");
         let elapsed = started.elapsed();
         let text = format!(
             "{}{}",
@@ -293,13 +300,11 @@ impl<'a> Stage<'a> {
         Outcome {
             code: out.status.code().unwrap_or(-1),
             out: text,
-            deps_idx: self.dirs.deps().join(&self.idx),
+            deps_idx,
             elapsed,
         }
     }
-}
 
-impl Outcome {
     pub fn code(&self, want: i32) -> &Self {
         assert_eq!(self.code, want, "exit code; output:\n{}", self.out);
         self
