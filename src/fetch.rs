@@ -205,9 +205,11 @@ impl<'a> Fetcher<'a> {
         let url = &dep.uri;
         let mut resp = client.get(url.clone()).send().map_err(|e| {
             let reason = describe(&e, url);
-            match fault_of(&e, &reason) {
-                Fault::Network => Failed::Transient(reason),
-                fault => Failed::Final(fault, reason),
+            let fault = fault_of(&e, &reason);
+            if fault.is_transient() {
+                Failed::Transient(reason)
+            } else {
+                Failed::Final(fault, reason)
             }
         })?;
         let status = resp.status();
@@ -258,6 +260,11 @@ fn fault_of(err: &reqwest::Error, reason: &str) -> Fault {
 /// The error chain of a reqwest error, with the secrets of `url` and of any other URL
 /// in it (a redirect's target) removed.
 fn describe(err: &(dyn std::error::Error + 'static), url: &Url) -> String {
+    scrub_urls(&scrub(&error_chain(err), url))
+}
+
+/// An error and its sources, each once, joined with `: `.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts = vec![err.to_string()];
     let mut src = err.source();
     while let Some(s) = src {
@@ -267,7 +274,7 @@ fn describe(err: &(dyn std::error::Error + 'static), url: &Url) -> String {
         }
         src = s.source();
     }
-    scrub_urls(&scrub(&parts.join(": "), url))
+    parts.join(": ")
 }
 
 /// The client for every download of a run: explicit proxies (from `Network`, not
@@ -358,13 +365,7 @@ fn builder(net: &Network) -> Result<ClientBuilder, Error> {
 
 /// An error chain with no URL to scrub (client set-up).
 fn describe_plain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![err.to_string()];
-    let mut src = err.source();
-    while let Some(s) = src {
-        parts.push(s.to_string());
-        src = s.source();
-    }
-    scrub_urls(&parts.join(": "))
+    scrub_urls(&error_chain(err))
 }
 
 /// CA certificates from `CF_SYSTEM_CERT_PATH`, added to the system trust store.

@@ -30,12 +30,7 @@ pub fn install(
     bin_dir: &Path,
     work_dir: &Path,
 ) -> Result<PathBuf, Error> {
-    let name = sidecar
-        .executable
-        .rsplit('/')
-        .next()
-        .unwrap_or(&sidecar.executable);
-    let dest = bin_dir.join(name);
+    let dest = bin_dir.join(sidecar.installed_name());
 
     if !is_tarball(dep) {
         prepare_dir(bin_dir)?;

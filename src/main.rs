@@ -27,7 +27,7 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+    let env = sidecar_buildpack::settings::lossy_env(std::env::vars_os());
     StagingLog::new(Box::new(std::io::stdout()), env.contains_key("BP_DEBUG")).install();
     let code = match buildpack_dir(env.get(DIR_VAR)) {
         Ok(buildpack_dir) => {

@@ -79,6 +79,16 @@ pub struct Sidecar {
     pub process_types: Vec<String>,
 }
 
+impl Sidecar {
+    /// The executable's file name: what it is installed as in `<deps>/<idx>/bin/`.
+    pub fn installed_name(&self) -> &str {
+        self.executable
+            .rsplit('/')
+            .next()
+            .unwrap_or(&self.executable)
+    }
+}
+
 fn default_process_types() -> Vec<String> {
     vec!["web".to_string()]
 }
@@ -224,6 +234,30 @@ impl Manifest {
                 return Err(bad(
                     key("executable"),
                     "must be a relative path without '..'".into(),
+                ));
+            }
+            // The file name goes into a bash command and into bin/ of the deps dir.
+            let installed = s.installed_name();
+            if !installed
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+                || installed.starts_with('.')
+            {
+                return Err(bad(
+                    key("executable"),
+                    "must end in a file name of letters, digits, '.', '-' or '_'".into(),
+                ));
+            }
+            if let Some(other) = self.sidecars[..i].iter().find(|o| {
+                o.installed_name() == installed
+                    && (o.dependency != s.dependency || o.executable != s.executable)
+            }) {
+                return Err(bad(
+                    key("executable"),
+                    format!(
+                        "installs as bin/{installed}, as sidecar {:?} does with another file",
+                        other.name
+                    ),
                 ));
             }
             if !MEMORY_RANGE.contains(&s.memory_mb) {
@@ -411,6 +445,26 @@ sidecars:
             err.contains("dependencies[0].uri") && err.contains("ftp"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn executable_names_are_safe_and_distinct() {
+        let err = load(&good().replace("bin/config-server", "bin/$(reboot)")).expect_err("bad");
+        assert!(
+            err.contains("`sidecars[0].executable` must end in a file name"),
+            "{err}"
+        );
+        let two = format!(
+            "{}- name: other\n  dependency: config-server\n  executable: lib/config-server\n  memory_mb: 8\n",
+            good()
+        );
+        let err = load(&two).expect_err("clash");
+        assert!(
+            err.contains("`sidecars[1].executable` installs as bin/config-server"),
+            "{err}"
+        );
+        let same = two.replace("lib/config-server", "bin/config-server");
+        assert!(load(&same).is_ok(), "one binary may serve two sidecars");
     }
 
     #[test]

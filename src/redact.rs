@@ -29,7 +29,14 @@ impl Redacted {
     /// Redacts a string that may or may not parse as a URL; what does not parse is
     /// cut at the first `?` or `#` and stripped of anything before an `@`.
     pub fn str(s: &str) -> Self {
-        match Url::parse(s) {
+        // `user:pw@host:3128` parses with `user` as its scheme and no user-info, yet
+        // reqwest and curl take it as `http://user:pw@host:3128`: read it their way.
+        let parsed = match Url::parse(s) {
+            Ok(u) if u.has_host() => Ok(u),
+            _ if !s.contains("://") => Url::parse(&format!("http://{s}")),
+            other => other,
+        };
+        match parsed {
             Ok(u) => Self::url(&u),
             Err(_) => {
                 let cut = s.split(['?', '#']).next().unwrap_or_default();
@@ -91,8 +98,10 @@ pub fn scrub_urls(text: &str) -> String {
     while let Some(at) = rest.find("://") {
         // The scheme: the letters just before "://".
         let start = rest[..at]
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || "+-.".contains(c)))
-            .map_or(0, |i| i + 1);
+            .char_indices()
+            .rev()
+            .find(|(_, c)| !(c.is_ascii_alphanumeric() || "+-.".contains(*c)))
+            .map_or(0, |(i, c)| i + c.len_utf8());
         let len = rest[start..]
             .find(|c: char| c.is_whitespace() || "\"'<>".contains(c))
             .unwrap_or(rest.len() - start);
@@ -126,6 +135,20 @@ mod tests {
         assert_eq!(
             r("https://token@host.example/x"),
             "https://***@host.example/x"
+        );
+    }
+
+    #[test]
+    fn redacts_proxy_settings_without_a_scheme() {
+        assert_eq!(r("bob:s3cretpw@127.0.0.1:1"), "http://***@127.0.0.1:1/");
+        assert_eq!(r("proxy.example:3128"), "http://proxy.example:3128/");
+    }
+
+    #[test]
+    fn scrubs_urls_after_multibyte_text() {
+        assert_eq!(
+            scrub_urls("see→https://u:pw@h.example/x?t=1 now"),
+            "see→https://***@h.example/x?*** now"
         );
     }
 

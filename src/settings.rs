@@ -46,6 +46,20 @@ pub struct SidecarSettings {
     pub declare: bool,
 }
 
+/// The environment as strings. A value that is not UTF-8 is kept lossily rather than
+/// panicking or vanishing: a setting that names it then fails with its name.
+pub fn lossy_env(
+    vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> HashMap<String, String> {
+    vars.map(|(k, v)| {
+        (
+            k.to_string_lossy().into_owned(),
+            v.to_string_lossy().into_owned(),
+        )
+    })
+    .collect()
+}
+
 /// Reads env vars from a map, so only `main` touches the process environment.
 pub struct Env<'a>(pub &'a HashMap<String, String>);
 
@@ -144,7 +158,11 @@ impl Env<'_> {
             }
         };
         let decl_name = format!("{base}DECLARE");
-        let declare = match self.get(&decl_name).map(str::to_ascii_lowercase).as_deref() {
+        let declare = match self
+            .get(&decl_name)
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
             None | Some("true") => true,
             Some("false") => false,
             Some(_) => {

@@ -235,7 +235,7 @@ pub fn parse_memory_mb(s: &str) -> Option<u64> {
     num.trim_end_matches('b')
         .parse::<u64>()
         .ok()
-        .map(|v| v * mult)
+        .and_then(|v| v.checked_mul(mult))
 }
 
 #[cfg(test)]

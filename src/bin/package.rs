@@ -3,12 +3,11 @@
 //! dependencies with the same code `supply` uses, so a cached zip holds exactly what
 //! supply would have verified.
 
-use anyhow::{bail, Context as _};
 use clap::Parser;
 use md5::{Digest, Md5};
 use serde_yaml::{Mapping, Value};
 use sidecar_buildpack::digest::copy_hashed;
-use sidecar_buildpack::errors::{exit, report};
+use sidecar_buildpack::errors::{exit, report, Error};
 use sidecar_buildpack::fetch::{copy_verified, Fetcher, Verified};
 use sidecar_buildpack::log::StagingLog;
 use sidecar_buildpack::manifest::{basename, manifest_path, Dependency, Manifest};
@@ -38,7 +37,7 @@ struct Args {
     #[arg(long)]
     cached: bool,
     /// Bind the buildpack to one stack and keep only that stack's dependencies
-    #[arg(long)]
+    #[arg(long, value_parser = parse_stack)]
     stack: Option<String>,
     /// Where to write the zip
     #[arg(long, default_value = "build")]
@@ -49,6 +48,14 @@ struct Args {
     artifact_dirs: Vec<PathBuf>,
 }
 
+fn parse_stack(s: &str) -> Result<String, String> {
+    if sidecar_buildpack::manifest::valid_name(s) {
+        Ok(s.to_string())
+    } else {
+        Err("a stack name is letters, digits, '-' or '_', such as cflinuxfs4".into())
+    }
+}
+
 /// A file in the zip: where it comes from and its mode.
 struct Item {
     source: PathBuf,
@@ -57,7 +64,7 @@ struct Item {
 
 fn main() {
     let args = Args::parse();
-    let env: HashMap<String, String> = std::env::vars().collect();
+    let env = sidecar_buildpack::settings::lossy_env(std::env::vars_os());
     StagingLog::new(Box::new(std::io::stdout()), env.contains_key("BP_DEBUG")).install();
     let code = match run(&args, &env) {
         Ok(()) => exit::OK,
@@ -74,10 +81,9 @@ fn run(args: &Args, env: &HashMap<String, String>) -> anyhow::Result<()> {
     let manifest_file = manifest_path(&args.root);
     let manifest = Manifest::load(&manifest_file)?;
     let version = read_version(&args.root)?;
-    if let Some(stack) = &args.stack {
-        if !sidecar_buildpack::manifest::valid_name(stack) {
-            bail!("--stack {stack:?} is not a stack name such as cflinuxfs4");
-        }
+    // A zip for a stack that some sidecar has no build for would fail every staging.
+    for sidecar in &manifest.sidecars {
+        manifest.pick(&sidecar.dependency, args.stack.as_deref())?;
     }
     let zip_name = format!(
         "{}{}{}-v{version}.zip",
@@ -89,12 +95,11 @@ fn run(args: &Args, env: &HashMap<String, String>) -> anyhow::Result<()> {
             .unwrap_or_default()
     );
     step!("Packaging {zip_name}");
-    fs::create_dir_all(&args.output)
-        .with_context(|| format!("cannot create {}", args.output.display()))?;
+    fs::create_dir_all(&args.output).map_err(Error::write(&args.output))?;
     let work = tempfile::Builder::new()
         .prefix(".package-")
         .tempdir_in(&args.output)
-        .with_context(|| format!("cannot write in {}", args.output.display()))?;
+        .map_err(Error::write(&args.output))?;
 
     let deps: Vec<&Dependency> = manifest
         .dependencies
@@ -104,14 +109,6 @@ fn run(args: &Args, env: &HashMap<String, String>) -> anyhow::Result<()> {
             None => true,
         })
         .collect();
-    if let Some(stack) = &args.stack {
-        if deps.is_empty() {
-            bail!(
-                "no dependency in {} supports the stack {stack}",
-                manifest_file.display()
-            );
-        }
-    }
 
     let mut items: BTreeMap<String, Item> = BTreeMap::new();
     let mut files: HashMap<String, String> = HashMap::new();
@@ -126,7 +123,7 @@ fn run(args: &Args, env: &HashMap<String, String>) -> anyhow::Result<()> {
             verified
                 .file
                 .persist(&kept)
-                .with_context(|| format!("cannot write {}", kept.display()))?;
+                .map_err(|e| Error::write(&kept)(e.error))?;
             detail!("{} ({} bytes, sha256 {})", rel, verified.bytes, dep.sha256);
             items.insert(
                 rel.clone(),
@@ -141,8 +138,12 @@ fn run(args: &Args, env: &HashMap<String, String>) -> anyhow::Result<()> {
 
     let packaged = packaged_manifest(&manifest_file, args.stack.as_deref(), &files)?;
     let packaged_path = work.path().join("manifest.yml");
-    fs::write(&packaged_path, packaged)
-        .with_context(|| format!("cannot write {}", packaged_path.display()))?;
+    // What supply will read must load, and give every sidecar a build for the stack.
+    let check = Manifest::parse(&packaged, &manifest_file)?;
+    for sidecar in &check.sidecars {
+        check.pick(&sidecar.dependency, args.stack.as_deref())?;
+    }
+    fs::write(&packaged_path, packaged).map_err(Error::write(&packaged_path))?;
 
     for name in &manifest.include_files {
         let (source, name) = match name.as_str() {
@@ -153,11 +154,11 @@ fn run(args: &Args, env: &HashMap<String, String>) -> anyhow::Result<()> {
             _ => (args.root.join(name), name.clone()),
         };
         if !source.is_file() {
-            bail!(
-                "{} lists {name} in include_files, but {} is not a file",
-                manifest_file.display(),
-                source.display()
-            );
+            return Err(Error::BuildpackFile {
+                path: source,
+                reason: format!("{} lists {name} in include_files", manifest_file.display()),
+            }
+            .into());
         }
         let mode = if name.starts_with("bin/") {
             0o755
@@ -174,10 +175,12 @@ fn run(args: &Args, env: &HashMap<String, String>) -> anyhow::Result<()> {
         "VERSION",
     ] {
         if !items.contains_key(required) {
-            bail!(
-                "{} must list {required} in include_files",
-                manifest_file.display()
-            );
+            return Err(Error::Manifest {
+                path: manifest_file.clone(),
+                key: "include_files".into(),
+                problem: format!("must list {required}"),
+            }
+            .into());
         }
     }
 
@@ -255,27 +258,31 @@ fn packaged_manifest(
 /// Writes the zip with sorted entries, fixed timestamps and Unix modes, through a
 /// temp file renamed into place, so a failure leaves no zip.
 fn write_zip(items: &BTreeMap<String, Item>, work: &Path, dest: &Path) -> anyhow::Result<()> {
+    let failed = |e: zip::result::ZipError| Error::write(dest)(std::io::Error::other(e));
     let tmp = tempfile::Builder::new()
         .prefix(".zip-")
         .suffix(".partial")
-        .tempfile_in(work)?;
+        .tempfile_in(work)
+        .map_err(Error::write(work))?;
     let mut zip = zip::ZipWriter::new(BufWriter::new(tmp));
     let base = SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated)
         .last_modified_time(zip::DateTime::default());
     for (name, item) in items {
-        zip.start_file(name.as_str(), base.unix_permissions(item.mode))?;
-        let mut src = File::open(&item.source)
-            .with_context(|| format!("cannot read {}", item.source.display()))?;
-        std::io::copy(&mut src, &mut zip)?;
+        zip.start_file(name.as_str(), base.unix_permissions(item.mode))
+            .map_err(failed)?;
+        let mut src = File::open(&item.source).map_err(|e| Error::BuildpackFile {
+            path: item.source.clone(),
+            reason: e.to_string(),
+        })?;
+        std::io::copy(&mut src, &mut zip).map_err(Error::write(dest))?;
     }
     let tmp = zip
-        .finish()?
+        .finish()
+        .map_err(failed)?
         .into_inner()
-        .map_err(|e| e.into_error())
-        .context("cannot write the zip")?;
-    tmp.persist(dest)
-        .with_context(|| format!("cannot write {}", dest.display()))?;
+        .map_err(|e| Error::write(dest)(e.into_error()))?;
+    tmp.persist(dest).map_err(|e| Error::write(dest)(e.error))?;
     Ok(())
 }
 

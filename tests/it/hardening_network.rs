@@ -392,6 +392,24 @@ fn refusing_proxy_is_a_clear_error_that_names_it() {
 }
 
 #[test]
+fn proxy_without_a_scheme_never_shows_its_password() {
+    // reqwest and curl read `user:pw@host:port` as an http:// proxy; so must redaction.
+    let port = closed_port();
+    let bp = Buildpack::new();
+    let server = Server::start(vec![Reply::Body(bp.artifact.clone())]);
+    let bp = pinned_to(bp, &server, ART);
+    let dirs = Dirs::new();
+    Stage::new(&bp, &dirs)
+        .env("http_proxy", &format!("proxyuser:hunter2@127.0.0.1:{port}"))
+        .env("SIDECAR_BUILDPACK_DOWNLOAD_ATTEMPTS", "1")
+        .run()
+        .code(4)
+        .has(&format!("         proxy: http://***@127.0.0.1:{port}/\n"))
+        .not_installed();
+    assert_eq!(server.hits(), 0);
+}
+
+#[test]
 fn no_network_at_all_with_an_app_cache_hit() {
     let bp = Buildpack::new();
     let server = Server::start(vec![Reply::Body(bp.artifact.clone())]);

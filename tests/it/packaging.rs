@@ -323,12 +323,28 @@ fn include_files_must_exist() {
     fs::remove_file(src.root.path().join("bin/detect")).expect("rm");
     let out = tempfile::tempdir().expect("out");
     let (code, text) = src.package(out.path(), &[]);
-    assert_eq!(code, 1, "{text}");
+    assert_eq!(code, 3, "{text}");
     assert!(
-        text.contains("lists bin/detect in include_files, but"),
+        text.contains("**ERROR** cannot read the buildpack file ") && text.contains("bin/detect"),
+        "{text}"
+    );
+    assert!(text.contains("lists bin/detect in include_files"), "{text}");
+    assert_eq!(fs::read_dir(out.path()).expect("out").count(), 0);
+}
+
+#[test]
+fn a_stack_without_builds_is_refused_before_any_zip() {
+    let src = Source::new();
+    let out = tempfile::tempdir().expect("out");
+    let (code, text) = src.package(out.path(), &["--stack", "windows2019"]);
+    assert_eq!(code, 3, "{text}");
+    assert!(
+        text.contains("**ERROR** config-server 0.1.0 does not support the stack \"windows2019\""),
         "{text}"
     );
     assert_eq!(fs::read_dir(out.path()).expect("out").count(), 0);
+    let (code, text) = src.package(out.path(), &["--stack", "a b"]);
+    assert_eq!(code, 2, "{text}");
 }
 
 #[test]

@@ -99,7 +99,8 @@ fn dechunk(mut rest: &[u8]) -> Option<Vec<u8>> {
         if size == 0 {
             return Some(body);
         }
-        if rest.len() < size + 2 {
+        // A huge declared size must not overflow: it just means "more is to come".
+        if rest.len() < size.checked_add(2)? {
             return None;
         }
         body.extend_from_slice(&rest[..size]);

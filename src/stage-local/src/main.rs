@@ -35,7 +35,15 @@ fn main() {
             });
         }
     };
-    let env: HashMap<String, String> = std::env::vars().collect();
+    // Lossy: a non-UTF-8 variable must not panic; it is passed on as best it can be.
+    let env: HashMap<String, String> = std::env::vars_os()
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
     let interrupted = Arc::new(AtomicBool::new(false));
     for signal in [
         signal_hook::consts::SIGINT,
