@@ -166,19 +166,14 @@ fn too_many_redirects_are_stopped() {
 
 #[test]
 fn redirect_from_https_to_http_is_refused() {
-    let ca = TestCa::new();
-    let dirs = Dirs::new();
-    let certs = dirs.root.path().join("certs");
-    ca.install(&certs);
     let bp = Buildpack::new();
     let plain = Server::start(vec![Reply::Body(bp.artifact.clone())]);
-    let tls = Server::start_tls(
-        ca.server(&["127.0.0.1"], false),
-        vec![Reply::Redirect(plain.url(&format!("{ART}?token={SECRET}")))],
-    );
+    let (dirs, tls, certs) = trusted_tls(vec![Reply::Redirect(
+        plain.url(&format!("{ART}?token={SECRET}")),
+    )]);
     let bp = pinned_to(bp, &tls, ART);
     let out = Stage::new(&bp, &dirs)
-        .env("CF_SYSTEM_CERT_PATH", certs.to_str().expect("utf8"))
+        .env("CF_SYSTEM_CERT_PATH", &certs)
         .run();
     out.code(4)
         .has("refusing a redirect from https to http")
@@ -188,20 +183,13 @@ fn redirect_from_https_to_http_is_refused() {
 
 #[test]
 fn http_manifest_uri_may_redirect_through_https_to_http() {
-    let ca = TestCa::new();
-    let dirs = Dirs::new();
-    let certs = dirs.root.path().join("certs");
-    ca.install(&certs);
     let bp = Buildpack::new();
     let last = Server::start(vec![Reply::Body(bp.artifact.clone())]);
-    let tls = Server::start_tls(
-        ca.server(&["127.0.0.1"], false),
-        vec![Reply::Redirect(last.url(ART))],
-    );
+    let (dirs, tls, certs) = trusted_tls(vec![Reply::Redirect(last.url(ART))]);
     let first = Server::start(vec![Reply::Redirect(tls.url(ART))]);
     let bp = pinned_to(bp, &first, ART);
     let out = Stage::new(&bp, &dirs)
-        .env("CF_SYSTEM_CERT_PATH", certs.to_str().expect("utf8"))
+        .env("CF_SYSTEM_CERT_PATH", &certs)
         .run();
     out.success();
     assert_eq!((first.hits(), tls.hits(), last.hits()), (1, 1, 1));
@@ -225,6 +213,18 @@ fn redirect_targets_never_show_their_secrets() {
         .code(4)
         .has("could not download config-server from")
         .not_installed();
+}
+
+/// Staging dirs whose `certs/` (for CF_SYSTEM_CERT_PATH) trusts a fresh CA, and a TLS
+/// server for 127.0.0.1 with a certificate from it.
+fn trusted_tls(replies: Vec<Reply>) -> (Dirs, Server, String) {
+    let ca = TestCa::new();
+    let dirs = Dirs::new();
+    let certs = dirs.root.path().join("certs");
+    ca.install(&certs);
+    let server = Server::start_tls(ca.server(&["127.0.0.1"], false), replies);
+    let certs = certs.to_str().expect("utf8").to_string();
+    (dirs, server, certs)
 }
 
 /// A TLS server whose certificate is for `names`, and a CF_SYSTEM_CERT_PATH that holds
@@ -318,22 +318,15 @@ fn http_proxy_in_either_case_is_used() {
 fn https_proxy_in_either_case_is_used() {
     for var in ["https_proxy", "HTTPS_PROXY"] {
         let proxy = Tinyproxy::start();
-        let ca = TestCa::new();
-        let dirs = Dirs::new();
-        let certs = dirs.root.path().join("certs");
-        ca.install(&certs);
         let bp = Buildpack::new();
-        let server = Server::start_tls(
-            ca.server(&["127.0.0.1"], false),
-            vec![Reply::Body(bp.artifact.clone())],
-        );
+        let (dirs, server, certs) = trusted_tls(vec![Reply::Body(bp.artifact.clone())]);
         let bp = pinned_to(bp, &server, ART);
         Stage::new(&bp, &dirs)
             .env(
                 var,
                 &format!("http://proxyuser:hunter2@127.0.0.1:{}", proxy.port),
             )
-            .env("CF_SYSTEM_CERT_PATH", certs.to_str().expect("utf8"))
+            .env("CF_SYSTEM_CERT_PATH", &certs)
             .run()
             .success();
         let log = proxy.log();
