@@ -40,21 +40,7 @@ pub fn run(s: &Settings, app: &App, staged: &Staged, area: &Area) -> anyhow::Res
         .map(|(command, _)| command.clone())
         .ok_or(Error::NoWebProcess)?;
     let sidecars = staged.outcome.sidecars_for("web");
-    // Every port is checked before anything starts: a taken one names its holder.
-    let sidecar_ports = ports::of_sidecars(app, &sidecars);
-    ports::check_sidecar_ports(&sidecar_ports)?;
-    if !sidecars.is_empty() {
-        for (var, p) in ports::other_env_ports(app, &sidecar_ports) {
-            if ports::in_use(p) {
-                out::warn(format!(
-                    "the app's env has {var}={p}, and port {p} is held here by {}; if a \
-                     sidecar is to listen on it, it cannot",
-                    ports::holder(p)
-                ));
-            }
-        }
-    }
-    let port = ports::pick(s.port, &sidecar_ports)?;
+    let (port, sidecar_ports) = ports::plan(app, &sidecars, s.port)?;
     let creds = Credentials::create(
         &area.path("instance-credentials"),
         &Ids::of(&app.name),
@@ -116,22 +102,7 @@ pub fn run(s: &Settings, app: &App, staged: &Staged, area: &Area) -> anyhow::Res
             ));
         }
     }
-    for path in &s.gets {
-        let text = match http::get(port, path, PROBE_TIMEOUT) {
-            Ok(a) => {
-                let mut body = String::from_utf8_lossy(&a.body).to_string();
-                if !body.ends_with('\n') {
-                    body.push('\n');
-                }
-                format!(
-                    "stage-local: GET {url}{path} -> {} {}\n{body}",
-                    a.status, a.reason
-                )
-            }
-            Err(e) => format!("stage-local: GET {url}{path} -> no answer: {e}\n"),
-        };
-        out::raw(&text);
-    }
+    print_answers(s, port, &url);
     out::say(format!(
         "{} answers at {url}/\n  {}\n  droplet: {}{}",
         app.name,
@@ -157,6 +128,26 @@ pub fn run(s: &Settings, app: &App, staged: &Staged, area: &Area) -> anyhow::Res
             return Ok(());
         }
         thread::sleep(TICK);
+    }
+}
+
+/// GETs each `--get` path and prints the answer.
+fn print_answers(s: &Settings, port: u16, url: &str) {
+    for path in &s.gets {
+        let text = match http::get(port, path, PROBE_TIMEOUT) {
+            Ok(a) => {
+                let mut body = String::from_utf8_lossy(&a.body).to_string();
+                if !body.ends_with('\n') {
+                    body.push('\n');
+                }
+                format!(
+                    "stage-local: GET {url}{path} -> {} {}\n{body}",
+                    a.status, a.reason
+                )
+            }
+            Err(e) => format!("stage-local: GET {url}{path} -> no answer: {e}\n"),
+        };
+        out::raw(&text);
     }
 }
 

@@ -40,8 +40,33 @@ pub fn var_for(sidecar: &str) -> String {
     format!("{name}_PORT")
 }
 
+/// Checks every port the instance needs before anything starts, and picks `PORT`:
+/// returns it with the sidecars' ports. A sidecar's port that is taken fails, naming
+/// its holder; another `*_PORT` of the app's env that is taken only gets a warning, as
+/// it may well name a remote service.
+pub fn plan(
+    app: &App,
+    sidecars: &[&Sidecar],
+    wanted: Option<u16>,
+) -> anyhow::Result<(u16, Vec<SidecarPort>)> {
+    let ports = of_sidecars(app, sidecars);
+    check_sidecar_ports(&ports)?;
+    if !sidecars.is_empty() {
+        for (var, p) in other_env_ports(app, &ports) {
+            if in_use(p) {
+                crate::out::warn(format!(
+                    "the app's env has {var}={p}, and port {p} is held here by {}; if a \
+                     sidecar is to listen on it, it cannot",
+                    holder(p)
+                ));
+            }
+        }
+    }
+    Ok((pick(wanted, &ports)?, ports))
+}
+
 /// The ports of `sidecars` that the app's env names.
-pub fn of_sidecars(app: &App, sidecars: &[&Sidecar]) -> Vec<SidecarPort> {
+fn of_sidecars(app: &App, sidecars: &[&Sidecar]) -> Vec<SidecarPort> {
     sidecars
         .iter()
         .filter_map(|s| {
@@ -58,7 +83,7 @@ pub fn of_sidecars(app: &App, sidecars: &[&Sidecar]) -> Vec<SidecarPort> {
 
 /// Other `*_PORT` variables of the app's env that hold a port number: maybe a sidecar's
 /// under another name, maybe a remote service's.
-pub fn other_env_ports(app: &App, known: &[SidecarPort]) -> Vec<(String, u16)> {
+fn other_env_ports(app: &App, known: &[SidecarPort]) -> Vec<(String, u16)> {
     app.env
         .iter()
         .filter(|(k, _)| k.ends_with("_PORT") && !known.iter().any(|p| &p.var == k))
@@ -76,7 +101,7 @@ fn env_port(app: &App, var: &str) -> Option<u16> {
 }
 
 /// Fails with the holder named if a sidecar's port is taken.
-pub fn check_sidecar_ports(ports: &[SidecarPort]) -> Result<(), Error> {
+fn check_sidecar_ports(ports: &[SidecarPort]) -> Result<(), Error> {
     for p in ports {
         if in_use(p.port) {
             return Err(Error::PortInUse {
@@ -95,7 +120,7 @@ pub fn check_sidecar_ports(ports: &[SidecarPort]) -> Result<(), Error> {
 /// `--port` if free and no sidecar's; else a free loopback port that no sidecar's port
 /// variable names. CF's own PORT is 8080 in every container; here instances share the
 /// machine.
-pub fn pick(wanted: Option<u16>, reserved: &[SidecarPort]) -> anyhow::Result<u16> {
+fn pick(wanted: Option<u16>, reserved: &[SidecarPort]) -> anyhow::Result<u16> {
     let taken: BTreeSet<u16> = reserved.iter().map(|p| p.port).collect();
     let Some(port) = wanted else {
         for _ in 0..100 {

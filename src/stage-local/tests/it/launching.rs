@@ -337,6 +337,18 @@ fn a_sidecars_port_in_use_is_refused_before_anything_starts() {
         ))
         .has("--env NAME=PORT")
         .lacks("stage-local: started [");
+    // Another *_PORT of the app's env may name a remote service: only a warning.
+    sb.stage()
+        .buildpack(&bp)
+        .arg("--stop-after-answers")
+        .arg("--env")
+        .arg(format!("DB_PORT={port}"))
+        .run()
+        .success()
+        .has(&format!(
+            "warning: the app's env has DB_PORT={port}, and port {port} is held here by pid {} (",
+            std::process::id()
+        ));
     drop(taken);
     // --port may not be the sidecar's port either.
     sb.stage()
