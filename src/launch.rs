@@ -3,6 +3,7 @@
 //! strict types, so it is written with a serializer and read back typed.
 
 use crate::errors::Error;
+use crate::fsutil::write_atomic;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -110,19 +111,6 @@ pub fn write_config_yml(path: &Path, name: &str, version: &str) -> Result<(), Er
     })
     .unwrap_or_default();
     write_atomic(path, &text)
-}
-
-/// Writes through a temp file in the same directory and renames it into place.
-pub fn write_atomic(path: &Path, text: &str) -> Result<(), Error> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".write-")
-        .suffix(".partial")
-        .tempfile_in(dir)
-        .map_err(Error::write(path))?;
-    std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(Error::write(path))?;
-    tmp.persist(path).map_err(|e| Error::write(path)(e.error))?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -2,12 +2,15 @@
 //! pick each sidecar's dependency, fetch and verify it, install it, declare the
 //! sidecars in launch.yml, and write config.yml.
 
+use crate::cache::AppCache;
 use crate::errors::Error;
-use crate::fetch::{obtain, AppCache, Fetcher};
-use crate::install::{install, prepare_dir};
+use crate::fetch::obtain;
+use crate::fsutil::prepare_dir;
+use crate::install::install;
 use crate::launch::{self, CloudFoundry, LaunchYml, Limits, Platforms, Process};
-use crate::manifest::{manifest_path, Manifest};
+use crate::manifest::{buildpack_name, manifest_path, read_version, Manifest};
 use crate::settings::{sidecar_var_base, Env};
+use crate::transport::Fetcher;
 use crate::{detail, step};
 use std::collections::HashMap;
 use std::fs;
@@ -25,21 +28,6 @@ pub struct Context {
     pub buildpack_dir: PathBuf,
     /// The staging environment (CF_STACK, proxies, the app's env vars).
     pub env: HashMap<String, String>,
-}
-
-/// The buildpack's name as CF users know it: `<language>_buildpack`.
-pub fn buildpack_name(manifest: &Manifest) -> String {
-    format!("{}_buildpack", manifest.language)
-}
-
-/// Reads the buildpack's `VERSION`.
-pub fn read_version(buildpack_dir: &Path) -> Result<String, Error> {
-    let path = buildpack_dir.join("VERSION");
-    let v = fs::read_to_string(&path).map_err(|e| Error::BuildpackFile {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
-    Ok(v.trim().to_string())
 }
 
 pub fn run(ctx: &Context) -> Result<(), Error> {
