@@ -50,6 +50,15 @@ pub fn command(deps_idx: &str, executable: &str, args: &[String]) -> String {
     cmd
 }
 
+/// `DEPS_IDX` without its leading zeros (`"3"` for `"03"`, `"0"` for `"00"`), where
+/// CF's builder looks for launch.yml (`strconv.Itoa` of the index); `None` when that is
+/// `DEPS_IDX` itself. Only launch.yml goes there; everything else uses `DEPS_IDX` as given.
+pub fn unpadded_idx(deps_idx: &str) -> Option<String> {
+    let trimmed = deps_idx.trim_start_matches('0');
+    let unpadded = if trimmed.is_empty() { "0" } else { trimmed };
+    (unpadded != deps_idx).then(|| unpadded.to_string())
+}
+
 /// Single-quotes `s` for bash unless it is plainly safe.
 pub fn shell_quote(s: &str) -> String {
     let safe = !s.is_empty()
@@ -148,6 +157,16 @@ mod tests {
             ),
             r#""$DEPS_DIR/07/bin/config-server" --x 'a b' 'it'\''s'"#
         );
+    }
+
+    #[test]
+    fn unpadded_index_is_where_cf_reads_launch_yml() {
+        assert_eq!(unpadded_idx("0"), None);
+        assert_eq!(unpadded_idx("7"), None);
+        assert_eq!(unpadded_idx("10"), None);
+        assert_eq!(unpadded_idx("00"), Some("0".into()));
+        assert_eq!(unpadded_idx("03"), Some("3".into()));
+        assert_eq!(unpadded_idx("007"), Some("7".into()));
     }
 
     #[test]
