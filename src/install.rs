@@ -3,8 +3,9 @@
 //! unpacker takes only plain files and directories, inside its target, under a cap.
 
 use crate::errors::Error;
-use crate::fetch::{replace_non_dir, Verified};
+use crate::fsutil::prepare_dir;
 use crate::manifest::{basename, relative_inside, Dependency, Sidecar};
+use crate::verify::Verified;
 use std::fs::{self, File, Permissions};
 use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
@@ -70,12 +71,6 @@ pub fn install(
     clear(&dest)?;
     fs::rename(&exe, &dest).map_err(Error::write(&dest))?;
     Ok(dest)
-}
-
-/// Makes `dir` a real directory, replacing a file or symlink found there.
-pub fn prepare_dir(dir: &Path) -> Result<(), Error> {
-    replace_non_dir(dir).map_err(Error::write(dir))?;
-    fs::create_dir_all(dir).map_err(Error::write(dir))
 }
 
 /// Removes a directory left at a path a file is about to be renamed onto. A file or

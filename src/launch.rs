@@ -3,6 +3,7 @@
 //! strict types, so it is written with a serializer and read back typed.
 
 use crate::errors::Error;
+use crate::fsutil::write_atomic;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -47,6 +48,15 @@ pub fn command(deps_idx: &str, executable: &str, args: &[String]) -> String {
         cmd.push_str(&shell_quote(a));
     }
     cmd
+}
+
+/// `DEPS_IDX` without its leading zeros (`"3"` for `"03"`, `"0"` for `"00"`), where
+/// CF's builder looks for launch.yml (`strconv.Itoa` of the index); `None` when that is
+/// `DEPS_IDX` itself. Only launch.yml goes there; everything else uses `DEPS_IDX` as given.
+pub fn unpadded_idx(deps_idx: &str) -> Option<String> {
+    let trimmed = deps_idx.trim_start_matches('0');
+    let unpadded = if trimmed.is_empty() { "0" } else { trimmed };
+    (unpadded != deps_idx).then(|| unpadded.to_string())
 }
 
 /// Single-quotes `s` for bash unless it is plainly safe.
@@ -112,19 +122,6 @@ pub fn write_config_yml(path: &Path, name: &str, version: &str) -> Result<(), Er
     write_atomic(path, &text)
 }
 
-/// Writes through a temp file in the same directory and renames it into place.
-pub fn write_atomic(path: &Path, text: &str) -> Result<(), Error> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".write-")
-        .suffix(".partial")
-        .tempfile_in(dir)
-        .map_err(Error::write(path))?;
-    std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(Error::write(path))?;
-    tmp.persist(path).map_err(|e| Error::write(path)(e.error))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +157,16 @@ mod tests {
             ),
             r#""$DEPS_DIR/07/bin/config-server" --x 'a b' 'it'\''s'"#
         );
+    }
+
+    #[test]
+    fn unpadded_index_is_where_cf_reads_launch_yml() {
+        assert_eq!(unpadded_idx("0"), None);
+        assert_eq!(unpadded_idx("7"), None);
+        assert_eq!(unpadded_idx("10"), None);
+        assert_eq!(unpadded_idx("00"), Some("0".into()));
+        assert_eq!(unpadded_idx("03"), Some("3".into()));
+        assert_eq!(unpadded_idx("007"), Some("7".into()));
     }
 
     #[test]

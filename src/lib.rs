@@ -2,9 +2,11 @@
 //! declares them in `launch.yml`. `main` parses the command line and environment;
 //! everything else lives here so the packager can share it.
 
+pub mod cache;
 pub mod digest;
 pub mod errors;
 pub mod fetch;
+pub mod fsutil;
 pub mod install;
 pub mod launch;
 pub mod log;
@@ -12,3 +14,5 @@ pub mod manifest;
 pub mod redact;
 pub mod settings;
 pub mod supply;
+pub mod transport;
+pub mod verify;

@@ -4,6 +4,7 @@
 use crate::digest::Sha256;
 use crate::errors::Error;
 use serde::Deserialize;
+use std::fs;
 use std::path::{Path, PathBuf};
 use url::Url;
 
@@ -362,6 +363,21 @@ fn yaml_error(path: &Path, e: &serde_yaml::Error) -> Error {
 /// Where a manifest's path is reported from.
 pub fn manifest_path(buildpack_dir: &Path) -> PathBuf {
     buildpack_dir.join("manifest.yml")
+}
+
+/// The buildpack's name as CF users know it: `<language>_buildpack`.
+pub fn buildpack_name(manifest: &Manifest) -> String {
+    format!("{}_buildpack", manifest.language)
+}
+
+/// Reads the buildpack's `VERSION`.
+pub fn read_version(buildpack_dir: &Path) -> Result<String, Error> {
+    let path = buildpack_dir.join("VERSION");
+    let v = fs::read_to_string(&path).map_err(|e| Error::BuildpackFile {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(v.trim().to_string())
 }
 
 #[cfg(test)]

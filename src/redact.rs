@@ -118,6 +118,26 @@ pub fn scrub_urls(text: &str) -> String {
     out
 }
 
+/// The error chain of a library error, with the secrets of `url` and of any other URL
+/// in it (a redirect's target) removed.
+pub fn describe(err: &(dyn std::error::Error + 'static), url: &Url) -> String {
+    scrub_urls(&scrub(&error_chain(err), url))
+}
+
+/// An error and its sources, each once, joined with `: `.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut src = err.source();
+    while let Some(s) = src {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        src = s.source();
+    }
+    parts.join(": ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,12 +2,15 @@
 //! pick each sidecar's dependency, fetch and verify it, install it, declare the
 //! sidecars in launch.yml, and write config.yml.
 
+use crate::cache::AppCache;
 use crate::errors::Error;
-use crate::fetch::{obtain, AppCache, Fetcher};
-use crate::install::{install, prepare_dir};
+use crate::fetch::obtain;
+use crate::fsutil::prepare_dir;
+use crate::install::install;
 use crate::launch::{self, CloudFoundry, LaunchYml, Limits, Platforms, Process};
-use crate::manifest::{manifest_path, Manifest};
+use crate::manifest::{buildpack_name, manifest_path, read_version, Manifest};
 use crate::settings::{sidecar_var_base, Env};
+use crate::transport::Fetcher;
 use crate::{detail, step};
 use std::collections::HashMap;
 use std::fs;
@@ -25,21 +28,6 @@ pub struct Context {
     pub buildpack_dir: PathBuf,
     /// The staging environment (CF_STACK, proxies, the app's env vars).
     pub env: HashMap<String, String>,
-}
-
-/// The buildpack's name as CF users know it: `<language>_buildpack`.
-pub fn buildpack_name(manifest: &Manifest) -> String {
-    format!("{}_buildpack", manifest.language)
-}
-
-/// Reads the buildpack's `VERSION`.
-pub fn read_version(buildpack_dir: &Path) -> Result<String, Error> {
-    let path = buildpack_dir.join("VERSION");
-    let v = fs::read_to_string(&path).map_err(|e| Error::BuildpackFile {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
-    Ok(v.trim().to_string())
 }
 
 pub fn run(ctx: &Context) -> Result<(), Error> {
@@ -98,19 +86,31 @@ pub fn run(ctx: &Context) -> Result<(), Error> {
         }
     }
 
-    let launch_path = idx_dir.join("launch.yml");
+    // CF's builder reads launch.yml at the unpadded index (deps/3 for DEPS_IDX "03",
+    // buildpackrunner/runner.go): with 10+ buildpacks a copy must sit there too.
+    let mut launch_paths = vec![idx_dir.join("launch.yml")];
+    if let Some(unpadded) = launch::unpadded_idx(&ctx.deps_idx) {
+        launch_paths.push(ctx.deps_dir.join(unpadded).join("launch.yml"));
+    }
     if processes.is_empty() {
-        match fs::remove_file(&launch_path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::write(&launch_path)(e))
+        for path in &launch_paths {
+            match fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::write(path)(e))
+                }
+                _ => {}
             }
-            _ => {}
         }
     } else {
         step!("Declaring sidecars");
         check_memory(&processes, env.get("MEMORY_LIMIT"));
         let yml = LaunchYml { processes };
-        yml.write(&launch_path)?;
+        for (i, path) in launch_paths.iter().enumerate() {
+            if i > 0 {
+                prepare_dir(path.parent().unwrap_or(&ctx.deps_dir))?;
+            }
+            yml.write(path)?;
+        }
         for p in &yml.processes {
             detail!(
                 "{} for process types [{}], {} MB, command: {}",
@@ -120,7 +120,14 @@ pub fn run(ctx: &Context) -> Result<(), Error> {
                 p.command
             );
         }
-        detail!("Wrote {}", launch_path.display());
+        detail!("Wrote {}", launch_paths[0].display());
+        if let Some(copy) = launch_paths.get(1) {
+            detail!(
+                "Wrote a copy at {}: Cloud Foundry reads launch.yml at the index without \
+                 its leading zeros once an app has 10 or more buildpacks",
+                copy.display()
+            );
+        }
         debug!("launch.yml:\n{}", yml.render());
     }
     launch::write_config_yml(&idx_dir.join("config.yml"), &manifest.language, &version)?;

@@ -8,11 +8,13 @@ use md5::{Digest, Md5};
 use serde_yaml::{Mapping, Value};
 use sidecar_buildpack::digest::copy_hashed;
 use sidecar_buildpack::errors::{exit, report, Error};
-use sidecar_buildpack::fetch::{copy_verified, Fetcher, Verified};
 use sidecar_buildpack::log::StagingLog;
-use sidecar_buildpack::manifest::{basename, manifest_path, Dependency, Manifest};
+use sidecar_buildpack::manifest::{
+    basename, buildpack_name, manifest_path, read_version, Dependency, Manifest,
+};
 use sidecar_buildpack::settings::Env;
-use sidecar_buildpack::supply::{buildpack_name, read_version};
+use sidecar_buildpack::transport::Fetcher;
+use sidecar_buildpack::verify::{copy_verified, Verified};
 use sidecar_buildpack::{detail, step};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};

@@ -276,15 +276,60 @@ fn declare_false_installs_but_does_not_declare() {
     assert!(!out.deps_idx.join("launch.yml").exists());
 }
 
+/// DEPS_IDX is used as given, except that CF's builder reads launch.yml at the
+/// unpadded index once an app has 10+ buildpacks (cloud-foundry.md section 2).
 #[test]
-fn padded_deps_idx_is_used_as_given() {
+fn padded_deps_idx_also_writes_launch_yml_where_cf_reads_it() {
+    for (idx, unpadded) in [
+        ("03", Some("3")),
+        ("00", Some("0")),
+        ("10", None),
+        ("7", None),
+    ] {
+        let bp = Buildpack::new().cached().write();
+        let dirs = Dirs::new();
+        let out = Stage::new(&bp, &dirs).idx(idx).run();
+        out.success();
+        assert_eq!(out.launch_yml(), golden(idx), "DEPS_IDX {idx}");
+        assert!(dirs.deps().join(idx).join("bin/config-server").is_file());
+        let mut want = vec![idx.to_string()];
+        match unpadded {
+            Some(u) => {
+                out.has(&format!(
+                    "Wrote a copy at {}: Cloud Foundry reads launch.yml at the index without \
+                     its leading zeros",
+                    dirs.deps().join(u).join("launch.yml").display()
+                ));
+                assert_eq!(
+                    fs::read_to_string(dirs.deps().join(u).join("launch.yml")).expect("copy"),
+                    golden(idx),
+                    "the copy names $DEPS_DIR/{idx}, not {u}"
+                );
+                assert_eq!(listing(&dirs.deps().join(u)), vec!["launch.yml"]);
+                want.push(u.to_string());
+            }
+            None => {
+                out.lacks("Wrote a copy");
+            }
+        }
+        want.sort();
+        assert_eq!(listing(&dirs.deps()), want, "DEPS_IDX {idx}");
+    }
+}
+
+#[test]
+fn undeclared_sidecar_removes_both_launch_yml_copies() {
     let bp = Buildpack::new().cached().write();
     let dirs = Dirs::new();
-    let out = Stage::new(&bp, &dirs).idx("03").run();
-    out.success();
-    assert_eq!(out.launch_yml(), golden("03"));
-    assert!(dirs.deps().join("03/bin/config-server").is_file());
-    assert!(!dirs.deps().join("3").exists());
+    Stage::new(&bp, &dirs).idx("03").run().success();
+    assert!(dirs.deps().join("3/launch.yml").is_file());
+    Stage::new(&bp, &dirs)
+        .idx("03")
+        .env("SIDECAR_BUILDPACK_CONFIG_SERVER_DECLARE", "false")
+        .run()
+        .success();
+    assert!(!dirs.deps().join("03/launch.yml").exists());
+    assert!(!dirs.deps().join("3/launch.yml").exists());
 }
 
 #[test]

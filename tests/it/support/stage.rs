@@ -1,0 +1,180 @@
+//! One run of the real `supply` binary, and assertions on its outcome.
+
+use super::buildpack::{Buildpack, Dirs};
+use std::collections::HashMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub const SUPPLY: &str = env!("CARGO_BIN_EXE_supply");
+/// A secret that tests put in URLs; it must never appear in any output.
+pub const SECRET: &str = "s3cr3t-T0KEN";
+
+/// One run of the real `supply` binary.
+pub struct Stage<'a> {
+    bp: &'a Buildpack,
+    dirs: &'a Dirs,
+    idx: String,
+    env: HashMap<String, String>,
+    wrapper: Vec<String>,
+}
+
+pub struct Outcome {
+    pub code: i32,
+    pub out: String,
+    pub deps_idx: PathBuf,
+    pub elapsed: Duration,
+}
+
+impl<'a> Stage<'a> {
+    #[must_use]
+    pub fn new(bp: &'a Buildpack, dirs: &'a Dirs) -> Self {
+        let mut env = HashMap::new();
+        env.insert("CF_STACK".into(), "cflinuxfs4".into());
+        // Keep retries quick in tests; the defaults are documented in the README.
+        env.insert("SIDECAR_BUILDPACK_RETRY_DELAY_MS".into(), "50".into());
+        Stage {
+            bp,
+            dirs,
+            idx: "0".into(),
+            env,
+            wrapper: Vec::new(),
+        }
+    }
+
+    /// Runs supply under another command, e.g. `unshare -n --` (no network at all).
+    #[must_use]
+    pub fn wrapped(mut self, wrapper: &[&str]) -> Self {
+        self.wrapper = wrapper.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    #[must_use]
+    pub fn idx(mut self, idx: &str) -> Self {
+        self.idx = idx.into();
+        self
+    }
+
+    #[must_use]
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.insert(k.into(), v.into());
+        self
+    }
+
+    #[must_use]
+    pub fn no_env(mut self, k: &str) -> Self {
+        self.env.remove(k);
+        self
+    }
+
+    #[must_use = "check the outcome"]
+    pub fn run(self) -> Outcome {
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(SUPPLY);
+                c
+            }
+            None => Command::new(SUPPLY),
+        };
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("SIDECAR_BUILDPACK_DIR", self.bp.path())
+            .envs(&self.env)
+            .args([
+                self.dirs.build(),
+                self.dirs.cache(),
+                self.dirs.deps(),
+                PathBuf::from(&self.idx),
+            ])
+            .current_dir("/");
+        Outcome::of(&mut cmd, self.dirs.deps().join(&self.idx))
+    }
+}
+
+impl Outcome {
+    /// Runs `cmd` to the end and checks that its output leaks no secret.
+    #[track_caller]
+    pub fn of(cmd: &mut Command, deps_idx: PathBuf) -> Outcome {
+        let started = Instant::now();
+        let out = cmd.output().expect("run the command");
+        let elapsed = started.elapsed();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_no_secret(&text);
+        Outcome {
+            code: out.status.code().unwrap_or(-1),
+            out: text,
+            deps_idx,
+            elapsed,
+        }
+    }
+
+    #[track_caller]
+    pub fn code(&self, want: i32) -> &Self {
+        assert_eq!(self.code, want, "exit code; output:\n{}", self.out);
+        self
+    }
+
+    #[track_caller]
+    pub fn success(&self) -> &Self {
+        self.code(0)
+    }
+
+    #[track_caller]
+    pub fn has(&self, text: &str) -> &Self {
+        assert!(
+            self.out.contains(text),
+            "output lacks {text:?}; output:\n{}",
+            self.out
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn lacks(&self, text: &str) -> &Self {
+        assert!(
+            !self.out.contains(text),
+            "output has {text:?}; output:\n{}",
+            self.out
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn launch_yml(&self) -> String {
+        fs::read_to_string(self.deps_idx.join("launch.yml")).expect("launch.yml")
+    }
+
+    /// The installed executable's contents, after checking it is mode 0755.
+    #[track_caller]
+    pub fn installed(&self) -> Vec<u8> {
+        let p = self.deps_idx.join("bin/config-server");
+        let mode = fs::metadata(&p).expect("installed").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o755, "mode of {}", p.display());
+        fs::read(p).expect("read")
+    }
+
+    #[track_caller]
+    pub fn not_installed(&self) -> &Self {
+        assert!(
+            !self.deps_idx.join("bin/config-server").exists(),
+            "bin/config-server must not exist"
+        );
+        assert!(!self.deps_idx.join("launch.yml").exists(), "no launch.yml");
+        self
+    }
+}
+
+/// Fails if `text` holds a secret the tests planted.
+#[track_caller]
+pub fn assert_no_secret(text: &str) {
+    for needle in [SECRET, "hunter2"] {
+        assert!(!text.contains(needle), "secret {needle:?} leaked:\n{text}");
+    }
+}
