@@ -44,9 +44,7 @@ pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// most this often.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
-const BUSY_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
-Cache-Control: no-store\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: 42\r\n\r\n\
-{\"error\":\"too many connections, try again\"}";
+const BUSY_BODY: &str = r#"{"error":"too many connections, try again"}"#;
 
 /// Serves what was loaded at startup on `127.0.0.1:port` until SIGTERM or SIGINT.
 pub fn serve(config: Config, loaded: Loaded) -> Result<(), Error> {
@@ -203,7 +201,13 @@ fn effective_limits(mut limits: Limits) -> Limits {
 /// what the client sent (closing with unread data would reset the connection
 /// before the client reads the answer).
 async fn refuse(mut stream: TcpStream) {
-    let _ = stream.write_all(BUSY_RESPONSE).await;
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
+         Cache-Control: no-store\r\nRetry-After: 1\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n{BUSY_BODY}",
+        BUSY_BODY.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
     let _ = stream.shutdown().await;
     let mut sink = [0; 1024];
     let _ = tokio::time::timeout(Duration::from_millis(100), async {

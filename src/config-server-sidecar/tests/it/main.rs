@@ -2,7 +2,9 @@
 //! app) on free loopback ports. One test binary, one module per topic.
 
 mod endpoints;
+mod bindings;
 mod errors;
+mod hostile;
 mod logging;
 mod network;
 mod port;
@@ -10,3 +12,4 @@ mod rubyapp;
 mod shutdown;
 mod sources;
 mod support;
+mod values;

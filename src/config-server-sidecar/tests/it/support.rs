@@ -50,8 +50,11 @@ pub struct Sidecar {
 
 impl Sidecar {
     pub fn new() -> Self {
+        Self::with_command(Command::new(BIN))
+    }
+
+    fn with_command(mut command: Command) -> Self {
         let port = free_port();
-        let mut command = Command::new(BIN);
         command
             .env_clear()
             .env("CONFIG_SERVER_PORT", port.to_string())
@@ -59,6 +62,13 @@ impl Sidecar {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         Self { command, port }
+    }
+
+    /// Runs the sidecar as `bash -c '<prefix> exec config-server'`, e.g. to set a ulimit.
+    pub fn wrap_in_shell(prefix: &str) -> Self {
+        let mut command = Command::new("bash");
+        command.args(["-c", &format!("{prefix} exec \"$0\""), BIN]);
+        Self::with_command(command)
     }
 
     pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
@@ -277,6 +287,11 @@ pub struct Response {
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(String::as_str)
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:#?}"))
     }
 
     /// Asserts status, `Content-Type: application/json` and the whole body.
