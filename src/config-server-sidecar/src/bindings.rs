@@ -60,7 +60,9 @@ pub struct Binding {
 /// Reads one binding source.
 pub fn read(input: &BindingsInput) -> Result<(Bindings, Vec<Binding>), Error> {
     match input {
-        BindingsInput::Env(text) => Ok((Bindings::Env, from_vcap(&Bindings::Env, text.as_bytes())?)),
+        BindingsInput::Env(text) => {
+            Ok((Bindings::Env, from_vcap(&Bindings::Env, text.as_bytes())?))
+        }
         BindingsInput::File(path) => {
             let origin = Bindings::File(path.clone());
             let text = read_capped(path, MAX_SOURCE_BYTES).map_err(|e| capped(&origin, path, e))?;
@@ -194,13 +196,19 @@ fn from_tree(origin: &Bindings, root: &Path) -> Result<Vec<Binding>, Error> {
             }
         };
         // Symlinks are followed: Kubernetes links every entry through `..data`.
-        if !fs::metadata(&dir).map_err(unreadable(dir.clone()))?.is_dir() {
+        if !fs::metadata(&dir)
+            .map_err(unreadable(dir.clone()))?
+            .is_dir()
+        {
             continue; // A file at the top is not a binding.
         }
         let mut files = Map::new();
         for key in names(origin, &dir, &mut count)? {
             let path = dir.join(&key);
-            if fs::metadata(&path).map_err(unreadable(path.clone()))?.is_dir() {
+            if fs::metadata(&path)
+                .map_err(unreadable(path.clone()))?
+                .is_dir()
+            {
                 continue; // Older layouts nest metadata/ and secret/; not ours to read.
             }
             let bytes = read_capped(&path, budget).map_err(|e| capped(origin, &path, e))?;

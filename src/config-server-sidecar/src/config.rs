@@ -308,14 +308,37 @@ mod tests {
         assert_eq!(config.limits.max_connections, 4);
         assert_eq!(config.watch_interval, None);
         for (name, value, accepted) in [
-            ("CONFIG_SERVER_HEADER_TIMEOUT_MS", "5s", "a whole number from 10 to 600000"),
-            ("CONFIG_SERVER_IDLE_TIMEOUT_MS", "0", "a whole number from 10 to 3600000"),
-            ("CONFIG_SERVER_MAX_CONNECTIONS", "-1", "a whole number from 1 to 10000"),
-            ("CONFIG_SERVER_MAX_CONNECTIONS", "99999999999999999999999", "a whole number from 1 to 10000"),
-            ("CONFIG_SERVER_WATCH_INTERVAL_MS", "50", "a whole number from 100 to 3600000, or 0 for off"),
+            (
+                "CONFIG_SERVER_HEADER_TIMEOUT_MS",
+                "5s",
+                "a whole number from 10 to 600000",
+            ),
+            (
+                "CONFIG_SERVER_IDLE_TIMEOUT_MS",
+                "0",
+                "a whole number from 10 to 3600000",
+            ),
+            (
+                "CONFIG_SERVER_MAX_CONNECTIONS",
+                "-1",
+                "a whole number from 1 to 10000",
+            ),
+            (
+                "CONFIG_SERVER_MAX_CONNECTIONS",
+                "99999999999999999999999",
+                "a whole number from 1 to 10000",
+            ),
+            (
+                "CONFIG_SERVER_WATCH_INTERVAL_MS",
+                "50",
+                "a whole number from 100 to 3600000, or 0 for off",
+            ),
         ] {
             let err = Config::from_env(&env(&[(name, value)])).expect_err(name);
-            assert_eq!(err.to_string(), format!("{name}={value:?} is not valid: expected {accepted}"));
+            assert_eq!(
+                err.to_string(),
+                format!("{name}={value:?} is not valid: expected {accepted}")
+            );
             assert_eq!(err.exit_code(), 2);
         }
     }
@@ -441,9 +464,11 @@ mod tests {
         );
         assert_eq!(
             config.warnings,
-            ["several binding sources are set (SERVICE_BINDING_ROOT, VCAP_SERVICES_FILE_PATH, \
+            [
+                "several binding sources are set (SERVICE_BINDING_ROOT, VCAP_SERVICES_FILE_PATH, \
               VCAP_SERVICES): they are searched in that order, and the first one holding a \
-              match wins"]
+              match wins"
+            ]
         );
     }
 

@@ -86,8 +86,14 @@ mod tests {
         let demo = Document::demo();
         assert_eq!(demo.whole().body, DEMO.as_bytes());
         let body = |key| demo.get(key).map(|r| r.body.clone());
-        assert_eq!(body("Scope").as_deref(), Some(&b"\"some-service.admin\""[..]));
-        assert_eq!(body("Password").as_deref(), Some(&b"\"not-a-real-p4$$w0rd\""[..]));
+        assert_eq!(
+            body("Scope").as_deref(),
+            Some(&b"\"some-service.admin\""[..])
+        );
+        assert_eq!(
+            body("Password").as_deref(),
+            Some(&b"\"not-a-real-p4$$w0rd\""[..])
+        );
         assert!(demo.get("scope").is_none());
     }
 
@@ -101,21 +107,31 @@ mod tests {
             &br#"{"z":1,"a":{"y":[true,null],"b":"s"},"m":2.5}"#[..]
         );
         let body = |key| doc.get(key).map(|r| r.body.clone());
-        assert_eq!(body("a").as_deref(), Some(&br#"{"y":[true,null],"b":"s"}"#[..]));
+        assert_eq!(
+            body("a").as_deref(),
+            Some(&br#"{"y":[true,null],"b":"s"}"#[..])
+        );
         assert_eq!(body("m").as_deref(), Some(&b"2.5"[..]));
     }
 
     #[test]
     fn etags_follow_the_content() {
         let doc = |json: &str| Document::from_map(serde_json::from_str(json).expect("object"));
-        let (a, b, c) = (doc(r#"{"k":1,"j":2}"#), doc(r#"{"k":1,"j":2}"#), doc(r#"{"k":1,"j":3}"#));
+        let (a, b, c) = (
+            doc(r#"{"k":1,"j":2}"#),
+            doc(r#"{"k":1,"j":2}"#),
+            doc(r#"{"k":1,"j":3}"#),
+        );
         assert_eq!(a.whole().etag, b.whole().etag);
         assert_ne!(a.whole().etag, c.whole().etag);
         // A key's tag follows its own value only.
         assert_eq!(a.get("k").map(|r| &r.etag), c.get("k").map(|r| &r.etag));
         assert_ne!(a.get("j").map(|r| &r.etag), c.get("j").map(|r| &r.etag));
         let tag = a.whole().etag.to_str().expect("ascii").to_owned();
-        assert!(tag.len() == 18 && tag.starts_with('"') && tag.ends_with('"'), "{tag}");
+        assert!(
+            tag.len() == 18 && tag.starts_with('"') && tag.ends_with('"'),
+            "{tag}"
+        );
         assert!(a == b && a != c);
     }
 }

@@ -246,7 +246,6 @@ impl Position {
     pub fn of_json(err: &serde_json::Error) -> Self {
         Self(Some((err.line(), err.column())))
     }
-
 }
 
 impl fmt::Display for Position {

@@ -213,9 +213,10 @@ impl<'de> Visitor<'de> for JsonSeed<'_> {
         Ok(Value::from(v))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        Number::from_f64(v)
-            .map(Value::Number)
-            .ok_or_else(|| self.0.fail(Problem::NotFinite(render_path(&self.0.path.borrow()))))
+        Number::from_f64(v).map(Value::Number).ok_or_else(|| {
+            self.0
+                .fail(Problem::NotFinite(render_path(&self.0.path.borrow())))
+        })
     }
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
         Ok(Value::String(v.to_owned()))
@@ -272,7 +273,12 @@ fn parse_yaml(text: &[u8]) -> Result<Value, ParseError> {
     let text = std::str::from_utf8(text).map_err(|e| {
         let before = &text[..e.valid_up_to()];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        let column = before.len() - before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
+        let column = before.len()
+            - before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1)
+            + 1;
         fail(Problem::NotUtf8, Position(Some((line, column))))
     })?;
     let mut builder = YamlBuilder::default();
@@ -333,7 +339,10 @@ impl YamlBuilder {
                 }
             }
             Event::Scalar(text, style, anchor, tag) => {
-                if let Some(Frame::Map { key: key @ None, .. }) = self.stack.last_mut() {
+                if let Some(Frame::Map {
+                    key: key @ None, ..
+                }) = self.stack.last_mut()
+                {
                     // A key: its text as written, whatever it would resolve to.
                     *key = Some(text.into_owned());
                     return self.check_duplicate();
@@ -347,7 +356,10 @@ impl YamlBuilder {
                 if self.aliased > MAX_ALIAS_VALUES {
                     return Err(Problem::AliasLimit);
                 }
-                if let Some(Frame::Map { key: key @ None, .. }) = self.stack.last_mut() {
+                if let Some(Frame::Map {
+                    key: key @ None, ..
+                }) = self.stack.last_mut()
+                {
                     let Value::String(text) = value else {
                         return Err(Problem::KeyNotScalar);
                     };
@@ -381,7 +393,10 @@ impl YamlBuilder {
                         values,
                     }) => (Value::Array(items), values, anchor),
                     Some(Frame::Map {
-                        map, anchor, values, ..
+                        map,
+                        anchor,
+                        values,
+                        ..
                     }) => (Value::Object(map), values, anchor),
                     None => return Err(Problem::Syntax),
                 };
@@ -408,7 +423,12 @@ impl YamlBuilder {
 
     /// A mapping's key was just set: it must be new in its mapping.
     fn check_duplicate(&self) -> Result<(), Problem> {
-        if let Some(Frame::Map { map, key: Some(key), .. }) = self.stack.last() {
+        if let Some(Frame::Map {
+            map,
+            key: Some(key),
+            ..
+        }) = self.stack.last()
+        {
             if map.contains_key(key) {
                 return Err(Problem::DuplicateKey(self.path()));
             }
@@ -465,7 +485,12 @@ impl YamlBuilder {
     }
 
     /// Resolves a scalar by its tag, or by the core schema when it is plain.
-    fn scalar(&self, text: Cow<'_, str>, style: ScalarStyle, tag: Option<&Tag>) -> Result<Value, Problem> {
+    fn scalar(
+        &self,
+        text: Cow<'_, str>,
+        style: ScalarStyle,
+        tag: Option<&Tag>,
+    ) -> Result<Value, Problem> {
         let not_finite = || Problem::NotFinite(self.path());
         let Some(tag) = tag else {
             return match style {
@@ -475,7 +500,9 @@ impl YamlBuilder {
         };
         let resolved = match core_suffix(tag) {
             // `!` alone is the non-specific tag: a string.
-            _ if tag.handle.is_empty() && tag.suffix == "!" => Some(Value::String(text.into_owned())),
+            _ if tag.handle.is_empty() && tag.suffix == "!" => {
+                Some(Value::String(text.into_owned()))
+            }
             Some("str") => Some(Value::String(text.into_owned())),
             Some("null") => is_null(&text).then_some(Value::Null),
             Some("bool") => parse_bool(&text).map(Value::Bool),
@@ -484,7 +511,11 @@ impl YamlBuilder {
                 Some(int) => Some(int),
                 None if is_non_finite(&text) => return Err(not_finite()),
                 None => match float(&text) {
-                    Some(f) => Some(Number::from_f64(f).map(Value::Number).ok_or_else(not_finite)?),
+                    Some(f) => Some(
+                        Number::from_f64(f)
+                            .map(Value::Number)
+                            .ok_or_else(not_finite)?,
+                    ),
                     None => None,
                 },
             },
@@ -657,9 +688,14 @@ mod tests {
             "key `db.user` appears twice in the same mapping (line 4, column 3): keep one of them"
         );
         // The key's text decides, whatever it resolves to.
-        assert!(yaml("1: a\n'1': b\n").unwrap_err().contains("key `1` appears twice"));
+        assert!(yaml("1: a\n'1': b\n")
+            .unwrap_err()
+            .contains("key `1` appears twice"));
         // Same key in different mappings is fine.
-        assert_eq!(yaml("a: {k: 1}\nb: {k: 2}\n").unwrap(), r#"{"a":{"k":1},"b":{"k":2}}"#);
+        assert_eq!(
+            yaml("a: {k: 1}\nb: {k: 2}\n").unwrap(),
+            r#"{"a":{"k":1},"b":{"k":2}}"#
+        );
     }
 
     #[test]
@@ -678,7 +714,10 @@ mod tests {
             );
         }
         // Quoted, they are text.
-        assert_eq!(yaml("a: '1e999'\nb: \".nan\"\n").unwrap(), r#"{"a":"1e999","b":".nan"}"#);
+        assert_eq!(
+            yaml("a: '1e999'\nb: \".nan\"\n").unwrap(),
+            r#"{"a":"1e999","b":".nan"}"#
+        );
     }
 
     #[test]
@@ -706,15 +745,24 @@ mod tests {
     fn yaml_depth_is_capped() {
         let deep = format!("{}1{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
         assert!(yaml(&deep).is_ok());
-        let deeper = format!("{}1{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        let deeper = format!(
+            "{}1{}",
+            "[".repeat(MAX_DEPTH + 1),
+            "]".repeat(MAX_DEPTH + 1)
+        );
         assert_eq!(
             yaml(&deeper).unwrap_err(),
-            format!("nested more than {MAX_DEPTH} levels deep (line 1, column {})", MAX_DEPTH + 1)
+            format!(
+                "nested more than {MAX_DEPTH} levels deep (line 1, column {})",
+                MAX_DEPTH + 1
+            )
         );
         // Far deeper than any stack would survive, refused all the same.
         let abyss = "[".repeat(1_000_000);
         assert!(yaml(&abyss).unwrap_err().starts_with("nested more than"));
-        let block = (0..1000).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect::<String>();
+        let block = (0..1000)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect::<String>();
         assert!(yaml(&block).unwrap_err().starts_with("nested more than"));
     }
 
@@ -724,10 +772,19 @@ mod tests {
             yaml("a: 1\n---\nb: 2\n").unwrap_err(),
             "holds more than one YAML document; the second starts at line 2, column 1"
         );
-        assert!(yaml("? [a, b]\n: 1\n").unwrap_err().starts_with("a mapping key must be a plain value"));
-        assert!(yaml("a: !secret x\n").unwrap_err().starts_with("`a` has the tag !secret"));
-        assert!(yaml("a: !!int x\n").unwrap_err().starts_with("`a` has the tag"));
-        assert_eq!(yaml("a: !!str 12\nb: !!int '12'\nc: ! 5\n").unwrap(), r#"{"a":"12","b":12,"c":"5"}"#);
+        assert!(yaml("? [a, b]\n: 1\n")
+            .unwrap_err()
+            .starts_with("a mapping key must be a plain value"));
+        assert!(yaml("a: !secret x\n")
+            .unwrap_err()
+            .starts_with("`a` has the tag !secret"));
+        assert!(yaml("a: !!int x\n")
+            .unwrap_err()
+            .starts_with("`a` has the tag"));
+        assert_eq!(
+            yaml("a: !!str 12\nb: !!int '12'\nc: ! 5\n").unwrap(),
+            r#"{"a":"12","b":12,"c":"5"}"#
+        );
         let bad = parse(Format::Yaml, b"a: \xff\n").unwrap_err();
         assert_eq!(bad.to_string(), "not UTF-8 text (line 1, column 4)");
         let bad = [b'a', b':', b'\n', 0xC3];
@@ -735,8 +792,12 @@ mod tests {
             parse(Format::Yaml, &bad).unwrap_err().to_string(),
             "not UTF-8 text (line 2, column 1)"
         );
-        assert!(yaml("a: [1\n").unwrap_err().starts_with("not valid YAML (line "));
-        assert!(yaml("a: *nowhere\n").unwrap_err().starts_with("not valid YAML (line "));
+        assert!(yaml("a: [1\n")
+            .unwrap_err()
+            .starts_with("not valid YAML (line "));
+        assert!(yaml("a: *nowhere\n")
+            .unwrap_err()
+            .starts_with("not valid YAML (line "));
     }
 
     #[test]
@@ -752,13 +813,32 @@ mod tests {
             "key `a.b` appears twice in the same mapping (line 1, column 18): keep one of them"
         );
         let message = json("{\"x\": [1, {\"big\": 1e999}]}").unwrap_err();
-        assert!(message.starts_with("`x[1].big` is not a finite number (line 1, column "), "{message}");
-        assert_eq!(json("{\"a\": 1} x").unwrap_err(), "not valid JSON (line 1, column 10)");
-        let deeper = format!("{}1{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
-        assert!(json(&deeper).unwrap_err().starts_with("nested more than 100 levels deep (line 1, column"));
+        assert!(
+            message.starts_with("`x[1].big` is not a finite number (line 1, column "),
+            "{message}"
+        );
+        assert_eq!(
+            json("{\"a\": 1} x").unwrap_err(),
+            "not valid JSON (line 1, column 10)"
+        );
+        let deeper = format!(
+            "{}1{}",
+            "[".repeat(MAX_DEPTH + 1),
+            "]".repeat(MAX_DEPTH + 1)
+        );
+        assert!(json(&deeper)
+            .unwrap_err()
+            .starts_with("nested more than 100 levels deep (line 1, column"));
         // A key path never quotes more than 64 characters of a key, nor a control character.
-        let long = format!("{{\"{}\\u0007\": 1, \"{}\\u0007\": 2}}", "k".repeat(500), "k".repeat(500));
+        let long = format!(
+            "{{\"{}\\u0007\": 1, \"{}\\u0007\": 2}}",
+            "k".repeat(500),
+            "k".repeat(500)
+        );
         let message = json(&long).unwrap_err();
-        assert!(message.len() < 200 && !message.contains('\u{7}'), "{message}");
+        assert!(
+            message.len() < 200 && !message.contains('\u{7}'),
+            "{message}"
+        );
     }
 }

@@ -106,7 +106,9 @@ impl Live {
                     source::TAG
                 )
             }
-            Ok(loaded) if *current.document == loaded.document && current.origin == loaded.origin => {
+            Ok(loaded)
+                if *current.document == loaded.document && current.origin == loaded.origin =>
+            {
                 if current.last_error.is_some() {
                     println!(
                         "reload ({why}): {} loads again, unchanged: still generation {}",
@@ -125,7 +127,10 @@ impl Live {
             }
             Ok(loaded) => {
                 let generation = current.generation + 1;
-                println!("reloaded ({why}): generation {generation} from {}", loaded.origin);
+                println!(
+                    "reloaded ({why}): generation {generation} from {}",
+                    loaded.origin
+                );
                 self.store(Snapshot::new(
                     Arc::new(loaded.document),
                     loaded.origin,
@@ -193,7 +198,9 @@ mod tests {
 
     #[test]
     fn timestamps() {
-        let at = |secs: u64, millis: u64| rfc3339(UNIX_EPOCH + Duration::from_millis(secs * 1000 + millis));
+        let at = |secs: u64, millis: u64| {
+            rfc3339(UNIX_EPOCH + Duration::from_millis(secs * 1000 + millis))
+        };
         assert_eq!(at(0, 0), "1970-01-01T00:00:00.000Z");
         assert_eq!(at(951_782_400, 7), "2000-02-29T00:00:00.007Z");
         assert_eq!(at(1_795_954_445, 123), "2026-11-29T12:14:05.123Z");

@@ -16,7 +16,9 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderMap, HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use hyper::header::{
+    HeaderMap, HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH,
+};
 use hyper::{Method, Response, StatusCode};
 
 use crate::document::Rendered;
@@ -276,11 +278,15 @@ mod tests {
         let snap = snapshot();
         let ok = respond(&snap, &Method::GET, "/config/", &HeaderMap::new());
         let etag = ok.headers()[ETAG].clone();
-        let key_etag = respond(&snap, &Method::GET, "/config/n", &HeaderMap::new()).headers()[ETAG].clone();
+        let key_etag =
+            respond(&snap, &Method::GET, "/config/n", &HeaderMap::new()).headers()[ETAG].clone();
         assert_ne!(etag, key_etag);
         let with = |value: String| {
             let mut headers = HeaderMap::new();
-            headers.insert(IF_NONE_MATCH, HeaderValue::from_str(&value).expect("header"));
+            headers.insert(
+                IF_NONE_MATCH,
+                HeaderValue::from_str(&value).expect("header"),
+            );
             headers
         };
         let tag = etag.to_str().expect("ascii").to_owned();

@@ -9,13 +9,11 @@ use std::fmt::Write;
 /// was left out.
 pub fn cut(text: &str, max_chars: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max_chars + 16));
-    let mut taken = 0;
-    for (i, c) in text.char_indices() {
+    for (taken, (i, c)) in text.char_indices().enumerate() {
         if taken == max_chars {
             let _ = write!(out, "…(+{} bytes)", text.len() - i);
             break;
         }
-        taken += 1;
         if c == '\\' {
             out.push_str("\\\\");
         } else if c.is_control() || is_invisible_format(c) {

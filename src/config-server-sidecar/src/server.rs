@@ -77,7 +77,10 @@ async fn run(config: Config, loaded: Loaded) -> Result<(), Error> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port))
         .await
         .map_err(|source| Error::Listen { port, source })?;
-    println!("listening 127.0.0.1:{port}... (config from {})", loaded.origin);
+    println!(
+        "listening 127.0.0.1:{port}... (config from {})",
+        loaded.origin
+    );
 
     let limits = effective_limits(config.limits);
     let source = Arc::new(config.source);
@@ -91,7 +94,11 @@ async fn run(config: Config, loaded: Loaded) -> Result<(), Error> {
         async move { app.log.flush_periodically().await }
     });
     let watching = config.watch_interval.map(|interval| {
-        tokio::spawn(watcher::run(Arc::clone(&live), Arc::clone(&source), interval))
+        tokio::spawn(watcher::run(
+            Arc::clone(&live),
+            Arc::clone(&source),
+            interval,
+        ))
     });
 
     let mut http = http1::Builder::new();
@@ -184,7 +191,8 @@ fn is_out_of_files(err: &io::Error) -> bool {
 /// The connection limit, lowered to what the open-files limit leaves room for.
 fn effective_limits(mut limits: Limits) -> Limits {
     if let Some(files) = conn::open_files_limit() {
-        let room = usize::try_from(files.saturating_sub(conn::RESERVED_FDS).max(1)).unwrap_or(usize::MAX);
+        let room =
+            usize::try_from(files.saturating_sub(conn::RESERVED_FDS).max(1)).unwrap_or(usize::MAX);
         if room < limits.max_connections {
             eprintln!(
                 "warning: CONFIG_SERVER_MAX_CONNECTIONS lowered from {} to {room}: the limit of \
@@ -291,7 +299,10 @@ impl Throttled {
     fn warn(&mut self, message: impl FnOnce() -> String) {
         self.total += 1;
         let now = Instant::now();
-        if self.last.is_some_and(|last| now.duration_since(last) < WARN_EVERY) {
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < WARN_EVERY)
+        {
             self.suppressed += 1;
             return;
         }

@@ -343,7 +343,10 @@ mod tests {
 
     #[test]
     fn service_by_name() {
-        let Loaded { document: doc, origin } = services(&vcap(), Some("other")).unwrap();
+        let Loaded {
+            document: doc,
+            origin,
+        } = services(&vcap(), Some("other")).unwrap();
         assert_eq!(doc.whole().body, &br#"{"x":1}"#[..]);
         assert_eq!(
             origin.to_string(),
@@ -353,7 +356,10 @@ mod tests {
 
     #[test]
     fn service_by_tag() {
-        let Loaded { document: doc, origin } = services(&vcap(), None).unwrap();
+        let Loaded {
+            document: doc,
+            origin,
+        } = services(&vcap(), None).unwrap();
         let expected = format!(r#"{{"Scope":"a","Password":"{SECRET}"}}"#);
         assert_eq!(doc.whole().body, expected.as_bytes());
         assert_eq!(
@@ -510,7 +516,10 @@ mod tests {
     fn json_and_yaml_files() {
         let dir = tempfile::tempdir().unwrap();
         let json = file(dir.path(), "c.JSON", r#"{"b": [1, 2], "a": "x"}"#);
-        let Loaded { document: doc, origin } = load(&Source::File(json.clone())).unwrap();
+        let Loaded {
+            document: doc,
+            origin,
+        } = load(&Source::File(json.clone())).unwrap();
         assert_eq!(doc.whole().body, &br#"{"b":[1,2],"a":"x"}"#[..]);
         assert_eq!(origin, Origin::File(json));
 

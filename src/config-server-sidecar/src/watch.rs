@@ -64,7 +64,10 @@ pub fn fingerprint(targets: &[Target]) -> u64 {
                 stat(path, &mut hasher);
                 // Its directory's mode: the file safety rule depends on it.
                 if let Some(dir) = path.parent() {
-                    fs::metadata(dir).ok().map(|m| (m.ino(), m.mode())).hash(&mut hasher);
+                    fs::metadata(dir)
+                        .ok()
+                        .map(|m| (m.ino(), m.mode()))
+                        .hash(&mut hasher);
                 }
             }
             Target::Tree(root) => {
@@ -80,7 +83,16 @@ fn stat(path: &Path, hasher: &mut DefaultHasher) -> Option<fs::Metadata> {
     path.hash(hasher);
     match fs::metadata(path) {
         Ok(m) => {
-            (m.dev(), m.ino(), m.size(), m.mode(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec())
+            (
+                m.dev(),
+                m.ino(),
+                m.size(),
+                m.mode(),
+                m.mtime(),
+                m.mtime_nsec(),
+                m.ctime(),
+                m.ctime_nsec(),
+            )
                 .hash(hasher);
             Some(m)
         }
@@ -93,11 +105,15 @@ fn stat(path: &Path, hasher: &mut DefaultHasher) -> Option<fs::Metadata> {
 
 /// The tree as `bindings` reads it: the root, the binding directories, their files.
 fn walk(dir: &Path, depth: usize, budget: &mut usize, hasher: &mut DefaultHasher) {
-    let Some(meta) = stat(dir, hasher) else { return };
+    let Some(meta) = stat(dir, hasher) else {
+        return;
+    };
     if !meta.is_dir() || depth > 1 {
         return;
     }
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     let mut names: Vec<_> = entries
         .filter_map(Result::ok)
         .map(|e| e.file_name())

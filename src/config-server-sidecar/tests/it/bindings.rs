@@ -36,15 +36,27 @@ fn cf_binding(root: &Path, name: &str, label: &str, tags: &[&str], credentials: 
 #[test]
 fn tagged_binding_from_the_tree_serves_only_its_credentials() {
     let root = tempfile::tempdir().expect("tempdir");
-    cf_binding(root.path(), "db", "p.mysql", &["mysql"], &[("password", "db-pw")]);
+    cf_binding(
+        root.path(),
+        "db",
+        "p.mysql",
+        &["mysql"],
+        &[("password", "db-pw")],
+    );
     cf_binding(
         root.path(),
         "app-config",
         "user-provided",
         &["config-server"],
-        &[("api_key", SECRET), ("port", "5432"), ("nested", r#"{"a":1}"#)],
+        &[
+            ("api_key", SECRET),
+            ("port", "5432"),
+            ("nested", r#"{"a":1}"#),
+        ],
     );
-    let sidecar = Sidecar::new().env("SERVICE_BINDING_ROOT", root.path()).start();
+    let sidecar = Sidecar::new()
+        .env("SERVICE_BINDING_ROOT", root.path())
+        .start();
     // Files in name order; every value is the file's text.
     sidecar.get("/config/").assert_json(
         200,
@@ -75,7 +87,9 @@ fn binding_by_name_and_by_type() {
         .start();
     sidecar.get("/config/").assert_json(200, r#"{"x":"1"}"#);
     drop(sidecar);
-    let sidecar = Sidecar::new().env("SERVICE_BINDING_ROOT", root.path()).start();
+    let sidecar = Sidecar::new()
+        .env("SERVICE_BINDING_ROOT", root.path())
+        .start();
     sidecar
         .get("/config/")
         .assert_json(200, r#"{"name":"a credential called name"}"#);
@@ -94,7 +108,9 @@ fn kubernetes_projected_layout_with_data_symlinks() {
     for key in ["type", "password"] {
         symlink(format!("..data/{key}"), binding.join(key)).expect("symlink");
     }
-    let sidecar = Sidecar::new().env("SERVICE_BINDING_ROOT", root.path()).start();
+    let sidecar = Sidecar::new()
+        .env("SERVICE_BINDING_ROOT", root.path())
+        .start();
     sidecar
         .get("/config/")
         .assert_json(200, &format!(r#"{{"password":"{SECRET}"}}"#));
@@ -103,7 +119,13 @@ fn kubernetes_projected_layout_with_data_symlinks() {
 #[test]
 fn several_tagged_bindings_in_the_tree_are_an_error() {
     let root = tempfile::tempdir().expect("tempdir");
-    cf_binding(root.path(), "b", "user-provided", &["config-server"], &[("pw", SECRET)]);
+    cf_binding(
+        root.path(),
+        "b",
+        "user-provided",
+        &["config-server"],
+        &[("pw", SECRET)],
+    );
     cf_binding(root.path(), "a", "config-server", &[], &[("pw", SECRET)]);
     Sidecar::new()
         .env("SERVICE_BINDING_ROOT", root.path())
@@ -122,7 +144,13 @@ fn several_tagged_bindings_in_the_tree_are_an_error() {
 #[test]
 fn the_tree_comes_first_and_a_name_is_looked_up_in_every_source() {
     let root = tempfile::tempdir().expect("tempdir");
-    cf_binding(root.path(), "from-tree", "user-provided", &["config-server"], &[("src", "tree")]);
+    cf_binding(
+        root.path(),
+        "from-tree",
+        "user-provided",
+        &["config-server"],
+        &[("src", "tree")],
+    );
     let vcap = r#"{"user-provided":[
         {"name":"from-env","tags":["config-server"],"credentials":{"src":"env"}},
         {"name":"only-env","tags":[],"credentials":{"src":"only-env"}}]}"#;
@@ -130,7 +158,9 @@ fn the_tree_comes_first_and_a_name_is_looked_up_in_every_source() {
         .env("SERVICE_BINDING_ROOT", root.path())
         .env("VCAP_SERVICES", vcap)
         .start();
-    sidecar.get("/config/").assert_json(200, r#"{"src":"tree"}"#);
+    sidecar
+        .get("/config/")
+        .assert_json(200, r#"{"src":"tree"}"#);
     assert_eq!(
         sidecar.stderr(),
         "warning: several binding sources are set (SERVICE_BINDING_ROOT, VCAP_SERVICES): they \
@@ -143,7 +173,9 @@ fn the_tree_comes_first_and_a_name_is_looked_up_in_every_source() {
         .env("VCAP_SERVICES", vcap)
         .env("CONFIG_SERVER_SERVICE", "only-env")
         .start();
-    sidecar.get("/config/").assert_json(200, r#"{"src":"only-env"}"#);
+    sidecar
+        .get("/config/")
+        .assert_json(200, r#"{"src":"only-env"}"#);
     drop(sidecar);
     // A name nobody holds: the error says where it looked and what each source binds.
     Sidecar::new()
@@ -165,11 +197,17 @@ fn the_tree_comes_first_and_a_name_is_looked_up_in_every_source() {
 #[test]
 fn an_empty_tree_means_the_demo_document_and_a_missing_one_an_error() {
     let root = tempfile::tempdir().expect("tempdir");
-    let sidecar = Sidecar::new().env("SERVICE_BINDING_ROOT", root.path()).start();
-    assert!(sidecar.stderr().contains("serving the built-in demo document"));
+    let sidecar = Sidecar::new()
+        .env("SERVICE_BINDING_ROOT", root.path())
+        .start();
+    assert!(sidecar
+        .stderr()
+        .contains("serving the built-in demo document"));
     drop(sidecar);
     let missing = root.path().join("nope");
-    let exited = Sidecar::new().env("SERVICE_BINDING_ROOT", &missing).run_to_exit();
+    let exited = Sidecar::new()
+        .env("SERVICE_BINDING_ROOT", &missing)
+        .run_to_exit();
     assert_eq!(exited.code, Some(3));
     assert!(
         exited.stderr.starts_with(&format!(
@@ -208,7 +246,10 @@ fn hostile_trees_are_refused() {
     let dir = root.path().join("cfg");
     fs::create_dir(&dir).expect("mkdir");
     let fifo = dir.join("password");
-    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
     assert!(made.success());
     Sidecar::new()
         .env("SERVICE_BINDING_ROOT", root.path())

@@ -47,7 +47,11 @@ fn health_reports_the_generation_and_no_value() {
     let response = sidecar.get("/health");
     let health = response.json();
     assert_eq!(
-        (response.status, health["status"].as_str(), health["generation"].as_u64()),
+        (
+            response.status,
+            health["status"].as_str(),
+            health["generation"].as_u64()
+        ),
         (200, Some("ok"), Some(1)),
         "{response:#?}"
     );
@@ -56,7 +60,11 @@ fn health_reports_the_generation_and_no_value() {
     let stamp = health["loaded_at"].as_str().unwrap_or_default();
     assert!(stamp.len() == 24 && stamp.ends_with('Z'), "{stamp}");
     assert_eq!(health["last_attempt_at"], health["loaded_at"]);
-    assert!(!response.body.contains("not-a-real-p4"), "{}", response.body);
+    assert!(
+        !response.body.contains("not-a-real-p4"),
+        "{}",
+        response.body
+    );
 }
 
 #[test]

@@ -49,7 +49,9 @@ fn half_sent_request_is_closed_after_the_header_timeout() {
         .env("CONFIG_SERVER_IDLE_TIMEOUT_MS", LONG)
         .start();
     let mut stream = connect(&sidecar);
-    stream.write_all(b"GET /config/ HTTP/1.1\r\nHost: x\r\n").expect("write");
+    stream
+        .write_all(b"GET /config/ HTTP/1.1\r\nHost: x\r\n")
+        .expect("write");
     assert_closed_by_server(&mut stream);
     // The same head after a served request on a keep-alive connection.
     let mut stream = connect(&sidecar);
@@ -66,7 +68,9 @@ fn trickled_request_head_is_cut_off() {
         .env("CONFIG_SERVER_IDLE_TIMEOUT_MS", LONG)
         .start();
     let mut stream = connect(&sidecar);
-    stream.write_all(b"GET /config/ HTTP/1.1\r\n").expect("write");
+    stream
+        .write_all(b"GET /config/ HTTP/1.1\r\n")
+        .expect("write");
     // A header byte every 20 ms never completes the head; the server must stop it.
     stream.set_nonblocking(true).expect("nonblocking");
     let mut cut = false;
@@ -129,7 +133,10 @@ fn client_that_never_reads_its_responses_is_dropped() {
     thread::sleep(Duration::from_millis(1500));
     let got = assert_closed_by_server(&mut stream);
     let answered = got.windows(15).filter(|w| w == b"HTTP/1.1 200 OK").count();
-    assert!(answered < 60, "all 60 responses arrived: the connection was not cut");
+    assert!(
+        answered < 60,
+        "all 60 responses arrived: the connection was not cut"
+    );
     assert_eq!(sidecar.get("/health").status, 200);
 }
 
@@ -173,7 +180,10 @@ fn at_the_connection_limit_with_no_idle_connection_new_ones_get_503() {
         assert_eq!(response.header("retry-after"), Some("1"));
     }
     let warnings = sidecar.stderr();
-    let lines: Vec<&str> = warnings.lines().filter(|l| l.contains("connections are open")).collect();
+    let lines: Vec<&str> = warnings
+        .lines()
+        .filter(|l| l.contains("connections are open"))
+        .collect();
     assert_eq!(
         lines,
         ["warning: 3 connections are open (CONFIG_SERVER_MAX_CONNECTIONS) and none is idle: new \
@@ -195,9 +205,15 @@ fn oversized_head_gets_431_and_long_paths_are_cut_in_the_log() {
     let long = format!("/config/{}", "q".repeat(10 * 1024));
     assert_eq!(sidecar.get(&long).status, 404);
     let stdout = sidecar.wait_stdout("GET /config/qqq");
-    let line = stdout.lines().find(|l| l.contains("/config/qqq")).unwrap_or_default();
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("/config/qqq"))
+        .unwrap_or_default();
     assert!(
-        line.starts_with(&format!("GET /config/{}…(+9992 bytes) 404 ", "q".repeat(248))),
+        line.starts_with(&format!(
+            "GET /config/{}…(+9992 bytes) 404 ",
+            "q".repeat(248)
+        )),
         "{line}"
     );
     assert!(!stdout.contains("ppppp"), "the 431 request was logged");
@@ -206,7 +222,9 @@ fn oversized_head_gets_431_and_long_paths_are_cut_in_the_log() {
 
 /// The number of file descriptors the process has open.
 fn open_fds(pid: u32) -> usize {
-    fs::read_dir(format!("/proc/{pid}/fd")).expect("read fd dir").count()
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read fd dir")
+        .count()
 }
 
 /// Sets the sidecar's soft limit of open files.
@@ -222,7 +240,10 @@ fn set_open_files(pid: u32, files: usize) {
     prlimit(
         Some(pid),
         Resource::Nofile,
-        Rlimit { current: Some(files as u64), maximum },
+        Rlimit {
+            current: Some(files as u64),
+            maximum,
+        },
     )
     .expect("prlimit on the sidecar");
 }
@@ -245,7 +266,12 @@ fn running_out_of_file_descriptors_backs_off_and_warns_once() {
         })
         .collect();
     thread::sleep(Duration::from_millis(1500));
-    let warned = |stderr: &str| stderr.lines().filter(|l| l.contains("cannot accept connections")).count();
+    let warned = |stderr: &str| {
+        stderr
+            .lines()
+            .filter(|l| l.contains("cannot accept connections"))
+            .count()
+    };
     let stderr = sidecar.stderr();
     assert_eq!(warned(&stderr), 1, "{stderr}");
     assert!(stderr.contains("Too many open files"), "{stderr}");
@@ -263,7 +289,10 @@ fn running_out_of_file_descriptors_backs_off_and_warns_once() {
         .and_then(|rest| rest.split(' ').next())
         .and_then(|n| n.parse().ok())
         .expect("a count of failed attempts");
-    assert!((1..20).contains(&attempts), "{attempts} failed attempts in about 1.5 s");
+    assert!(
+        (1..20).contains(&attempts),
+        "{attempts} failed attempts in about 1.5 s"
+    );
     assert_eq!(warned(&sidecar.stderr()), 1);
 }
 
@@ -279,6 +308,8 @@ fn connection_limit_is_lowered_to_fit_the_open_files_limit() {
     );
     // Far more clients than fit: the sidecar keeps answering.
     let conns: Vec<TcpStream> = (0..30).map(|_| connect(&sidecar)).collect();
-    assert!(wait_for(PATIENCE, || (sidecar.get("/health").status == 200).then_some(())).is_some());
+    assert!(wait_for(PATIENCE, || (sidecar.get("/health").status == 200)
+        .then_some(()))
+    .is_some());
     drop(conns);
 }

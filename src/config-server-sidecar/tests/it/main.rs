@@ -1,13 +1,14 @@
 //! Integration tests: the real `config-server` binary (and the fixture Ruby
 //! app) on free loopback ports. One test binary, one module per topic.
 
-mod endpoints;
 mod bindings;
+mod endpoints;
 mod errors;
 mod hostile;
 mod logging;
 mod network;
 mod port;
+mod reload;
 mod rubyapp;
 mod shutdown;
 mod sources;

@@ -18,7 +18,10 @@ fn refused(name: &str, text: &str, message: &str) {
     Sidecar::new()
         .env("CONFIG_SERVER_FILE", &path)
         .run_to_exit()
-        .assert_error(3, &format!("CONFIG_SERVER_FILE={}: {message}", path.display()));
+        .assert_error(
+            3,
+            &format!("CONFIG_SERVER_FILE={}: {message}", path.display()),
+        );
 }
 
 #[test]
@@ -38,7 +41,11 @@ fn duplicate_keys_are_refused_by_name_and_line() {
 #[test]
 fn json_with_a_byte_order_mark_is_accepted() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = write(dir.path(), "c.json", "\u{feff}{\"token\": \"t\"}".as_bytes());
+    let path = write(
+        dir.path(),
+        "c.json",
+        "\u{feff}{\"token\": \"t\"}".as_bytes(),
+    );
     let sidecar = Sidecar::new().env("CONFIG_SERVER_FILE", &path).start();
     sidecar.get("/config/").assert_json(200, r#"{"token":"t"}"#);
 }
@@ -62,7 +69,10 @@ fn alias_expansion_is_refused_with_the_limit_and_the_place() {
     // Each line repeats the one above ten times: 10,000 values from 5 lines.
     let mut text = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
     for (name, prev) in [("b", "a"), ("c", "b"), ("d", "c")] {
-        text.push_str(&format!("{name}: &{name} [{}]\n", vec![format!("*{prev}"); 10].join(", ")));
+        text.push_str(&format!(
+            "{name}: &{name} [{}]\n",
+            vec![format!("*{prev}"); 10].join(", ")
+        ));
     }
     refused(
         "c.yml",
@@ -91,7 +101,10 @@ fn a_source_over_1_mib_is_refused_before_it_is_read() {
             ),
         );
     let vcap = dir.path().join("vcap_services");
-    fs::File::create(&vcap).expect("create").set_len(1024 * 1024 + 1).expect("set_len");
+    fs::File::create(&vcap)
+        .expect("create")
+        .set_len(1024 * 1024 + 1)
+        .expect("set_len");
     Sidecar::new()
         .env("VCAP_SERVICES_FILE_PATH", &vcap)
         .run_to_exit()
@@ -109,7 +122,11 @@ fn a_source_over_1_mib_is_refused_before_it_is_read() {
 fn a_source_of_exactly_1_mib_is_served() {
     let dir = tempfile::tempdir().expect("tempdir");
     let value = "v".repeat(1024 * 1024 - 11);
-    let path = write(dir.path(), "c.json", format!("{{\"big\": \"{value}\"}}").as_bytes());
+    let path = write(
+        dir.path(),
+        "c.json",
+        format!("{{\"big\": \"{value}\"}}").as_bytes(),
+    );
     assert_eq!(fs::metadata(&path).expect("stat").len(), 1024 * 1024);
     let sidecar = Sidecar::new().env("CONFIG_SERVER_FILE", &path).start();
     assert_eq!(sidecar.get("/config/big").body.len(), value.len() + 2);
