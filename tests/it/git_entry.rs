@@ -24,7 +24,7 @@ fn checkout(url: &str, pinned: &[u8]) -> Buildpack {
 }
 
 fn run_entry(bp: &Buildpack, dirs: &Dirs) -> Outcome {
-    Outcome::of(
+    Outcome::of_staging(
         std::process::Command::new(bp.path().join("bin/supply"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

@@ -40,14 +40,14 @@ fn full_deps_dir_while_downloading_is_a_clear_error() {
     let out = Stage::new(&bp, &dirs).run();
     out.code(5)
         .has(&format!(
-            "       **ERROR** cannot write {}\n",
-            dirs.deps().join("0").display()
+            "       **ERROR** cannot write {}/.sidecar-buildpack-0-",
+            dirs.deps().display()
         ))
         .has("Cause: no space left on the device")
         .lacks("retrying")
-        .not_installed();
+        .not_installed()
+        .deps_as_found();
     assert_eq!(server.hits(), 1, "a full disk is not retried");
-    assert_eq!(listing(&dirs.deps().join("0")), Vec::<String>::new());
 }
 
 #[test]
@@ -62,13 +62,14 @@ fn full_deps_dir_while_unpacking_is_a_clear_error() {
     let out = Stage::new(&bp, &dirs).run();
     out.code(5)
         .has(&format!(
-            "       **ERROR** cannot write {}/0/.unpack-",
+            "       **ERROR** cannot write {}/.sidecar-buildpack-0-",
             dirs.deps().display()
         ))
+        .has(".partial/.unpack-")
         .has("/bin/config-server\n")
         .has("Cause: no space left on the device")
-        .not_installed();
-    assert_eq!(listing(&dirs.deps().join("0")), Vec::<String>::new());
+        .not_installed()
+        .deps_as_found();
 }
 
 #[test]
@@ -81,9 +82,10 @@ fn read_only_deps_dir_is_a_clear_error() {
         .code(5)
         .has(&format!(
             "       **ERROR** cannot write {}\n",
-            dirs.deps().join("0").display()
+            dirs.deps().display()
         ))
-        .has("Cause: the filesystem is read-only");
+        .has("Cause: the filesystem is read-only")
+        .deps_as_found();
 }
 
 #[test]

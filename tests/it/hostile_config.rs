@@ -292,14 +292,18 @@ fn every_env_knob_rejects_garbage() {
             ))
             .has(accepted);
     }
-    // A huge pasted value is cut, never echoed whole.
-    let huge = "9".repeat(10_000);
+    // A huge pasted value is cut, never echoed whole; its start and end are shown.
+    let huge = format!("{}8", "9".repeat(10_000));
     Stage::new(&bp, &Dirs::new())
         .env("SIDECAR_BUILDPACK_STALL_TIMEOUT", &huge)
         .run()
         .code(3)
-        .has(&format!("is set to \"{}\", which", "9".repeat(40)))
-        .lacks(&"9".repeat(41));
+        .has(&format!(
+            "is set to \"{}…{}8\" (10001 characters), which is not valid\n",
+            "9".repeat(120),
+            "9".repeat(39)
+        ))
+        .lacks(&"9".repeat(121));
 }
 
 #[test]

@@ -144,7 +144,6 @@ fn checksum_mismatch_installs_nothing() {
         .has("corrupted on the way");
     out.not_installed();
     assert_eq!(server.hits(), 1, "a checksum mismatch is not retried");
-    assert_no_temp_files(&dirs.deps());
     assert!(!dirs
         .cache()
         .join("sidecar-buildpack/dependencies")
@@ -373,11 +372,19 @@ fn build_dir_must_exist() {
 
 #[test]
 fn missing_dirs_are_created() {
-    let bp = Buildpack::new().cached().write();
+    let (bp, _server) = served(|a| vec![Reply::Body(a.to_vec())]);
     let dirs = Dirs::new();
     assert!(!dirs.cache().exists() && !dirs.deps().exists());
-    Stage::new(&bp, &dirs).run().success();
+    let out = Stage::new(&bp, &dirs).run();
+    out.success().has("Kept a copy in the app cache");
+    assert_eq!(out.installed(), sidecar_bytes("v1"));
     assert!(dirs.cache().is_dir());
+    // A cached buildpack never uses the app cache, so it is left as CF made it.
+    let bp = Buildpack::new().cached().write();
+    let dirs = Dirs::new();
+    Stage::new(&bp, &dirs).run().success();
+    assert!(dirs.deps().join("0/bin/config-server").is_file());
+    assert!(!dirs.cache().exists());
 }
 
 #[test]
