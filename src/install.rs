@@ -206,8 +206,12 @@ fn unpack_capped(
             None => entry.header().path_bytes().into_owned(),
         };
         let pax_size = pending.pax_size.take();
-        let Ok(raw) = String::from_utf8(raw_path) else {
-            return Err(bad(&header_name, "has a path that is not UTF-8"));
+        let raw = match String::from_utf8(raw_path) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let lossy = quoted(&String::from_utf8_lossy(e.as_bytes()));
+                return Err(bad(&lossy, "has a path that is not UTF-8"));
+            }
         };
         let shown = quoted(&raw);
         last.clone_from(&shown);
@@ -385,6 +389,26 @@ mod tests {
                 .expect("append");
         }
         b.into_inner().expect("tar").finish().expect("gzip")
+    }
+
+    #[test]
+    fn the_decompressed_stream_is_capped_too() {
+        let mut capped = Capped {
+            inner: io::repeat(0),
+            left: 1000,
+        };
+        let mut out = Vec::new();
+        let err = capped.read_to_end(&mut out).expect_err("over the cap");
+        assert_eq!(err.kind(), io::ErrorKind::FileTooLarge);
+        assert_eq!(out.len(), 1000);
+        let mut exact = Capped {
+            inner: &[7u8; 1000][..],
+            left: 1000,
+        };
+        assert_eq!(
+            exact.read_to_end(&mut Vec::new()).expect("at the cap"),
+            1000
+        );
     }
 
     #[test]

@@ -373,3 +373,95 @@ fn unusable_certificate_in_cf_system_cert_path_is_skipped_with_a_warning() {
             .success();
     }
 }
+
+// Manifest strings that become paths or log lines (#10 item 3).
+
+#[test]
+fn manifest_names_cannot_leave_the_deps_dir_or_fake_log_lines() {
+    for (from, to, key) in [
+        (
+            "dependencies:\n- name: config-server",
+            "dependencies:\n- name: /../../../escape-dep",
+            "dependencies[0].name",
+        ),
+        (
+            "dependencies:\n- name: config-server",
+            "dependencies:\n- name: ../escape-dep",
+            "dependencies[0].name",
+        ),
+        (
+            "dependencies:\n- name: config-server",
+            "dependencies:\n- name: \"config-server\\n-----> Fake step\"",
+            "dependencies[0].name",
+        ),
+        (
+            "  version: 0.1.0\n  uri",
+            "  version: \"0.1.0\\r-----> Fake step\"\n  uri",
+            "dependencies[0].version",
+        ),
+        (
+            "  args: [\"ok\"]",
+            "  args: [\"ok\", \"x\\n-----> Fake step\"]",
+            "sidecars[0].args[1]",
+        ),
+        (
+            "  - cflinuxfs4\n",
+            "  - \"cflinuxfs4\\u001b[2J\"\n",
+            "dependencies[0].cf_stacks[1]",
+        ),
+    ] {
+        let bp = Buildpack::new()
+            .cached()
+            .sidecar_extra("  args: [\"ok\"]\n")
+            .write();
+        let text = fs::read_to_string(bp.manifest()).expect("manifest");
+        let edited = text.replacen(from, to, 1);
+        assert_ne!(edited, text, "{to}");
+        fs::write(bp.manifest(), edited).expect("write");
+        // The parent of the staging root: where ../../ from DEPS_DIR would land.
+        let dirs = Dirs::new();
+        let out = Stage::new(&bp, &dirs).run();
+        out.code(3)
+            .has(&format!("{}: `{key}` must", bp.manifest().display()))
+            .not_installed();
+        assert_eq!(listing(dirs.root.path()), ["app"], "{key}: nothing written");
+        for line in out.out.lines() {
+            assert!(
+                !line.trim_start().starts_with("-----> Fake"),
+                "a fake step line:\n{}",
+                out.out
+            );
+        }
+        assert!(
+            !out.out.contains('\r') && !out.out.contains('\u{1b}'),
+            "{:?}",
+            out.out
+        );
+    }
+}
+
+// MEMORY_LIMIT in the forms CF writes; anything else refused (#10 item 11).
+
+#[test]
+fn memory_limit_forms() {
+    let bp = Buildpack::new().cached().write();
+    for limit in ["1024m", "1024M", "1G", "1GB", "1024MB", "1024"] {
+        Stage::new(&bp, &Dirs::new())
+            .env("MEMORY_LIMIT", limit)
+            .env("SIDECAR_BUILDPACK_CONFIG_SERVER_MEMORY_MB", "2048")
+            .run()
+            .success()
+            .has("**WARNING** the sidecars of web take 2048 MB, and the app has at most 1024 MB");
+    }
+    for limit in ["512b", "512k", "1.5G", "lots", "-1m", "0m"] {
+        Stage::new(&bp, &Dirs::new())
+            .env("MEMORY_LIMIT", limit)
+            .run()
+            .code(3)
+            .has(&format!(
+                "       **ERROR** MEMORY_LIMIT is set to {limit:?}, which is not valid\n"
+            ))
+            .has("To fix: set MEMORY_LIMIT to a whole number of megabytes or gigabytes")
+            .not_installed();
+    }
+}

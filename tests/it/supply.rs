@@ -459,10 +459,18 @@ fn sidecars_larger_than_the_app_get_a_warning() {
         .run()
         .success()
         .has("**WARNING** the sidecars of web take 2048 MB, and the app has at most 1024 MB (MEMORY_LIMIT at staging)");
-    let dirs = Dirs::new();
-    Stage::new(&bp, &dirs)
-        .env("MEMORY_LIMIT", "1G")
-        .run()
-        .success()
-        .lacks("WARNING");
+    // At the limit it warns, just under it not: the limit was read, not ignored.
+    for (mb, warns) in [("1024", true), ("1023", false)] {
+        let out = Stage::new(&bp, &Dirs::new())
+            .env("MEMORY_LIMIT", "1G")
+            .env("SIDECAR_BUILDPACK_CONFIG_SERVER_MEMORY_MB", mb)
+            .run();
+        out.success();
+        assert_eq!(
+            out.out.contains("**WARNING** the sidecars of web"),
+            warns,
+            "{}",
+            out.out
+        );
+    }
 }

@@ -29,8 +29,8 @@ pub enum Reply {
     Announce(u64),
     /// A 200 whose head carries a header of this many bytes.
     HugeHead(usize),
-    /// Holds the body until this many requests are in flight at once (or 20 s pass):
-    /// proof that the clients overlapped.
+    /// Holds the body until this many requests have arrived (or 20 s pass): with
+    /// `max_in_flight`, proof that the clients overlapped.
     Gate(usize, Vec<u8>),
 }
 
@@ -47,6 +47,7 @@ pub struct Server {
 #[derive(Default)]
 struct State {
     requests: Mutex<Vec<String>>,
+    arrived: AtomicUsize,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
 }
@@ -139,6 +140,7 @@ impl Server {
 }
 
 fn serve(s: impl Read + Write, reply: Reply, state: &State) {
+    state.arrived.fetch_add(1, Ordering::SeqCst);
     let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     state.max_in_flight.fetch_max(now, Ordering::SeqCst);
     respond(s, reply, state);
@@ -223,7 +225,7 @@ fn respond(mut s: impl Read + Write, reply: Reply, state: &State) {
         }
         Reply::Gate(n, b) => {
             let deadline = Instant::now() + Duration::from_secs(20);
-            while state.in_flight.load(Ordering::SeqCst) < n && Instant::now() < deadline {
+            while state.arrived.load(Ordering::SeqCst) < n && Instant::now() < deadline {
                 thread::sleep(Duration::from_millis(10));
             }
             s.write_all(head("200 OK", b.len(), "").as_bytes())
