@@ -390,20 +390,27 @@ fn a_failed_run_leaves_the_deps_dir_as_it_found_it() {
     }
 
     // The last step fails: the unpadded copy's dir is read-only. Everything committed
-    // before it (the binary, config.yml, launch.yml at 03) is put back.
+    // before it (the binary, config.yml, launch.yml at 03) is put back: over an
+    // earlier install, and into a deps dir that held nothing of ours.
     let bp = Buildpack::new().cached().write();
-    let dirs = Dirs::new();
-    earlier_install(&dirs, "03", "3");
-    let _ro = Mount::read_only(&dirs.deps().join("3"));
-    let out = Stage::new(&bp, &dirs).idx("03").run();
-    // (A bind mount is another filesystem to rename(2), even read-write.)
-    out.code(5)
-        .has(&format!(
-            "       **ERROR** cannot write {}\n",
-            dirs.deps().join("3/launch.yml").display()
-        ))
-        .deps_as_found();
-    assert_no_temp_files(&dirs.deps());
+    for earlier in [true, false] {
+        let dirs = Dirs::new();
+        if earlier {
+            earlier_install(&dirs, "03", "3");
+        } else {
+            fs::create_dir_all(dirs.deps().join("3")).expect("unpadded dir");
+        }
+        let _ro = Mount::read_only(&dirs.deps().join("3"));
+        let out = Stage::new(&bp, &dirs).idx("03").run();
+        // (A bind mount is another filesystem to rename(2), even read-write.)
+        out.code(5)
+            .has(&format!(
+                "       **ERROR** cannot write {}\n",
+                dirs.deps().join("3/launch.yml").display()
+            ))
+            .deps_as_found();
+        assert_no_temp_files(&dirs.deps());
+    }
 }
 
 #[test]

@@ -861,7 +861,11 @@ fn retry_after_is_honoured_up_to_its_maximum() {
 
 #[test]
 fn downloads_stop_at_the_size_cap() {
-    for (reply, hits) in [(Reply::Endless, 1), (Reply::Announce(10 << 30), 1)] {
+    for (reply, hits) in [
+        (Reply::Endless, 1),
+        (Reply::Unsized(vec![7; 3 << 20]), 1),
+        (Reply::Announce(10 << 30), 1),
+    ] {
         let (dirs, bp, server) = {
             let bp = Buildpack::new();
             let server = Server::start(vec![reply]);

@@ -378,47 +378,56 @@ fn unusable_certificate_in_cf_system_cert_path_is_skipped_with_a_warning() {
 
 #[test]
 fn manifest_names_cannot_leave_the_deps_dir_or_fake_log_lines() {
-    for (from, to, key) in [
+    // Each rename is made everywhere the name is used, so without the check the
+    // manifest would load and stage.
+    let rename = |name: &str| {
+        let name = name.to_string();
+        move |m: String| {
+            m.replace(
+                "- name: config-server\n  version",
+                &format!("- name: {name}\n  version"),
+            )
+            .replace("dependency: config-server", &format!("dependency: {name}"))
+        }
+    };
+    let reversion = |version: &str| {
+        let version = version.to_string();
+        move |m: String| m.replace("version: 0.1.0", &format!("version: {version}"))
+    };
+    let cases: Vec<(Box<dyn Fn(String) -> String>, &str)> = vec![
         (
-            "dependencies:\n- name: config-server",
-            "dependencies:\n- name: /../../../escape-dep",
+            Box::new(rename("/../../../escape-dep")),
+            "dependencies[0].name",
+        ),
+        (Box::new(rename("../escape-dep")), "dependencies[0].name"),
+        (
+            Box::new(rename("\"config-server\\n-----> Fake step\"")),
             "dependencies[0].name",
         ),
         (
-            "dependencies:\n- name: config-server",
-            "dependencies:\n- name: ../escape-dep",
-            "dependencies[0].name",
-        ),
-        (
-            "dependencies:\n- name: config-server",
-            "dependencies:\n- name: \"config-server\\n-----> Fake step\"",
-            "dependencies[0].name",
-        ),
-        (
-            "  version: 0.1.0\n  uri",
-            "  version: \"0.1.0\\r-----> Fake step\"\n  uri",
+            Box::new(reversion("\"0.1.0\\r-----> Fake step\"")),
             "dependencies[0].version",
         ),
         (
-            "  args: [\"ok\"]",
-            "  args: [\"ok\", \"x\\n-----> Fake step\"]",
+            Box::new(|m: String| {
+                m.replace("args: [\"ok\"]", "args: [\"ok\", \"x\\n-----> Fake step\"]")
+            }),
             "sidecars[0].args[1]",
         ),
         (
-            "  - cflinuxfs4\n",
-            "  - \"cflinuxfs4\\u001b[2J\"\n",
+            Box::new(|m: String| m.replace("  - cflinuxfs4\n", "  - \"cflinuxfs4\\u001b[2J\"\n")),
             "dependencies[0].cf_stacks[1]",
         ),
-    ] {
+    ];
+    for (edit, key) in cases {
         let bp = Buildpack::new()
             .cached()
             .sidecar_extra("  args: [\"ok\"]\n")
             .write();
         let text = fs::read_to_string(bp.manifest()).expect("manifest");
-        let edited = text.replacen(from, to, 1);
-        assert_ne!(edited, text, "{to}");
+        let edited = edit(text.clone());
+        assert_ne!(edited, text, "{key}");
         fs::write(bp.manifest(), edited).expect("write");
-        // The parent of the staging root: where ../../ from DEPS_DIR would land.
         let dirs = Dirs::new();
         let out = Stage::new(&bp, &dirs).run();
         out.code(3)

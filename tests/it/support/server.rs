@@ -25,6 +25,8 @@ pub enum Reply {
     StatusWith(u16, Vec<String>),
     /// 200 with no length, then bytes until the client hangs up.
     Endless,
+    /// 200 with no length: the body, then the connection closes.
+    Unsized(Vec<u8>),
     /// 200 announcing the given length, then nothing but the head.
     Announce(u64),
     /// A 200 whose head carries a header of this many bytes.
@@ -213,6 +215,9 @@ fn respond(mut s: impl Read + Write, reply: Reply, state: &State) {
             }
             r
         }
+        Reply::Unsized(b) => s
+            .write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+            .and_then(|()| s.write_all(&b)),
         Reply::Announce(n) => s
             .write_all(
                 format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\nConnection: close\r\n\r\n")
