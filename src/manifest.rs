@@ -3,10 +3,14 @@
 
 use crate::digest::Sha256;
 use crate::errors::Error;
+use crate::fsutil::read_text;
 use serde::Deserialize;
-use std::fs;
 use std::path::{Path, PathBuf};
 use url::Url;
+
+/// Largest manifest.yml read: Cloud Controller refuses a buildpack whose manifest.yml is
+/// over 1 MB, so a larger one is not a real buildpack's.
+pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 
 /// Memory a sidecar may be given, in MB. CF carves it out of the app's memory, so
 /// anything near the upper bound cannot be assigned anyway.
@@ -167,7 +171,7 @@ fn printable(s: &str) -> bool {
 impl Manifest {
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> Result<Manifest, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::BuildpackFile {
+        let text = read_text(path, MAX_MANIFEST_BYTES).map_err(|e| Error::BuildpackFile {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
@@ -404,11 +408,12 @@ fn yaml_error(path: &Path, e: &serde_yaml::Error) -> Error {
         key = k.to_string();
         problem = rest;
     }
-    // serde_yaml quotes values in its messages; a hostile one is still cut here.
+    // serde_yaml quotes values in its messages; a hostile one is still cut here, and a
+    // URL pasted into the wrong key is redacted.
     Error::Manifest {
         path: path.to_path_buf(),
         key: crate::redact::shown(&key),
-        problem: crate::redact::shown(problem),
+        problem: crate::redact::shown(&crate::redact::scrub_urls(problem)),
     }
 }
 
@@ -425,7 +430,7 @@ pub fn buildpack_name(manifest: &Manifest) -> String {
 /// Reads the buildpack's `VERSION`.
 pub fn read_version(buildpack_dir: &Path) -> Result<String, Error> {
     let path = buildpack_dir.join("VERSION");
-    let v = fs::read_to_string(&path).map_err(|e| Error::BuildpackFile {
+    let v = read_text(&path, 1024).map_err(|e| Error::BuildpackFile {
         path: path.clone(),
         reason: e.to_string(),
     })?;

@@ -6,9 +6,10 @@
 
 use crate::detail;
 use crate::errors::{Error, Fault};
+use crate::fsutil::read_text;
 use crate::manifest::Dependency;
 use crate::proxy::Proxies;
-use crate::redact::{describe, error_chain, remember_url, scrub_urls, Redacted};
+use crate::redact::{describe, error_chain, remember_url, scrub_urls, shown, Redacted};
 use crate::settings::Network;
 use crate::verify::{
     copy_local, stream_verified, Limits, LocalError, Origin, StreamError, Verified,
@@ -25,6 +26,8 @@ use url::Url;
 
 /// Most redirects one download follows.
 const MAX_REDIRECTS: usize = 10;
+/// Largest file read from CF_SYSTEM_CERT_PATH: a whole CA bundle is a few hundred KB.
+const MAX_CERT_FILE_BYTES: u64 = 4 << 20;
 
 /// Downloads over HTTP(S), with one client built on first use.
 pub struct Fetcher<'a> {
@@ -385,7 +388,7 @@ fn build_client(net: &Network, proxies: &Arc<Proxies>, dependency: &str) -> Resu
                     Ok(_) => b = b.add_root_certificate(cert),
                     Err(e) => warn!(
                         "not trusting a certificate in {}: {}",
-                        path.display(),
+                        shown(&path.display().to_string()),
                         describe_plain(&e)
                     ),
                 }
@@ -444,16 +447,28 @@ fn extra_certificates(dir: &Path) -> Vec<(PathBuf, reqwest::Certificate)> {
     paths.sort();
     let mut certs = Vec::new();
     for p in paths {
-        match fs::read(&p).map(|pem| reqwest::Certificate::from_pem_bundle(&pem)) {
-            Ok(Ok(found)) if !found.is_empty() => {
+        // Only regular files, capped: a FIFO or a link to /dev/zero there must not hang
+        // or fill the staging.
+        let pem = match read_text(&p, MAX_CERT_FILE_BYTES) {
+            Ok(pem) => pem,
+            Err(e) => {
+                debug!("skipping {}: {e}", shown(&p.display().to_string()));
+                continue;
+            }
+        };
+        match reqwest::Certificate::from_pem_bundle(pem.as_bytes()) {
+            Ok(found) if !found.is_empty() => {
                 debug!(
                     "trusting {} certificate(s) from {}",
                     found.len(),
-                    p.display()
+                    shown(&p.display().to_string())
                 );
                 certs.extend(found.into_iter().map(|c| (p.clone(), c)));
             }
-            _ => debug!("skipping {}: not a PEM certificate", p.display()),
+            _ => debug!(
+                "skipping {}: not a PEM certificate",
+                shown(&p.display().to_string())
+            ),
         }
     }
     certs

@@ -474,3 +474,103 @@ fn memory_limit_forms() {
             .not_installed();
     }
 }
+
+// The buildpack's and the operator's own files are read as carefully as artifacts:
+// only regular files, capped, never blocking.
+
+fn mkfifo(path: &std::path::Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+}
+
+#[test]
+fn manifest_and_version_that_are_not_small_regular_files() {
+    for (file, make, says) in [
+        ("manifest.yml", "fifo", "is a FIFO"),
+        ("manifest.yml", "zero", "is a device"),
+        ("manifest.yml", "big", "is larger than 1048576 bytes"),
+        ("VERSION", "fifo", "is a FIFO"),
+        ("VERSION", "zero", "is a device"),
+    ] {
+        let bp = Buildpack::new().cached().write();
+        let path = bp.path().join(file);
+        fs::remove_file(&path).expect("rm");
+        match make {
+            "fifo" => mkfifo(&path),
+            "zero" => std::os::unix::fs::symlink("/dev/zero", &path).expect("link"),
+            _ => fs::write(
+                &path,
+                format!("language: sidecar\n#{}\n", "x".repeat(2 << 20)),
+            )
+            .expect("big"),
+        }
+        let dirs = Dirs::new();
+        let out = Stage::new(&bp, &dirs).run();
+        out.code(3)
+            .has(&format!(
+                "       **ERROR** cannot read the buildpack file {}\n",
+                path.display()
+            ))
+            .has(says)
+            .not_installed();
+        assert!(
+            out.elapsed < std::time::Duration::from_secs(10),
+            "{file} {make}"
+        );
+        assert_eq!(listing(dirs.root.path()), ["app"]);
+    }
+}
+
+#[test]
+fn a_yaml_alias_bomb_names_the_manifest() {
+    let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..12 {
+        let prev = (b'a' + i - 1) as char;
+        let this = (b'a' + i) as char;
+        bomb.push_str(&format!(
+            "{this}: &{this} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+        ));
+    }
+    // In a key supply reads, so the aliases are expanded.
+    let bp = manifest_edited(|m| format!("{m}{bomb}include_files: *l\n"));
+    let dirs = Dirs::new();
+    let out = Stage::new(&bp, &dirs).run();
+    // Refused at its first wrong type, before anything is expanded, naming the file.
+    out.code(3)
+        .has(&format!(
+            "       **ERROR** {}: `include_files[0]` invalid type",
+            bp.manifest().display()
+        ))
+        .not_installed();
+    assert!(out.elapsed < std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn fifos_and_devices_in_cf_system_cert_path_are_skipped() {
+    let bp = Buildpack::new();
+    let ca = TestCa::new();
+    let dirs = Dirs::new();
+    let certs = dirs.root.path().join("certs");
+    ca.install(&certs);
+    mkfifo(&certs.join("a-fifo.pem"));
+    std::os::unix::fs::symlink("/dev/zero", certs.join("b-zero.pem")).expect("link");
+    let server = Server::start_tls(
+        ca.server(&["127.0.0.1"], false),
+        vec![Reply::Body(bp.artifact.clone())],
+    );
+    let bp = bp
+        .uri(server.url(&format!("/config-server-0.1.0.tgz?token={SECRET}")))
+        .write();
+    let out = Stage::new(&bp, &dirs)
+        .env("CF_SYSTEM_CERT_PATH", certs.to_str().expect("utf8"))
+        .env("BP_DEBUG", "1")
+        .run();
+    out.success()
+        .has("a-fifo.pem: is a FIFO")
+        .has("b-zero.pem: is a device")
+        .has("DEBUG: trusting 1 certificate(s) from ");
+    assert!(out.elapsed < std::time::Duration::from_secs(10));
+}
