@@ -394,7 +394,8 @@ fn manifest_names_cannot_leave_the_deps_dir_or_fake_log_lines() {
         let version = version.to_string();
         move |m: String| m.replace("version: 0.1.0", &format!("version: {version}"))
     };
-    let cases: Vec<(Box<dyn Fn(String) -> String>, &str)> = vec![
+    type Edit = Box<dyn Fn(String) -> String>;
+    let cases: Vec<(Edit, &str)> = vec![
         (
             Box::new(rename("/../../../escape-dep")),
             "dependencies[0].name",
