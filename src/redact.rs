@@ -284,6 +284,8 @@ pub fn scrub_urls(text: &str) -> String {
         out.push_str(Redacted::str(url).as_str());
         out.push_str(&token[start + url.len()..]);
     }
+    // Separators after the last word.
+    out.push_str(rest);
     out
 }
 
@@ -418,6 +420,8 @@ mod tests {
              http://other.example/x?***."
         );
         assert_eq!(scrub_urls("no url here"), "no url here");
+        assert_eq!(scrub_urls("missing field `language`"), "missing field `language`");
+        assert_eq!(scrub_urls(" \"quoted\" \n"), " \"quoted\" \n");
         assert_eq!(scrub_urls("://"), "://");
     }
 
