@@ -420,7 +420,10 @@ mod tests {
              http://other.example/x?***."
         );
         assert_eq!(scrub_urls("no url here"), "no url here");
-        assert_eq!(scrub_urls("missing field `language`"), "missing field `language`");
+        assert_eq!(
+            scrub_urls("missing field `language`"),
+            "missing field `language`"
+        );
         assert_eq!(scrub_urls(" \"quoted\" \n"), " \"quoted\" \n");
         assert_eq!(scrub_urls("://"), "://");
     }

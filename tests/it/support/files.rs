@@ -45,11 +45,12 @@ pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
     out
 }
 
-/// The names of the entries directly in `dir`, sorted.
+/// The names of the entries directly in `dir`, sorted. Fails if `dir` cannot be read:
+/// an empty listing of a directory that is not there would prove nothing.
+#[track_caller]
 pub fn listing(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
-        .into_iter()
-        .flatten()
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
         .flatten()
         .map(|e| e.file_name().to_string_lossy().to_string())
         .collect();
