@@ -30,6 +30,14 @@ fn pinned_to(bp: Buildpack, server: &Server, path: &str) -> Buildpack {
 
 const ART: &str = "/releases/config-server-0.1.0.tgz";
 
+/// A server on 127.0.0.2, another host to redirect to, serving `bp`'s artifact.
+fn another_host(bp: &Buildpack) -> Server {
+    Server::start_on(
+        Ipv4Addr::new(127, 0, 0, 2),
+        vec![Reply::Body(bp.artifact.clone())],
+    )
+}
+
 #[test]
 fn server_error_then_ok_is_retried_and_says_so() {
     let bp = Buildpack::new();
@@ -112,10 +120,7 @@ fn slow_but_steady_download_completes() {
 #[test]
 fn redirect_to_another_host_is_followed() {
     let bp = Buildpack::new();
-    let other = Server::start_on(
-        Ipv4Addr::new(127, 0, 0, 2),
-        vec![Reply::Body(bp.artifact.clone())],
-    );
+    let other = another_host(&bp);
     let target = other.url(&format!(
         "/mirror/config-server-0.1.0.tgz?X-Amz-Signature={SECRET}"
     ));
@@ -566,10 +571,7 @@ fn head_has(head: &str, name: &str) {
 #[test]
 fn a_redirect_carries_no_header_of_the_first_url_to_another_host() {
     let bp = Buildpack::new();
-    let other_host = Server::start_on(
-        Ipv4Addr::new(127, 0, 0, 2),
-        vec![Reply::Body(bp.artifact.clone())],
-    );
+    let other_host = another_host(&bp);
     let other_port = Server::start(vec![Reply::Body(bp.artifact.clone())]);
     for target in [&other_host, &other_port] {
         let first = Server::start(vec![Reply::Redirect(
@@ -604,10 +606,7 @@ fn proxy_credentials_go_only_to_the_proxy() {
     let bp = Buildpack::new();
     // A plain-HTTP proxy is sent the request itself, so a scripted server can play one:
     // it redirects each download to a host that no_proxy sends around it.
-    let direct = Server::start_on(
-        Ipv4Addr::new(127, 0, 0, 2),
-        vec![Reply::Body(bp.artifact.clone())],
-    );
+    let direct = another_host(&bp);
     let proxy = Server::start(vec![Reply::Redirect(direct.url("/direct.tgz"))]);
     let bp = Buildpack::new()
         .uri(format!(
