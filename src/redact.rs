@@ -168,7 +168,11 @@ static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 const MIN_SECRET: usize = 4;
 
 fn remember(secret: &str) {
-    if secret.chars().count() < MIN_SECRET {
+    remember_at_least(secret, MIN_SECRET);
+}
+
+fn remember_at_least(secret: &str, min: usize) {
+    if secret.chars().count() < min {
         return;
     }
     let decoded = percent_encoding::percent_decode_str(secret)
@@ -193,8 +197,10 @@ pub fn remember_url(url: &Url) {
     }
     if let Some(q) = url.query() {
         remember(q);
+        // A short value (`?raw=true`) is likely no secret, and scrubbing it everywhere
+        // would mangle ordinary words; tokens and signatures are long.
         for (_, v) in url.query_pairs() {
-            remember(&v);
+            remember_at_least(&v, 8);
         }
     }
     if let Some(f) = url.fragment() {
@@ -405,8 +411,9 @@ mod tests {
         let u = Url::parse("https://bob:pw%2Fx-1234@h.example/f?sig=zz-secret-99").expect("url");
         remember_url(&u);
         remember_user_info("proxyuser:pa/ss-77@proxy:3128");
-        let out = scrub_known("a pw/x-1234 b zz-secret-99 c pa/ss-77 d");
-        assert_eq!(out, "a *** b *** c *** d");
+        remember_url(&Url::parse("https://h/x?raw=true").expect("url"));
+        let out = scrub_known("a pw/x-1234 b zz-secret-99 c pa/ss-77 d, true");
+        assert_eq!(out, "a *** b *** c *** d, true");
     }
 
     #[test]
