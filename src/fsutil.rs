@@ -62,6 +62,11 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<(), Error> {
         .tempfile_in(dir)
         .map_err(Error::write(path))?;
     std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(Error::write(path))?;
+    // A temp file is 0600; what CF and other buildpacks read is 0644, as libbuildpack
+    // writes it.
+    tmp.as_file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .map_err(Error::write(path))?;
     tmp.persist(path).map_err(|e| Error::write(path)(e.error))?;
     Ok(())
 }

@@ -3,6 +3,11 @@
 use crate::support::*;
 use std::fs;
 
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path).expect("stat").permissions().mode() & 0o777
+}
+
 fn golden(idx: &str) -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/launch.yml");
     fs::read_to_string(path)
@@ -46,6 +51,9 @@ fn downloads_verifies_installs_and_declares() {
         fs::read_to_string(out.deps_idx.join("config.yml")).expect("config.yml"),
         "name: sidecar\nversion: 1.2.3\nconfig: {}\n"
     );
+    for f in ["launch.yml", "config.yml"] {
+        assert_eq!(mode(&out.deps_idx.join(f)), 0o644, "{f}");
+    }
     assert_no_temp_files(&dirs.deps());
     assert_no_temp_files(&dirs.cache());
     assert_eq!(server.hits(), 1);
@@ -305,6 +313,7 @@ fn padded_deps_idx_also_writes_launch_yml_where_cf_reads_it() {
                     "the copy names $DEPS_DIR/{idx}, not {u}"
                 );
                 assert_eq!(listing(&dirs.deps().join(u)), vec!["launch.yml"]);
+                assert_eq!(mode(&dirs.deps().join(u).join("launch.yml")), 0o644);
                 want.push(u.to_string());
             }
             None => {
