@@ -21,6 +21,9 @@ pub struct Staging {
     dir: Option<tempfile::TempDir>,
     deps_dir: PathBuf,
     done: Vec<Action>,
+    /// How many of `done` `begin` recorded: DEPS_DIR and the parents it created, which
+    /// hold the staging dir.
+    begun: usize,
     aside: usize,
 }
 
@@ -38,9 +41,11 @@ impl Staging {
             dir: None,
             deps_dir: deps_dir.to_path_buf(),
             done: Vec::new(),
+            begun: 0,
             aside: 0,
         };
         let made = st.create_dir_all(deps_dir);
+        st.begun = st.done.len();
         let dir = made.and_then(|()| {
             tempfile::Builder::new()
                 .prefix(&format!("{TEMP_PREFIX}{deps_idx}-"))
@@ -68,13 +73,14 @@ impl Staging {
     /// Creates `dir` and any missing parents, recording each for rollback.
     fn create_dir_all(&mut self, dir: &Path) -> Result<(), Error> {
         let mut missing = Vec::new();
-        let mut at = Some(dir);
+        // A relative path's last parent is "": the working directory, which exists.
+        let mut at = Some(dir).filter(|p| !p.as_os_str().is_empty());
         while let Some(p) = at {
             if fs::symlink_metadata(p).is_ok() {
                 break;
             }
             missing.push(p.to_path_buf());
-            at = p.parent();
+            at = p.parent().filter(|p| !p.as_os_str().is_empty());
         }
         for p in missing.into_iter().rev() {
             fs::create_dir(&p).map_err(Error::write(&p))?;
@@ -130,14 +136,17 @@ impl Staging {
 
     /// Undoes every change in reverse order and removes the staging dir.
     pub fn rollback(mut self) {
-        for action in std::mem::take(&mut self.done).into_iter().rev() {
+        let done = std::mem::take(&mut self.done);
+        for (i, action) in done.into_iter().enumerate().rev() {
             let undone = match &action {
                 Action::Placed(p) => fs::remove_file(p),
                 Action::MovedAside { from, to } => fs::rename(to, from),
                 Action::Created(d) => {
                     // A DEPS_DIR created by `begin` holds the staging dir: it goes
-                    // first (everything moved aside into it is back by now).
-                    if self.dir.as_ref().is_some_and(|s| s.path().starts_with(d)) {
+                    // first (everything moved aside into it is back by now). Known by
+                    // position, not by path: the staging dir's path is absolute, a
+                    // DEPS_DIR given on the command line may be relative.
+                    if i < self.begun {
                         self.dir.take();
                     }
                     fs::remove_dir(d)

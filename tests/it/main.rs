@@ -5,6 +5,7 @@ mod fuzz_regressions;
 mod git_entry;
 mod hardening_disk;
 mod hardening_network;
+mod hardening_siblings;
 mod hostile_archives;
 mod hostile_config;
 mod packaging;

@@ -5,7 +5,7 @@ use super::files::snapshot;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ pub struct Stage<'a> {
     idx: String,
     env: HashMap<String, String>,
     wrapper: Vec<String>,
+    relative: bool,
 }
 
 pub struct Outcome {
@@ -51,7 +52,16 @@ impl<'a> Stage<'a> {
             idx: "0".into(),
             env,
             wrapper: Vec::new(),
+            relative: false,
         }
+    }
+
+    /// Passes the four dirs as paths relative to the working directory (the dirs'
+    /// root), as a local run may.
+    #[must_use]
+    pub fn relative(mut self) -> Self {
+        self.relative = true;
+        self
     }
 
     /// Runs supply under another command, e.g. `unshare -n --` (no network at all).
@@ -89,17 +99,21 @@ impl<'a> Stage<'a> {
             }
             None => Command::new(SUPPLY),
         };
+        let root = self.dirs.root.path();
+        let dirs = [self.dirs.build(), self.dirs.cache(), self.dirs.deps()].map(|d| {
+            if self.relative {
+                d.strip_prefix(root).expect("under the root").to_path_buf()
+            } else {
+                d
+            }
+        });
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("SIDECAR_BUILDPACK_DIR", self.bp.path())
             .envs(&self.env)
-            .args([
-                self.dirs.build(),
-                self.dirs.cache(),
-                self.dirs.deps(),
-                PathBuf::from(&self.idx),
-            ])
-            .current_dir("/");
+            .args(dirs)
+            .arg(&self.idx)
+            .current_dir(if self.relative { root } else { Path::new("/") });
         Outcome::of_staging(&mut cmd, self.dirs.deps().join(&self.idx))
     }
 }
