@@ -366,7 +366,7 @@ impl Manifest {
             Error::UnsupportedStack {
                 dependency: name.to_string(),
                 version: version.to_string(),
-                stack: crate::redact::quoted(stack.unwrap_or_default()),
+                stack: crate::redact::quoted_value(stack.unwrap_or_default()),
                 supported,
             }
         })

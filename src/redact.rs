@@ -129,6 +129,13 @@ pub fn quoted(s: &str) -> String {
     format!("\"{text}\"{note}")
 }
 
+/// [`quoted`] for a value someone typed (an env setting, `CF_STACK`, `DEPS_IDX`): a
+/// URL or an `@` word pasted into it is redacted first, by the same rule as every URL,
+/// since a credential may sit in a value that is not meant to hold one.
+pub fn quoted_value(s: &str) -> String {
+    quoted(&scrub_urls(s))
+}
+
 fn cut(s: &str, in_quotes: bool) -> (String, String) {
     let escaped: Vec<String> = s.chars().map(|c| escape(c, in_quotes)).collect();
     if escaped.len() <= MAX_SHOWN {

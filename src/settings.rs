@@ -227,7 +227,7 @@ fn setting(name: &str, raw: &str, accepted: &str) -> Error {
     Error::Setting {
         name: name.to_string(),
         // Enough of the value to recognise it, never a whole pasted blob.
-        value: crate::redact::quoted(raw),
+        value: crate::redact::quoted_value(raw),
         accepted: accepted.to_string(),
     }
 }

@@ -272,7 +272,7 @@ fn check_dirs(ctx: &Context) -> Result<(), Error> {
     if !idx_ok {
         return Err(Error::Directory {
             name: "DEPS_IDX",
-            path: crate::redact::shown(&ctx.deps_idx).into(),
+            path: crate::redact::shown(&crate::redact::scrub_urls(&ctx.deps_idx)).into(),
             problem: "must be the buildpack's index, such as 0 or 03".into(),
         });
     }

@@ -26,3 +26,45 @@ fn relative_dirs_are_rolled_back_like_absolute_ones() {
     assert_eq!(out.installed(), sidecar_bytes("v1"));
     assert_no_temp_files(&dirs.deps());
 }
+
+// No secret in any output: a credential pasted into a value that is not meant to hold
+// one is hidden by the same `@` rule as every URL.
+
+#[test]
+fn a_credential_in_any_setting_is_never_printed() {
+    // Not the manifest's secrets: those are scrubbed from every line by value.
+    let pasted = "pasted-T0KEN-9";
+    let bp = Buildpack::new().cached().write();
+    for value in [
+        format!("https://bob:{pasted}@mirror.example/x?sig=1"),
+        format!("bob:{pasted}@mirror.example"),
+        format!("https://mirror.example/x?token={pasted}"),
+    ] {
+        for var in [
+            "SIDECAR_BUILDPACK_CONNECT_TIMEOUT",
+            "SIDECAR_BUILDPACK_MAX_DOWNLOAD_MB",
+            "SIDECAR_BUILDPACK_CONFIG_SERVER_PROCESS_TYPES",
+            "SIDECAR_BUILDPACK_CONFIG_SERVER_DECLARE",
+            "MEMORY_LIMIT",
+        ] {
+            Stage::new(&bp, &Dirs::new())
+                .env(var, &value)
+                .run()
+                .code(3)
+                .has(&format!("       **ERROR** {var} is set to \""))
+                .lacks(pasted);
+        }
+        Stage::new(&bp, &Dirs::new())
+            .env("CF_STACK", &value)
+            .run()
+            .code(3)
+            .has("does not support the stack \"")
+            .lacks(pasted);
+        Stage::new(&bp, &Dirs::new())
+            .idx(&value)
+            .run()
+            .code(3)
+            .has("       **ERROR** DEPS_IDX ")
+            .lacks(pasted);
+    }
+}
