@@ -43,6 +43,8 @@ pub enum Error {
         /// The value as it may be shown: quoted, escaped, cut (`redact::quoted`).
         value: String,
         accepted: String,
+        /// Who sets it, and so where to fix it.
+        scope: Scope,
     },
     /// `CF_STACK` names a stack that no dependency supports.
     #[error("{dependency} {version} does not support the stack {stack}")]
@@ -110,6 +112,18 @@ pub enum Error {
     /// The `launch.yml` just written would not pass CF's parser: a bug.
     #[error("{} would be rejected by Cloud Foundry: {problem}", path.display())]
     LaunchYml { path: PathBuf, problem: String },
+}
+
+/// Who sets an env setting: what the error tells the user to change depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// An app env var for this buildpack (`SIDECAR_BUILDPACK_CONFIG_SERVER_*`).
+    App,
+    /// Usually the operator's staging environment variable group: the proxies and the
+    /// download knobs.
+    Operator,
+    /// Set by Cloud Foundry itself (`MEMORY_LIMIT`): only a local run gets it wrong.
+    Platform,
 }
 
 /// What went wrong with a download that got no HTTP status, as far as can be told.
@@ -184,14 +198,41 @@ impl Error {
                 "fix that key in manifest.yml and package the buildpack again".into(),
                 vec![],
             ),
-            Error::Setting { accepted, name, .. } => (
-                format!("{name} is an app env var that tunes this buildpack at staging"),
-                format!(
-                    "set {name} to {accepted} (cf set-env APP {name} VALUE, or the app \
-                     manifest's env:), or unset it, then restage"
+            Error::Setting {
+                accepted,
+                name,
+                scope,
+                ..
+            } => match scope {
+                Scope::App => (
+                    format!("{name} is an app env var that tunes this buildpack at staging"),
+                    format!(
+                        "set {name} to {accepted} (cf set-env APP {name} VALUE, or the app \
+                         manifest's env:), or unset it, then restage"
+                    ),
+                    vec![],
                 ),
-                vec![],
-            ),
+                Scope::Operator => (
+                    format!(
+                        "{name} comes from the staging environment variable group (set by \
+                         the platform operator) or from the app's env"
+                    ),
+                    format!(
+                        "set {name} to {accepted}, or unset it: cf \
+                         set-staging-environment-variable-group for all apps, or cf set-env \
+                         APP {name} VALUE for one; then restage"
+                    ),
+                    vec![],
+                ),
+                Scope::Platform => (
+                    format!(
+                        "Cloud Foundry sets {name} itself; this value was set by hand or by \
+                         a local tool"
+                    ),
+                    format!("unset {name}, or set it to {accepted}"),
+                    vec![],
+                ),
+            },
             Error::UnsupportedStack { supported, .. } => (
                 "the app runs on a stack this buildpack has no build for".into(),
                 format!(

@@ -1,7 +1,7 @@
 //! The settings an app or operator gives through env vars at staging, parsed once.
 //! Each has a documented name and accepted form; a bad value fails with both.
 
-use crate::errors::Error;
+use crate::errors::{Error, Scope};
 use crate::manifest::{valid_name, Sidecar, MEMORY_RANGE};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -100,6 +100,7 @@ impl Env<'_> {
         default: T,
         range: std::ops::RangeInclusive<T>,
         unit: &str,
+        scope: Scope,
     ) -> Result<T, Error> {
         let Some(raw) = self.get(name) else {
             return Ok(default);
@@ -107,6 +108,7 @@ impl Env<'_> {
         match raw.trim().parse::<T>() {
             Ok(v) if range.contains(&v) => Ok(v),
             _ => Err(setting(
+                scope,
                 name,
                 raw,
                 &format!(
@@ -120,8 +122,14 @@ impl Env<'_> {
 
     pub fn network(&self) -> Result<Network, Error> {
         let secs = |name: &str, default: u64, max: u64| {
-            self.number(&format!("{PREFIX}{name}"), default, 1..=max, "seconds")
-                .map(Duration::from_secs)
+            self.number(
+                &format!("{PREFIX}{name}"),
+                default,
+                1..=max,
+                "seconds",
+                Scope::Operator,
+            )
+            .map(Duration::from_secs)
         };
         Ok(Network {
             http_proxy: self.either_case("http_proxy"),
@@ -133,24 +141,33 @@ impl Env<'_> {
                 .into(),
             connect_timeout: secs("CONNECT_TIMEOUT", 10, 300)?,
             stall_timeout: secs("STALL_TIMEOUT", 30, 3600)?,
-            attempts: self.number(&format!("{PREFIX}DOWNLOAD_ATTEMPTS"), 4, 1..=10, "attempts")?,
+            attempts: self.number(
+                &format!("{PREFIX}DOWNLOAD_ATTEMPTS"),
+                4,
+                1..=10,
+                "attempts",
+                Scope::Operator,
+            )?,
             retry_delay: Duration::from_millis(self.number(
                 &format!("{PREFIX}RETRY_DELAY_MS"),
                 1000,
                 0..=60_000,
                 "milliseconds",
+                Scope::Operator,
             )?),
             max_retry_after: Duration::from_secs(self.number(
                 &format!("{PREFIX}MAX_RETRY_AFTER"),
                 DEFAULT_MAX_RETRY_AFTER,
                 0..=3600,
                 "seconds",
+                Scope::Operator,
             )?),
             max_download: self.number(
                 &format!("{PREFIX}MAX_DOWNLOAD_MB"),
                 DEFAULT_MAX_DOWNLOAD_MB,
                 1..=1_048_576,
                 "MB",
+                Scope::Operator,
             )? << 20,
         })
     }
@@ -163,9 +180,11 @@ impl Env<'_> {
         };
         parse_memory_mb(raw).map(Some).ok_or_else(|| {
             setting(
+                Scope::Platform,
                 "MEMORY_LIMIT",
                 raw,
-                "a whole number of megabytes or gigabytes, as Cloud Foundry sets it: 1024m,                  512M, 1G or 2GB",
+                "a whole number of megabytes or gigabytes, as Cloud Foundry sets it: 1024m, \
+                 512M, 1G or 2GB",
             )
         })
     }
@@ -178,6 +197,7 @@ impl Env<'_> {
             sidecar.memory_mb,
             MEMORY_RANGE,
             "MB",
+            Scope::App,
         )?;
         let pt_name = format!("{base}PROCESS_TYPES");
         let process_types = match self.get(&pt_name) {
@@ -186,6 +206,7 @@ impl Env<'_> {
                 let list: Vec<String> = raw.split(',').map(|s| s.trim().to_string()).collect();
                 if list.len() > 16 || !list.iter().all(|p| valid_name(p)) {
                     return Err(setting(
+                        Scope::App,
                         &pt_name,
                         raw,
                         "a comma-separated list of process types, such as web or web,worker",
@@ -204,6 +225,7 @@ impl Env<'_> {
             Some("false") => false,
             Some(_) => {
                 return Err(setting(
+                    Scope::App,
                     &decl_name,
                     self.get(&decl_name).unwrap_or_default(),
                     "true or false",
@@ -223,8 +245,9 @@ pub fn sidecar_var_base(name: &str) -> String {
     format!("{PREFIX}{}_", name.to_ascii_uppercase().replace('-', "_"))
 }
 
-fn setting(name: &str, raw: &str, accepted: &str) -> Error {
+fn setting(scope: Scope, name: &str, raw: &str, accepted: &str) -> Error {
     Error::Setting {
+        scope,
         name: name.to_string(),
         // Enough of the value to recognise it, never a whole pasted blob.
         value: crate::redact::quoted_value(raw),

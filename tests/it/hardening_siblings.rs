@@ -68,3 +68,49 @@ fn a_credential_in_any_setting_is_never_printed() {
             .lacks(pasted);
     }
 }
+
+// Clear words: a bad setting's error says who sets it, so the fix goes where it can be
+// made.
+
+#[test]
+fn a_bad_setting_says_who_sets_it() {
+    let bp = Buildpack::new().cached().write();
+    Stage::new(&bp, &Dirs::new())
+        .env("MEMORY_LIMIT", "512k")
+        .run()
+        .code(3)
+        .has(
+            "       Cause: Cloud Foundry sets MEMORY_LIMIT itself; this value was set by hand or \
+             by a local tool\n       To fix: unset MEMORY_LIMIT, or set it to a whole number of \
+             megabytes or gigabytes, as Cloud Foundry sets it: 1024m, 512M, 1G or 2GB\n",
+        );
+    for (var, value) in [
+        ("SIDECAR_BUILDPACK_STALL_TIMEOUT", "0"),
+        ("SIDECAR_BUILDPACK_MAX_DOWNLOAD_MB", "lots"),
+    ] {
+        Stage::new(&bp, &Dirs::new())
+            .env(var, value)
+            .run()
+            .code(3)
+            .has(&format!(
+                "       Cause: {var} comes from the staging environment variable group (set by \
+                 the platform operator) or from the app's env\n"
+            ))
+            .has("cf set-staging-environment-variable-group for all apps");
+    }
+    let served = Buildpack::new().uri("http://127.0.0.1:9/x.tgz").write();
+    Stage::new(&served, &Dirs::new())
+        .env("https_proxy", "ftp://proxy.example:21")
+        .env("http_proxy", "http://proxy.example:3128/path")
+        .run()
+        .code(3)
+        .has("       Cause: http_proxy comes from the staging environment variable group");
+    Stage::new(&bp, &Dirs::new())
+        .env("SIDECAR_BUILDPACK_CONFIG_SERVER_DECLARE", "maybe")
+        .run()
+        .code(3)
+        .has(
+            "       Cause: SIDECAR_BUILDPACK_CONFIG_SERVER_DECLARE is an app env var that tunes \
+             this buildpack at staging\n",
+        );
+}

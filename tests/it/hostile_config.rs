@@ -471,7 +471,9 @@ fn memory_limit_forms() {
             .has(&format!(
                 "       **ERROR** MEMORY_LIMIT is set to {limit:?}, which is not valid\n"
             ))
-            .has("To fix: set MEMORY_LIMIT to a whole number of megabytes or gigabytes")
+            .has(
+                "To fix: unset MEMORY_LIMIT, or set it to a whole number of megabytes or gigabytes",
+            )
             .not_installed();
     }
 }
