@@ -134,8 +134,9 @@ pub enum Fault {
     /// The host answered, then the transfer broke off: a reset, a body shorter than
     /// announced, no byte for the stall timeout.
     Interrupted,
-    /// The host answered with something that is not usable HTTP (a head too large to
-    /// read, a malformed response): the same answer every time.
+    /// The host answered with something that is not usable HTTP or TLS (a head too
+    /// large to read, a malformed response, plain HTTP or a TLS alert to a TLS client):
+    /// the same answer every time.
     BadResponse,
     /// The server's certificate chains to no CA this machine trusts.
     UntrustedCertificate,
@@ -301,8 +302,10 @@ impl Error {
                         "point manifest.yml's uri at the file's final https location".into(),
                     ),
                     Fault::BadResponse => (
-                        "the host was reached, but its answer is not usable HTTP (for example, \
-                         headers too large to read); it gives the same answer every time"
+                        "the host was reached, but its answer is not usable HTTP or TLS (for \
+                         example, plain HTTP on an https:// uri, a TLS version or cipher this \
+                         client does not share, or headers too large to read); it gives the \
+                         same answer every time"
                             .into(),
                         "check what answers at that uri from staging (a proxy or a misconfigured \
                          server), point the uri at a plain file server, or use the cached \

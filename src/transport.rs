@@ -348,20 +348,39 @@ fn fault_of(err: &reqwest::Error, reason: &str) -> Fault {
         Some(_) => return Fault::UntrustedCertificate,
         None => {}
     }
+    // The host answered, but not in TLS, or in TLS this client cannot agree to (plain
+    // HTTP on an https:// uri, an alert): reached, and the same every time. Before the
+    // connect check, since the TLS handshake is part of connecting.
+    if error_sources(err).any(|e| e.is::<rustls::Error>()) {
+        return Fault::BadResponse;
+    }
     if err.is_connect() {
         return Fault::Unreachable;
     }
-    let mut source = std::error::Error::source(err);
-    while let Some(e) = source {
-        if let Some(h) = e.downcast_ref::<hyper::Error>() {
-            if h.is_parse() {
-                return Fault::BadResponse;
-            }
-        }
-        source = e.source();
+    if error_sources(err).any(|e| {
+        e.downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_parse())
+    }) {
+        return Fault::BadResponse;
     }
     // The connection was made: a timeout waiting for the answer, a reset, a close.
     Fault::Interrupted
+}
+
+/// The sources of `err`, outermost first, looking inside each `io::Error` (whose
+/// `source()` skips the error it wraps: hyper and rustls wrap theirs in one or two).
+fn error_sources<'e>(
+    err: &'e (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'e (dyn std::error::Error + 'static)> {
+    std::iter::successors(err.source(), |e| {
+        match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        }
+    })
 }
 
 /// The client for every download of a run: the proxies of `proxies` (asked per request,

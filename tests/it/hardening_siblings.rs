@@ -114,3 +114,42 @@ fn a_bad_setting_says_who_sets_it() {
              this buildpack at staging\n",
         );
 }
+
+// Clear words for network faults (#10 item 12): a host that answers, but not in TLS,
+// was reached; and it answers the same way every time.
+
+#[test]
+fn a_host_that_does_not_speak_tls_was_reached_and_is_not_retried() {
+    let bp = Buildpack::new();
+    for (what, bytes) in [
+        (
+            "plain HTTP on an https:// uri",
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        ),
+        // A TLS record: a fatal handshake_failure alert, as from a server that shares
+        // no protocol version or cipher with the client.
+        (
+            "a TLS alert",
+            vec![0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28],
+        ),
+    ] {
+        let server = Server::start(vec![Reply::Raw(bytes)]);
+        let uri = format!(
+            "https://{}/config-server-0.1.0.tgz?token={SECRET}",
+            server.addr
+        );
+        let bp = Buildpack::new()
+            .artifact(bp.artifact.clone())
+            .uri(uri)
+            .write();
+        Stage::new(&bp, &Dirs::new())
+            .env("SIDECAR_BUILDPACK_DOWNLOAD_ATTEMPTS", "3")
+            .run()
+            .code(4)
+            .has("       Cause: the host was reached, but its answer is not usable HTTP or TLS")
+            .has("         attempts: 1\n")
+            .lacks("could not be reached")
+            .not_installed();
+        assert_eq!(server.hits(), 1, "{what}: not retried");
+    }
+}

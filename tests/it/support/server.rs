@@ -31,6 +31,10 @@ pub enum Reply {
     Announce(u64),
     /// A 200 whose head carries a header of this many bytes.
     HugeHead(usize),
+    /// These bytes as soon as the connection is accepted, before any request is read,
+    /// then a close: a server that speaks something else (plain HTTP to a TLS client,
+    /// a TLS alert).
+    Raw(Vec<u8>),
     /// Holds the body until this many requests have arrived (or 20 s pass): with
     /// `max_in_flight`, proof that the clients overlapped.
     Gate(usize, Vec<u8>),
@@ -150,6 +154,12 @@ fn serve(s: impl Read + Write, reply: Reply, state: &State) {
 }
 
 fn respond(mut s: impl Read + Write, reply: Reply, state: &State) {
+    if let Reply::Raw(bytes) = &reply {
+        let _ = s.write_all(bytes).and_then(|()| s.flush());
+        // Let the bytes leave before the close.
+        thread::sleep(Duration::from_millis(100));
+        return;
+    }
     let mut req = Vec::new();
     let mut buf = [0u8; 1024];
     while !req.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -228,6 +238,7 @@ fn respond(mut s: impl Read + Write, reply: Reply, state: &State) {
             let big = format!("X-Padding: {}\r\n", "p".repeat(n));
             s.write_all(head("200 OK", 0, &big).as_bytes())
         }
+        Reply::Raw(_) => Ok(()),
         Reply::Gate(n, b) => {
             let deadline = Instant::now() + Duration::from_secs(20);
             while state.arrived.load(Ordering::SeqCst) < n && Instant::now() < deadline {
