@@ -10,7 +10,7 @@ const ENTRY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/bin/supply");
 
 /// A git-URL checkout: the test buildpack plus the real bin/supply and a pin file
 /// naming `url` and the digest of `pinned`.
-fn checkout(url: &str, pinned: &[u8]) -> Buildpack {
+pub(crate) fn checkout(url: &str, pinned: &[u8]) -> Buildpack {
     let bp = Buildpack::new().cached().write();
     let bin = bp.path().join("bin");
     fs::create_dir_all(&bin).expect("bin");
@@ -34,7 +34,7 @@ fn run_entry(bp: &Buildpack, dirs: &Dirs) -> Outcome {
     )
 }
 
-fn supply_bytes() -> Vec<u8> {
+pub(crate) fn supply_bytes() -> Vec<u8> {
     fs::read(SUPPLY).expect("supply binary")
 }
 

@@ -153,3 +153,86 @@ fn a_host_that_does_not_speak_tls_was_reached_and_is_not_retried() {
         assert_eq!(server.hits(), 1, "{what}: not retried");
     }
 }
+
+// The git-URL entry point (bin/supply, sh): the app cache's copy of the prebuilt
+// supply may be anything, and its messages hide credentials whatever curl prints.
+
+/// Runs the git-URL entry point with `env` added to what CF gives it.
+fn run_entry_with(bp: &Buildpack, dirs: &Dirs, env: &[(&str, &str)]) -> Outcome {
+    Outcome::of_staging(
+        std::process::Command::new(bp.path().join("bin/supply"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("CF_STACK", "cflinuxfs4")
+            .envs(env.iter().copied())
+            .args([dirs.build(), dirs.cache(), dirs.deps(), "0".into()]),
+        dirs.deps().join("0"),
+    )
+}
+
+#[test]
+fn whatever_sits_at_the_cached_supply_is_replaced_never_followed() {
+    use crate::git_entry::{checkout, supply_bytes};
+    let real = supply_bytes();
+    let server = Server::start(vec![Reply::Body(real.clone())]);
+    let bp = checkout(&server.url("/supply"), &real);
+    for junk in [
+        "a directory",
+        "a symlink to a directory",
+        "a copy without +x",
+    ] {
+        let dirs = Dirs::new();
+        let outside = dirs.root.path().join("outside");
+        fs::create_dir_all(&outside).expect("outside");
+        let pin_dir = dirs
+            .cache()
+            .join(format!("sidecar-buildpack/supply-{}", sha256_hex(&real)));
+        fs::create_dir_all(&pin_dir).expect("pin dir");
+        let cached = pin_dir.join("supply");
+        match junk {
+            "a directory" => fs::create_dir_all(cached.join("inner")).expect("dir"),
+            "a symlink to a directory" => {
+                std::os::unix::fs::symlink(&outside, &cached).expect("link")
+            }
+            _ => fs::write(&cached, &real).expect("copy"),
+        }
+        let out = run_entry_with(&bp, &dirs, &[]);
+        out.success();
+        assert_eq!(out.installed(), sidecar_bytes("v1"), "{junk}");
+        assert_eq!(
+            listing(&outside),
+            Vec::<String>::new(),
+            "{junk}: written outside"
+        );
+        let m = fs::symlink_metadata(&cached).expect("kept");
+        assert!(m.is_file(), "{junk}: the cache holds a file again");
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777,
+            0o755,
+            "{junk}"
+        );
+        assert_eq!(listing(&pin_dir), ["supply"], "{junk}: no partial left");
+    }
+}
+
+#[test]
+fn the_entry_point_hides_a_proxy_password_and_says_what_curl_said() {
+    use crate::git_entry::checkout;
+    let bp = checkout("http://127.0.0.2:9/supply", b"anything");
+    // A space in the password: curl quotes the whole setting in its message.
+    run_entry_with(
+        &bp,
+        &Dirs::new(),
+        &[("http_proxy", "http://u:pass hunter2@127.0.0.1:1")],
+    )
+    .code(4)
+    .has("Cause: curl: (5) ")
+    .lacks("pass")
+    .not_installed();
+    // A bad URL: curl prints the URL and a caret under it after its own line.
+    let bp = checkout(&format!("http://[::1:1/supply?sig={SECRET}"), b"anything");
+    run_entry_with(&bp, &Dirs::new(), &[])
+        .code(4)
+        .has("       Cause: curl: (3) ")
+        .not_installed();
+}
