@@ -226,7 +226,9 @@ impl Manifest {
             if basename(&d.uri).is_none() {
                 return Err(bad(
                     format!("dependencies[{i}].uri"),
-                    "must end in a file name".into(),
+                    "must end in a file name (at most 255 bytes, no control characters, \
+                     decoded)"
+                        .into(),
                 ));
             }
             if let Some(f) = &d.file {
@@ -383,8 +385,15 @@ pub fn basename(url: &Url) -> Option<String> {
     valid_file_name(&seg).then_some(seg)
 }
 
+/// A name the app cache can store a file under and the log can print: decoded from
+/// the uri, so `%0A` or `%E2%80%AE` must be refused here, not only in the raw uri.
 fn valid_file_name(s: &str) -> bool {
-    !s.is_empty() && s != "." && s != ".." && !s.contains(['/', '\\', '\0'])
+    !s.is_empty()
+        && s.len() <= 255
+        && s != "."
+        && s != ".."
+        && !s.contains(['/', '\\', '\0'])
+        && !s.chars().any(crate::redact::is_unsafe)
 }
 
 /// True for a relative path with no `..`, `.` or empty component.

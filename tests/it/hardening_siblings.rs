@@ -236,3 +236,27 @@ fn the_entry_point_hides_a_proxy_password_and_says_what_curl_said() {
         .has("       Cause: curl: (3) ")
         .not_installed();
 }
+
+// Manifest strings that become paths (#10 item 3): the uri's file name, decoded, names
+// the app cache's copy and is printed.
+
+#[test]
+fn a_uri_file_name_that_decodes_to_control_characters_or_too_long_is_refused() {
+    for name in [
+        "evil%0A-----%3E%20Fake.tgz".to_string(),
+        "evil%E2%80%AEzgt.tgz".to_string(),
+        "evil%1B%5B2J.tgz".to_string(),
+        format!("{}.tgz", "a".repeat(300)),
+    ] {
+        let bp = Buildpack::new()
+            .uri(format!("https://releases.example/config-server/{name}"))
+            .write();
+        let dirs = Dirs::new();
+        Stage::new(&bp, &dirs)
+            .run()
+            .code(3)
+            .has("`dependencies[0].uri` must end in a file name")
+            .lacks("-----> Fake");
+        assert_eq!(listing(dirs.root.path()), ["app"], "{name}");
+    }
+}
