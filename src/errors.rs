@@ -80,6 +80,8 @@ pub enum Error {
         url: Redacted,
         status: u16,
         attempts: u32,
+        /// The proxy the answering request went through: it may have answered itself.
+        proxy: Option<Redacted>,
     },
     /// What was fetched is not what `manifest.yml` pins.
     #[error("checksum mismatch for {dependency} from {origin}")]
@@ -149,6 +151,8 @@ pub enum Fault {
     Redirect,
     /// A `file://` URI that cannot be read.
     LocalFile,
+    /// The proxy answered the `CONNECT` with 407: it wants credentials it was not given.
+    ProxyAuth,
 }
 
 impl Fault {
@@ -157,6 +161,11 @@ impl Fault {
         matches!(self, Fault::Unreachable | Fault::Interrupted)
     }
 }
+
+/// What to do when a proxy wants credentials (a 407).
+const PROXY_AUTH_FIX: &str = "put the proxy's user and password in https_proxy / http_proxy in \
+    the staging environment group, as http://user:password@proxy:port (percent-encode any \
+    '@', ':', '/', '?' or '#' in them)";
 
 /// The parts of an `**ERROR**` block beyond its first line.
 pub struct Explanation {
@@ -322,6 +331,12 @@ impl Error {
                          buildpack"
                             .into(),
                     ),
+                    Fault::ProxyAuth => (
+                        "the proxy asks for credentials, and the proxy setting has none or \
+                         wrong ones"
+                            .into(),
+                        PROXY_AUTH_FIX.into(),
+                    ),
                     Fault::LocalFile => (
                         "the file:// uri names no regular file that can be read on this machine"
                             .into(),
@@ -345,28 +360,42 @@ impl Error {
                 (cause, fix, details)
             }
             Error::HttpStatus {
-                status, attempts, ..
+                status,
+                attempts,
+                proxy,
+                ..
             } => {
                 let cause = match status {
-                    401 | 403 => {
-                        "the server refused access: the URL may need credentials or \
-                                  may have expired"
-                    }
-                    404 | 410 => {
-                        "the file is not at that URL: the release was not uploaded, \
-                                  or manifest.yml points at the wrong place"
-                    }
-                    429 => "the server is rate-limiting downloads",
-                    _ if *status >= 500 => "the server had an error on every attempt",
-                    _ => "the server refused the request",
+                    407 => "the proxy asks for credentials, and the proxy setting has none or \
+                            wrong ones"
+                        .to_string(),
+                    401 | 403 => format!(
+                        "the server refused access: the URL may need credentials or may have \
+                         expired{}",
+                        if proxy.is_some() {
+                            " (or the proxy named below refused it)"
+                        } else {
+                            ""
+                        }
+                    ),
+                    404 | 410 => "the file is not at that URL: the release was not uploaded, or \
+                                  manifest.yml points at the wrong place"
+                        .into(),
+                    429 => "the server is rate-limiting downloads".into(),
+                    _ if *status >= 500 => "the server had an error on every attempt".into(),
+                    _ => "the server refused the request".into(),
                 };
-                (
-                    cause.into(),
+                let fix = if *status == 407 {
+                    PROXY_AUTH_FIX
+                } else {
                     "check that the uri in the buildpack's manifest.yml is reachable from \
                      staging, or use the cached buildpack"
-                        .into(),
-                    vec![format!("attempts: {attempts}")],
-                )
+                };
+                let mut details = vec![format!("attempts: {attempts}")];
+                if let Some(p) = proxy {
+                    details.push(format!("proxy: {p}"));
+                }
+                (cause, fix.into(), details)
             }
             Error::Checksum {
                 expected,

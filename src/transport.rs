@@ -41,8 +41,9 @@ enum Failed {
     Transient(Fault, String, Url),
     /// Final: the same answer every time (a certificate, a redirect loop, bad HTTP).
     Final(Fault, String, Url),
-    /// An HTTP error status, with the wait a 429 or 503 asked for.
-    Status(u16, Option<Duration>),
+    /// An HTTP error status, with the wait a 429 or 503 asked for, and the URL that
+    /// answered it.
+    Status(u16, Option<Duration>, Url),
     /// Final: a typed error (disk full, checksum mismatch, over the cap).
     Fatal(Box<Error>),
 }
@@ -110,16 +111,17 @@ impl<'a> Fetcher<'a> {
                 Err(Failed::Final(fault, reason, at)) => {
                     return Err(self.download_error(dep, attempt, reason, fault, &at, proxies))
                 }
-                Err(Failed::Status(code, _)) if code != 429 && code < 500 => {
+                Err(Failed::Status(code, _, at)) if code != 429 && code < 500 => {
                     return Err(Error::HttpStatus {
                         dependency: dep.name.clone(),
                         url: shown,
                         status: code,
                         attempts: attempt,
+                        proxy: proxies.for_url(&at).map(|p| Redacted::url(&p.url)),
                     })
                 }
-                Err(Failed::Status(code, retry_after)) => {
-                    status = Some(code);
+                Err(Failed::Status(code, retry_after, at)) => {
+                    status = Some((code, at));
                     last.0 = format!("HTTP {code}");
                     asked = retry_after;
                 }
@@ -155,12 +157,13 @@ impl<'a> Fetcher<'a> {
                 std::thread::sleep(wait);
             }
         }
-        if let Some(code) = status {
+        if let Some((code, at)) = status {
             return Err(Error::HttpStatus {
                 dependency: dep.name.clone(),
                 url: shown,
                 status: code,
                 attempts,
+                proxy: proxies.for_url(&at).map(|p| Redacted::url(&p.url)),
             });
         }
         let (reason, fault, at) = last;
@@ -207,7 +210,7 @@ impl<'a> Fetcher<'a> {
         let at = resp.url().clone();
         let status = resp.status();
         if !status.is_success() {
-            return Err(Failed::Status(status.as_u16(), retry_after(&resp)));
+            return Err(Failed::Status(status.as_u16(), retry_after(&resp), at));
         }
         debug!(
             "HTTP {} from {}, content-length {:?}",
@@ -334,6 +337,10 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
 fn fault_of(err: &reqwest::Error, reason: &str) -> Fault {
     if err.is_redirect() {
         return Fault::Redirect;
+    }
+    // hyper-util's tunnel error for a 407 answer to CONNECT has no typed form.
+    if reason.contains("proxy authorization required") {
+        return Fault::ProxyAuth;
     }
     match reason.split_once("invalid peer certificate: ") {
         Some((_, why))

@@ -260,3 +260,55 @@ fn a_uri_file_name_that_decodes_to_control_characters_or_too_long_is_refused() {
         assert_eq!(listing(dirs.root.path()), ["app"], "{name}");
     }
 }
+
+// Clear words for a proxy that wants credentials: it answered, so it was reached; it is
+// named; and the fix says where the credentials go.
+
+#[test]
+fn a_proxy_that_wants_credentials_says_so() {
+    let proxy = Tinyproxy::with_auth("proxyuser", "hunter2");
+    let bp = Buildpack::new();
+    let server = Server::start_on(
+        std::net::Ipv4Addr::new(127, 0, 0, 2),
+        vec![Reply::Body(bp.artifact.clone())],
+    );
+    let http = Buildpack::new()
+        .artifact(bp.artifact.clone())
+        .uri(server.url(&format!("/config-server-0.1.0.tgz?token={SECRET}")))
+        .write();
+    // The CONNECT is refused before any TLS: the target need not speak it.
+    let https = Buildpack::new()
+        .uri(format!(
+            "https://127.0.0.2:9/config-server-0.1.0.tgz?token={SECRET}"
+        ))
+        .write();
+    for (bp, var) in [(&http, "http_proxy"), (&https, "https_proxy")] {
+        Stage::new(bp, &Dirs::new())
+            .env(var, &proxy.url())
+            .env("SIDECAR_BUILDPACK_DOWNLOAD_ATTEMPTS", "3")
+            .run()
+            .code(4)
+            .has(
+                "       Cause: the proxy asks for credentials, and the proxy setting has none \
+                 or wrong ones\n       To fix: put the proxy's user and password in \
+                 https_proxy / http_proxy",
+            )
+            .has("         attempts: 1\n")
+            .has(&format!("         proxy: {}/\n", proxy.url()))
+            .not_installed();
+    }
+    assert_eq!(server.hits(), 0);
+    // With them, the download goes through, and the credentials stay with the proxy.
+    Stage::new(&http, &Dirs::new())
+        .env(
+            "http_proxy",
+            &format!("http://proxyuser:hunter2@127.0.0.1:{}", proxy.port),
+        )
+        .run()
+        .success();
+    let head = server.requests().pop().expect("forwarded");
+    assert!(
+        !head.to_ascii_lowercase().contains("proxy-authorization"),
+        "{head}"
+    );
+}

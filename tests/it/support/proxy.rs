@@ -18,6 +18,16 @@ pub struct Tinyproxy {
 impl Tinyproxy {
     #[must_use = "the proxy stops when dropped"]
     pub fn start() -> Tinyproxy {
+        Tinyproxy::configured("")
+    }
+
+    /// A proxy that wants `user` and `password` (Basic): without them it answers 407.
+    #[must_use = "the proxy stops when dropped"]
+    pub fn with_auth(user: &str, password: &str) -> Tinyproxy {
+        Tinyproxy::configured(&format!("BasicAuth {user} {password}\n"))
+    }
+
+    fn configured(extra: &str) -> Tinyproxy {
         let dir = tempfile::tempdir().expect("proxy dir");
         let port = closed_port();
         let log = dir.path().join("tinyproxy.log");
@@ -26,7 +36,7 @@ impl Tinyproxy {
             &conf,
             format!(
                 "Port {port}\nListen 127.0.0.1\nTimeout 30\nLogFile \"{}\"\nLogLevel Info\n\
-                 MaxClients 16\nAllow 127.0.0.1\nDisableViaHeader Yes\n",
+                 MaxClients 16\nAllow 127.0.0.1\nDisableViaHeader Yes\n{extra}",
                 log.display()
             ),
         )
