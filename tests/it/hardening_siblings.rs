@@ -312,3 +312,29 @@ fn a_proxy_that_wants_credentials_says_so() {
         "{head}"
     );
 }
+
+#[test]
+fn the_entry_point_refuses_an_empty_argument_before_writing() {
+    use crate::git_entry::checkout;
+    let server = Server::start(vec![Reply::Status(500)]);
+    let bp = checkout(&server.url("/supply"), b"anything");
+    let dirs = Dirs::new();
+    for args in [
+        ["app", "", "deps", "0"],
+        ["app", "cache", "", "0"],
+        ["app", "cache", "deps", ""],
+    ] {
+        let out = Outcome::of(
+            std::process::Command::new(bp.path().join("bin/supply"))
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .args(args)
+                .current_dir(dirs.root.path()),
+            dirs.deps().join("0"),
+        );
+        out.code(2).has("none may be empty");
+    }
+    assert_eq!(server.hits(), 0, "nothing was downloaded");
+    assert_eq!(listing(dirs.root.path()), ["app"]);
+    assert!(!std::path::Path::new("/sidecar-buildpack").exists());
+}
