@@ -22,7 +22,8 @@ fn report_verified(dep: &Dependency, v: &Verified) {
 }
 
 /// Tries the sources in order and returns the first verified artifact, in a temp file
-/// in `dest_dir`.
+/// in `dest_dir`. One from the network has `Origin::Network`: the caller keeps it in
+/// the app cache once the run succeeds.
 pub fn obtain(
     fetcher: &Fetcher<'_>,
     limits: Limits,
@@ -90,6 +91,7 @@ pub fn obtain(
 
     let verified = fetcher.download(dep, dest_dir)?;
     report_verified(dep, &verified);
-    cache.store(dep, verified.file.path());
+    // Kept in the app cache by the caller, once the run has committed: a failed run
+    // changes nothing there either.
     Ok(verified)
 }

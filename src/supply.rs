@@ -17,7 +17,7 @@ use crate::manifest::{buildpack_name, manifest_path, read_version, Dependency, M
 use crate::settings::{sidecar_var_base, Env, Network, SidecarSettings};
 use crate::staging::Staging;
 use crate::transport::Fetcher;
-use crate::verify;
+use crate::verify::{self, Origin};
 use crate::{detail, step};
 use std::collections::HashMap;
 use std::fs;
@@ -91,6 +91,11 @@ fn act(ctx: &Context, plan: &Plan) -> Result<(), Error> {
     let cache = AppCache::new(&ctx.cache_dir);
     match stage_and_commit(ctx, plan, &cache, &mut staging) {
         Ok(report) => {
+            // Only now, with the deps dir committed: a failed run leaves the app cache
+            // as it found it. Before `finish`, which removes the staging dir.
+            for (dep, copy) in &report.to_cache {
+                cache.store(dep, copy);
+            }
             staging.finish(&idx_dir);
             report.print(plan.memory_limit);
             let keep: Vec<_> = plan.sidecars.iter().map(|(_, d, _)| d.sha256).collect();
@@ -106,6 +111,8 @@ fn act(ctx: &Context, plan: &Plan) -> Result<(), Error> {
 
 /// What the commit did, told after it succeeded.
 struct Report {
+    /// Downloaded artifacts, linked in the staging dir, for the app cache.
+    to_cache: Vec<(Dependency, PathBuf)>,
     installed: Vec<PathBuf>,
     not_declared: Vec<String>,
     launch: Option<(LaunchYml, Vec<PathBuf>)>,
@@ -158,11 +165,24 @@ fn stage_and_commit(
     let mut not_declared = Vec::new();
     // bin/<name> -> its staged file; one binary may serve two sidecars.
     let mut exes: Vec<(String, PathBuf)> = Vec::new();
+    let mut to_cache = Vec::new();
     for (sidecar, dep, settings) in &plan.sidecars {
         let name = sidecar.installed_name().to_string();
         if !exes.iter().any(|(n, _)| *n == name) {
             step!("Installing {} {}", dep.name, dep.version);
             let verified = obtain(&fetcher, limits, dep, &ctx.buildpack_dir, cache, &work)?;
+            if matches!(verified.origin, Origin::Network(_)) {
+                let copy = work.join(format!("cache-{}", to_cache.len()));
+                match fs::hard_link(verified.file.path(), &copy)
+                    .or_else(|_| fs::copy(verified.file.path(), &copy).map(drop))
+                {
+                    Ok(()) => to_cache.push((dep.clone(), copy)),
+                    Err(e) => warn!(
+                        "could not keep a copy for the app cache: {e}; the next staging \
+                         downloads again"
+                    ),
+                }
+            }
             let staged = work.join(format!("new-bin-{}", exes.len()));
             install(verified, sidecar, dep, &staged, &work)?;
             exes.push((name.clone(), staged));
@@ -241,6 +261,7 @@ fn stage_and_commit(
         }
     }
     Ok(Report {
+        to_cache,
         installed,
         not_declared,
         launch: launch.map(|yml| (yml, launch_paths)),

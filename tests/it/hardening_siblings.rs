@@ -338,3 +338,56 @@ fn the_entry_point_refuses_an_empty_argument_before_writing() {
     assert_eq!(listing(dirs.root.path()), ["app"]);
     assert!(!std::path::Path::new("/sidecar-buildpack").exists());
 }
+
+// A failed run leaves the app cache as it found it too: what it downloaded is kept
+// only once the deps dir holds the result (on CF a failed staging's cache is not
+// uploaded either).
+
+#[test]
+fn a_failed_run_keeps_nothing_in_the_app_cache() {
+    let no_exe = tgz(&[("bin/other", b"x", 0o755)]);
+    let server = Server::start(vec![Reply::Body(no_exe.clone())]);
+    let bp = Buildpack::new()
+        .artifact(no_exe)
+        .uri(server.url(&format!("/config-server-0.1.0.tgz?token={SECRET}")))
+        .write();
+    let dirs = Dirs::new();
+    Stage::new(&bp, &dirs)
+        .run()
+        .code(4)
+        .lacks("Kept a copy")
+        .not_installed();
+    assert_eq!(listing(dirs.root.path()), ["app"], "no CACHE_DIR made");
+
+    // The last step fails (the unpadded copy's dir is read-only): the cache that
+    // existed is left exactly as it was.
+    let good = Buildpack::new();
+    let server = Server::start(vec![Reply::Body(good.artifact.clone())]);
+    let good = good
+        .uri(server.url(&format!("/config-server-0.1.0.tgz?token={SECRET}")))
+        .write();
+    let dirs = Dirs::new();
+    fs::create_dir_all(dirs.cache().join("other-buildpack-stuff")).expect("cache");
+    fs::create_dir_all(dirs.deps().join("3")).expect("unpadded dir");
+    let cache_before = snapshot(&dirs.cache());
+    let _ro = Mount::read_only(&dirs.deps().join("3"));
+    Stage::new(&good, &dirs)
+        .idx("03")
+        .run()
+        .code(5)
+        .lacks("Kept a copy")
+        .deps_as_found();
+    assert_eq!(snapshot(&dirs.cache()), cache_before);
+    assert_eq!(server.hits(), 1);
+
+    // And a run that succeeds keeps it.
+    let dirs = Dirs::new();
+    let out = Stage::new(&good, &dirs).run();
+    out.success()
+        .has("       Kept a copy in the app cache for the next staging\n       Installed ");
+    let entry = dirs.cache().join(format!(
+        "sidecar-buildpack/dependencies/{}/config-server-0.1.0.tgz",
+        sha256_hex(&good.artifact)
+    ));
+    assert!(entry.is_file(), "{}", entry.display());
+}
