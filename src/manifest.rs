@@ -257,6 +257,13 @@ impl Manifest {
                 ));
             }
         }
+        // Without one, a staging would succeed and the app run without its sidecar.
+        if self.sidecars.is_empty() {
+            return Err(bad(
+                "sidecars".into(),
+                "must list at least one sidecar: installing them is all this buildpack does".into(),
+            ));
+        }
         let mut seen = Vec::new();
         for (i, s) in self.sidecars.iter().enumerate() {
             let key = |k: &str| format!("sidecars[{i}].{k}");

@@ -391,3 +391,26 @@ fn a_failed_run_keeps_nothing_in_the_app_cache() {
     ));
     assert!(entry.is_file(), "{}", entry.display());
 }
+
+// A manifest that declares no sidecar would make a staging succeed and the app run
+// without one: bad input, said so.
+
+#[test]
+fn a_manifest_without_sidecars_is_refused() {
+    let bp = Buildpack::new().cached().write();
+    let text = fs::read_to_string(bp.manifest()).expect("manifest");
+    let cut = text.find("sidecars:").expect("a sidecars section");
+    for rest in ["", "sidecars: []\n", "sidecars:\n"] {
+        fs::write(bp.manifest(), format!("{}{rest}", &text[..cut])).expect("write");
+        let dirs = Dirs::new();
+        Stage::new(&bp, &dirs)
+            .run()
+            .code(3)
+            .has(&format!(
+                "       **ERROR** {}: `sidecars` must list at least one sidecar",
+                bp.manifest().display()
+            ))
+            .not_installed();
+        assert_eq!(listing(dirs.root.path()), ["app"], "{rest:?}");
+    }
+}
