@@ -414,3 +414,21 @@ fn a_manifest_without_sidecars_is_refused() {
         assert_eq!(listing(dirs.root.path()), ["app"], "{rest:?}");
     }
 }
+
+#[test]
+fn the_entry_point_cuts_a_body_without_a_length_at_its_cap() {
+    use crate::git_entry::checkout;
+    let server = Server::start(vec![Reply::Endless]);
+    let bp = checkout(&server.url(&format!("/supply?sig={SECRET}")), b"anything");
+    let dirs = Dirs::new();
+    // On a small filesystem, so that a download without a cap stops anyway.
+    let _cache = Mount::tmpfs(&dirs.cache(), "size=150m");
+    run_entry_with(&bp, &dirs, &[])
+        .code(4)
+        .has("**ERROR** the prebuilt supply from http://127.0.0.1:")
+        .has("is larger than 100 MB\n       Cause: the url answers with far more than supply")
+        .lacks("File size limit exceeded")
+        .not_installed();
+    assert_no_temp_files(&dirs.cache());
+    assert_eq!(listing(&dirs.cache()), ["sidecar-buildpack"]);
+}
