@@ -336,10 +336,13 @@ impl Manifest {
             if let Some(j) = s.args.iter().position(|a| !printable(a)) {
                 return Err(bad(format!("sidecars[{i}].args[{j}]"), TEXT_RULE.into()));
             }
-            if s.process_types.is_empty() || !s.process_types.iter().all(|p| valid_name(p)) {
+            if s.process_types.is_empty()
+                || !s.process_types.iter().all(|p| valid_name(p))
+                || crate::settings::has_duplicates(&s.process_types)
+            {
                 return Err(bad(
                     key("process_types"),
-                    "must be a non-empty list of process types such as [web]".into(),
+                    "must be a non-empty list of distinct process types such as [web]".into(),
                 ));
             }
         }

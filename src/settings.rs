@@ -204,12 +204,13 @@ impl Env<'_> {
             None => sidecar.process_types.clone(),
             Some(raw) => {
                 let list: Vec<String> = raw.split(',').map(|s| s.trim().to_string()).collect();
-                if list.len() > 16 || !list.iter().all(|p| valid_name(p)) {
+                if list.len() > 16 || !list.iter().all(|p| valid_name(p)) || has_duplicates(&list) {
                     return Err(setting(
                         Scope::App,
                         &pt_name,
                         raw,
-                        "a comma-separated list of process types, such as web or web,worker",
+                        "a comma-separated list of process types, each once, such as web or \
+                         web,worker",
                     ));
                 }
                 list
@@ -238,6 +239,12 @@ impl Env<'_> {
             declare,
         })
     }
+}
+
+/// True if a name appears twice: `web,web` would count the sidecar's memory twice
+/// against the process and list it twice in launch.yml.
+pub fn has_duplicates(list: &[String]) -> bool {
+    list.iter().enumerate().any(|(i, p)| list[..i].contains(p))
 }
 
 /// `SIDECAR_BUILDPACK_CONFIG_SERVER_` for the sidecar `config-server`.

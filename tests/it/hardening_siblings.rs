@@ -432,3 +432,29 @@ fn the_entry_point_cuts_a_body_without_a_length_at_its_cap() {
     assert_no_temp_files(&dirs.cache());
     assert_eq!(listing(&dirs.cache()), ["sidecar-buildpack"]);
 }
+
+// A process type named twice would list the sidecar twice in launch.yml and count its
+// memory twice: the warning then said Cloud Controller would refuse a droplet it takes.
+
+#[test]
+fn a_process_type_named_twice_is_refused() {
+    let bp = Buildpack::new().cached().write();
+    Stage::new(&bp, &Dirs::new())
+        .env("SIDECAR_BUILDPACK_CONFIG_SERVER_PROCESS_TYPES", "web, worker,web")
+        .env("SIDECAR_BUILDPACK_CONFIG_SERVER_MEMORY_MB", "600")
+        .env("MEMORY_LIMIT", "1024m")
+        .run()
+        .code(3)
+        .has("To fix: set SIDECAR_BUILDPACK_CONFIG_SERVER_PROCESS_TYPES to a comma-separated list of process types, each once")
+        .lacks("Cloud Controller will refuse")
+        .not_installed();
+    let twice = Buildpack::new()
+        .cached()
+        .sidecar_extra("  process_types: [web, web]\n")
+        .write();
+    Stage::new(&twice, &Dirs::new())
+        .run()
+        .code(3)
+        .has("`sidecars[0].process_types` must be a non-empty list of distinct process types")
+        .not_installed();
+}
