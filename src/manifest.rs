@@ -180,6 +180,9 @@ impl Manifest {
 
     /// Parses `text` as the manifest found at `path` (used in messages).
     pub fn parse(text: &str, path: &Path) -> Result<Manifest, Error> {
+        // A byte order mark (Windows editors write one) is allowed by YAML and read by
+        // CF's own tools; serde_yaml takes it for content.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let m: Manifest = serde_yaml::from_str(text).map_err(|e| yaml_error(path, &e))?;
         m.check(path)?;
         Ok(m)

@@ -458,3 +458,18 @@ fn a_process_type_named_twice_is_refused() {
         .has("`sidecars[0].process_types` must be a non-empty list of distinct process types")
         .not_installed();
 }
+
+// A manifest saved with a byte order mark is valid YAML, and CF's own tools read it.
+
+#[test]
+fn a_manifest_with_a_byte_order_mark_is_read() {
+    let bp = Buildpack::new().cached().write();
+    let text = fs::read_to_string(bp.manifest()).expect("manifest");
+    for text in [text.clone(), text.replacen("---\n", "", 1)] {
+        fs::write(bp.manifest(), format!("\u{feff}{text}")).expect("write");
+        let dirs = Dirs::new();
+        let out = Stage::new(&bp, &dirs).run();
+        out.success();
+        assert_eq!(out.installed(), sidecar_bytes("v1"));
+    }
+}
