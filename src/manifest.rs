@@ -456,7 +456,8 @@ pub fn read_version(buildpack_dir: &Path) -> Result<String, Error> {
         path: path.clone(),
         reason: e.to_string(),
     })?;
-    Ok(v.trim().to_string())
+    // A byte order mark too, as in manifest.yml.
+    Ok(v.trim_start_matches('\u{feff}').trim().to_string())
 }
 
 #[cfg(test)]

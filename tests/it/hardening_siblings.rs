@@ -465,11 +465,14 @@ fn a_process_type_named_twice_is_refused() {
 fn a_manifest_with_a_byte_order_mark_is_read() {
     let bp = Buildpack::new().cached().write();
     let text = fs::read_to_string(bp.manifest()).expect("manifest");
+    fs::write(bp.path().join("VERSION"), "\u{feff}1.2.3\r\n").expect("VERSION");
     for text in [text.clone(), text.replacen("---\n", "", 1)] {
         fs::write(bp.manifest(), format!("\u{feff}{text}")).expect("write");
         let dirs = Dirs::new();
         let out = Stage::new(&bp, &dirs).run();
-        out.success();
+        out.success().has("-----> sidecar_buildpack 1.2.3\n");
         assert_eq!(out.installed(), sidecar_bytes("v1"));
+        let config = fs::read_to_string(out.deps_idx.join("config.yml")).expect("config");
+        assert!(config.contains("version: 1.2.3\n"), "{config}");
     }
 }
