@@ -278,7 +278,32 @@ impl Manifest {
                 ));
             }
         }
+        if let Some((i, j)) = self.sidecar_name_clash() {
+            let (a, b) = (&self.sidecars[j].name, &self.sidecars[i].name);
+            return Err(bad(
+                format!("sidecars[{i}].name"),
+                format!(
+                    "{b:?} clashes with {a:?} (sidecars[{j}]): both would read the app's \
+                     settings from {}*; give each sidecar a name that differs by more than \
+                     case or '-' and '_'",
+                    crate::settings::sidecar_var_base(b)
+                ),
+            ));
+        }
         Ok(())
+    }
+
+    /// The first pair of sidecars `(later, earlier)` whose names differ only in case or
+    /// in `-` against `_`: they would share the env-var prefix of their settings
+    /// (`SIDECAR_BUILDPACK_<NAME>_`), and `config-server`/`CONFIG-SERVER` the log
+    /// source CF upper-cases (`[APP/PROC/WEB/SIDECAR/CONFIG-SERVER/0]`).
+    fn sidecar_name_clash(&self) -> Option<(usize, usize)> {
+        let keys: Vec<String> = self
+            .sidecars
+            .iter()
+            .map(|s| crate::settings::sidecar_var_base(&s.name))
+            .collect();
+        (1..keys.len()).find_map(|i| (0..i).find(|&j| keys[j] == keys[i]).map(|j| (i, j)))
     }
 
     /// The default version of `name` for `stack`. With no stack (a local run) any
@@ -481,6 +506,56 @@ sidecars:
         );
         let same = two.replace("lib/config-server", "bin/config-server");
         assert!(load(&same).is_ok(), "one binary may serve two sidecars");
+    }
+
+    #[test]
+    fn sidecar_names_that_share_a_settings_prefix_clash() {
+        let with = |second: &str| {
+            format!(
+                "{}- name: {second}\n  dependency: config-server\n  executable: bin/config-server\n  memory_mb: 8\n",
+                good()
+            )
+        };
+        for clash in [
+            "config-server",
+            "config_server",
+            "CONFIG-SERVER",
+            "Config_Server",
+        ] {
+            let err = load(&with(clash)).expect_err(clash);
+            assert!(
+                err.starts_with("/bp/manifest.yml: `sidecars[1].name` "),
+                "{clash}: {err}"
+            );
+            if clash != "config-server" {
+                assert!(
+                    err.contains(&format!(
+                        "{clash:?} clashes with \"config-server\" (sidecars[0]): both would read \
+                         the app's settings from SIDECAR_BUILDPACK_CONFIG_SERVER_*"
+                    )),
+                    "{err}"
+                );
+            }
+        }
+        for distinct in [
+            "config-server2",
+            "config--server",
+            "configserver",
+            "server-config",
+        ] {
+            assert!(load(&with(distinct)).is_ok(), "{distinct}");
+        }
+        // Among three, the first clashing pair is named.
+        let three = format!(
+            "{}- name: b\n  dependency: config-server\n  executable: bin/config-server\n  memory_mb: 8\n",
+            with("other")
+        )
+        .replace("- name: b\n", "- name: OTHER\n");
+        let err = load(&three).expect_err("three");
+        assert!(
+            err.contains("`sidecars[2].name` \"OTHER\" clashes with \"other\" (sidecars[1])"),
+            "{err}"
+        );
     }
 
     #[test]
