@@ -5,7 +5,6 @@
 use crate::support::*;
 use rustix::process::{kill_process, Signal};
 use std::collections::BTreeMap;
-use std::fs;
 
 const USAGE: i32 = 2;
 const INPUT: i32 = 3;
@@ -57,59 +56,14 @@ fn free_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
-/// The environment a running process was started with. Read again while it comes back
-/// empty: a process in the middle of an `exec` (the launcher's bash, then the command)
-/// shows no environment for a moment.
-fn environ(pid: i32) -> BTreeMap<String, String> {
-    let deadline = std::time::Instant::now() + LIMIT;
-    loop {
-        let raw = fs::read(format!("/proc/{pid}/environ"))
-            .unwrap_or_else(|e| panic!("/proc/{pid}/environ: {e}"));
-        let env: BTreeMap<String, String> = raw
-            .split(|b| *b == 0)
-            .filter_map(|kv| {
-                let kv = String::from_utf8_lossy(kv);
-                let (k, v) = kv.split_once('=')?;
-                Some((k.to_string(), v.to_string()))
-            })
-            .collect();
-        if !env.is_empty() || std::time::Instant::now() > deadline {
-            return env;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-}
-
-fn process_type(env: &BTreeMap<String, String>) -> String {
-    let vcap: serde_json::Value =
-        serde_json::from_str(&env["VCAP_APPLICATION"]).expect("VCAP_APPLICATION");
-    vcap["process_type"]
-        .as_str()
-        .expect("process_type")
-        .to_string()
-}
-
-/// Every `[source]` stage-local reported starting, sorted.
-fn started_sources(out: &str) -> Vec<String> {
-    let mut sources: Vec<String> = out
-        .lines()
-        .filter_map(|l| l.strip_prefix("stage-local: started ["))
-        .filter_map(|l| l.split_once(']').map(|(s, _)| s.to_string()))
-        .collect();
-    sources.sort();
-    sources
-}
-
 #[test]
 fn each_process_type_runs_with_its_own_sidecars_port_and_memory() {
     let (sb, bp, shared_port) = app_with_two_sidecars("128M");
     let mut running = sb
         .stage()
         .buildpack(&bp)
-        .arg("--process")
-        .arg("web")
-        .arg("--process")
-        .arg("worker")
+        .process("web")
+        .process("worker")
         .spawn();
     let out = running.wait_for("running; Ctrl-C stops");
     assert_eq!(
@@ -190,14 +144,8 @@ fn each_process_type_runs_with_its_own_sidecars_port_and_memory() {
     ] {
         running.wait_for(line);
     }
-    running.signal(Signal::INT);
-    let o = running.finish();
-    o.success()
-        .lacks("[APP/PROC/WORKER/SIDECAR/WEBONLY")
-        .has("stopping 5 running process group(s)");
-    for p in [web, web_shared, web_only, worker, worker_shared] {
-        assert!(gone(p), "pid {p} outlived stage-local");
-    }
+    interrupt(running, &[web, web_shared, web_only, worker, worker_shared])
+        .lacks("[APP/PROC/WORKER/SIDECAR/WEBONLY");
     assert!(
         !sb.area("demo").join("instance-credentials").exists(),
         "the instances' credentials outlived the run"
@@ -215,12 +163,7 @@ fn a_worker_alone_has_no_route_and_keeps_the_apps_sidecar_port() {
             "applications:\n- name: demo\n  memory: 256M\n  env:\n    SHARED_PORT: {shared_port}\n"
         ),
     );
-    let mut running = sb
-        .stage()
-        .buildpack(&bp)
-        .arg("--process")
-        .arg("worker")
-        .spawn();
+    let mut running = sb.stage().buildpack(&bp).process("worker").spawn();
     let out = running.wait_for("running; Ctrl-C stops");
     let worker = started_pid(&out, "APP/PROC/WORKER/0");
     let side = started_pid(&out, "APP/PROC/WORKER/SIDECAR/SHARED/0");
@@ -242,9 +185,7 @@ fn a_worker_alone_has_no_route_and_keeps_the_apps_sidecar_port() {
         !out.contains("waiting up to") && !out.contains("GET http"),
         "{out}"
     );
-    running.signal(Signal::INT);
-    running.finish().success();
-    assert!(gone(worker) && gone(side));
+    interrupt(running, &[worker, side]);
 }
 
 /// CF restarts only the instance whose process exited; here everything stops, and the
@@ -255,10 +196,8 @@ fn a_worker_sidecar_that_dies_stops_every_instance() {
     let mut running = sb
         .stage()
         .buildpack(&bp)
-        .arg("--process")
-        .arg("worker")
-        .arg("--process")
-        .arg("web")
+        .process("worker")
+        .process("web")
         .spawn();
     let out = running.wait_for("running; Ctrl-C stops");
     let side = started_pid(&out, "APP/PROC/WORKER/SIDECAR/SHARED/0");
@@ -276,10 +215,8 @@ fn process_types_the_app_lacks_or_flags_that_need_web_are_refused() {
     let (sb, bp, _) = app_with_two_sidecars("128M");
     sb.stage()
         .buildpack(&bp)
-        .arg("--process")
-        .arg("web")
-        .arg("--process")
-        .arg("clock")
+        .process("web")
+        .process("clock")
         .run()
         .code(INPUT)
         .has("stage-local: error: the staged app has no clock process type: nothing to start\n")
@@ -287,8 +224,7 @@ fn process_types_the_app_lacks_or_flags_that_need_web_are_refused() {
         .lacks("stage-local: started [");
     sb.stage()
         .buildpack(&bp)
-        .arg("--process")
-        .arg("worker")
+        .process("worker")
         .arg("--get")
         .arg("/")
         .run()
