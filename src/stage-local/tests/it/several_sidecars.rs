@@ -82,10 +82,19 @@ fn built(var: &str) -> PathBuf {
     path
 }
 
-/// A gzipped tar holding `bin/<name>` (mode 0755) with `bytes`; returns its sha256.
-fn tgz(path: &Path, name: &str, bytes: &[u8]) -> String {
+/// A gzipped tar at `path` holding `bin/<name>` (mode 0755) with the bytes `contents`
+/// gives, made once per sandbox; returns its sha256.
+fn tgz(path: &Path, name: &str, contents: impl FnOnce() -> Vec<u8>) -> String {
+    if !path.exists() {
+        write_tgz(path, name, &contents());
+    }
+    let digest = Sha256::digest(fs::read(path).expect("read tgz"));
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn write_tgz(path: &Path, name: &str, bytes: &[u8]) {
     let file = fs::File::create(path).expect("create tgz");
-    let gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
+    let gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
     let mut tar = tar::Builder::new(gz);
     let mut header = tar::Header::new_gnu();
     header.set_size(bytes.len() as u64);
@@ -99,8 +108,6 @@ fn tgz(path: &Path, name: &str, bytes: &[u8]) -> String {
         .expect("gzip")
         .sync_all()
         .expect("sync");
-    let digest = Sha256::digest(fs::read(path).expect("read tgz"));
-    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The test buildpack: `bin/supply` is the real one (a copy, so that it takes this
@@ -110,13 +117,11 @@ fn two_sidecar_buildpack(sb: &Sandbox, second_name: &str) -> PathBuf {
     let art = sb.root.path().join("artifacts");
     fs::create_dir_all(&art).expect("artifacts dir");
     let cs = art.join("config-server-0.1.0.tgz");
-    let cs_sha = tgz(
-        &cs,
-        "config-server",
-        &fs::read(built("STAGE_LOCAL_TEST_CONFIG_SERVER")).expect("config-server"),
-    );
+    let cs_sha = tgz(&cs, "config-server", || {
+        fs::read(built("STAGE_LOCAL_TEST_CONFIG_SERVER")).expect("config-server")
+    });
     let sa = art.join("status-agent-1.0.0.tgz");
-    let sa_sha = tgz(&sa, "status-agent", STATUS_AGENT.as_bytes());
+    let sa_sha = tgz(&sa, "status-agent", || STATUS_AGENT.as_bytes().to_vec());
     let bp = sb.root.path().join("two-sidecar-buildpack");
     fs::create_dir_all(bp.join("bin")).expect("bin");
     fs::copy(built("STAGE_LOCAL_TEST_SUPPLY"), bp.join("bin/supply")).expect("copy supply");
