@@ -93,56 +93,8 @@ pub fn run(s: &Settings, app: &App, staged: &Staged, area: &Area) -> anyhow::Res
             overrides: &overrides,
             creds: &creds[n],
         };
-        let (process_mb, _) = app.process_memory(p.kind);
-        let upper = p.kind.to_uppercase();
-        let of = if p.kind == "web" {
-            String::new()
-        } else {
-            format!(" of {}", p.kind)
-        };
-        let mut lines = Vec::new();
-        for sc in &p.sidecars {
-            // Cloud Controller: a sidecar's MEMORY_LIMIT is its own memory, else the process's.
-            let memory = sc
-                .memory
-                .filter(|m| *m > 0)
-                .map_or(process_mb, |m| m as u64);
-            let source = format!("APP/PROC/{upper}/SIDECAR/{}/0", sc.name.to_uppercase());
-            let pid = instance.start(
-                &mut sup,
-                &format!("sidecar {}", sc.name),
-                &source,
-                &sc.command,
-                memory,
-            )?;
-            let listens = mine
-                .sidecars
-                .iter()
-                .find(|sp| sp.sidecar == sc.name)
-                .map(|sp| listens_on(sp, &keeper_of(&planned, &ports, sp)))
-                .unwrap_or_default();
-            lines.push(format!(
-                "sidecar {}{of}: pid {pid}, MEMORY_LIMIT={memory}m{listens}",
-                sc.name
-            ));
-        }
-        let mb = (process_mb as i64 - outcome.sidecar_memory(p.kind)).max(0) as u64;
-        let pid = instance.start(
-            &mut sup,
-            &format!("the {} process", p.kind),
-            &format!("APP/PROC/{upper}/0"),
-            &p.command,
-            mb,
-        )?;
-        let route = if p.kind == "web" { "" } else { " (no route)" };
-        lines.insert(
-            0,
-            format!(
-                "{}: pid {pid}, PORT={}{route}, MEMORY_LIMIT={mb}m",
-                p.kind, mine.port
-            ),
-        );
-        started.extend(lines);
+        let listens = |sp: &SidecarPort| listens_on(sp, &keeper_of(&planned, &ports, sp));
+        started.extend(instance.start_all(&mut sup, p, mine, &listens)?);
     }
 
     // Only web gets a route and a port health check; other types get Cloud
@@ -274,6 +226,68 @@ struct Launch<'a> {
 }
 
 impl Launch<'_> {
+    /// Starts the instance's sidecars, then its process; returns the summary's lines
+    /// about them. `listens` words a sidecar's port.
+    fn start_all(
+        &self,
+        sup: &mut Supervisor,
+        p: &Planned<'_>,
+        ports: &InstancePorts,
+        listens: &dyn Fn(&SidecarPort) -> String,
+    ) -> anyhow::Result<Vec<String>> {
+        let outcome = &self.staged.outcome;
+        let (process_mb, _) = self.app.process_memory(p.kind);
+        let upper = p.kind.to_uppercase();
+        let of = if p.kind == "web" {
+            String::new()
+        } else {
+            format!(" of {}", p.kind)
+        };
+        let mut lines = Vec::new();
+        for sc in &p.sidecars {
+            // Cloud Controller: a sidecar's MEMORY_LIMIT is its own memory, else the process's.
+            let memory = sc
+                .memory
+                .filter(|m| *m > 0)
+                .map_or(process_mb, |m| m as u64);
+            let source = format!("APP/PROC/{upper}/SIDECAR/{}/0", sc.name.to_uppercase());
+            let pid = self.start(
+                sup,
+                &format!("sidecar {}", sc.name),
+                &source,
+                &sc.command,
+                memory,
+            )?;
+            let listens = ports
+                .sidecars
+                .iter()
+                .find(|sp| sp.sidecar == sc.name)
+                .map(listens)
+                .unwrap_or_default();
+            lines.push(format!(
+                "sidecar {}{of}: pid {pid}, MEMORY_LIMIT={memory}m{listens}",
+                sc.name
+            ));
+        }
+        let mb = (process_mb as i64 - outcome.sidecar_memory(p.kind)).max(0) as u64;
+        let pid = self.start(
+            sup,
+            &format!("the {} process", p.kind),
+            &format!("APP/PROC/{upper}/0"),
+            &p.command,
+            mb,
+        )?;
+        let route = if p.kind == "web" { "" } else { " (no route)" };
+        lines.insert(
+            0,
+            format!(
+                "{}: pid {pid}, PORT={}{route}, MEMORY_LIMIT={mb}m",
+                p.kind, ports.port
+            ),
+        );
+        Ok(lines)
+    }
+
     /// Starts one process of the instance through the launcher script; returns its pid.
     fn start(
         &self,
