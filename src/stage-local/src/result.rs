@@ -197,7 +197,9 @@ impl Outcome {
                 s.origin
             ));
         }
-        text.push_str("  memory:\n");
+        if !self.process_types.is_empty() {
+            text.push_str("  memory:\n");
+        }
         for kind in self.process_types.keys() {
             let (mb, source_of) = app.process_memory(kind);
             let taken = self.sidecar_memory(kind);
