@@ -3,10 +3,14 @@
 
 use crate::digest::Sha256;
 use crate::errors::Error;
+use crate::fsutil::read_text;
 use serde::Deserialize;
-use std::fs;
 use std::path::{Path, PathBuf};
 use url::Url;
+
+/// Largest manifest.yml read: Cloud Controller refuses a buildpack whose manifest.yml is
+/// over 1 MB, so a larger one is not a real buildpack's.
+pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 
 /// Memory a sidecar may be given, in MB. CF carves it out of the app's memory, so
 /// anything near the upper bound cannot be assigned anyway.
@@ -119,6 +123,12 @@ fn de_dependencies<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Depende
         .collect()
 }
 
+const IDENTIFIER_RULE: &str = "must be 1-64 letters, digits, '.', '-', '_', '+' or '~', starting \
+                               with a letter or digit (it is used in file names and log lines)";
+const STACK_RULE: &str = "must be a stack name such as cflinuxfs4 (letters, digits, '-' or '_')";
+const TEXT_RULE: &str = "must not hold control characters or be longer than 4096 characters \
+                         (it is printed in the staging log)";
+
 fn parse_uri(s: &str) -> Result<Url, String> {
     let url = Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
     match url.scheme() {
@@ -137,10 +147,31 @@ pub fn valid_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// A dependency name or version: it goes into file names (temp files, the app cache)
+/// and log lines, so it is a path-safe identifier: 1-64 letters, digits, `.`, `-`,
+/// `_`, `+` or `~`, starting with a letter or digit (no `.`, `..`, `/`, control
+/// character or space).
+pub fn valid_identifier(s: &str) -> bool {
+    s.len() <= 64
+        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-+~".contains(&b))
+}
+
+/// Longest manifest string that is printed or used as a path (a uri, a `file:`, an
+/// argument); a real one is far shorter.
+pub const MAX_TEXT: usize = 4096;
+
+/// Text that may be printed as it is: no control or invisible reordering characters
+/// (a newline would fake a staging log line), and not absurdly long.
+fn printable(s: &str) -> bool {
+    s.len() <= MAX_TEXT && !s.chars().any(crate::redact::is_unsafe)
+}
+
 impl Manifest {
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> Result<Manifest, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::BuildpackFile {
+        let text = read_text(path, MAX_MANIFEST_BYTES).map_err(|e| Error::BuildpackFile {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
@@ -166,12 +197,31 @@ impl Manifest {
                 "must be letters, digits, '-' or '_' (it names the buildpack)".into(),
             ));
         }
+        if let Some(stack) = &self.stack {
+            if !valid_name(stack) {
+                return Err(bad("stack".into(), STACK_RULE.into()));
+            }
+        }
+        let identifier = |key: String, value: &str| {
+            if valid_identifier(value) {
+                Ok(())
+            } else {
+                Err(bad(key, IDENTIFIER_RULE.into()))
+            }
+        };
         for (i, d) in self.dependencies.iter().enumerate() {
-            if d.name.is_empty() || d.version.is_empty() {
-                return Err(bad(
-                    format!("dependencies[{i}]"),
-                    "needs a name and a version".into(),
-                ));
+            identifier(format!("dependencies[{i}].name"), &d.name)?;
+            identifier(format!("dependencies[{i}].version"), &d.version)?;
+            if !printable(&d.uri_text) {
+                return Err(bad(format!("dependencies[{i}].uri"), TEXT_RULE.into()));
+            }
+            for (j, stack) in d.cf_stacks.iter().enumerate() {
+                if !valid_name(stack) {
+                    return Err(bad(
+                        format!("dependencies[{i}].cf_stacks[{j}]"),
+                        STACK_RULE.into(),
+                    ));
+                }
             }
             if basename(&d.uri).is_none() {
                 return Err(bad(
@@ -180,7 +230,7 @@ impl Manifest {
                 ));
             }
             if let Some(f) = &d.file {
-                if !relative_inside(f) {
+                if !relative_inside(f) || !printable(f) {
                     return Err(bad(
                         format!("dependencies[{i}].file"),
                         "must be a relative path inside the buildpack".into(),
@@ -189,6 +239,8 @@ impl Manifest {
             }
         }
         for (i, dv) in self.default_versions.iter().enumerate() {
+            identifier(format!("default_versions[{i}].name"), &dv.name)?;
+            identifier(format!("default_versions[{i}].version"), &dv.version)?;
             if !self
                 .dependencies
                 .iter()
@@ -216,6 +268,7 @@ impl Manifest {
                 return Err(bad(key("name"), format!("{:?} is declared twice", s.name)));
             }
             seen.push(&s.name);
+            identifier(key("dependency"), &s.dependency)?;
             if !self.dependencies.iter().any(|d| d.name == s.dependency) {
                 return Err(bad(
                     key("dependency"),
@@ -231,7 +284,7 @@ impl Manifest {
                     ),
                 ));
             }
-            if !relative_inside(&s.executable) {
+            if !relative_inside(&s.executable) || !printable(&s.executable) {
                 return Err(bad(
                     key("executable"),
                     "must be a relative path without '..'".into(),
@@ -270,6 +323,9 @@ impl Manifest {
                         MEMORY_RANGE.end()
                     ),
                 ));
+            }
+            if let Some(j) = s.args.iter().position(|a| !printable(a)) {
+                return Err(bad(format!("sidecars[{i}].args[{j}]"), TEXT_RULE.into()));
             }
             if s.process_types.is_empty() || !s.process_types.iter().all(|p| valid_name(p)) {
                 return Err(bad(
@@ -335,7 +391,7 @@ impl Manifest {
             Error::UnsupportedStack {
                 dependency: name.to_string(),
                 version: version.to_string(),
-                stack: stack.unwrap_or_default().to_string(),
+                stack: crate::redact::quoted(stack.unwrap_or_default()),
                 supported,
             }
         })
@@ -377,11 +433,12 @@ fn yaml_error(path: &Path, e: &serde_yaml::Error) -> Error {
         key = k.to_string();
         problem = rest;
     }
-    let problem = problem.to_string();
+    // serde_yaml quotes values in its messages; a hostile one is still cut here, and a
+    // URL pasted into the wrong key is redacted.
     Error::Manifest {
         path: path.to_path_buf(),
-        key,
-        problem,
+        key: crate::redact::shown(&key),
+        problem: crate::redact::shown(&crate::redact::scrub_urls(problem)),
     }
 }
 
@@ -398,7 +455,7 @@ pub fn buildpack_name(manifest: &Manifest) -> String {
 /// Reads the buildpack's `VERSION`.
 pub fn read_version(buildpack_dir: &Path) -> Result<String, Error> {
     let path = buildpack_dir.join("VERSION");
-    let v = fs::read_to_string(&path).map_err(|e| Error::BuildpackFile {
+    let v = read_text(&path, 1024).map_err(|e| Error::BuildpackFile {
         path: path.clone(),
         reason: e.to_string(),
     })?;
@@ -559,6 +616,55 @@ sidecars:
     }
 
     #[test]
+    fn strings_for_paths_and_log_lines_are_checked() {
+        for (from, to, key) in [
+            (
+                "- name: config-server\n  version: 0.1.0\n  uri",
+                "- name: /../../../escape-dep\n  version: 0.1.0\n  uri",
+                "dependencies[0].name",
+            ),
+            (
+                "- name: config-server\n  version: 0.1.0\n  uri",
+                "- name: \"config-server\\n-----> Fake\"\n  version: 0.1.0\n  uri",
+                "dependencies[0].name",
+            ),
+            (
+                "- name: config-server\n  version: 0.1.0\n  uri",
+                "- name: config-server\n  version: \"0.1.0\\r-----> Fake\"\n  uri",
+                "dependencies[0].version",
+            ),
+            (
+                "- name: config-server\n  version: 0.1.0\ndependencies",
+                "- name: ..\n  version: 0.1.0\ndependencies",
+                "default_versions[0].name",
+            ),
+            (
+                "[cflinuxfs3]",
+                "[\"cflinuxfs3\\n\"]",
+                "dependencies[0].cf_stacks[0]",
+            ),
+            (
+                "memory_mb: 32",
+                "memory_mb: 32\n  args: [\"ok\", \"a\\nb\"]",
+                "sidecars[0].args[1]",
+            ),
+            (
+                "executable: bin/config-server",
+                "executable: \"bi\\u001bn/config-server\"",
+                "sidecars[0].executable",
+            ),
+        ] {
+            let text = good().replacen(from, to, 1);
+            assert_ne!(text, good(), "{to}");
+            let err = load(&text).expect_err(to);
+            assert!(err.contains(&format!("`{key}`")), "{key}: {err}");
+            assert!(!err.contains('\n') && !err.contains('\r'), "{err}");
+        }
+        let ok = good().replace("version: 0.1.0", "version: 1.2.3+build.7~rc_1");
+        assert!(load(&ok).is_ok());
+    }
+
+    #[test]
     fn picks_by_stack() {
         let m = load(&good()).expect("good");
         let fs4 = m.pick("config-server", Some("cflinuxfs4")).expect("fs4");
@@ -568,7 +674,7 @@ sidecars:
             Err(Error::UnsupportedStack {
                 stack, supported, ..
             }) => {
-                assert_eq!(stack, "windows");
+                assert_eq!(stack, "\"windows\"");
                 assert_eq!(supported, vec!["cflinuxfs3", "cflinuxfs4"]);
             }
             other => panic!("expected unsupported stack, got {other:?}"),
