@@ -16,3 +16,4 @@ pub mod settings;
 pub mod supply;
 pub mod transport;
 pub mod verify;
+pub mod yaml;
