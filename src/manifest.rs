@@ -12,7 +12,7 @@ use url::Url;
 /// anything near the upper bound cannot be assigned anyway.
 pub const MEMORY_RANGE: std::ops::RangeInclusive<u32> = 1..=65_536;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Manifest {
     pub language: String,
     #[serde(default)]
@@ -31,13 +31,13 @@ pub struct Manifest {
     pub sidecars: Vec<Sidecar>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct DefaultVersion {
     pub name: String,
     pub version: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Dependency {
     pub name: String,
     pub version: String,
@@ -64,7 +64,7 @@ struct RawDependency {
     file: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sidecar {
     /// The launch.yml `type`, and the name CF shows in logs.
@@ -119,7 +119,8 @@ fn de_dependencies<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Depende
         .collect()
 }
 
-fn parse_uri(s: &str) -> Result<Url, String> {
+/// A dependency uri: `https://`, `http://` or `file://`.
+pub fn parse_uri(s: &str) -> Result<Url, String> {
     let url = Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
     match url.scheme() {
         "https" | "http" | "file" => Ok(url),
@@ -415,9 +416,9 @@ fn locate(text: &str, key: &str, problem: &str) -> Option<(usize, usize)> {
             .map(|(name, _)| name)
     };
     let found = if let Some(name) = field("unknown field ") {
-        node.entries_named(name).next().map(|(k, _)| k)
+        node.entries_named(name).first().map(|(k, _)| k)
     } else if let Some(name) = field("duplicate field ") {
-        node.entries_named(name).nth(1).map(|(k, _)| k)
+        node.entries_named(name).get(1).map(|(k, _)| k)
     } else if key == "(document)" {
         None
     } else {

@@ -305,12 +305,14 @@ impl Node {
     }
 
     /// The entries of a mapping whose key is `key`: more than one is a duplicate.
-    pub fn entries_named<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a (Node, Node)> {
-        let entries: &[(Node, Node)] = match &self.kind {
-            Kind::Mapping { entries, .. } => entries,
-            _ => &[],
-        };
-        entries.iter().filter(move |(k, _)| k.as_str() == Some(key))
+    pub fn entries_named(&self, key: &str) -> Vec<&(Node, Node)> {
+        match &self.kind {
+            Kind::Mapping { entries, .. } => entries
+                .iter()
+                .filter(|(k, _)| k.as_str() == Some(key))
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// The value of `key` in a mapping (the first, if it is there twice).
@@ -403,7 +405,11 @@ mod tests {
     #[test]
     fn duplicates_and_missing_paths() {
         let root = doc("a: 1\nb: 2\na: 3\n");
-        let dups: Vec<_> = root.entries_named("a").map(|(k, _)| k.line).collect();
+        let dups: Vec<_> = root
+            .entries_named("a")
+            .iter()
+            .map(|(k, _)| k.line)
+            .collect();
         assert_eq!(dups, vec![1, 3]);
         assert!(root.at(&path_steps("b.c")).is_none());
         assert_eq!(root.nearest(&path_steps("b.c")).line, 2);
