@@ -10,6 +10,8 @@ use std::fmt::Write as _;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
     Scalar(String),
+    /// A whole number, written plain.
+    Int(u64),
     List(Vec<String>),
     Map(Vec<(String, Value)>),
     /// A block sequence of mappings, such as `default_versions`.
@@ -46,6 +48,21 @@ impl<'t> Editor<'t> {
         self.edits
             .push((node.start, node.end, scalar(value, style)));
         Ok(())
+    }
+
+    /// Sets a plain scalar to a whole number.
+    pub fn set_int(&mut self, node: &Node, value: u64) -> Result<(), Refused> {
+        match &node.kind {
+            Kind::Scalar { value: old, .. } if *old == value.to_string() => Ok(()),
+            Kind::Scalar {
+                style: Style::Plain,
+                ..
+            } if !node.anchored => {
+                self.edits.push((node.start, node.end, value.to_string()));
+                Ok(())
+            }
+            _ => Err(not_plain(node)),
+        }
     }
 
     /// Makes a list of scalars hold `values`: item by item in a block list (so the
@@ -174,6 +191,7 @@ impl<'t> Editor<'t> {
         let indent = key.column - 1;
         let text = match new {
             Value::Scalar(s) => format!(": {}", scalar(s, Style::Plain)),
+            Value::Int(n) => format!(": {n}"),
             Value::List(l) => format!(": {}", flow_list(l)),
             Value::Items(items) if items.is_empty() => ": []".to_string(),
             other => format!(":\n{}", block(indent, other).trim_end()),
@@ -315,6 +333,7 @@ fn flow_list(values: &[String]) -> String {
 fn entry(indent: usize, key: &str, value: &Value) -> String {
     match value {
         Value::Scalar(s) => format!("{:indent$}{key}: {}\n", "", scalar(s, Style::Plain)),
+        Value::Int(n) => format!("{:indent$}{key}: {n}\n", ""),
         Value::List(l) => format!("{:indent$}{key}: {}\n", "", flow_list(l)),
         Value::Items(items) if items.is_empty() => format!("{:indent$}{key}: []\n", ""),
         other => format!("{:indent$}{key}:\n{}", "", block(indent, other)),
@@ -332,7 +351,7 @@ fn block(indent: usize, value: &Value) -> String {
             .iter()
             .map(|m| list_item(indent, &Value::Map(m.clone())))
             .collect(),
-        Value::Scalar(_) | Value::List(_) => list_item(indent, value),
+        Value::Scalar(_) | Value::Int(_) | Value::List(_) => list_item(indent, value),
     }
 }
 
@@ -352,6 +371,7 @@ fn list_item(indent: usize, item: &Value) -> String {
             out
         }
         Value::Scalar(s) => format!("{:indent$}- {}\n", "", scalar(s, Style::Plain)),
+        Value::Int(n) => format!("{:indent$}- {n}\n", ""),
         Value::List(l) => format!("{:indent$}- {}\n", "", flow_list(l)),
         Value::Items(_) => format!("{:indent$}- {}\n", "", "[]"),
     }

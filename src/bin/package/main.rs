@@ -3,6 +3,7 @@
 //!
 //!   package zip    the zip for `cf create-buildpack` (scripts/package runs it)
 //!   package pin    pin a build of a dependency: version, uri, sha256, stacks, default
+//!   package sidecar declare a sidecar: which dependency, executable, memory, processes
 //!   package get    print a value
 //!   package dev    a development buildpack directory pinned to local artifacts
 //!   package verify check that a uri serves the pinned bytes
@@ -84,6 +85,30 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Declare a sidecar in the manifest's sidecars: section, or change the one of
+    /// that name: which dependency carries it (pinned first), its executable, memory
+    /// and process types. Comments and order stay; nothing is written on any error
+    Sidecar {
+        /// The sidecar's name: launch.yml's `type`, shown in logs
+        name: String,
+        /// The dependency that carries it (default: NAME)
+        #[arg(long)]
+        dependency: Option<String>,
+        /// Its path inside the .tgz, or the installed name of a bare executable
+        #[arg(long)]
+        executable: String,
+        /// An argument appended to its command (repeat for several)
+        #[arg(long = "arg", allow_hyphen_values = true)]
+        args: Vec<String>,
+        /// limits.memory in MB, carved out of the app's memory
+        #[arg(long)]
+        memory_mb: u32,
+        /// A process type it runs beside (repeat for several; default web)
+        #[arg(long = "process-type")]
+        process_types: Vec<String>,
+        #[arg(long, default_value = "manifest.yml")]
+        manifest: PathBuf,
+    },
     /// Print the value at KEY, one line per list item. KEY is language, stack,
     /// pre_package, include_files, default_versions[NAME], dependencies[NAME].FIELD
     /// (its default build; FIELD is name, version, uri, sha256, cf_stacks or file) or
@@ -155,7 +180,9 @@ fn main() {
     let env = sidecar_buildpack::settings::lossy_env(std::env::vars_os());
     // Where stdout carries a value (get, pin --output -), the log goes to stderr.
     let out: Box<dyn Write + Send> = match cli.command {
-        Command::Get { .. } | Command::Pin { .. } => Box::new(std::io::stderr()),
+        Command::Get { .. } | Command::Pin { .. } | Command::Sidecar { .. } => {
+            Box::new(std::io::stderr())
+        }
         _ => Box::new(std::io::stdout()),
     };
     StagingLog::new(out, env.contains_key("BP_DEBUG")).install();
@@ -232,6 +259,42 @@ fn run(command: Command, env: &HashMap<String, String>) -> anyhow::Result<()> {
                     detail!("sha256: {sha256}");
                 }
             }
+            Ok(())
+        }
+        Command::Sidecar {
+            name,
+            dependency,
+            executable,
+            args,
+            memory_mb,
+            process_types,
+            manifest,
+        } => {
+            let text = zip::read(&manifest)?;
+            let spec = pin::SidecarSpec {
+                dependency: dependency.unwrap_or_else(|| name.clone()),
+                name,
+                executable,
+                args,
+                memory_mb,
+                process_types: if process_types.is_empty() {
+                    vec!["web".into()]
+                } else {
+                    process_types
+                },
+            };
+            let new = pin::sidecar(&text, &manifest, &spec)?;
+            if new != text {
+                write_atomic(&manifest, &new, Some(&manifest))?;
+            }
+            step!("Sidecar {} in {}", spec.name, manifest.display());
+            detail!(
+                "{} from {}, {} MB, beside [{}]",
+                spec.executable,
+                spec.dependency,
+                spec.memory_mb,
+                spec.process_types.join(", ")
+            );
             Ok(())
         }
         Command::Get {

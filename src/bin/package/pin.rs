@@ -7,7 +7,9 @@
 use crate::edit::{Editor, Refused, Value};
 use sidecar_buildpack::digest::Sha256;
 use sidecar_buildpack::errors::Error;
-use sidecar_buildpack::manifest::{parse_uri, valid_name, DefaultVersion, Dependency, Manifest};
+use sidecar_buildpack::manifest::{
+    parse_uri, valid_name, DefaultVersion, Dependency, Manifest, Sidecar,
+};
 use sidecar_buildpack::yaml::{self, Node};
 use std::path::Path;
 
@@ -181,42 +183,20 @@ pub fn pin(text: &str, path: &Path, p: &Pin) -> anyhow::Result<Pinned> {
         ("sha256", Value::Scalar(p.sha256.to_string())),
         ("cf_stacks", Value::List(stacks.clone())),
     ];
-    match index {
-        Some(i) => {
-            let key = |k: &str| format!("dependencies[{i}].{k}");
-            let entry = root
-                .at(&yaml::path_steps(&format!("dependencies[{i}]")))
-                .ok_or_else(|| bad(path, key(""), "is not where the parser put it"))?;
-            if before.dependencies[i].file.is_some() {
-                return Err(bad(
-                    path,
-                    key("file"),
-                    "is set, as only a packaged manifest has it: pin the buildpack's source manifest.yml",
-                ));
-            }
-            for (field, value) in &fields {
-                let found = entry.entries_named(field).first().copied();
-                match (found, value) {
-                    (Some((_, node)), Value::Scalar(s)) => {
-                        ed.set_scalar(node, s).map_err(refused(key(field), node))?
-                    }
-                    (Some((k, node)), Value::List(l)) => {
-                        ed.set_list(k, node, l).map_err(refused(key(field), node))?
-                    }
-                    (None, value) => ed
-                        .insert_entry(entry, field, value)
-                        .map_err(refused(key(""), entry))?,
-                    _ => {}
-                }
-            }
-        }
-        None => {
-            let mut item = vec![("name".to_string(), Value::Scalar(p.name.clone()))];
-            item.extend(fields.iter().map(|(k, v)| (k.to_string(), v.clone())));
-            add_item(&mut ed, &root, "dependencies", item)
-                .map_err(refused("dependencies".into(), &root))?;
-        }
+    if let Some(i) = index.filter(|&i| before.dependencies[i].file.is_some()) {
+        return Err(bad(
+            path,
+            format!("dependencies[{i}].file"),
+            "is set, as only a packaged manifest has it: pin the buildpack's source manifest.yml",
+        ));
     }
+    upsert(&mut ed, &root, "dependencies", index, &p.name, &fields).map_err(|f| {
+        bad(
+            path,
+            f.key,
+            format!("cannot be pinned: it {}; nothing was written", f.why),
+        )
+    })?;
     let dv = before
         .default_versions
         .iter()
@@ -253,6 +233,65 @@ pub fn pin(text: &str, path: &Path, p: &Pin) -> anyhow::Result<Pinned> {
     Ok(Pinned { text, warnings })
 }
 
+/// Where an edit was refused: the key, and why (with its line and column).
+struct Failed {
+    key: String,
+    why: String,
+}
+
+/// Sets `fields` on the entry `index` of the top-level list `list` (adding the keys it
+/// lacks), or adds an entry named `name` with them.
+fn upsert(
+    ed: &mut Editor<'_>,
+    root: &Node,
+    list: &str,
+    index: Option<usize>,
+    name: &str,
+    fields: &[(&str, Value)],
+) -> Result<(), Failed> {
+    let failed = |key: String, node: &Node| {
+        let at = format!("line {} column {}", node.line, node.column);
+        move |r: Refused| Failed {
+            key,
+            why: format!("{} ({at})", r.0),
+        }
+    };
+    let Some(i) = index else {
+        let mut item = vec![("name".to_string(), Value::Scalar(name.to_string()))];
+        item.extend(fields.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        return add_item(ed, root, list, item).map_err(failed(list.to_string(), root));
+    };
+    let key = |k: &str| format!("{list}[{i}].{k}");
+    let entry = root
+        .at(&yaml::path_steps(&format!("{list}[{i}]")))
+        .ok_or_else(|| Failed {
+            key: key(""),
+            why: "is not where the parser put it".into(),
+        })?;
+    for (field, value) in fields {
+        match (entry.entries_named(field).first().copied(), value) {
+            (Some((_, node)), Value::Scalar(v)) => {
+                ed.set_scalar(node, v).map_err(failed(key(field), node))?
+            }
+            (Some((_, node)), Value::Int(n)) => {
+                ed.set_int(node, *n).map_err(failed(key(field), node))?
+            }
+            (Some((k, node)), Value::List(l)) => {
+                ed.set_list(k, node, l).map_err(failed(key(field), node))?
+            }
+            (None, value) => ed
+                .insert_entry(entry, field, value)
+                .map_err(failed(key(""), entry))?,
+            (Some((_, node)), _) => {
+                return Err(failed(key(field), node)(Refused(
+                    "cannot hold that value".into(),
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Adds a mapping to the top-level list `key`, or the list itself.
 fn add_item(
     ed: &mut Editor<'_>,
@@ -267,6 +306,66 @@ fn add_item(
         Some((k, v)) => ed.replace_value(k, v, &Value::Items(vec![item])),
         None => ed.insert_entry(root, key, &Value::Items(vec![item])),
     }
+}
+
+/// A sidecar as `package sidecar` declares it.
+pub struct SidecarSpec {
+    pub name: String,
+    pub dependency: String,
+    pub executable: String,
+    pub args: Vec<String>,
+    pub memory_mb: u32,
+    pub process_types: Vec<String>,
+}
+
+/// Adds the sidecar `s` to the manifest `text`, or makes the one of that name match
+/// it. Like a pin: planned on the types, applied by span, checked by re-parsing.
+pub fn sidecar(text: &str, path: &Path, s: &SidecarSpec) -> anyhow::Result<String> {
+    let before = Manifest::parse(text, path)?;
+    let root = yaml::parse(text)
+        .map_err(|e| bad(path, "(document)", e.to_string()))?
+        .ok_or_else(|| bad(path, "(document)", "is empty"))?;
+    let spec = Sidecar {
+        name: s.name.clone(),
+        dependency: s.dependency.clone(),
+        executable: s.executable.clone(),
+        args: s.args.clone(),
+        memory_mb: s.memory_mb,
+        process_types: s.process_types.clone(),
+    };
+    let mut expected = before.clone();
+    let index = before.sidecars.iter().position(|x| x.name == s.name);
+    match index {
+        Some(i) => expected.sidecars[i] = spec,
+        None => expected.sidecars.push(spec),
+    }
+    let fields = [
+        ("dependency", Value::Scalar(s.dependency.clone())),
+        ("executable", Value::Scalar(s.executable.clone())),
+        ("args", Value::List(s.args.clone())),
+        ("memory_mb", Value::Int(s.memory_mb.into())),
+        ("process_types", Value::List(s.process_types.clone())),
+    ];
+    let mut ed = Editor::new(text);
+    upsert(&mut ed, &root, "sidecars", index, &s.name, &fields).map_err(|f| {
+        bad(
+            path,
+            f.key,
+            format!("cannot be set: it {}; nothing was written", f.why),
+        )
+    })?;
+    let text = ed
+        .finish()
+        .map_err(|r| bad(path, "(document)", format!("cannot be set: {}", r.0)))?;
+    if Manifest::parse(&text, path)? != expected {
+        return Err(bad(
+            path,
+            "(document)",
+            "would change in more places than this sidecar (does an anchor or alias share one \
+             of its values?); nothing was written",
+        ));
+    }
+    Ok(text)
 }
 
 /// The values a pin writes must be ones the manifest can hold.
@@ -512,6 +611,41 @@ mod tests {
         assert!(err.contains("nothing was written"), "{err}");
         let err = run("language: \"x", &p("config-server", "0.2.0", &[])).expect_err("yaml");
         assert!(err.starts_with("/bp/manifest.yml: `(document)`"), "{err}");
+    }
+
+    #[test]
+    fn sidecars_are_added_and_changed_in_place() {
+        let text = run(&manifest(), &p("my-agent", "1.0.0", &["cflinuxfs4"])).expect("pin");
+        let spec = |memory_mb, process_types: &[&str]| SidecarSpec {
+            name: "my-agent".into(),
+            dependency: "my-agent".into(),
+            executable: "bin/my-agent".into(),
+            args: vec!["--port".into(), "9000".into()],
+            memory_mb,
+            process_types: process_types.iter().map(|s| s.to_string()).collect(),
+        };
+        let path = Path::new("/bp/manifest.yml");
+        let added = sidecar(&text, path, &spec(16, &["web"])).expect("add");
+        assert!(
+            added.ends_with("  memory_mb: 32\n- name: my-agent\n  dependency: my-agent\n  executable: bin/my-agent\n  args: [\"--port\", \"9000\"]\n  memory_mb: 16\n  process_types: [web]\n"),
+            "{added}"
+        );
+        let changed = sidecar(&added, path, &spec(24, &["web", "worker"])).expect("change");
+        assert_eq!(
+            changed,
+            added
+                .replace("memory_mb: 16", "memory_mb: 24")
+                .replace("[web]\n", "[web, worker]\n")
+        );
+        let mut unknown = spec(16, &["web"]);
+        unknown.dependency = "nope".into();
+        let err = sidecar(&added, path, &unknown)
+            .expect_err("unknown dependency")
+            .to_string();
+        assert!(
+            err.contains("`sidecars[1].dependency` names \"nope\""),
+            "{err}"
+        );
     }
 
     #[test]
