@@ -140,7 +140,11 @@ fn explain(e: &Error) -> Explanation {
                 }
                 Fault::Redirect => "the server redirected in a loop, or from https to http",
                 Fault::LocalFile => "the file:// uri names a file that is not on this machine",
-                Fault::Network => "the host in the uri could not be reached from this machine",
+                // Network faults, however finely supply classes them.
+                _ => {
+                    "the host in the uri could not be reached from this machine, or broke off \
+                      the download"
+                }
             };
             let mut details = vec![
                 format!("attempts: {attempts}"),
@@ -216,6 +220,13 @@ fn explain(e: &Error) -> Explanation {
             "report it with this output".into(),
             vec![],
         ),
+        // A variant added to the library after this list: its own explanation until it
+        // gets packager wording here (the test over every variant lists them).
+        #[allow(unreachable_patterns)]
+        other => {
+            let ex = other.explain();
+            (ex.cause, ex.fix, ex.details)
+        }
     };
     Explanation {
         cause,
