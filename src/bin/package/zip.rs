@@ -467,6 +467,10 @@ fn write_zip(items: &BTreeMap<String, Item>, work: &Path, dest: &Path) -> anyhow
         io::copy(&mut src, &mut zip).map_err(Error::write(dest))?;
     }
     let sticky = zip.finish().map_err(failed)?;
+    if sticky.failed {
+        // The library returns the first error; should it ever swallow one, keep no zip.
+        return Err(Error::write(dest)(io::Error::other("a write failed while zipping")).into());
+    }
     let tmp = sticky
         .inner
         .into_inner()
