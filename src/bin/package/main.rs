@@ -30,39 +30,53 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// The buildpack's packager, and the tool that owns manifest.yml.
+/// The buildpack's packager, and the tool that owns manifest.yml. Without a
+/// subcommand it packages, as `package zip` does.
 #[derive(Parser)]
-#[command(name = "package", version, about)]
+#[command(
+    name = "package",
+    version,
+    about = "The buildpack's packager, and the one tool that reads and writes manifest.yml",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    zip: ZipCli,
+}
+
+#[derive(clap::Args)]
+struct ZipCli {
+    /// The buildpack's source directory (holds manifest.yml and VERSION)
+    #[arg(long, default_value = ".")]
+    root: PathBuf,
+    /// The compiled, portable supply binary that becomes bin/supply
+    #[arg(long, required = true)]
+    supply: Option<PathBuf>,
+    /// Put every dependency in the zip, for foundations without internet
+    #[arg(long)]
+    cached: bool,
+    /// Bind the buildpack to one stack and keep only that stack's dependencies
+    #[arg(long, value_parser = stack_name)]
+    stack: Option<String>,
+    /// Where to write the zip
+    #[arg(long, default_value = "build")]
+    output: PathBuf,
+    /// A directory searched for dependency files by name before the network
+    /// (local reproducible builds, mirrors); each is verified against its pin
+    #[arg(long = "artifact-dir")]
+    artifact_dirs: Vec<PathBuf>,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Package the buildpack in ROOT into a zip for `cf create-buildpack`
-    Zip {
-        /// The buildpack's source directory (holds manifest.yml and VERSION)
-        #[arg(long, default_value = ".")]
-        root: PathBuf,
-        /// The compiled, portable supply binary that becomes bin/supply
-        #[arg(long)]
-        supply: PathBuf,
-        /// Put every dependency in the zip, for foundations without internet
-        #[arg(long)]
-        cached: bool,
-        /// Bind the buildpack to one stack and keep only that stack's dependencies
-        #[arg(long, value_parser = stack_name)]
-        stack: Option<String>,
-        /// Where to write the zip
-        #[arg(long, default_value = "build")]
-        output: PathBuf,
-        /// A directory searched for dependency files by name before the network
-        /// (local reproducible builds, mirrors); each is verified against its pin
-        #[arg(long = "artifact-dir")]
-        artifact_dirs: Vec<PathBuf>,
-    },
-    /// Pin a build of NAME: its version, uri, sha256 and stacks, and the matching
+    /// Package the buildpack in ROOT into a zip for `cf create-buildpack` (the default)
+    Zip(ZipCli),
+    /// Pin a build of a dependency and its default_versions entry
+    ///
+    /// Sets NAME's version, uri, sha256 and stacks, and the matching
     /// default_versions entry. Replaces the default build (the one for --stack, when
     /// there is one per stack), or adds NAME. Comments and order stay; the result must
     /// load as exactly that change, else nothing is written.
@@ -85,8 +99,9 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
-    /// Declare a sidecar in the manifest's sidecars: section, or change the one of
-    /// that name: which dependency carries it (pinned first), its executable, memory
+    /// Declare a sidecar, or change the one of that name
+    ///
+    /// Writes its entry in the manifest's sidecars: section: dependency carries it (pinned first), its executable, memory
     /// and process types. Comments and order stay; nothing is written on any error
     Sidecar {
         /// The sidecar's name: launch.yml's `type`, shown in logs
@@ -109,7 +124,9 @@ enum Command {
         #[arg(long, default_value = "manifest.yml")]
         manifest: PathBuf,
     },
-    /// Print the value at KEY, one line per list item. KEY is language, stack,
+    /// Print a value of the manifest
+    ///
+    /// Prints the value at KEY, one line per list item. KEY is language, stack,
     /// pre_package, include_files, default_versions[NAME], dependencies[NAME].FIELD
     /// (its default build; FIELD is name, version, uri, sha256, cf_stacks or file) or
     /// sidecars[NAME].FIELD; NAME may be an index
@@ -121,8 +138,10 @@ enum Command {
         #[arg(long, default_value = "manifest.yml")]
         manifest: PathBuf,
     },
-    /// Make a development buildpack directory at OUT, laid out as the zip is, whose
-    /// dependencies NAME=FILE are pinned to those local files (file:// uri, sha256)
+    /// Make a development buildpack directory pinned to local artifacts
+    ///
+    /// Lays out OUT as the zip is, with each dependency NAME=FILE pinned to that local
+    /// file (a file:// uri and its sha256)
     Dev {
         #[arg(long, default_value = ".")]
         root: PathBuf,
@@ -136,8 +155,9 @@ enum Command {
         #[arg(value_parser = artifact, required = true)]
         artifacts: Vec<(String, PathBuf)>,
     },
-    /// Check that a uri serves the pinned bytes, fetched as staging fetches them: the
-    /// pin of NAME in the manifest, or --uri and --sha256
+    /// Check that a uri serves the pinned bytes
+    ///
+    /// Fetches it as staging does (same client, proxies, CAs, retries): the pin of NAME in the manifest, or --uri and --sha256
     Verify {
         /// The dependency whose pinned uri to check (its default build)
         #[arg(required_unless_present = "uri")]
@@ -177,16 +197,17 @@ fn artifact(s: &str) -> Result<(String, PathBuf), String> {
 
 fn main() {
     let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Zip(cli.zip));
     let env = sidecar_buildpack::settings::lossy_env(std::env::vars_os());
     // Where stdout carries a value (get, pin --output -), the log goes to stderr.
-    let out: Box<dyn Write + Send> = match cli.command {
+    let out: Box<dyn Write + Send> = match command {
         Command::Get { .. } | Command::Pin { .. } | Command::Sidecar { .. } => {
             Box::new(std::io::stderr())
         }
         _ => Box::new(std::io::stdout()),
     };
     StagingLog::new(out, env.contains_key("BP_DEBUG")).install();
-    let code = match run(cli.command, &env) {
+    let code = match run(command, &env) {
         Ok(()) => exit::OK,
         Err(e) => {
             let (code, msg) = errors::report(&e);
@@ -199,21 +220,14 @@ fn main() {
 
 fn run(command: Command, env: &HashMap<String, String>) -> anyhow::Result<()> {
     match command {
-        Command::Zip {
-            root,
-            supply,
-            cached,
-            stack,
-            output,
-            artifact_dirs,
-        } => zip::run(
+        Command::Zip(z) => zip::run(
             &zip::ZipArgs {
-                root: &root,
-                supply: &supply,
-                cached,
-                stack: stack.as_deref(),
-                output: &output,
-                artifact_dirs: &artifact_dirs,
+                root: &z.root,
+                supply: z.supply.as_deref().unwrap_or(Path::new("")),
+                cached: z.cached,
+                stack: z.stack.as_deref(),
+                output: &z.output,
+                artifact_dirs: &z.artifact_dirs,
             },
             env,
         ),

@@ -7,11 +7,56 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::error::Error;
 
 /// The port used when `CONFIG_SERVER_PORT` is unset.
 pub const DEFAULT_PORT: u16 = 8082;
+
+/// A knob: its variable, default and accepted range (whole numbers).
+struct Knob {
+    name: &'static str,
+    default: u64,
+    min: u64,
+    max: u64,
+    /// Also accepted besides `min..=max` (0 = off).
+    off: bool,
+}
+
+/// How long a client may take to send a request's head once it has started it.
+const HEADER_TIMEOUT_MS: Knob = Knob {
+    name: "CONFIG_SERVER_HEADER_TIMEOUT_MS",
+    default: 5_000,
+    min: 10,
+    max: 600_000,
+    off: false,
+};
+/// How long a connection may stay open with no request on it (and how long a
+/// client may leave a response unread).
+const IDLE_TIMEOUT_MS: Knob = Knob {
+    name: "CONFIG_SERVER_IDLE_TIMEOUT_MS",
+    default: 30_000,
+    min: 10,
+    max: 3_600_000,
+    off: false,
+};
+/// Open connections at most.
+const MAX_CONNECTIONS: Knob = Knob {
+    name: "CONFIG_SERVER_MAX_CONNECTIONS",
+    default: 128,
+    min: 1,
+    max: 10_000,
+    off: false,
+};
+/// How often the configuration's files are checked for changes; 0 turns it off.
+const WATCH_INTERVAL_MS: Knob = Knob {
+    name: "CONFIG_SERVER_WATCH_INTERVAL_MS",
+    default: 1_000,
+    min: 100,
+    max: 3_600_000,
+    off: true,
+};
 
 /// Everything the sidecar needs to know before it reads any file.
 #[derive(Debug, PartialEq, Eq)]
@@ -20,8 +65,20 @@ pub struct Config {
     pub port: u16,
     /// Where the configuration comes from.
     pub source: Source,
+    /// What clients may cost the sidecar.
+    pub limits: Limits,
+    /// How often to look for a changed configuration; `None`: only on SIGHUP.
+    pub watch_interval: Option<Duration>,
     /// Things worth a `warning:` line at startup.
     pub warnings: Vec<String>,
+}
+
+/// Bounds on what clients may hold (`CONFIG_SERVER_*` knobs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
 }
 
 /// Where the configuration comes from; the first that applies wins.
@@ -29,37 +86,42 @@ pub struct Config {
 pub enum Source {
     /// `CONFIG_SERVER_FILE`, made absolute against `HOME` when relative.
     File(PathBuf),
-    /// The bound services: `credentials` of the instance named by
-    /// `CONFIG_SERVER_SERVICE`, or else of the one tagged `config-server`,
-    /// or else the built-in demo document.
+    /// The bound services, from every binding source that is set, in the order
+    /// they are searched: the binding named by `CONFIG_SERVER_SERVICE`, or else the
+    /// one tagged or typed `config-server`, or else the built-in demo document.
     Services {
-        bindings: Option<BindingsInput>,
+        bindings: Vec<BindingsInput>,
         service: Option<String>,
     },
 }
 
-/// Where the service bindings JSON is.
+/// Where service bindings are.
 #[derive(PartialEq, Eq)]
 pub enum BindingsInput {
+    /// The directory tree named by `SERVICE_BINDING_ROOT` (Kubernetes service
+    /// bindings; CF's `service-binding-k8s` app feature).
+    Root(PathBuf),
+    /// The file named by `VCAP_SERVICES_FILE_PATH` (CF's `file-based-vcap-services`).
+    File(PathBuf),
     /// The text of `VCAP_SERVICES`.
     Env(String),
-    /// The file named by `VCAP_SERVICES_FILE_PATH` (file-based service bindings).
-    File(PathBuf),
 }
 
 // By hand, so that no debug output can ever print the credentials.
 impl fmt::Debug for BindingsInput {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Env(text) => write!(f, "Env(<{} bytes>)", text.len()),
+            Self::Root(path) => f.debug_tuple("Root").field(path).finish(),
             Self::File(path) => f.debug_tuple("File").field(path).finish(),
+            Self::Env(text) => write!(f, "Env(<{} bytes>)", text.len()),
         }
     }
 }
 
 impl Config {
     /// Reads `CONFIG_SERVER_PORT`, `PORT`, `CONFIG_SERVER_FILE`, `HOME`,
-    /// `CONFIG_SERVER_SERVICE`, `VCAP_SERVICES_FILE_PATH` and `VCAP_SERVICES`.
+    /// `CONFIG_SERVER_SERVICE`, `SERVICE_BINDING_ROOT`, `VCAP_SERVICES_FILE_PATH`,
+    /// `VCAP_SERVICES` and the `CONFIG_SERVER_*` knobs.
     pub fn from_env(env: &HashMap<String, String>) -> Result<Self, Error> {
         let var = |name: &str| env.get(name).map(String::as_str).filter(|v| !v.is_empty());
         let mut warnings = Vec::new();
@@ -97,22 +159,77 @@ impl Config {
                 Source::File(resolve(Path::new(file), var("HOME")))
             }
             None => {
-                // CF sets one or the other; the file exists because VCAP_SERVICES is
-                // size-limited, so it wins if both are somehow set.
-                let bindings = match var("VCAP_SERVICES_FILE_PATH") {
-                    Some(path) => Some(BindingsInput::File(PathBuf::from(path))),
-                    None => var("VCAP_SERVICES").map(|text| BindingsInput::Env(text.to_owned())),
-                };
+                // CF sets one of them (its two file features are mutually exclusive and
+                // replace VCAP_SERVICES); if several are set, the newer mechanisms first.
+                let mut bindings = Vec::new();
+                let mut names = Vec::new();
+                if let Some(root) = var("SERVICE_BINDING_ROOT") {
+                    bindings.push(BindingsInput::Root(PathBuf::from(root)));
+                    names.push("SERVICE_BINDING_ROOT");
+                }
+                if let Some(path) = var("VCAP_SERVICES_FILE_PATH") {
+                    bindings.push(BindingsInput::File(PathBuf::from(path)));
+                    names.push("VCAP_SERVICES_FILE_PATH");
+                }
+                if let Some(text) = var("VCAP_SERVICES") {
+                    bindings.push(BindingsInput::Env(text.to_owned()));
+                    names.push("VCAP_SERVICES");
+                }
+                if names.len() > 1 {
+                    warnings.push(format!(
+                        "several binding sources are set ({}): they are searched in that order, \
+                         and the first one holding a match wins",
+                        names.join(", ")
+                    ));
+                }
                 Source::Services { bindings, service }
             }
         };
 
+        let knob = |knob: &Knob| parse_knob(knob, var(knob.name));
+        let ms = |knob: &Knob| knob_ms(knob, var(knob.name));
+        let limits = Limits {
+            header_timeout: ms(&HEADER_TIMEOUT_MS)?,
+            idle_timeout: ms(&IDLE_TIMEOUT_MS)?,
+            max_connections: usize::try_from(knob(&MAX_CONNECTIONS)?).unwrap_or(usize::MAX),
+        };
+        let watch_interval = Some(ms(&WATCH_INTERVAL_MS)?).filter(|d| !d.is_zero());
+
         Ok(Self {
             port,
             source,
+            limits,
+            watch_interval,
             warnings,
         })
     }
+}
+
+/// A knob's whole-number value, or its default when unset.
+fn parse_knob(knob: &Knob, value: Option<&str>) -> Result<u64, Error> {
+    let Some(value) = value else {
+        return Ok(knob.default);
+    };
+    let number = value
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| value.parse::<u64>().ok())
+        .flatten()
+        .filter(|&n| (knob.min..=knob.max).contains(&n) || (knob.off && n == 0));
+    number.ok_or_else(|| Error::InvalidSetting {
+        name: knob.name,
+        value: value.to_owned(),
+        accepted: format!(
+            "a whole number from {} to {}{}",
+            knob.min,
+            knob.max,
+            if knob.off { ", or 0 for off" } else { "" }
+        ),
+    })
+}
+
+fn knob_ms(knob: &Knob, value: Option<&str>) -> Result<Duration, Error> {
+    parse_knob(knob, value).map(Duration::from_millis)
 }
 
 /// A decimal port from 1 to 65535; no sign, no spaces.
@@ -161,10 +278,69 @@ mod tests {
         assert_eq!(
             config.source,
             Source::Services {
-                bindings: None,
+                bindings: Vec::new(),
                 service: None
             }
         );
+        assert_eq!(
+            config.limits,
+            Limits {
+                header_timeout: Duration::from_secs(5),
+                idle_timeout: Duration::from_secs(30),
+                max_connections: 128,
+            }
+        );
+        assert_eq!(config.watch_interval, Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn knobs() {
+        let config = config(&[
+            ("CONFIG_SERVER_PORT", "9000"),
+            ("CONFIG_SERVER_HEADER_TIMEOUT_MS", "200"),
+            ("CONFIG_SERVER_IDLE_TIMEOUT_MS", "300"),
+            ("CONFIG_SERVER_MAX_CONNECTIONS", "4"),
+            ("CONFIG_SERVER_WATCH_INTERVAL_MS", "0"),
+        ])
+        .expect("valid knobs");
+        assert_eq!(config.limits.header_timeout, Duration::from_millis(200));
+        assert_eq!(config.limits.idle_timeout, Duration::from_millis(300));
+        assert_eq!(config.limits.max_connections, 4);
+        assert_eq!(config.watch_interval, None);
+        for (name, value, accepted) in [
+            (
+                "CONFIG_SERVER_HEADER_TIMEOUT_MS",
+                "5s",
+                "a whole number from 10 to 600000",
+            ),
+            (
+                "CONFIG_SERVER_IDLE_TIMEOUT_MS",
+                "0",
+                "a whole number from 10 to 3600000",
+            ),
+            (
+                "CONFIG_SERVER_MAX_CONNECTIONS",
+                "-1",
+                "a whole number from 1 to 10000",
+            ),
+            (
+                "CONFIG_SERVER_MAX_CONNECTIONS",
+                "99999999999999999999999",
+                "a whole number from 1 to 10000",
+            ),
+            (
+                "CONFIG_SERVER_WATCH_INTERVAL_MS",
+                "50",
+                "a whole number from 100 to 3600000, or 0 for off",
+            ),
+        ] {
+            let err = Config::from_env(&env(&[(name, value)])).expect_err(name);
+            assert_eq!(
+                err.to_string(),
+                format!("{name}={value:?} is not valid: expected {accepted}")
+            );
+            assert_eq!(err.exit_code(), 2);
+        }
     }
 
     #[test]
@@ -263,7 +439,7 @@ mod tests {
     }
 
     #[test]
-    fn bindings_file_wins_over_vcap_services() {
+    fn binding_sources_in_search_order_with_a_warning() {
         let config = config(&[
             ("CONFIG_SERVER_PORT", "9000"),
             ("VCAP_SERVICES", "{}"),
@@ -271,17 +447,28 @@ mod tests {
                 "VCAP_SERVICES_FILE_PATH",
                 "/etc/cf-service-bindings/vcap_services",
             ),
+            ("SERVICE_BINDING_ROOT", "/bindings"),
             ("CONFIG_SERVER_SERVICE", "my-config"),
         ])
         .expect("valid");
         assert_eq!(
             config.source,
             Source::Services {
-                bindings: Some(BindingsInput::File(PathBuf::from(
-                    "/etc/cf-service-bindings/vcap_services"
-                ))),
+                bindings: vec![
+                    BindingsInput::Root(PathBuf::from("/bindings")),
+                    BindingsInput::File(PathBuf::from("/etc/cf-service-bindings/vcap_services")),
+                    BindingsInput::Env("{}".to_owned()),
+                ],
                 service: Some("my-config".to_owned()),
             }
+        );
+        assert_eq!(
+            config.warnings,
+            [
+                "several binding sources are set (SERVICE_BINDING_ROOT, VCAP_SERVICES_FILE_PATH, \
+              VCAP_SERVICES): they are searched in that order, and the first one holding a \
+              match wins"
+            ]
         );
     }
 
@@ -295,14 +482,10 @@ mod tests {
             ),
         ])
         .expect("valid");
-        let Source::Services {
-            bindings: Some(bindings),
-            ..
-        } = &config.source
-        else {
+        let Source::Services { bindings, .. } = &config.source else {
             panic!("expected bindings, got {:?}", config.source);
         };
-        assert!(matches!(bindings, BindingsInput::Env(text) if text.contains("hunter2")));
+        assert!(matches!(&bindings[..], [BindingsInput::Env(text)] if text.contains("hunter2")));
         assert!(!format!("{config:?}").contains("hunter2"));
     }
 }

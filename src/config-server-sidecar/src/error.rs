@@ -11,21 +11,25 @@
 //! |------|---------|
 //! | 0    | stopped by SIGTERM or SIGINT (connections drained, log flushed) |
 //! | 1    | unexpected failure: the runtime or a signal handler could not be set up |
-//! | 2    | bad `CONFIG_SERVER_PORT`: not a number from 1 to 65535, or equal to `PORT` |
-//! | 3    | configuration not loadable: `CONFIG_SERVER_FILE`, `CONFIG_SERVER_SERVICE`, `VCAP_SERVICES` or `VCAP_SERVICES_FILE_PATH` is wrong |
+//! | 2    | a bad setting: `CONFIG_SERVER_PORT` not a number from 1 to 65535 or equal to `PORT`, or another `CONFIG_SERVER_*` knob out of its range |
+//! | 3    | configuration not loadable at startup: `CONFIG_SERVER_FILE`, `CONFIG_SERVER_SERVICE`, `SERVICE_BINDING_ROOT`, `VCAP_SERVICES_FILE_PATH` or `VCAP_SERVICES` is wrong |
 //! | 4    | cannot listen on `127.0.0.1:CONFIG_SERVER_PORT` (port in use, or not allowed) |
 //!
 //! Cloud Foundry restarts the whole app instance whenever a sidecar exits, so a
-//! non-zero code shows up as a crash loop; the last `error:` line says why.
+//! non-zero code shows up as a crash loop; the last `error:` line says why. A
+//! configuration that breaks while the sidecar runs is not an exit: the reload
+//! is refused with a warning and the last good document stays served.
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use crate::parse::ParseError;
 
 /// The runtime or a signal handler could not be set up.
 pub const EXIT_INTERNAL: u8 = 1;
-/// `CONFIG_SERVER_PORT` is unusable.
-pub const EXIT_PORT: u8 = 2;
+/// `CONFIG_SERVER_PORT` or another knob is unusable.
+pub const EXIT_SETTING: u8 = 2;
 /// The configuration could not be loaded.
 pub const EXIT_CONFIG: u8 = 3;
 /// The listening socket could not be opened.
@@ -52,6 +56,14 @@ pub enum Error {
     )]
     DefaultPortIsAppPort { port: u16 },
 
+    /// A `CONFIG_SERVER_*` knob is not a whole number in its range.
+    #[error("{name}={value:?} is not valid: expected {accepted}")]
+    InvalidSetting {
+        name: &'static str,
+        value: String,
+        accepted: String,
+    },
+
     /// The configuration file could not be opened or read.
     #[error("CONFIG_SERVER_FILE={}: cannot read it", path.display())]
     FileUnreadable {
@@ -68,24 +80,37 @@ pub enum Error {
     #[error("CONFIG_SERVER_FILE={}: refusing to read it: {problem}", path.display())]
     FileUnsafe { path: PathBuf, problem: Unsafe },
 
-    /// The configuration file does not parse.
-    #[error("CONFIG_SERVER_FILE={}: not valid {format} ({at})", path.display())]
-    FileSyntax {
-        path: PathBuf,
-        format: Format,
-        at: Position,
-    },
+    /// A configuration source is over [`crate::source::MAX_SOURCE_BYTES`].
+    #[error(
+        "{what}: refusing to read it: {size} bytes, over the limit of {} bytes (1 MiB) \
+         for a configuration source",
+        crate::source::MAX_SOURCE_BYTES
+    )]
+    TooBig { what: String, size: String },
+
+    /// The configuration file does not parse, or holds what JSON cannot carry.
+    #[error("CONFIG_SERVER_FILE={}: {error}", path.display())]
+    FileParse { path: PathBuf, error: ParseError },
 
     /// The configuration file parses, but its top level is not a mapping.
     #[error("CONFIG_SERVER_FILE={}: the top level must be a mapping of keys to values", path.display())]
     FileNotMapping { path: PathBuf },
 
-    /// The file named by `VCAP_SERVICES_FILE_PATH` could not be read.
-    #[error("VCAP_SERVICES_FILE_PATH={}: cannot read it", path.display())]
+    /// A bindings file or directory, or a file in it, could not be read.
+    #[error("{origin}: cannot read {}", it_or(origin, path))]
     BindingsUnreadable {
+        origin: Bindings,
         path: PathBuf,
         #[source]
         source: io::Error,
+    },
+
+    /// An entry of a `SERVICE_BINDING_ROOT` tree is unusable.
+    #[error("{origin}: {}: {problem}", path.display())]
+    BindingEntry {
+        origin: Bindings,
+        path: PathBuf,
+        problem: &'static str,
     },
 
     /// `VCAP_SERVICES` (or the file) is not JSON, or not shaped like `VCAP_SERVICES`.
@@ -99,18 +124,14 @@ pub enum Error {
     /// `CONFIG_SERVER_SERVICE` names a service instance that is not bound to the app.
     #[error(
         "CONFIG_SERVER_SERVICE={name:?}: no service instance of that name is bound to the app \
-         (looked in {origin}; bound: {bound})"
+         (looked in {looked})"
     )]
-    ServiceNotBound {
-        name: String,
-        origin: Bindings,
-        bound: String,
-    },
+    ServiceNotBound { name: String, looked: String },
 
-    /// More than one bound instance is tagged `config-server`.
+    /// More than one binding of one source is tagged or typed `config-server`.
     #[error(
-        "{count} bound service instances are tagged config-server ({names}) in {origin}: \
-         set CONFIG_SERVER_SERVICE to the name of the one to use"
+        "{count} bound service instances are tagged config-server or of type config-server \
+         ({names}) in {origin}: set CONFIG_SERVER_SERVICE to the name of the one to use"
     )]
     AmbiguousTag {
         count: usize,
@@ -151,13 +172,16 @@ impl Error {
         match self {
             Self::InvalidPort { .. }
             | Self::PortIsAppPort { .. }
-            | Self::DefaultPortIsAppPort { .. } => EXIT_PORT,
+            | Self::DefaultPortIsAppPort { .. }
+            | Self::InvalidSetting { .. } => EXIT_SETTING,
             Self::FileUnreadable { .. }
             | Self::FileNotRegular { .. }
             | Self::FileUnsafe { .. }
-            | Self::FileSyntax { .. }
+            | Self::TooBig { .. }
+            | Self::FileParse { .. }
             | Self::FileNotMapping { .. }
             | Self::BindingsUnreadable { .. }
+            | Self::BindingEntry { .. }
             | Self::BindingsInvalid { .. }
             | Self::ServiceNotBound { .. }
             | Self::AmbiguousTag { .. }
@@ -222,10 +246,6 @@ impl Position {
     pub fn of_json(err: &serde_json::Error) -> Self {
         Self(Some((err.line(), err.column())))
     }
-
-    pub fn of_yaml(err: &serde_yaml::Error) -> Self {
-        Self(err.location().map(|l| (l.line(), l.column())))
-    }
 }
 
 impl fmt::Display for Position {
@@ -240,18 +260,29 @@ impl fmt::Display for Position {
 /// Where the service bindings were read from, as the user would name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Bindings {
-    /// The `VCAP_SERVICES` variable.
-    Env,
+    /// The directory tree named by `SERVICE_BINDING_ROOT` (Kubernetes service bindings).
+    Root(PathBuf),
     /// The file named by `VCAP_SERVICES_FILE_PATH`.
     File(PathBuf),
+    /// The `VCAP_SERVICES` variable.
+    Env,
 }
 
 impl fmt::Display for Bindings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Env => f.write_str("VCAP_SERVICES"),
+            Self::Root(path) => write!(f, "SERVICE_BINDING_ROOT={}", path.display()),
             Self::File(path) => write!(f, "VCAP_SERVICES_FILE_PATH={}", path.display()),
+            Self::Env => f.write_str("VCAP_SERVICES"),
         }
+    }
+}
+
+/// "it" when `path` is the file that `origin` names, else the path.
+fn it_or(origin: &Bindings, path: &Path) -> String {
+    match origin {
+        Bindings::File(file) if file == path => "it".to_owned(),
+        _ => path.display().to_string(),
     }
 }
 

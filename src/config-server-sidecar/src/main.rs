@@ -5,13 +5,19 @@
 //! See README.md for the variables, endpoints and sources; exit codes are in
 //! [`error`].
 
+mod bindings;
 mod config;
+mod conn;
 mod document;
 mod error;
+mod parse;
+mod reload;
 mod requestlog;
 mod routes;
+mod sanitize;
 mod server;
 mod source;
+mod watch;
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -45,8 +51,8 @@ fn run(env: &HashMap<String, String>) -> Result<(), Error> {
     for warning in &config.warnings {
         eprintln!("warning: {warning}");
     }
-    let (document, origin) = source::load(&config.source)?;
-    if origin == Origin::Demo {
+    let loaded = source::load(&config.source)?;
+    if loaded.origin == Origin::Demo {
         eprintln!(
             "warning: no configuration found (CONFIG_SERVER_FILE is unset, and no bound service \
              instance is named by CONFIG_SERVER_SERVICE or tagged {}): serving the built-in \
@@ -54,5 +60,5 @@ fn run(env: &HashMap<String, String>) -> Result<(), Error> {
             source::TAG
         );
     }
-    server::serve(config.port, document, &origin)
+    server::serve(config, loaded)
 }

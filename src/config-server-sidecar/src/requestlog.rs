@@ -6,7 +6,9 @@
 //! and at shutdown. An idle sidecar has no timer running at all.
 //!
 //! Only the path is logged: hyper keeps the query string apart, and no
-//! configuration value ever passes through here.
+//! configuration value ever passes through here. Method and path come from the
+//! client, so they are escaped and cut (`sanitize`): at most [`MAX_PATH`]
+//! characters of a path, [`MAX_METHOD`] of a method.
 
 use std::io::Write;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -14,6 +16,13 @@ use std::time::Duration;
 
 use hyper::{Method, StatusCode};
 use tokio::sync::Notify;
+
+use crate::sanitize;
+
+/// Characters of a request path the log keeps.
+pub const MAX_PATH: usize = 256;
+/// Characters of a request method the log keeps.
+pub const MAX_METHOD: usize = 16;
 
 /// How long a line may wait in memory.
 const FLUSH_DELAY: Duration = Duration::from_millis(50);
@@ -39,7 +48,9 @@ impl RequestLog {
         // Writing into a Vec cannot fail.
         let _ = writeln!(
             pending.buf,
-            "{method} {path} {} {:.3}ms",
+            "{} {} {} {:.3}ms",
+            sanitize::cut(method.as_str(), MAX_METHOD),
+            sanitize::cut(path, MAX_PATH),
             status.as_u16(),
             took.as_secs_f64() * 1000.0
         );
@@ -97,10 +108,15 @@ mod tests {
             Duration::from_micros(1234),
         );
         log.record(&Method::HEAD, "/health", StatusCode::OK, Duration::ZERO);
+        let long = format!("/config/{}", "x".repeat(60_000));
+        log.record(&Method::GET, &long, StatusCode::NOT_FOUND, Duration::ZERO);
         let pending = log.lock();
         assert_eq!(
             String::from_utf8_lossy(&pending.buf),
-            "GET /config/x 404 1.234ms\nHEAD /health 200 0.000ms\n"
+            format!(
+                "GET /config/x 404 1.234ms\nHEAD /health 200 0.000ms\nGET /config/{}…(+59752 bytes) 404 0.000ms\n",
+                "x".repeat(248)
+            )
         );
         assert!(pending.flush_scheduled);
     }

@@ -4,29 +4,38 @@
 //! |--------------------------|----------|
 //! | `/config`, `/config/`    | the whole configuration |
 //! | `/config/<key>`          | one top-level value (key percent-decoded), or 404 |
-//! | `/health`                | `{"status":"ok"}` |
+//! | `/health`                | status, generation and last reload, never a value |
 //! | anything else            | 404 |
 //!
 //! Known paths answer GET and HEAD (HEAD: same headers, no body, for probes
-//! such as `curl -I`); other methods get 405 with `Allow: GET, HEAD`.
+//! such as `curl -I`); other methods get 405 with `Allow: GET, HEAD`. The
+//! configuration's answers carry an `ETag`, and a matching `If-None-Match`
+//! gets `304 Not Modified`, so an app can poll cheaply.
 
 use std::borrow::Cow;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::header::{
+    HeaderMap, HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH,
+};
 use hyper::{Method, Response, StatusCode};
 
-use crate::document::Document;
+use crate::document::Rendered;
+use crate::reload::Snapshot;
 
-const HEALTH: &[u8] = br#"{"status":"ok"}"#;
 const NOT_FOUND: &[u8] = br#"{"error":"not found"}"#;
 const METHOD_NOT_ALLOWED: &[u8] = br#"{"error":"method not allowed"}"#;
 
 pub type Body = Full<Bytes>;
 
 /// The response to `method path` (the path without its query string).
-pub fn respond(doc: &Document, method: &Method, path: &str) -> Response<Body> {
+pub fn respond(
+    snapshot: &Snapshot,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Response<Body> {
     let known = path == "/health" || path == "/config" || path.starts_with("/config/");
     if !known {
         return json(StatusCode::NOT_FOUND, Bytes::from_static(NOT_FOUND));
@@ -41,18 +50,41 @@ pub fn respond(doc: &Document, method: &Method, path: &str) -> Response<Body> {
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
     }
+    let doc = &snapshot.document;
     match path {
-        "/health" => json(StatusCode::OK, Bytes::from_static(HEALTH)),
-        "/config" | "/config/" => json(StatusCode::OK, doc.whole()),
+        "/health" => json(StatusCode::OK, snapshot.health.clone()),
+        "/config" | "/config/" => tagged(doc.whole(), headers),
         _ => {
             let raw = path.strip_prefix("/config/").unwrap_or_default();
             let value = percent_decode(raw).and_then(|key| doc.get(&key));
             match value {
-                Some(value) => json(StatusCode::OK, value),
+                Some(value) => tagged(value, headers),
                 None => json(StatusCode::NOT_FOUND, no_key(raw)),
             }
         }
     }
+}
+
+/// 200 with the body and its `ETag`, or 304 when the client has that version.
+fn tagged(rendered: &Rendered, headers: &HeaderMap) -> Response<Body> {
+    let mut response = if has_version(headers, &rendered.etag) {
+        json(StatusCode::NOT_MODIFIED, Bytes::new())
+    } else {
+        json(StatusCode::OK, rendered.body.clone())
+    };
+    response.headers_mut().insert(ETAG, rendered.etag.clone());
+    response
+}
+
+/// Whether `If-None-Match` lists `etag` (weak comparison, RFC 9110 13.1.2) or is `*`.
+fn has_version(headers: &HeaderMap, etag: &HeaderValue) -> bool {
+    let etag = etag.as_bytes();
+    headers.get_all(IF_NONE_MATCH).iter().any(|value| {
+        value.as_bytes().split(|&b| b == b',').any(|tag| {
+            let tag = tag.trim_ascii();
+            tag == b"*" || tag.strip_prefix(b"W/").unwrap_or(tag) == etag
+        })
+    })
 }
 
 fn json(status: StatusCode, body: Bytes) -> Response<Body> {
@@ -102,16 +134,37 @@ fn percent_decode(raw: &str) -> Option<Cow<'_, str>> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use http_body_util::BodyExt;
 
     use super::*;
+    use crate::document::Document;
+    use crate::reload::Live;
+    use crate::source::{Loaded, Origin};
 
-    fn call(method: Method, path: &str) -> (StatusCode, Option<String>, String) {
+    fn snapshot() -> Arc<Snapshot> {
         let doc = Document::from_map(
             serde_json::from_str(r#"{"a b":"spaced","Password":"pw","n":[1]}"#)
                 .expect("valid object"),
         );
-        let response = respond(&doc, &method, path);
+        let live = Live::new(Loaded {
+            document: doc,
+            origin: Origin::Demo,
+        });
+        live.snapshot()
+    }
+
+    fn call(method: Method, path: &str) -> (StatusCode, Option<String>, String) {
+        call_with(method, path, &HeaderMap::new())
+    }
+
+    fn call_with(
+        method: Method,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> (StatusCode, Option<String>, String) {
+        let response = respond(&snapshot(), &method, path, headers);
         let status = response.status();
         let allow = response
             .headers()
@@ -168,7 +221,6 @@ mod tests {
                 None,
                 r#"{"error":"no key \"n/0\" in config"}"#,
             ),
-            (Method::GET, "/health", 200, None, r#"{"status":"ok"}"#),
             (
                 Method::GET,
                 "/health/",
@@ -219,6 +271,46 @@ mod tests {
                 "{method} {path}"
             );
         }
+    }
+
+    #[test]
+    fn etag_and_if_none_match() {
+        let snap = snapshot();
+        let ok = respond(&snap, &Method::GET, "/config/", &HeaderMap::new());
+        let etag = ok.headers()[ETAG].clone();
+        let key_etag =
+            respond(&snap, &Method::GET, "/config/n", &HeaderMap::new()).headers()[ETAG].clone();
+        assert_ne!(etag, key_etag);
+        let with = |value: String| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                IF_NONE_MATCH,
+                HeaderValue::from_str(&value).expect("header"),
+            );
+            headers
+        };
+        let tag = etag.to_str().expect("ascii").to_owned();
+        for (value, status) in [
+            (tag.clone(), 304),
+            (format!("W/{tag}"), 304),
+            (format!("\"x\", {tag}"), 304),
+            ("*".to_owned(), 304),
+            ("\"x\"".to_owned(), 200),
+            (key_etag.to_str().expect("ascii").to_owned(), 200),
+        ] {
+            let headers = with(value.clone());
+            let (got, _, body) = call_with(Method::GET, "/config", &headers);
+            assert_eq!(got.as_u16(), status, "{value}");
+            assert_eq!(body.is_empty(), status == 304, "{value}");
+        }
+        let not_modified = respond(&snap, &Method::HEAD, "/config", &with(tag.clone()));
+        assert_eq!(not_modified.status(), 304);
+        assert_eq!(not_modified.headers()[ETAG], etag);
+        assert_eq!(not_modified.headers()[CACHE_CONTROL], "no-store");
+        // Errors carry no tag and are never 304.
+        let missing = respond(&snap, &Method::GET, "/config/zz", &with("*".to_owned()));
+        assert_eq!(missing.status(), 404);
+        assert!(missing.headers().get(ETAG).is_none());
     }
 
     #[test]

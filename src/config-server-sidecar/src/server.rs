@@ -1,8 +1,17 @@
 //! The HTTP/1.1 server: one current-thread tokio runtime, hyper connections on
-//! `127.0.0.1` only, and a bounded graceful shutdown on SIGTERM or SIGINT.
+//! `127.0.0.1` only, a bounded number of them, reloads on SIGHUP and on
+//! watched changes, and a bounded graceful shutdown on SIGTERM or SIGINT.
+//!
+//! Hostile or broken clients: a connection may hold a request head for the
+//! header timeout, sit idle for the idle timeout, and send a head of at most
+//! [`MAX_HEAD_BYTES`] (`conn`). At the connection limit, the connection idle
+//! the longest is closed to make room; when none is idle, the new one gets a
+//! `503` at once. Failures to accept (out of file descriptors) back off up to a
+//! second and are logged at most once per [`WARN_EVERY`].
 
 use std::convert::Infallible;
 use std::future::ready;
+use std::io;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,83 +19,157 @@ use std::time::{Duration, Instant};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::watch;
 
-use crate::document::Document;
+use crate::config::{Config, Limits};
+use crate::conn::{self, Backoff, Timed, Tracker};
 use crate::error::Error;
+use crate::reload::Live;
 use crate::requestlog::RequestLog;
 use crate::routes;
-use crate::source::Origin;
+use crate::source::Loaded;
+use crate::watch as watcher;
 
 /// How long in-flight requests get to finish after SIGTERM/SIGINT. Cloud
 /// Foundry would wait 10 s before SIGKILL; requests take microseconds, and
 /// being gone within a second keeps restarts quick.
 const DRAIN_TIMEOUT: Duration = Duration::from_millis(500);
-/// Pause after a failed accept (e.g. out of file descriptors) before retrying.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// The largest request head (request line and headers) accepted; a larger one
+/// gets `431`. Also what a connection's read buffer may grow to.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// A repeating condition (accept failures, the connection limit) is logged at
+/// most this often.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
-/// Serves `document` on `127.0.0.1:port` until SIGTERM or SIGINT.
-pub fn serve(port: u16, document: Document, origin: &Origin) -> Result<(), Error> {
+const BUSY_BODY: &str = r#"{"error":"too many connections, try again"}"#;
+
+/// Serves what was loaded at startup on `127.0.0.1:port` until SIGTERM or SIGINT.
+pub fn serve(config: Config, loaded: Loaded) -> Result<(), Error> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
         .build()
         .map_err(Error::Runtime)?;
-    runtime.block_on(run(port, document, origin))
+    runtime.block_on(run(config, loaded))
 }
 
 struct App {
-    document: Document,
+    live: Arc<Live>,
     log: RequestLog,
 }
 
-async fn run(port: u16, document: Document, origin: &Origin) -> Result<(), Error> {
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|source| Error::Signal {
-        signal: "SIGTERM",
+fn handler(name: &'static str, kind: SignalKind) -> Result<Signal, Error> {
+    signal(kind).map_err(|source| Error::Signal {
+        signal: name,
         source,
-    })?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|source| Error::Signal {
-        signal: "SIGINT",
-        source,
-    })?;
+    })
+}
+
+async fn run(config: Config, loaded: Loaded) -> Result<(), Error> {
+    let mut sigterm = handler("SIGTERM", SignalKind::terminate())?;
+    let mut sigint = handler("SIGINT", SignalKind::interrupt())?;
+    let mut sighup = handler("SIGHUP", SignalKind::hangup())?;
+    let port = config.port;
     // Loopback only: the configuration must not be reachable from outside the container.
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port))
         .await
         .map_err(|source| Error::Listen { port, source })?;
-    println!("listening 127.0.0.1:{port}... (config from {origin})");
+    println!(
+        "listening 127.0.0.1:{port}... (config from {})",
+        loaded.origin
+    );
 
+    let limits = effective_limits(config.limits);
+    let source = Arc::new(config.source);
+    let live = Arc::new(Live::new(loaded));
     let app = Arc::new(App {
-        document,
+        live: Arc::clone(&live),
         log: RequestLog::default(),
     });
     let flusher = tokio::spawn({
         let app = Arc::clone(&app);
         async move { app.log.flush_periodically().await }
     });
-    let http = http1::Builder::new();
-    let graceful = GracefulShutdown::new();
+    let watching = config.watch_interval.map(|interval| {
+        tokio::spawn(watcher::run(
+            Arc::clone(&live),
+            Arc::clone(&source),
+            interval,
+        ))
+    });
+
+    let mut http = http1::Builder::new();
+    http.max_buf_size(MAX_HEAD_BYTES);
+    let tracker = Arc::new(Tracker::new());
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut accept_failures = Throttled::new();
+    let mut at_limit = Throttled::new();
+    let mut backoff = Backoff::new();
+    let mut paused_until: Option<tokio::time::Instant> = None;
 
     let signal_name = loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => spawn_connection(stream, &app, &http, &graceful),
+            accepted = listener.accept(), if paused_until.is_none() => match accepted {
+                Ok((stream, _peer)) => {
+                    if accept_failures.failing() {
+                        println!(
+                            "accepting connections again, after {} failed attempt(s)",
+                            accept_failures.total
+                        );
+                        accept_failures.clear();
+                        backoff.reset();
+                    }
+                    if tracker.open() >= limits.max_connections && !tracker.evict_longest_idle() {
+                        at_limit.warn(|| format!(
+                            "{} connections are open (CONFIG_SERVER_MAX_CONNECTIONS) and none is \
+                             idle: new connections get 503",
+                            limits.max_connections
+                        ));
+                        tokio::spawn(refuse(stream));
+                    } else {
+                        spawn_connection(stream, &app, &http, limits, &tracker, &shutdown_rx);
+                    }
+                }
                 Err(err) => {
-                    eprintln!("warning: accepting a connection failed: {err}");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    // Out of file descriptors, most likely: make room, then retry, slowly.
+                    let delay = backoff.next_delay();
+                    let evicted = is_out_of_files(&err) && tracker.evict_longest_idle();
+                    accept_failures.warn(|| format!(
+                        "cannot accept connections: {err}{}; retrying with a back-off of up to 1s",
+                        if evicted { "; closed the connection idle the longest" } else { "" },
+                    ));
+                    paused_until = Some(tokio::time::Instant::now() + delay);
                 }
             },
+            () = async { tokio::time::sleep_until(paused_until.unwrap_or_else(tokio::time::Instant::now)).await }, if paused_until.is_some() => {
+                paused_until = None;
+            }
+            _ = sighup.recv() => live.reload(&source, "SIGHUP"),
             _ = sigterm.recv() => break "SIGTERM",
             _ = sigint.recv() => break "SIGINT",
         }
     };
 
     drop(listener);
-    let open = graceful.count();
-    let drained = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_ok();
+    if let Some(task) = watching {
+        task.abort();
+    }
+    let open = tracker.open();
+    let _ = shutdown.send(true);
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        loop {
+            let closed = tracker.all_closed.notified();
+            if tracker.open() == 0 {
+                return;
+            }
+            closed.await;
+        }
+    })
+    .await
+    .is_ok();
     flusher.abort();
     app.log.flush();
     if drained {
@@ -100,21 +183,86 @@ async fn run(port: u16, document: Document, origin: &Origin) -> Result<(), Error
     Ok(())
 }
 
-/// Serves one connection in its own task, watched for graceful shutdown.
+fn is_out_of_files(err: &io::Error) -> bool {
+    // EMFILE (24): this process; ENFILE (23): the whole system.
+    matches!(err.raw_os_error(), Some(23 | 24))
+}
+
+/// The connection limit, lowered to what the open-files limit leaves room for.
+fn effective_limits(mut limits: Limits) -> Limits {
+    if let Some(files) = conn::open_files_limit() {
+        let room =
+            usize::try_from(files.saturating_sub(conn::RESERVED_FDS).max(1)).unwrap_or(usize::MAX);
+        if room < limits.max_connections {
+            eprintln!(
+                "warning: CONFIG_SERVER_MAX_CONNECTIONS lowered from {} to {room}: the limit of \
+                 open files (ulimit -n) is {files}",
+                limits.max_connections
+            );
+            limits.max_connections = room;
+        }
+    }
+    limits
+}
+
+/// Answers a connection over the limit with `503` and closes it, after reading
+/// what the client sent (closing with unread data would reset the connection
+/// before the client reads the answer).
+async fn refuse(mut stream: TcpStream) {
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
+         Cache-Control: no-store\r\nRetry-After: 1\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n{BUSY_BODY}",
+        BUSY_BODY.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+    let mut sink = [0; 1024];
+    let _ = tokio::time::timeout(Duration::from_millis(100), async {
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
+/// Serves one connection in its own task, until the client or a timeout closes
+/// it, the tracker evicts it, or the server shuts down.
 fn spawn_connection(
     stream: TcpStream,
     app: &Arc<App>,
     http: &http1::Builder,
-    graceful: &GracefulShutdown,
+    limits: Limits,
+    tracker: &Arc<Tracker>,
+    shutdown: &watch::Receiver<bool>,
 ) {
     // Responses are small and written whole: no reason to wait for ACKs.
     let _ = stream.set_nodelay(true);
+    let (slot, registration) = tracker.register();
+    let io = TokioIo::new(Timed::new(stream, limits, Arc::clone(&slot), tracker.epoch));
     let app = Arc::clone(app);
     let service = service_fn(move |request| ready(Ok::<_, Infallible>(app.handle(&request))));
-    let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+    let connection = http.serve_connection(io, service);
+    let mut shutdown = shutdown.clone();
     tokio::spawn(async move {
-        // A client that hangs up mid-request is not worth a log line.
-        let _ = connection.await;
+        let _registration = registration;
+        let mut connection = std::pin::pin!(connection);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                // A client that hangs up mid-request is not worth a log line.
+                _ = connection.as_mut() => break,
+                () = slot.evict.notified(), if !closing => {
+                    if slot.is_idle() {
+                        break;
+                    }
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                _ = shutdown.wait_for(|&stop| stop), if !closing => {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
     });
 }
 
@@ -122,9 +270,60 @@ impl App {
     fn handle<B>(&self, request: &hyper::Request<B>) -> hyper::Response<routes::Body> {
         let started = Instant::now();
         let path = request.uri().path();
-        let response = routes::respond(&self.document, request.method(), path);
+        let snapshot = self.live.snapshot();
+        let response = routes::respond(&snapshot, request.method(), path, request.headers());
         self.log
             .record(request.method(), path, response.status(), started.elapsed());
         response
+    }
+}
+
+/// A warning about a condition that may repeat many times a second, written at
+/// most once per [`WARN_EVERY`] with a count of what was left out.
+struct Throttled {
+    last: Option<Instant>,
+    suppressed: u64,
+    /// Occurrences since the condition began.
+    total: u64,
+}
+
+impl Throttled {
+    fn new() -> Self {
+        Self {
+            last: None,
+            suppressed: 0,
+            total: 0,
+        }
+    }
+
+    fn warn(&mut self, message: impl FnOnce() -> String) {
+        self.total += 1;
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < WARN_EVERY)
+        {
+            self.suppressed += 1;
+            return;
+        }
+        let more = match self.suppressed {
+            0 => String::new(),
+            n => format!(" ({n} more time(s) since the last warning)"),
+        };
+        eprintln!(
+            "warning: {}{more} [repeats at most every {}s]",
+            message(),
+            WARN_EVERY.as_secs()
+        );
+        self.last = Some(now);
+        self.suppressed = 0;
+    }
+
+    fn failing(&self) -> bool {
+        self.total > 0
+    }
+
+    fn clear(&mut self) {
+        *self = Self::new();
     }
 }

@@ -1,34 +1,59 @@
-//! Loads the configuration from the source the settings point at, once, at
-//! startup. Any failure is fatal: serving something other than what the user
-//! asked for (say, the demo document instead of a broken file) would be worse
-//! than a crash the logs explain.
+//! Loads the configuration from the source the settings point at: at startup,
+//! where any failure stops the sidecar (serving something other than what the
+//! user asked for, say the demo document instead of a broken file, would be
+//! worse than a crash the logs explain), and on every reload, where a failure
+//! keeps the last good document (`reload`).
+//!
+//! Every source is size-checked before it is read whole, and parsed strictly
+//! (`parse`); a source that is fine but says nothing (no file, no binding)
+//! gives the built-in demo document.
 
-use std::collections::BTreeMap;
 use std::fmt;
-use std::fs::{self, Metadata};
+use std::fs::{self, File, Metadata};
+use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-use serde_json::{error::Category, Value};
+use serde_json::Value;
 
+use crate::bindings::{self, Binding};
 use crate::config::{BindingsInput, Source};
 use crate::document::Document;
-use crate::error::{Bindings, Error, Format, Position, Unsafe};
+use crate::error::{Bindings, Error, Format, Unsafe};
+use crate::parse;
+use crate::sanitize;
 
-/// The tag that marks the service instance holding the configuration.
+/// The tag (or binding type) that marks the service binding holding the configuration.
 pub const TAG: &str = "config-server";
 
+/// The most a configuration source may hold: the file, the bindings file, or all
+/// the files of a `SERVICE_BINDING_ROOT` tree together. CF caps file-based
+/// bindings at 1 MB (cloud_controller_ng ServiceBindingFilesBuilder); a source
+/// this size already parses into several times as much memory, and the sidecar
+/// runs in 32 MB.
+pub const MAX_SOURCE_BYTES: u64 = 1024 * 1024;
+
 /// Where the served configuration came from, as the startup line tells it.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
     File(PathBuf),
     Service {
         name: String,
-        by_tag: bool,
+        matched: Match,
         bindings: Bindings,
     },
     Demo,
+}
+
+/// How a service binding was picked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Match {
+    /// Its name is `CONFIG_SERVER_SERVICE`.
+    Name,
+    /// Its tags hold `config-server`.
+    Tag,
+    /// Its type (VCAP_SERVICES: label) is `config-server`.
+    Type,
 }
 
 impl fmt::Display for Origin {
@@ -37,29 +62,69 @@ impl fmt::Display for Origin {
             Self::File(path) => write!(f, "CONFIG_SERVER_FILE={}", path.display()),
             Self::Service {
                 name,
-                by_tag: false,
+                matched,
                 bindings,
-            } => write!(
-                f,
-                "service instance {name:?} named by CONFIG_SERVER_SERVICE in {bindings}"
-            ),
-            Self::Service {
-                name,
-                by_tag: true,
-                bindings,
-            } => write!(f, "service instance {name:?} tagged {TAG} in {bindings}"),
+            } => {
+                let how = match matched {
+                    Match::Name => "named by CONFIG_SERVER_SERVICE".to_owned(),
+                    Match::Tag => format!("tagged {TAG}"),
+                    Match::Type => format!("of type {TAG}"),
+                };
+                write!(f, "service instance {} {how} in {bindings}", quote(name))
+            }
             Self::Demo => f.write_str("the built-in demo document"),
         }
     }
 }
 
-/// Reads and renders the configuration.
-pub fn load(source: &Source) -> Result<(Document, Origin), Error> {
+/// A configuration, read and checked, ready to be served.
+pub struct Loaded {
+    pub document: Document,
+    pub origin: Origin,
+}
+
+/// Reads, checks and renders the configuration.
+pub fn load(source: &Source) -> Result<Loaded, Error> {
     match source {
-        Source::File(path) => Ok((load_file(path)?, Origin::File(path.clone()))),
-        Source::Services { bindings, service } => {
-            load_services(bindings.as_ref(), service.as_deref())
-        }
+        Source::File(path) => Ok(Loaded {
+            document: load_file(path)?,
+            origin: Origin::File(path.clone()),
+        }),
+        Source::Services { bindings, service } => load_services(bindings, service.as_deref()),
+    }
+}
+
+/// Why [`read_capped`] gave up.
+pub enum Capped {
+    Io(io::Error),
+    NotRegular,
+    /// The size found, or the most read before giving up.
+    TooBig(u64),
+}
+
+/// Reads a regular file of at most `budget` bytes, refusing a larger one before
+/// reading it whole (and one that grows past `budget` while it is read).
+pub fn read_capped(path: &Path, budget: u64) -> Result<Vec<u8>, Capped> {
+    // stat before open: opening a FIFO for reading would block forever.
+    let meta = fs::metadata(path).map_err(Capped::Io)?;
+    read_regular(path, &meta, budget)
+}
+
+fn read_regular(path: &Path, meta: &Metadata, budget: u64) -> Result<Vec<u8>, Capped> {
+    if !meta.is_file() {
+        return Err(Capped::NotRegular);
+    }
+    if meta.len() > budget {
+        return Err(Capped::TooBig(meta.len()));
+    }
+    let file = File::open(path).map_err(Capped::Io)?;
+    let mut text = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(budget + 1)
+        .read_to_end(&mut text)
+        .map_err(Capped::Io)?;
+    match text.len() as u64 {
+        read if read > budget => Err(Capped::TooBig(read)),
+        _ => Ok(text),
     }
 }
 
@@ -68,7 +133,6 @@ fn load_file(path: &Path) -> Result<Document, Error> {
         path: path.to_path_buf(),
         source,
     };
-    // stat before open: opening a FIFO for reading would block forever.
     let meta = fs::metadata(path).map_err(unreadable)?;
     if !meta.is_file() {
         return Err(Error::FileNotRegular {
@@ -79,29 +143,30 @@ fn load_file(path: &Path) -> Result<Document, Error> {
         path: path.to_path_buf(),
         problem,
     })?;
-    let text = fs::read(path).map_err(unreadable)?;
+    let text = read_regular(path, &meta, MAX_SOURCE_BYTES).map_err(|e| match e {
+        Capped::Io(source) => unreadable(source),
+        Capped::NotRegular => Error::FileNotRegular {
+            path: path.to_path_buf(),
+        },
+        Capped::TooBig(size) => Error::TooBig {
+            what: format!("CONFIG_SERVER_FILE={}", path.display()),
+            size: size.to_string(),
+        },
+    })?;
 
     let is_json = path
         .extension()
         .is_some_and(|ext| ext.eq_ignore_ascii_case("json"));
     // YAML is (nearly) a superset of JSON, so anything not named .json is read as YAML.
-    let (format, parsed) = if is_json {
-        let parsed = serde_json::from_slice::<Value>(&text).map_err(|e| Position::of_json(&e));
-        (Format::Json, parsed)
-    } else {
-        let parsed = serde_yaml::from_slice::<Value>(&text).map_err(|e| Position::of_yaml(&e));
-        (Format::Yaml, parsed)
-    };
-    // The parse error itself is dropped: its text can quote the file's content.
-    match parsed {
+    let format = if is_json { Format::Json } else { Format::Yaml };
+    match parse::parse(format, &text) {
         Ok(Value::Object(map)) => Ok(Document::from_map(map)),
         Ok(_) => Err(Error::FileNotMapping {
             path: path.to_path_buf(),
         }),
-        Err(at) => Err(Error::FileSyntax {
+        Err(error) => Err(Error::FileParse {
             path: path.to_path_buf(),
-            format,
-            at,
+            error,
         }),
     }
 }
@@ -137,115 +202,112 @@ fn check_file_safety(path: &Path, meta: &Metadata) -> Result<(), Unsafe> {
     Ok(())
 }
 
-/// One entry of a `VCAP_SERVICES` label's array; other fields are ignored.
-#[derive(Deserialize)]
-struct Instance {
-    name: String,
-    #[serde(default)]
-    tags: Option<Vec<String>>,
-    #[serde(default)]
-    credentials: Option<Value>,
-}
+fn load_services(inputs: &[BindingsInput], service: Option<&str>) -> Result<Loaded, Error> {
+    // Every source that is set is read, so that a broken one is always reported.
+    let sources = inputs
+        .iter()
+        .map(bindings::read)
+        .collect::<Result<Vec<_>, Error>>()?;
 
-fn load_services(
-    bindings: Option<&BindingsInput>,
-    service: Option<&str>,
-) -> Result<(Document, Origin), Error> {
-    let Some(input) = bindings else {
-        return match service {
-            Some(name) => Err(Error::ServiceNotBound {
-                name: name.to_owned(),
-                origin: Bindings::Env,
-                bound: "none, VCAP_SERVICES and VCAP_SERVICES_FILE_PATH are unset".to_owned(),
-            }),
-            None => Ok((Document::demo(), Origin::Demo)),
-        };
-    };
-
-    let (origin, text) = match input {
-        BindingsInput::Env(text) => (Bindings::Env, text.as_bytes().to_vec()),
-        BindingsInput::File(path) => {
-            let text = fs::read(path).map_err(|source| Error::BindingsUnreadable {
-                path: path.clone(),
-                source,
-            })?;
-            (Bindings::File(path.clone()), text)
-        }
-    };
-    // Labels in sorted order, then each label's array order: a stable order to
-    // list names in messages.
-    let services: BTreeMap<String, Vec<Instance>> =
-        serde_json::from_slice(&text).map_err(|e| Error::BindingsInvalid {
-            origin: origin.clone(),
-            problem: match e.classify() {
-                Category::Data => {
-                    "not shaped like VCAP_SERVICES (an object of arrays of service \
-                     instances, each with a name)"
-                }
-                Category::Io | Category::Syntax | Category::Eof => "not valid JSON",
-            },
-            at: Position::of_json(&e),
-        })?;
-    let instances = services.into_values().flatten();
-
-    let (instance, by_tag) = match service {
+    let found = match service {
         Some(name) => {
-            let mut names = Vec::new();
-            let mut found = None;
-            for instance in instances {
-                if found.is_none() && instance.name == name {
-                    found = Some(instance);
-                } else {
-                    names.push(instance.name);
-                }
-            }
-            let Some(instance) = found else {
+            let found = sources.iter().find_map(|(origin, list)| {
+                let binding = list.iter().find(|b| b.name == name)?;
+                Some((origin, binding, Match::Name))
+            });
+            let Some(found) = found else {
                 return Err(Error::ServiceNotBound {
                     name: name.to_owned(),
-                    origin,
-                    bound: list_or_none(&names),
+                    looked: looked_in(&sources),
                 });
             };
-            (instance, false)
+            Some(found)
         }
-        None => {
-            let mut tagged: Vec<Instance> = instances
-                .filter(|i| i.tags.as_ref().is_some_and(|t| t.iter().any(|t| t == TAG)))
-                .collect();
-            match tagged.len() {
-                0 => return Ok((Document::demo(), Origin::Demo)),
-                1 => (tagged.remove(0), true),
-                count => {
-                    let names: Vec<String> = tagged.into_iter().map(|i| i.name).collect();
-                    return Err(Error::AmbiguousTag {
-                        count,
-                        names: list_or_none(&names),
-                        origin,
-                    });
-                }
-            }
-        }
+        None => by_tag_or_type(&sources)?,
     };
-
-    let Some(Value::Object(credentials)) = instance.credentials else {
-        return Err(Error::NoCredentials {
-            name: instance.name,
-            origin,
+    let Some((origin, binding, matched)) = found else {
+        return Ok(Loaded {
+            document: Document::demo(),
+            origin: Origin::Demo,
         });
     };
-    let origin = Origin::Service {
-        name: instance.name,
-        by_tag,
-        bindings: origin,
+    let Some(credentials) = &binding.credentials else {
+        return Err(Error::NoCredentials {
+            name: binding.name.clone(),
+            origin: origin.clone(),
+        });
     };
-    Ok((Document::from_map(credentials), origin))
+    Ok(Loaded {
+        document: Document::from_map(credentials.clone()),
+        origin: Origin::Service {
+            name: binding.name.clone(),
+            matched,
+            bindings: origin.clone(),
+        },
+    })
 }
 
-fn list_or_none(names: &[String]) -> String {
+/// The one binding tagged or typed `config-server` in the first source that has
+/// any; several in that source are an error: which secrets did the app mean?
+fn by_tag_or_type(
+    sources: &[(Bindings, Vec<Binding>)],
+) -> Result<Option<(&Bindings, &Binding, Match)>, Error> {
+    for (origin, list) in sources {
+        let matches: Vec<(&Binding, Match)> = list
+            .iter()
+            .filter_map(|b| {
+                if b.tags.iter().any(|t| t == TAG) {
+                    Some((b, Match::Tag))
+                } else if b.kind.as_deref() == Some(TAG) {
+                    Some((b, Match::Type))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        match matches[..] {
+            [] => continue,
+            [(binding, matched)] => return Ok(Some((origin, binding, matched))),
+            _ => {
+                let names: Vec<&str> = matches.iter().map(|(b, _)| b.name.as_str()).collect();
+                return Err(Error::AmbiguousTag {
+                    count: matches.len(),
+                    names: list_or_none(&names),
+                    origin: origin.clone(),
+                });
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// "VCAP_SERVICES; bound: \"a\", \"b\"", one such part per source.
+fn looked_in(sources: &[(Bindings, Vec<Binding>)]) -> String {
+    if sources.is_empty() {
+        return "SERVICE_BINDING_ROOT, VCAP_SERVICES_FILE_PATH and VCAP_SERVICES, none of \
+                which is set"
+            .to_owned();
+    }
+    let parts: Vec<String> = sources
+        .iter()
+        .map(|(origin, list)| {
+            let names: Vec<&str> = list.iter().map(|b| b.name.as_str()).collect();
+            format!("{origin}; bound: {}", list_or_none(&names))
+        })
+        .collect();
+    parts.join("; and in ")
+}
+
+/// A name as messages show it: quoted, escaped and cut.
+fn quote(name: &str) -> String {
+    format!("\"{}\"", sanitize::cut(name, 64).replace('"', "\\\""))
+}
+
+fn list_or_none(names: &[&str]) -> String {
     if names.is_empty() {
         return "none".to_owned();
     }
-    let quoted: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+    let quoted: Vec<String> = names.iter().map(|n| quote(n)).collect();
     quoted.join(", ")
 }
 
@@ -260,9 +322,9 @@ mod tests {
 
     const SECRET: &str = "s3cr3t-value";
 
-    fn services(json: &str, service: Option<&str>) -> Result<(Document, Origin), Error> {
+    fn services(json: &str, service: Option<&str>) -> Result<Loaded, Error> {
         load(&Source::Services {
-            bindings: Some(BindingsInput::Env(json.to_owned())),
+            bindings: vec![BindingsInput::Env(json.to_owned())],
             service: service.map(str::to_owned),
         })
     }
@@ -281,8 +343,11 @@ mod tests {
 
     #[test]
     fn service_by_name() {
-        let (doc, origin) = services(&vcap(), Some("other")).unwrap();
-        assert_eq!(doc.whole(), &br#"{"x":1}"#[..]);
+        let Loaded {
+            document: doc,
+            origin,
+        } = services(&vcap(), Some("other")).unwrap();
+        assert_eq!(doc.whole().body, &br#"{"x":1}"#[..]);
         assert_eq!(
             origin.to_string(),
             "service instance \"other\" named by CONFIG_SERVER_SERVICE in VCAP_SERVICES"
@@ -291,9 +356,12 @@ mod tests {
 
     #[test]
     fn service_by_tag() {
-        let (doc, origin) = services(&vcap(), None).unwrap();
+        let Loaded {
+            document: doc,
+            origin,
+        } = services(&vcap(), None).unwrap();
         let expected = format!(r#"{{"Scope":"a","Password":"{SECRET}"}}"#);
-        assert_eq!(doc.whole(), expected.as_bytes());
+        assert_eq!(doc.whole().body, expected.as_bytes());
         assert_eq!(
             origin.to_string(),
             "service instance \"app-config\" tagged config-server in VCAP_SERVICES"
@@ -302,14 +370,16 @@ mod tests {
 
     #[test]
     fn no_tagged_service_means_demo() {
-        let (doc, origin) =
-            services(r#"{"x":[{"name":"a","tags":[],"credentials":{}}]}"#, None).unwrap();
-        assert_eq!(doc.whole(), DEMO.as_bytes());
+        let Loaded {
+            document: doc,
+            origin,
+        } = services(r#"{"x":[{"name":"a","tags":[],"credentials":{}}]}"#, None).unwrap();
+        assert_eq!(doc.whole().body, DEMO.as_bytes());
         assert_eq!(origin, Origin::Demo);
-        let (_, origin) = services("{}", None).unwrap();
+        let Loaded { origin, .. } = services("{}", None).unwrap();
         assert_eq!(origin, Origin::Demo);
-        let (_, origin) = load(&Source::Services {
-            bindings: None,
+        let Loaded { origin, .. } = load(&Source::Services {
+            bindings: Vec::new(),
             service: None,
         })
         .unwrap();
@@ -330,7 +400,7 @@ mod tests {
     #[test]
     fn named_service_without_any_bindings() {
         let err = load(&Source::Services {
-            bindings: None,
+            bindings: Vec::new(),
             service: Some("cfg".to_owned()),
         })
         .err()
@@ -338,8 +408,8 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "CONFIG_SERVER_SERVICE=\"cfg\": no service instance of that name is bound to the app \
-             (looked in VCAP_SERVICES; bound: none, VCAP_SERVICES and VCAP_SERVICES_FILE_PATH \
-             are unset)"
+             (looked in SERVICE_BINDING_ROOT, VCAP_SERVICES_FILE_PATH and VCAP_SERVICES, none of \
+             which is set)"
         );
     }
 
@@ -350,12 +420,13 @@ mod tests {
         let err = services(json, None).err().unwrap();
         assert_eq!(
             err.to_string(),
-            "2 bound service instances are tagged config-server (\"one\", \"two\") in \
-             VCAP_SERVICES: set CONFIG_SERVER_SERVICE to the name of the one to use"
+            "2 bound service instances are tagged config-server or of type config-server \
+             (\"one\", \"two\") in VCAP_SERVICES: set CONFIG_SERVER_SERVICE to the name of the \
+             one to use"
         );
         // Naming one settles it.
-        let (doc, _) = services(json, Some("two")).unwrap();
-        assert_eq!(doc.whole(), &b"{}"[..]);
+        let Loaded { document: doc, .. } = services(json, Some("two")).unwrap();
+        assert_eq!(doc.whole().body, &b"{}"[..]);
     }
 
     #[test]
@@ -399,8 +470,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("vcap_services");
         fs::write(&path, vcap()).unwrap();
-        let (_, origin) = load(&Source::Services {
-            bindings: Some(BindingsInput::File(path.clone())),
+        let Loaded { origin, .. } = load(&Source::Services {
+            bindings: vec![BindingsInput::File(path.clone())],
             service: Some("db".to_owned()),
         })
         .unwrap();
@@ -415,7 +486,7 @@ mod tests {
 
         let missing = dir.path().join("nope");
         let err = load(&Source::Services {
-            bindings: Some(BindingsInput::File(missing.clone())),
+            bindings: vec![BindingsInput::File(missing.clone())],
             service: None,
         })
         .err()
@@ -445,13 +516,16 @@ mod tests {
     fn json_and_yaml_files() {
         let dir = tempfile::tempdir().unwrap();
         let json = file(dir.path(), "c.JSON", r#"{"b": [1, 2], "a": "x"}"#);
-        let (doc, origin) = load(&Source::File(json.clone())).unwrap();
-        assert_eq!(doc.whole(), &br#"{"b":[1,2],"a":"x"}"#[..]);
+        let Loaded {
+            document: doc,
+            origin,
+        } = load(&Source::File(json.clone())).unwrap();
+        assert_eq!(doc.whole().body, &br#"{"b":[1,2],"a":"x"}"#[..]);
         assert_eq!(origin, Origin::File(json));
 
         let yaml = file(dir.path(), "c.yml", "b:\n- 1\n- 2\na: x\nn: ~\n");
-        let (doc, _) = load(&Source::File(yaml)).unwrap();
-        assert_eq!(doc.whole(), &br#"{"b":[1,2],"a":"x","n":null}"#[..]);
+        let Loaded { document: doc, .. } = load(&Source::File(yaml)).unwrap();
+        assert_eq!(doc.whole().body, &br#"{"b":[1,2],"a":"x","n":null}"#[..]);
     }
 
     #[test]
@@ -571,8 +645,8 @@ mod tests {
         );
         // Same directory with the sticky bit, like /tmp: only the owner can replace the file.
         fs::set_permissions(&open_dir, Permissions::from_mode(0o1777)).unwrap();
-        let (doc, _) = load(&Source::File(link.clone())).unwrap();
-        assert_eq!(doc.whole(), &br#"{"a":1}"#[..]);
+        let Loaded { document: doc, .. } = load(&Source::File(link.clone())).unwrap();
+        assert_eq!(doc.whole().body, &br#"{"a":1}"#[..]);
         // A file directly in a non-sticky world-writable directory is refused too.
         fs::set_permissions(&open_dir, Permissions::from_mode(0o777)).unwrap();
         assert!(load_file_err(&target).contains("without the sticky bit"));

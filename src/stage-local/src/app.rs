@@ -150,6 +150,17 @@ impl App {
         })
     }
 
+    /// Sets variables after the manifest's `env:` (`--env`, as `cf set-env` would): a
+    /// variable the manifest has keeps its place with the new value.
+    pub fn set_env(&mut self, vars: &[(String, String)]) {
+        for (k, v) in vars {
+            match self.env.iter_mut().find(|(name, _)| name == k) {
+                Some(slot) => slot.1 = v.clone(),
+                None => self.env.push((k.clone(), v.clone())),
+            }
+        }
+    }
+
     /// The name of the app's final buildpack, which the local stand-in replaces.
     pub fn final_buildpack(&self) -> String {
         self.buildpacks
@@ -180,7 +191,7 @@ fn parse_manifest(text: &str, path: &Path) -> Result<RawApp, Error> {
 }
 
 /// Cloud Controller refuses these names in an app's environment.
-fn check_env_key(key: &str) -> Result<(), String> {
+pub fn check_env_key(key: &str) -> Result<(), String> {
     if key.starts_with("VCAP_") {
         Err("cannot start with VCAP_ (Cloud Controller refuses it)".into())
     } else if key.starts_with("VMC_") {

@@ -49,6 +49,33 @@ impl Vars {
     }
 }
 
+/// The ids of the app and its one instance: UUID-shaped, derived from the app's name so
+/// that reruns are comparable (CF's are random).
+#[derive(Debug, Clone)]
+pub struct Ids {
+    pub instance: String,
+    pub app: String,
+    pub space: String,
+    pub org: String,
+    pub process: String,
+}
+
+impl Ids {
+    pub fn of(app_name: &str) -> Ids {
+        let id = |what: &str| uuid(&[app_name.as_bytes(), what.as_bytes()]);
+        Ids {
+            instance: id("instance"),
+            app: id("app"),
+            space: id("space"),
+            org: id("org"),
+            process: id("process"),
+        }
+    }
+}
+
+/// The instance's address: its IP as Diego gives it (CF_INSTANCE_IP), here loopback.
+pub const INSTANCE_IP: &str = "127.0.0.1";
+
 /// What a process is given, beyond the app.
 pub struct Instance<'a> {
     pub droplet: &'a Path,
@@ -56,6 +83,9 @@ pub struct Instance<'a> {
     /// The process's own MEMORY_LIMIT in MB.
     pub memory_mb: u64,
     pub process_type: &'a str,
+    /// CF_INSTANCE_CERT and CF_INSTANCE_KEY: the instance identity files.
+    pub cert: &'a Path,
+    pub key: &'a Path,
 }
 
 /// The environment of every `bin/supply` and of the final buildpack's stand-in.
@@ -82,29 +112,40 @@ pub fn staging(s: &Settings, app: &App, home: &Path) -> Vars {
     v
 }
 
-/// The environment of the web process or one of its sidecars, before the launcher's
-/// `.profile.d` scripts.
+/// The environment of the web process or one of its sidecars (they all get the same,
+/// but for MEMORY_LIMIT), before the launcher's `.profile.d` scripts.
 pub fn running(s: &Settings, app: &App, i: &Instance<'_>) -> Vars {
     let mut v = Vars::default();
+    let ids = Ids::of(&app.name);
     v.set("PATH", &s.path);
     v.set("LANG", "en_US.UTF-8");
-    let addr = format!("127.0.0.1:{}", i.port);
-    let guid = uuid(&[app.name.as_bytes(), b"instance"]);
-    v.set("PORT", i.port.to_string());
+    // What Diego gives every process of an instance (sidecars too). Inside a container
+    // the internal and external ports differ (8080 and a host port); here they are one.
+    let port = i.port.to_string();
+    v.set("PORT", &port);
+    v.set("VCAP_APP_PORT", &port);
+    v.set("VCAP_APP_HOST", "0.0.0.0");
     v.set("INSTANCE_INDEX", "0");
-    v.set("INSTANCE_GUID", &guid);
+    v.set("INSTANCE_GUID", &ids.instance);
     v.set("CF_INSTANCE_INDEX", "0");
-    v.set("CF_INSTANCE_GUID", &guid);
-    v.set("CF_INSTANCE_IP", "127.0.0.1");
-    v.set("CF_INSTANCE_INTERNAL_IP", "127.0.0.1");
-    v.set("CF_INSTANCE_PORT", i.port.to_string());
-    v.set("CF_INSTANCE_ADDR", &addr);
+    v.set("CF_INSTANCE_GUID", &ids.instance);
+    v.set("CF_INSTANCE_IP", INSTANCE_IP);
+    v.set("CF_INSTANCE_INTERNAL_IP", INSTANCE_IP);
+    v.set("CF_INSTANCE_PORT", &port);
+    v.set("CF_INSTANCE_ADDR", format!("{INSTANCE_IP}:{port}"));
+    v.set(
+        "CF_INSTANCE_PORTS",
+        json!([{"external": i.port, "internal": i.port}]).to_string(),
+    );
+    v.set("CF_INSTANCE_CERT", i.cert.display().to_string());
+    v.set("CF_INSTANCE_KEY", i.key.display().to_string());
     for (k, val) in &app.env {
         v.set(k, val);
     }
+    let vcap = vcap_application(app, i.memory_mb, APP_DISK_MB, Some(i.process_type));
     v.set(
         "VCAP_APPLICATION",
-        vcap_application(app, i.memory_mb, APP_DISK_MB, Some(i.process_type)),
+        launcher_vcap_application(&vcap, &ids, i.port),
     );
     v.set("MEMORY_LIMIT", format!("{}m", i.memory_mb));
     v.set("VCAP_SERVICES", &s.vcap_services);
@@ -115,10 +156,39 @@ pub fn running(s: &Settings, app: &App, i: &Instance<'_>) -> Vars {
     v
 }
 
+/// VCAP_APPLICATION as CF's launcher rewrites it for every process (env.CalcEnv): with
+/// `host` 0.0.0.0, `instance_id` (INSTANCE_GUID), `port` (PORT) and `instance_index`
+/// (INSTANCE_INDEX) added, re-encoded by Go with its keys sorted.
+fn launcher_vcap_application(cloud_controllers: &str, ids: &Ids, port: u16) -> String {
+    let Ok(serde_json::Value::Object(mut v)) = serde_json::from_str(cloud_controllers) else {
+        return cloud_controllers.to_string();
+    };
+    v.insert("host".into(), json!("0.0.0.0"));
+    v.insert("instance_id".into(), json!(ids.instance));
+    v.insert("port".into(), json!(port));
+    v.insert("instance_index".into(), json!(0));
+    sorted(serde_json::Value::Object(v)).to_string()
+}
+
+/// A JSON value with every object's keys in order, as Go encodes a map.
+fn sorted(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => {
+            let keyed: std::collections::BTreeMap<String, serde_json::Value> =
+                m.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+            serde_json::Value::Object(keyed.into_iter().collect())
+        }
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.into_iter().map(sorted).collect())
+        }
+        other => other,
+    }
+}
+
 /// VCAP_APPLICATION as Cloud Controller's VarsBuilder writes it. Staging has `users`;
 /// run time has the process's id and type, and no `users`.
 fn vcap_application(app: &App, mem: u64, disk: u64, process_type: Option<&str>) -> String {
-    let id = |what: &str| uuid(&[app.name.as_bytes(), what.as_bytes()]);
+    let ids = Ids::of(&app.name);
     let version = uuid(&[app.name.as_bytes(), &nanos().to_le_bytes()]);
     let mut v = json!({
         "cf_api": CF_API,
@@ -127,18 +197,18 @@ fn vcap_application(app: &App, mem: u64, disk: u64, process_type: Option<&str>) 
         "application_uris": [],
         "name": app.name,
         "space_name": "stage-local",
-        "space_id": id("space"),
-        "organization_id": id("org"),
+        "space_id": ids.space,
+        "organization_id": ids.org,
         "organization_name": "stage-local",
         "uris": [],
-        "application_id": id("app"),
+        "application_id": ids.app,
         "version": version,
         "application_version": version,
     });
     if let Some(obj) = v.as_object_mut() {
         match process_type {
             Some(t) => {
-                obj.insert("process_id".into(), json!(id("process")));
+                obj.insert("process_id".into(), json!(ids.process));
                 obj.insert("process_type".into(), json!(t));
             }
             None => {
@@ -195,8 +265,10 @@ mod tests {
         Settings {
             app_dir: "/app".into(),
             buildpacks: vec![],
-            stop: true,
+            stop_after_answers: true,
             stage_only: false,
+            droplet_tgz: None,
+            env: vec![],
             port: None,
             wait: Duration::from_secs(1),
             grace: Duration::from_secs(1),
@@ -263,29 +335,64 @@ mod tests {
     }
 
     #[test]
-    fn running_processes_get_the_launcher_paths_and_their_own_memory() {
+    fn running_processes_get_the_launchers_and_diegos_environment() {
         let droplet = Path::new("/d");
         let i = Instance {
             droplet,
             port: 4321,
             memory_mb: 224,
             process_type: "web",
+            cert: Path::new("/c/instance.crt"),
+            key: Path::new("/c/instance.key"),
         };
         let v = running(&settings(), &app(256), &i);
-        assert_eq!(v.get("MEMORY_LIMIT"), Some("224m"));
-        assert_eq!(v.get("PORT"), Some("4321"));
-        assert_eq!(v.get("HOME"), Some("/d/app"));
-        assert_eq!(v.get("TMPDIR"), Some("/d/tmp"));
-        assert_eq!(v.get("DEPS_DIR"), Some("/d/deps"));
+        let guid = Ids::of("demo").instance;
+        for (k, want) in [
+            ("MEMORY_LIMIT", "224m"),
+            ("PORT", "4321"),
+            ("HOME", "/d/app"),
+            ("TMPDIR", "/d/tmp"),
+            ("DEPS_DIR", "/d/deps"),
+            ("INSTANCE_INDEX", "0"),
+            ("CF_INSTANCE_INDEX", "0"),
+            ("INSTANCE_GUID", &guid),
+            ("CF_INSTANCE_GUID", &guid),
+            ("CF_INSTANCE_IP", "127.0.0.1"),
+            ("CF_INSTANCE_INTERNAL_IP", "127.0.0.1"),
+            ("CF_INSTANCE_PORT", "4321"),
+            ("CF_INSTANCE_ADDR", "127.0.0.1:4321"),
+            (
+                "CF_INSTANCE_PORTS",
+                r#"[{"external":4321,"internal":4321}]"#,
+            ),
+            ("CF_INSTANCE_CERT", "/c/instance.crt"),
+            ("CF_INSTANCE_KEY", "/c/instance.key"),
+            ("VCAP_APP_PORT", "4321"),
+            ("VCAP_APP_HOST", "0.0.0.0"),
+        ] {
+            assert_eq!(v.get(k), Some(want), "{k}");
+        }
         assert_eq!(
             v.get("https_proxy"),
             None,
             "proxies are a staging group setting"
         );
+        let text = v.get("VCAP_APPLICATION").expect("set");
         let va = vcap(&v);
         assert_eq!(va["limits"]["mem"], 224);
         assert_eq!(va["process_type"], "web");
         assert!(va.get("users").is_none());
+        // What the launcher adds, typed as it types them.
+        assert_eq!(va["host"], "0.0.0.0");
+        assert_eq!(va["instance_id"], guid.as_str());
+        assert_eq!(va["port"], 4321);
+        assert_eq!(va["instance_index"], 0);
+        // Go re-encodes the map with its keys sorted, nested ones too.
+        assert!(text.starts_with(r#"{"application_id":"#), "{text}");
+        assert!(
+            text.contains(r#""limits":{"disk":1024,"fds":16384,"mem":224}"#),
+            "{text}"
+        );
     }
 
     #[test]

@@ -21,7 +21,8 @@ pub mod exit {
     /// The staging result Cloud Controller would refuse: a sidecar name clash, sidecar
     /// memory that leaves nothing to the app, or a memory of 0 or less.
     pub const CLOUD_CONTROLLER: i32 = 5;
-    /// `--port` is taken.
+    /// A port the instance needs is taken: `--port`, or a sidecar's port from the app's
+    /// env (e.g. `CONFIG_SERVER_PORT`); or `--port` is a sidecar's port.
     pub const PORT_IN_USE: i32 = 6;
     /// The app did not answer on `$PORT` within `--wait`.
     pub const NO_ANSWER: i32 = 7;
@@ -63,6 +64,9 @@ pub enum Error {
     /// `--vcap-services` is unreadable or not a JSON object.
     #[error("--vcap-services {}: {problem}", path.display())]
     VcapServices { path: PathBuf, problem: String },
+    /// `--droplet FILE` cannot be written.
+    #[error("--droplet {}: {problem}", path.display())]
+    DropletPath { path: PathBuf, problem: String },
     /// No work dir could be chosen.
     #[error("no work dir: neither XDG_CACHE_HOME nor HOME is set")]
     NoWorkDir,
@@ -76,9 +80,9 @@ pub enum Error {
         entry: String,
         problem: String,
     },
-    /// Another stage-local run holds this app's work dir.
-    #[error("another stage-local run is using {}", path.display())]
-    Locked { path: PathBuf },
+    /// Another stage-local run holds this app's work dir (while it stages or runs).
+    #[error("another stage-local run{} is using {}", holder.map(|p| format!(" (pid {p})")).unwrap_or_default(), path.display())]
+    Locked { path: PathBuf, holder: Option<u32> },
     /// A supply buildpack's `bin/supply` cannot run.
     #[error("Failed to run all supply scripts: {}", supply_problem(path, problem))]
     SupplyScript {
@@ -124,9 +128,20 @@ pub enum Error {
     /// Staging gave no `web` process type, so there is nothing to start.
     #[error("the staged app has no web process type: nothing to start")]
     NoWebProcess,
-    /// `--port` is in use.
-    #[error("port {port} is in use")]
-    PortInUse { port: u16 },
+    /// A port the instance needs (`--port`, or a sidecar's from the app's env) is in use.
+    #[error("port {port} is in use: {what} is held by {holder}")]
+    PortInUse {
+        port: u16,
+        what: String,
+        holder: String,
+    },
+    /// `--port` is the port the app's env gives a sidecar.
+    #[error("--port {port} is also {var}, the port of sidecar {sidecar}")]
+    PortShared {
+        port: u16,
+        var: String,
+        sidecar: String,
+    },
     /// The app never answered on its port.
     #[error("the app did not answer on {url} within {seconds} s")]
     NoAnswer { url: String, seconds: u64 },
@@ -161,6 +176,7 @@ impl Error {
             | Error::AppManifest { .. }
             | Error::Procfile { .. }
             | Error::VcapServices { .. }
+            | Error::DropletPath { .. }
             | Error::NoWorkDir
             | Error::Buildpack { .. }
             | Error::UnsafeZipEntry { .. }
@@ -172,7 +188,7 @@ impl Error {
             Error::SidecarClash { .. }
             | Error::SidecarMemoryInvalid { .. }
             | Error::SidecarMemoryTooLarge { .. } => exit::CLOUD_CONTROLLER,
-            Error::PortInUse { .. } => exit::PORT_IN_USE,
+            Error::PortInUse { .. } | Error::PortShared { .. } => exit::PORT_IN_USE,
             Error::NoAnswer { .. } => exit::NO_ANSWER,
             Error::Exited { .. } => exit::EXITED,
             Error::Interrupted { .. } => exit::INTERRUPTED,
@@ -203,6 +219,11 @@ impl Error {
                 s("pass a file holding such an object, e.g. {\"user-provided\": [...]}"),
                 vec![],
             ),
+            Error::DropletPath { .. } => (
+                s("the droplet's .tgz is written next to where it goes, then renamed into place"),
+                s("name a file in an existing directory, e.g. --droplet /tmp/droplet.tgz"),
+                vec![],
+            ),
             Error::NoWorkDir => (
                 s("the droplet, the app caches and the unpacked buildpacks need a home"),
                 s("pass --work-dir DIR"),
@@ -220,8 +241,10 @@ impl Error {
                 vec![],
             ),
             Error::Locked { .. } => (
-                s("two runs would overwrite each other's droplet and caches"),
-                s("stop the other run (Ctrl-C), or give this one its own --work-dir"),
+                s("a run holds the app's work dir until it ends, so that no other run (not \
+                   even --stage-only) replaces the droplet or the caches under it"),
+                s("stop the other run (Ctrl-C in its terminal), or give this one its own \
+                   --work-dir"),
                 vec![],
             ),
             Error::SupplyScript { problem, .. } => match problem {
@@ -289,9 +312,22 @@ impl Error {
                 s("add a Procfile with `web: <command>`"),
                 vec![],
             ),
-            Error::PortInUse { .. } => (
+            Error::PortInUse { what, .. } if what.starts_with("--port") => (
                 s("another process listens on that port"),
-                s("pick another --port, or leave it out to get a free one"),
+                s("stop that process, pick another --port, or leave --port out to get a free one"),
+                vec![],
+            ),
+            Error::PortInUse { .. } => (
+                s("on CF each instance has its own network, so a sidecar's fixed port is always \
+                   free; here it shares the machine, and the sidecar would exit at once"),
+                s("stop that process, or give the sidecar another port for this run with \
+                   --env NAME=PORT (e.g. --env CONFIG_SERVER_PORT=18082)"),
+                vec![],
+            ),
+            Error::PortShared { .. } => (
+                s("the app listens on $PORT and the sidecar on its own port; a sidecar must \
+                   never listen on $PORT"),
+                s("leave --port out to get a free one, or pick one no sidecar uses"),
                 vec![],
             ),
             Error::NoAnswer { .. } => (

@@ -4,15 +4,16 @@
 //! They are codependent: when one exits, even with status 0, the others are stopped.
 
 use crate::app::App;
-use crate::env::{self, Instance};
+use crate::env::{self, Ids, Instance};
 use crate::errors::Error;
 use crate::http;
+use crate::identity::Credentials;
 use crate::out;
+use crate::ports;
 use crate::process::{describe, running_as, Supervisor, TICK};
 use crate::settings::Settings;
-use crate::staging::Staged;
+use crate::staging::{Area, Staged};
 use anyhow::Context as _;
-use std::net::TcpListener;
 use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::thread;
@@ -31,15 +32,20 @@ exec bash -c "$1"
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 const PROBE_EVERY: Duration = Duration::from_millis(200);
 
-pub fn run(s: &Settings, app: &App, staged: &Staged) -> anyhow::Result<()> {
+pub fn run(s: &Settings, app: &App, staged: &Staged, area: &Area) -> anyhow::Result<()> {
     let web = staged
         .outcome
         .process_types
         .get("web")
         .map(|(command, _)| command.clone())
         .ok_or(Error::NoWebProcess)?;
-    let port = pick_port(s.port)?;
     let sidecars = staged.outcome.sidecars_for("web");
+    let (port, sidecar_ports) = ports::plan(app, &sidecars, s.port)?;
+    let creds = Credentials::create(
+        &area.path("instance-credentials"),
+        &Ids::of(&app.name),
+        env::INSTANCE_IP,
+    )?;
     let web_mb = app.memory_mb as i64 - staged.outcome.sidecar_memory("web");
     let mut sup = Supervisor::new(s.grace);
     let instance = Launch {
@@ -47,7 +53,9 @@ pub fn run(s: &Settings, app: &App, staged: &Staged) -> anyhow::Result<()> {
         app,
         staged,
         port,
+        creds: &creds,
     };
+    let mut started = Vec::new();
     for sc in &sidecars {
         // Cloud Controller: a sidecar's MEMORY_LIMIT is its own memory, else the process's.
         let memory = sc
@@ -55,21 +63,29 @@ pub fn run(s: &Settings, app: &App, staged: &Staged) -> anyhow::Result<()> {
             .filter(|m| *m > 0)
             .map_or(app.memory_mb, |m| m as u64);
         let source = format!("APP/PROC/WEB/SIDECAR/{}/0", sc.name.to_uppercase());
-        instance.start(
+        let pid = instance.start(
             &mut sup,
             &format!("sidecar {}", sc.name),
             &source,
             &sc.command,
             memory,
         )?;
+        let listens = sidecar_ports
+            .iter()
+            .find(|p| p.sidecar == sc.name)
+            .map(|p| format!(", {}={}", p.var, p.port))
+            .unwrap_or_default();
+        started.push(format!(
+            "sidecar {}: pid {pid}, MEMORY_LIMIT={memory}m{listens}",
+            sc.name
+        ));
     }
-    instance.start(
-        &mut sup,
-        "the web process",
-        "APP/PROC/WEB/0",
-        &web,
-        web_mb.max(0) as u64,
-    )?;
+    let web_mb = web_mb.max(0) as u64;
+    let pid = instance.start(&mut sup, "the web process", "APP/PROC/WEB/0", &web, web_mb)?;
+    started.insert(
+        0,
+        format!("web: pid {pid}, PORT={port}, MEMORY_LIMIT={web_mb}m"),
+    );
 
     let url = format!("http://127.0.0.1:{port}");
     out::say(format!(
@@ -86,6 +102,37 @@ pub fn run(s: &Settings, app: &App, staged: &Staged) -> anyhow::Result<()> {
             ));
         }
     }
+    print_answers(s, port, &url);
+    out::say(format!(
+        "{} answers at {url}/\n  {}\n  droplet: {}{}",
+        app.name,
+        started.join("\n  "),
+        staged.droplet.display(),
+        s.droplet_tgz
+            .as_ref()
+            .map(|t| format!(" (and {})", t.display()))
+            .unwrap_or_default()
+    ));
+    if !s.stop_after_answers {
+        out::say("running; Ctrl-C stops the app and its sidecars");
+    }
+    loop {
+        sup.reap();
+        if let Some(g) = sup.exited() {
+            let err = exited(g);
+            stop(&mut sup);
+            return Err(err.into());
+        }
+        if s.stop_after_answers || s.interrupted.load(Ordering::SeqCst) {
+            stop(&mut sup);
+            return Ok(());
+        }
+        thread::sleep(TICK);
+    }
+}
+
+/// GETs each `--get` path and prints the answer.
+fn print_answers(s: &Settings, port: u16, url: &str) {
     for path in &s.gets {
         let text = match http::get(port, path, PROBE_TIMEOUT) {
             Ok(a) => {
@@ -102,22 +149,6 @@ pub fn run(s: &Settings, app: &App, staged: &Staged) -> anyhow::Result<()> {
         };
         out::raw(&text);
     }
-    if !s.stop {
-        out::say("running; Ctrl-C stops the app and its sidecars");
-    }
-    loop {
-        sup.reap();
-        if let Some(g) = sup.exited() {
-            let err = exited(g);
-            stop(&mut sup);
-            return Err(err.into());
-        }
-        if s.stop || s.interrupted.load(Ordering::SeqCst) {
-            stop(&mut sup);
-            return Ok(());
-        }
-        thread::sleep(TICK);
-    }
 }
 
 /// One instance of the web process type: what all its processes share.
@@ -126,10 +157,11 @@ struct Launch<'a> {
     app: &'a App,
     staged: &'a Staged,
     port: u16,
+    creds: &'a Credentials,
 }
 
 impl Launch<'_> {
-    /// Starts one process of the instance through the launcher script.
+    /// Starts one process of the instance through the launcher script; returns its pid.
     fn start(
         &self,
         sup: &mut Supervisor,
@@ -137,12 +169,14 @@ impl Launch<'_> {
         source: &str,
         command: &str,
         memory_mb: u64,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<i32> {
         let instance = Instance {
             droplet: &self.staged.droplet,
             port: self.port,
             memory_mb,
             process_type: "web",
+            cert: &self.creds.cert,
+            key: &self.creds.key,
         };
         let vars = env::running(self.s, self.app, &instance);
         let mut cmd = Command::new("bash");
@@ -155,11 +189,11 @@ impl Launch<'_> {
         let g = sup
             .spawn(&mut cmd, &format!("{label} [{source}]"), Some(source))
             .context("cannot start bash")?;
+        let pid = g.pid();
         out::say(format!(
-            "started [{source}] as pid {} with MEMORY_LIMIT={memory_mb}m: {command}",
-            g.pid()
+            "started [{source}] as pid {pid} with MEMORY_LIMIT={memory_mb}m: {command}"
         ));
-        Ok(())
+        Ok(pid)
     }
 }
 
@@ -230,42 +264,9 @@ fn wait_ready(s: &Settings, sup: &mut Supervisor, port: u16, url: &str) -> anyho
     }
 }
 
-/// `--port` if free, else a free loopback port. CF's own PORT is 8080 in every
-/// container; here instances share the machine, so the port must be free.
-fn pick_port(wanted: Option<u16>) -> anyhow::Result<u16> {
-    let Some(port) = wanted else {
-        let l = TcpListener::bind("127.0.0.1:0").context("cannot find a free loopback port")?;
-        return Ok(l.local_addr()?.port());
-    };
-    // Apps listen on 0.0.0.0 or on loopback: both must be free.
-    for host in ["0.0.0.0", "127.0.0.1"] {
-        if let Err(e) = TcpListener::bind((host, port)) {
-            if e.kind() == std::io::ErrorKind::AddrInUse {
-                return Err(Error::PortInUse { port }.into());
-            }
-            return Err(anyhow::Error::new(e).context(format!("cannot use port {port}")));
-        }
-    }
-    Ok(port)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_taken_port_is_refused_and_a_free_one_found() {
-        let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = taken.local_addr().expect("addr").port();
-        let err = pick_port(Some(port)).expect_err("taken");
-        assert!(matches!(
-            err.downcast_ref::<Error>(),
-            Some(Error::PortInUse { .. })
-        ));
-        drop(taken);
-        assert_eq!(pick_port(Some(port)).expect("free now"), port);
-        assert_ne!(pick_port(None).expect("any"), 0);
-    }
 
     #[test]
     fn labels_carry_their_log_source() {

@@ -8,13 +8,16 @@ mod env;
 mod errors;
 mod final_standin;
 mod http;
+mod identity;
 mod launch_yml;
 mod launcher;
 mod out;
+mod ports;
 mod process;
 mod result;
 mod settings;
 mod staging;
+mod tarball;
 
 use clap::Parser as _;
 use errors::{exit, report};
@@ -70,12 +73,19 @@ fn main() {
 }
 
 fn run(s: &Settings) -> anyhow::Result<()> {
-    let app = app::App::load(&s.app_dir)?;
-    let staged = staging::stage(s, &app)?;
+    let mut app = app::App::load(&s.app_dir)?;
+    app.set_env(&s.env);
+    // Held until this run ends: no other run may replace the droplet under the app.
+    let area = staging::Area::open(&s.work_dir, &app)?;
+    let staged = staging::stage(s, &app, &area)?;
     out::say(format!(
-        "staged {}: droplet {}, result {}\n{}",
+        "staged {}: droplet {}{}, result {}\n{}",
         app.name,
         staged.droplet.display(),
+        s.droplet_tgz
+            .as_ref()
+            .map(|t| format!(" (and {})", t.display()))
+            .unwrap_or_default(),
         staged.result_json.display(),
         staged.outcome.summary(&app)
     ));
@@ -83,5 +93,5 @@ fn run(s: &Settings) -> anyhow::Result<()> {
     if s.stage_only {
         return Ok(());
     }
-    launcher::run(s, &app, &staged)
+    launcher::run(s, &app, &staged, &area)
 }

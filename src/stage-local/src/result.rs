@@ -241,24 +241,67 @@ impl Outcome {
                 .iter()
                 .map(|(k, (cmd, _))| (k.as_str(), cmd.as_str()))
                 .collect(),
-            // Go's nil slices: `null`, not `[]` (the struct tags' omitempty has a typo).
+            // A Go nil slice: `null`, not `[]`.
             processes: (!processes.is_empty()).then_some(processes),
-            sidecars: (!sidecars.is_empty()).then_some(sidecars),
+            // The builder leaves `sidecars` out when there are none (omitempty).
+            sidecars,
             execution_metadata: "",
             lifecycle_type: "buildpack",
         };
-        serde_json::to_string(&json).unwrap_or_default() + "\n"
+        go_json(&json)
     }
 }
 
-/// A buildpack as result.json names it; `name` and `version` come from the buildpack's
-/// `<DEPS_DIR>/<idx>/config.yml`.
+/// A buildpack as result.json names it; `name`, `version` and `config` come from the
+/// buildpack's `<DEPS_DIR>/<idx>/config.yml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BuildpackMetadata {
     pub key: String,
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The `config:` map of config.yml, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<serde_json::Value>,
+}
+
+/// `staging_info.yml` as the builder writes it: JSON (which YAML readers accept) with
+/// the final buildpack's name, the web command, and the final buildpack's `config`.
+pub fn staging_info(outcome: &Outcome, buildpacks: &[BuildpackMetadata]) -> String {
+    #[derive(Serialize)]
+    struct StagingInfo<'a> {
+        detected_buildpack: &'a str,
+        start_command: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        config: Option<&'a serde_json::Value>,
+    }
+    let last = buildpacks.last();
+    go_json(&StagingInfo {
+        detected_buildpack: last.map(|b| b.name.as_str()).unwrap_or_default(),
+        start_command: outcome
+            .process_types
+            .get("web")
+            .map(|(c, _)| c.as_str())
+            .unwrap_or_default(),
+        config: last.and_then(|b| b.config.as_ref()),
+    })
+}
+
+/// JSON as Go's `json.Encoder` writes it: one line, `<`, `>`, `&`, U+2028 and U+2029
+/// escaped (they only ever occur inside strings), and a final newline.
+fn go_json(value: &impl Serialize) -> String {
+    let text = serde_json::to_string(value).unwrap_or_default();
+    let mut out = String::with_capacity(text.len() + 1);
+    for c in text.chars() {
+        match c {
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('\n');
+    out
 }
 
 #[derive(Serialize)]
@@ -266,7 +309,8 @@ struct ResultJson<'a> {
     lifecycle_metadata: LifecycleMetadata<'a>,
     process_types: BTreeMap<&'a str, &'a str>,
     processes: Option<Vec<ProcessJson<'a>>>,
-    sidecars: Option<Vec<SidecarJson<'a>>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    sidecars: Vec<SidecarJson<'a>>,
     execution_metadata: &'static str,
     lifecycle_type: &'static str,
 }
@@ -393,29 +437,38 @@ mod tests {
                 key: "/bp.zip#sha256=ab".into(),
                 name: "sidecar".into(),
                 version: Some("0.1.0".into()),
+                config: Some(serde_json::json!({})),
             },
             BuildpackMetadata {
                 key: "ruby_buildpack".into(),
-                name: "ruby_buildpack (local stand-in)".into(),
+                name: "ruby & <stand-in>".into(),
                 version: None,
+                config: Some(serde_json::json!({"a": [1]})),
             },
         ];
         assert_eq!(
             out.result_json(&a, &metas),
             concat!(
-                r#"{"lifecycle_metadata":{"buildpack_key":"ruby_buildpack","detected_buildpack":"ruby_buildpack (local stand-in)","#,
-                r#""buildpacks":[{"key":"/bp.zip#sha256=ab","name":"sidecar","version":"0.1.0"},{"key":"ruby_buildpack","name":"ruby_buildpack (local stand-in)"}]},"#,
+                r#"{"lifecycle_metadata":{"buildpack_key":"ruby_buildpack","detected_buildpack":"ruby \u0026 \u003cstand-in\u003e","#,
+                r#""buildpacks":[{"key":"/bp.zip#sha256=ab","name":"sidecar","version":"0.1.0","config":{}},"#,
+                r#"{"key":"ruby_buildpack","name":"ruby \u0026 \u003cstand-in\u003e","config":{"a":[1]}}]},"#,
                 r#""process_types":{"web":"bundle exec rackup"},"processes":[{"type":"web","command":"bundle exec rackup"}],"#,
                 r#""sidecars":[{"name":"config-server","process_types":["web"],"command":"\"$DEPS_DIR/0/bin/config-server\"","memory":32}],"#,
                 r#""execution_metadata":"","lifecycle_type":"buildpack"}"#,
                 "\n"
             )
         );
+        assert_eq!(
+            staging_info(&out, &metas),
+            "{\"detected_buildpack\":\"ruby \\u0026 \\u003cstand-in\\u003e\",\"start_command\":\"bundle exec rackup\",\"config\":{\"a\":[1]}}\n"
+        );
+        // No sidecars: the key is left out; no processes: Go's nil slice.
         let empty = convert(&[], &a).result_json(&a, &[]);
         assert!(
-            empty.contains(r#""process_types":{},"processes":null,"sidecars":null"#),
+            empty.contains(r#""process_types":{},"processes":null,"execution_metadata""#),
             "{empty}"
         );
+        assert!(!empty.contains("sidecars"), "{empty}");
     }
 
     #[test]

@@ -24,12 +24,24 @@ pub struct Cli {
     /// Repeat for several, in the order CF should run them
     #[arg(long = "buildpack", value_name = "ZIP_OR_DIR")]
     pub buildpacks: Vec<PathBuf>,
-    /// Stop everything right after printing the app's answers
+    /// Once the app has answered the --get paths, print the summary, stop the app and
+    /// its sidecars, and exit (for scripts and CI); without it, the app runs until Ctrl-C
     #[arg(long)]
+    pub stop_after_answers: bool,
+    /// The old name of --stop-after-answers (deprecated: it never stopped another run)
+    #[arg(long, hide = true)]
     pub stop: bool,
     /// Stage only: write the droplet and result.json, start nothing
-    #[arg(long, conflicts_with = "stop")]
+    #[arg(long, conflicts_with_all = ["stop", "stop_after_answers"])]
     pub stage_only: bool,
+    /// Also write the droplet as a .tgz laid out as CF's builder writes it (./app/...,
+    /// ./deps/..., ./staging_info.yml), e.g. for `cf push --droplet FILE`
+    #[arg(long, value_name = "FILE")]
+    pub droplet: Option<PathBuf>,
+    /// Set an environment variable of the app, after its manifest's `env:` (as `cf
+    /// set-env` would); repeat for several
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
     /// The PORT of the app and its sidecars [default: a free loopback port]
     #[arg(long)]
     pub port: Option<u16>,
@@ -61,8 +73,13 @@ pub struct Cli {
 pub struct Settings {
     pub app_dir: PathBuf,
     pub buildpacks: Vec<PathBuf>,
-    pub stop: bool,
+    /// Stop once the app has answered (`--stop-after-answers`, or the old `--stop`).
+    pub stop_after_answers: bool,
     pub stage_only: bool,
+    /// `--droplet`: where to write the droplet as a .tgz, absolute.
+    pub droplet_tgz: Option<PathBuf>,
+    /// `--env`: set after the app manifest's `env:`.
+    pub env: Vec<(String, String)>,
     pub port: Option<u16>,
     pub wait: Duration,
     pub grace: Duration,
@@ -124,11 +141,20 @@ impl Settings {
                 })
                 .collect()
         };
+        if cli.stop {
+            crate::out::warn(
+                "--stop is deprecated and will go: it never stopped another run, it stops \
+                 this one once the app has answered; use --stop-after-answers",
+            );
+        }
+        let droplet_tgz = cli.droplet.as_deref().map(droplet_target).transpose()?;
         Ok(Settings {
             app_dir: cli.app_dir,
             buildpacks: cli.buildpacks,
-            stop: cli.stop,
+            stop_after_answers: cli.stop_after_answers || cli.stop,
             stage_only: cli.stage_only,
+            droplet_tgz,
+            env: cli.env,
             port: cli.port,
             wait: Duration::from_secs(cli.wait),
             grace: Duration::from_secs(cli.grace_period),
@@ -145,6 +171,35 @@ impl Settings {
                 .collect(),
             interrupted,
         })
+    }
+}
+
+/// `--env NAME=VALUE`, with Cloud Controller's rules for names.
+fn parse_env(arg: &str) -> Result<(String, String), String> {
+    let (name, value) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("{arg:?} is not NAME=VALUE"))?;
+    if name.is_empty() {
+        return Err(format!("{arg:?} has no NAME before `=`"));
+    }
+    crate::app::check_env_key(name).map_err(|problem| format!("{name}: {problem}"))?;
+    Ok((name.to_string(), value.to_string()))
+}
+
+/// `--droplet FILE` checked before anything runs: its directory must exist, and it must
+/// not be a directory itself.
+fn droplet_target(path: &std::path::Path) -> Result<PathBuf, Error> {
+    let bad = |problem: &str| Error::DropletPath {
+        path: path.to_path_buf(),
+        problem: problem.to_string(),
+    };
+    let abs = std::path::absolute(path).map_err(|_| bad("cannot be resolved"))?;
+    if abs.is_dir() {
+        return Err(bad("is a directory; name the .tgz file to write"));
+    }
+    match abs.parent() {
+        Some(dir) if dir.is_dir() => Ok(abs),
+        _ => Err(bad("is in a directory that does not exist")),
     }
 }
 
@@ -230,6 +285,56 @@ mod tests {
             let arg = file.to_str().expect("utf8");
             let r = resolve(&["--vcap-services", arg, "app"], &[("HOME", "/h")]);
             assert_eq!(r.is_ok(), ok, "{text}");
+        }
+    }
+
+    #[test]
+    fn the_old_stop_flag_still_stops_after_the_answers() {
+        for flag in ["--stop", "--stop-after-answers"] {
+            let s = resolve(&[flag, "app"], &[("HOME", "/h")]).expect("ok");
+            assert!(s.stop_after_answers, "{flag}");
+        }
+        assert!(
+            !resolve(&["app"], &[("HOME", "/h")])
+                .expect("ok")
+                .stop_after_answers
+        );
+        let both = Cli::try_parse_from(["stage-local", "--stop", "--stage-only", "app"]);
+        assert!(both.is_err(), "--stage-only starts nothing to stop");
+    }
+
+    #[test]
+    fn env_flags_follow_cloud_controllers_rules() {
+        let parse = |arg: &str| Cli::try_parse_from(["stage-local", "--env", arg, "app"]);
+        let cli = parse("CONFIG_SERVER_PORT=18082").expect("valid");
+        assert_eq!(cli.env, vec![("CONFIG_SERVER_PORT".into(), "18082".into())]);
+        assert_eq!(parse("EMPTY=").expect("valid").env[0].1, "");
+        assert_eq!(parse("A=b=c").expect("valid").env[0].1, "b=c");
+        for bad in ["NOVALUE", "=x", "PORT=1", "VCAP_SERVICES={}"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_droplet_tgz_goes_to_an_existing_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ok = dir.path().join("d.tgz");
+        let s = resolve(
+            &["--droplet", ok.to_str().expect("utf8"), "app"],
+            &[("HOME", "/h")],
+        )
+        .expect("ok");
+        assert_eq!(s.droplet_tgz, Some(ok));
+        for bad in [dir.path().to_path_buf(), dir.path().join("no/d.tgz")] {
+            let r = resolve(
+                &["--droplet", bad.to_str().expect("utf8"), "app"],
+                &[("HOME", "/h")],
+            );
+            assert!(
+                matches!(r, Err(Error::DropletPath { .. })),
+                "{}",
+                bad.display()
+            );
         }
     }
 }

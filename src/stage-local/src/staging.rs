@@ -27,6 +27,7 @@ use crate::result::{convert, merge, BuildpackMetadata, Entry, Outcome};
 use crate::settings::Settings;
 use anyhow::Context as _;
 use std::fs::{self, File};
+use std::io::Write as _;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -57,7 +58,8 @@ pub fn deps_idx(i: usize, total: usize) -> String {
     format!("{i:0width$}")
 }
 
-/// The app's dirs under the work dir, locked for this run.
+/// The app's dirs under the work dir, locked for the whole run: staging, and then as
+/// long as the app runs, so that no other run replaces the droplet under it.
 pub struct Area {
     pub root: PathBuf,
     _lock: File,
@@ -68,15 +70,27 @@ impl Area {
         let root = work_dir.join(dir_name(&app.name));
         fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
         let lock_path = root.join(".lock");
-        let lock = File::create(&lock_path)
-            .with_context(|| format!("cannot create {}", lock_path.display()))?;
+        // Not truncated before it is ours: it names the pid of the run that holds it.
+        let mut lock = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .with_context(|| format!("cannot open {}", lock_path.display()))?;
         if lock.try_lock().is_err() {
-            return Err(Error::Locked { path: root }.into());
+            let holder = fs::read_to_string(&lock_path)
+                .ok()
+                .and_then(|t| t.trim().parse::<u32>().ok());
+            return Err(Error::Locked { path: root, holder }.into());
         }
+        lock.set_len(0)
+            .and_then(|()| lock.write_all(format!("{}\n", std::process::id()).as_bytes()))
+            .with_context(|| format!("cannot write {}", lock_path.display()))?;
         Ok(Area { root, _lock: lock })
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub fn path(&self, name: &str) -> PathBuf {
         self.root.join(name)
     }
 
@@ -114,8 +128,8 @@ fn dir_name(name: &str) -> String {
     }
 }
 
-pub fn stage(s: &Settings, app: &App) -> anyhow::Result<Staged> {
-    let area = Area::open(&s.work_dir, app)?;
+/// Stages `app` in `area`, which the caller holds locked for the whole run.
+pub fn stage(s: &Settings, app: &App, area: &Area) -> anyhow::Result<Staged> {
     area.clear()?;
     let final_name = app.final_buildpack();
     out::say(format!(
@@ -124,12 +138,12 @@ pub fn stage(s: &Settings, app: &App) -> anyhow::Result<Staged> {
         app.dir.display(),
         s.buildpacks.len()
     ));
-    let buildpacks = resolve_buildpacks(s, &area)?;
+    let buildpacks = resolve_buildpacks(s, area)?;
     // CF's builder checks every supply buildpack before it runs any.
     for bp in &buildpacks {
         bp.check_supply()?;
     }
-    let layout = Layout::prepare(&area, app, &buildpacks)?;
+    let layout = Layout::prepare(area, app, &buildpacks)?;
     let vars = env::staging(s, app, &area.path("home"));
     let staged = (|| -> anyhow::Result<Staged> {
         run_supplies(s, &layout, &buildpacks, &vars)?;
@@ -160,7 +174,10 @@ pub fn stage(s: &Settings, app: &App) -> anyhow::Result<Staged> {
         let result_json = area.path("result.json");
         fs::write(&result_json, outcome.result_json(app, &metas))
             .with_context(|| format!("cannot write {}", result_json.display()))?;
-        let droplet = make_droplet(&area, &layout, &outcome, &metas)?;
+        let droplet = make_droplet(area, &layout, &outcome, &metas)?;
+        if let Some(tgz) = &s.droplet_tgz {
+            crate::tarball::write(&droplet, tgz)?;
+        }
         Ok(Staged {
             droplet,
             result_json,
@@ -364,29 +381,58 @@ fn entries(declared: Vec<Declared>, origin: &str) -> Vec<Entry> {
         .collect()
 }
 
+/// Reads buildpack `i`'s launch.yml where CF's builder looks for it: at the index
+/// without leading zeros (buildpackapplifecycle's MergeLaunchYML joins
+/// `strconv.Itoa(index)`), not at DEPS_IDX. With 10 or more buildpacks, a launch.yml
+/// written only at the padded `deps/03/` is skipped there, so it is skipped here too,
+/// with a warning that names what is lost.
 fn read_launch_yml(layout: &Layout, i: usize, origin: &str) -> Result<Option<Vec<Entry>>, Error> {
-    let path = layout.idx_dir(i).join("launch.yml");
-    let Ok(text) = fs::read_to_string(&path) else {
-        return Ok(None);
-    };
-    if layout.idx(i) != i.to_string() {
-        // buildpackapplifecycle's MergeLaunchYML joins strconv.Itoa(index), unpadded.
-        out::warn(format!(
-            "{} is read here, but CF's builder looks for launch.yml at deps/{i} (unpadded) \
-             and skips this one when an app has 10 or more buildpacks: on a real foundation \
-             its process types and sidecars would be missing",
-            path.display()
-        ));
+    let unpadded = layout.deps_dir.join(i.to_string()).join("launch.yml");
+    if let Ok(text) = fs::read_to_string(&unpadded) {
+        let declared = launch_yml::parse(&text).map_err(|problems| Error::LaunchYml {
+            path: unpadded.clone(),
+            problems,
+        })?;
+        return Ok(Some(entries(declared, origin)));
     }
-    let declared = launch_yml::parse(&text).map_err(|problems| Error::LaunchYml {
-        path: path.clone(),
-        problems,
-    })?;
-    Ok(Some(entries(declared, origin)))
+    let padded = layout.idx_dir(i).join("launch.yml");
+    if padded != unpadded && padded.exists() {
+        warn_skipped_launch_yml(layout, i, origin, &padded);
+    }
+    Ok(None)
 }
 
-/// result.json's name and version of a buildpack, from its `config.yml` (CF ignores a
-/// missing or broken one).
+/// Says what a launch.yml at the padded DEPS_IDX would have declared, and that CF's
+/// builder never reads it.
+fn warn_skipped_launch_yml(layout: &Layout, i: usize, origin: &str, padded: &Path) {
+    let lost = match fs::read_to_string(padded).map(|t| launch_yml::parse(&t)) {
+        Ok(Ok(declared)) if !declared.is_empty() => declared
+            .iter()
+            .map(|d| {
+                if d.sidecar_for.is_empty() {
+                    format!("process type {:?}", d.kind)
+                } else {
+                    format!("sidecar {:?}", d.kind)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        Ok(Ok(_)) => "its launch.yml (which declares no process)".to_string(),
+        _ => "whatever it declares (CF does not even parse it)".to_string(),
+    };
+    out::warn(format!(
+        "{origin} wrote launch.yml only at deps/{idx}/launch.yml, but CF's builder reads \
+         deps/{i}/launch.yml (the index without leading zeros) once an app has 10 or more \
+         buildpacks: on Cloud Foundry the staging succeeds without {lost}, and stage-local \
+         drops it too; the buildpack must write the same launch.yml at deps/{i}/launch.yml \
+         as well (found: {})",
+        padded.display(),
+        idx = layout.idx(i),
+    ));
+}
+
+/// result.json's name, version and config of a buildpack, from its `config.yml` read
+/// at the padded DEPS_IDX (CF reads it there; it ignores a missing or broken one).
 fn metadata(key: String, idx_dir: &Path) -> BuildpackMetadata {
     #[derive(serde::Deserialize)]
     struct Config {
@@ -394,6 +440,8 @@ fn metadata(key: String, idx_dir: &Path) -> BuildpackMetadata {
         name: Option<serde_yaml::Value>,
         #[serde(default)]
         version: Option<serde_yaml::Value>,
+        #[serde(default)]
+        config: Option<serde_yaml::Value>,
     }
     let path = idx_dir.join("config.yml");
     let config = fs::read_to_string(&path)
@@ -409,13 +457,54 @@ fn metadata(key: String, idx_dir: &Path) -> BuildpackMetadata {
         v.and_then(|v| crate::app::scalar(&v))
             .filter(|s| !s.is_empty())
     };
-    let (name, version) = config
-        .map(|c| (text(c.name), text(c.version)))
-        .unwrap_or_default();
+    let Some(c) = config else {
+        return BuildpackMetadata {
+            key,
+            name: String::new(),
+            version: None,
+            config: None,
+        };
+    };
+    let map = match c.config {
+        None | Some(serde_yaml::Value::Null) => None,
+        Some(v @ serde_yaml::Value::Mapping(_)) => Some(yaml_to_json(&v)),
+        Some(_) => {
+            out::warn(format!(
+                "{}: `config:` is not a map, so it is left out of result.json",
+                path.display()
+            ));
+            None
+        }
+    };
     BuildpackMetadata {
         key,
-        name: name.unwrap_or_default(),
-        version,
+        name: text(c.name).unwrap_or_default(),
+        version: text(c.version),
+        config: map,
+    }
+}
+
+/// A YAML value as JSON, map keys sorted as Go's encoder sorts them.
+fn yaml_to_json(v: &serde_yaml::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    use serde_yaml::Value as Y;
+    match v {
+        Y::Null => J::Null,
+        Y::Bool(b) => J::Bool(*b),
+        Y::Number(n) => serde_json::to_value(n).unwrap_or(J::Null),
+        Y::String(s) => J::String(s.clone()),
+        Y::Sequence(items) => J::Array(items.iter().map(yaml_to_json).collect()),
+        Y::Mapping(m) => {
+            let sorted: std::collections::BTreeMap<String, J> = m
+                .iter()
+                .map(|(k, v)| {
+                    let key = crate::app::scalar(k).unwrap_or_else(|| format!("{k:?}"));
+                    (key, yaml_to_json(v))
+                })
+                .collect();
+            J::Object(sorted.into_iter().collect())
+        }
+        Y::Tagged(t) => yaml_to_json(&t.value),
     }
 }
 
@@ -433,12 +522,10 @@ fn make_droplet(
     }
     fs::rename(&layout.build_dir, contents.join("app"))
         .context("cannot move BUILD_DIR into the droplet")?;
-    // CF writes it as JSON, which YAML readers accept.
-    let info = serde_json::json!({
-        "detected_buildpack": metas.last().map(|m| m.name.as_str()).unwrap_or_default(),
-        "start_command": outcome.process_types.get("web").map(|(c, _)| c.as_str()).unwrap_or_default(),
-    });
-    fs::write(contents.join("staging_info.yml"), format!("{info}\n"))?;
+    fs::write(
+        contents.join("staging_info.yml"),
+        crate::result::staging_info(outcome, metas),
+    )?;
     let droplet = area.path("droplet");
     if droplet.exists() {
         fs::remove_dir_all(&droplet)
@@ -446,6 +533,12 @@ fn make_droplet(
     }
     fs::rename(contents, &droplet)
         .with_context(|| format!("cannot create {}", droplet.display()))?;
+    // The real droplet's root is the builder's `contents` temp dir: mode 0700.
+    fs::set_permissions(
+        &droplet,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .with_context(|| format!("cannot set the mode of {}", droplet.display()))?;
     Ok(droplet)
 }
 

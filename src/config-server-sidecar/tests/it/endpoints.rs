@@ -42,19 +42,38 @@ fn missing_key_is_a_json_404_without_values() {
 }
 
 #[test]
-fn health() {
+fn health_reports_the_generation_and_no_value() {
     let sidecar = Sidecar::new().start();
-    sidecar
-        .get("/health")
-        .assert_json(200, r#"{"status":"ok"}"#);
+    let response = sidecar.get("/health");
+    let health = response.json();
+    assert_eq!(
+        (
+            response.status,
+            health["status"].as_str(),
+            health["generation"].as_u64()
+        ),
+        (200, Some("ok"), Some(1)),
+        "{response:#?}"
+    );
+    assert_eq!(health["last_attempt_failed"], false);
+    assert!(health.get("last_error").is_none());
+    let stamp = health["loaded_at"].as_str().unwrap_or_default();
+    assert!(stamp.len() == 24 && stamp.ends_with('Z'), "{stamp}");
+    assert_eq!(health["last_attempt_at"], health["loaded_at"]);
+    assert!(
+        !response.body.contains("not-a-real-p4"),
+        "{}",
+        response.body
+    );
 }
 
 #[test]
 fn head_is_allowed_and_has_no_body() {
     let sidecar = Sidecar::new().start();
+    let health_length = sidecar.get("/health").body.len().to_string();
     for (path, length) in [
         ("/config/", "63"),
-        ("/health", "15"),
+        ("/health", health_length.as_str()),
         ("/config/Scope", "20"),
     ] {
         let response = sidecar.request("HEAD", path);

@@ -50,7 +50,7 @@ fn invalid_yaml_file() {
         .assert_error(
             3,
             &format!(
-                "CONFIG_SERVER_FILE={}: not valid YAML (line 2, column 1)",
+                "CONFIG_SERVER_FILE={}: not valid YAML (line 1, column 11)",
                 path.display()
             ),
         );
@@ -146,8 +146,8 @@ fn named_service_without_vcap_services() {
         .assert_error(
             3,
             "CONFIG_SERVER_SERVICE=\"app-config\": no service instance of that name is bound to \
-             the app (looked in VCAP_SERVICES; bound: none, VCAP_SERVICES and \
-             VCAP_SERVICES_FILE_PATH are unset)",
+             the app (looked in SERVICE_BINDING_ROOT, VCAP_SERVICES_FILE_PATH and VCAP_SERVICES, \
+             none of which is set)",
         );
 }
 
@@ -204,7 +204,8 @@ fn several_tagged_services() {
         .run_to_exit()
         .assert_error(
             3,
-            "2 bound service instances are tagged config-server (\"one\", \"two\") in \
-             VCAP_SERVICES: set CONFIG_SERVER_SERVICE to the name of the one to use",
+            "2 bound service instances are tagged config-server or of type config-server \
+             (\"one\", \"two\") in VCAP_SERVICES: set CONFIG_SERVER_SERVICE to the name of the \
+             one to use",
         );
 }

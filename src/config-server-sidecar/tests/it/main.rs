@@ -1,12 +1,16 @@
 //! Integration tests: the real `config-server` binary (and the fixture Ruby
 //! app) on free loopback ports. One test binary, one module per topic.
 
+mod bindings;
 mod endpoints;
 mod errors;
+mod hostile;
 mod logging;
 mod network;
 mod port;
+mod reload;
 mod rubyapp;
 mod shutdown;
 mod sources;
 mod support;
+mod values;

@@ -15,7 +15,7 @@ fn idle_connection(sidecar: &Running) -> TcpStream {
     stream
         .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         .expect("write");
-    read_response(&mut stream).assert_json(200, r#"{"status":"ok"}"#);
+    assert_eq!(read_response(&mut stream).status, 200);
     stream
 }
 

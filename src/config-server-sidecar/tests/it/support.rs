@@ -50,8 +50,11 @@ pub struct Sidecar {
 
 impl Sidecar {
     pub fn new() -> Self {
+        Self::with_command(Command::new(BIN))
+    }
+
+    fn with_command(mut command: Command) -> Self {
         let port = free_port();
-        let mut command = Command::new(BIN);
         command
             .env_clear()
             .env("CONFIG_SERVER_PORT", port.to_string())
@@ -59,6 +62,13 @@ impl Sidecar {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         Self { command, port }
+    }
+
+    /// Runs the sidecar as `bash -c '<prefix> exec config-server'`, e.g. to set a ulimit.
+    pub fn wrap_in_shell(prefix: &str) -> Self {
+        let mut command = Command::new("bash");
+        command.args(["-c", &format!("{prefix} exec \"$0\""), BIN]);
+        Self::with_command(command)
     }
 
     pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
@@ -279,6 +289,11 @@ impl Response {
         self.headers.get(name).map(String::as_str)
     }
 
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:#?}"))
+    }
+
     /// Asserts status, `Content-Type: application/json` and the whole body.
     pub fn assert_json(&self, status: u16, body: &str) {
         assert_eq!(
@@ -291,11 +306,25 @@ impl Response {
 
 /// One request on a fresh connection, `Connection: close`.
 pub fn request(port: u16, method: &str, path: &str) -> std::io::Result<Response> {
+    request_with(port, method, path, &[])
+}
+
+/// One request with extra headers on a fresh connection, `Connection: close`.
+pub fn request_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(PATIENCE))?;
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}Connection: close\r\n\r\n"
     )?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;

@@ -229,3 +229,25 @@ fn the_final_stand_in_needs_the_apps_gems_installed() {
         .has("-----> local stand-in for the app's final buildpack (not the real buildpack): using system Ruby ")
         .has("bundle check says the app's gems are not installed on this machine");
 }
+
+#[test]
+fn a_droplet_tgz_that_cannot_be_written_stops_the_run_before_anything_changes() {
+    let sb = app();
+    let nowhere = sb.root.path().join("no/such/dir/droplet.tgz");
+    sb.stage()
+        .arg("--droplet")
+        .arg(&nowhere)
+        .run()
+        .code(INPUT)
+        .has(&format!(
+            "--droplet {}: is in a directory that does not exist",
+            nowhere.display()
+        ));
+    assert!(!sb.work().exists(), "nothing staged");
+    sb.stage()
+        .arg("--droplet")
+        .arg(sb.root.path())
+        .run()
+        .code(INPUT)
+        .has("is a directory; name the .tgz file to write");
+}

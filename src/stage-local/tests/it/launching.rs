@@ -3,11 +3,13 @@
 
 use crate::support::*;
 use rustix::process::{kill_process, Signal};
+use std::collections::BTreeMap;
 use std::fs;
 
 const NO_ANSWER: i32 = 7;
 const EXITED: i32 = 8;
 const PORT_IN_USE: i32 = 6;
+const INPUT: i32 = 3;
 
 /// The web app plus a sidecar `sidekick` (16 MB) that records its environment, logs to
 /// stdout and stderr, starts a background job, and runs until stopped.
@@ -22,6 +24,7 @@ fn app_with_sidekick() -> (Sandbox, std::path::PathBuf) {
         "sidekick",
         "16",
         r#"env > "$TMPDIR/sidekick.env"
+cp "$CF_INSTANCE_CERT" "$TMPDIR/instance.crt"; cp "$CF_INSTANCE_KEY" "$TMPDIR/instance.key"
 echo "sidekick up"
 echo "sidekick on stderr" >&2
 sleep 600 & echo $! > "$TMPDIR/sidekick-job.pid"
@@ -38,13 +41,54 @@ exec sleep 600"#,
     (sb, bp)
 }
 
+/// A loopback port nothing listens on right now.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// `KEY=VALUE` lines of `env` output.
+fn env_file(path: &std::path::Path) -> BTreeMap<String, String> {
+    fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Python's view of a PEM certificate chain and key: the key must match the first
+/// certificate (`load_cert_chain` checks), whose fields are returned as JSON.
+fn decode_cert(cert: &std::path::Path, key: &std::path::Path) -> serde_json::Value {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import json, ssl, sys\n\
+             ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(sys.argv[1], sys.argv[2])\n\
+             print(json.dumps(ssl._ssl._test_decode_cert(sys.argv[1])))",
+        )
+        .arg(cert)
+        .arg(key)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
 #[test]
 fn runs_web_and_its_sidecar_like_cfs_launcher() {
     let (sb, bp) = app_with_sidekick();
+    let sidekick_port = free_port().to_string();
     let o = sb
         .stage()
         .buildpack(&bp)
-        .arg("--stop")
+        .arg("--stop-after-answers")
+        .arg("--env")
+        .arg(format!("SIDEKICK_PORT={sidekick_port}"))
         .arg("--get")
         .arg("/")
         .arg("--get")
@@ -82,26 +126,94 @@ fn runs_web_and_its_sidecar_like_cfs_launcher() {
     let port = env["PORT"].as_str().expect("PORT").to_string();
     assert_eq!(env["VCAP_SERVICES"], "{}");
 
-    let side = fs::read_to_string(droplet.join("tmp/sidekick.env")).expect("sidekick env");
-    for want in [
-        "MEMORY_LIMIT=16m".to_string(),
-        format!("PORT={port}"),
-        format!("DEPS_DIR={}", d("deps")),
-        format!("HOME={}", d("app")),
+    // The final summary: the app's URL, and what runs.
+    let web_pid = o.started_pid("APP/PROC/WEB/0");
+    let side_pid = o.started_pid("APP/PROC/WEB/SIDECAR/SIDEKICK/0");
+    o.has(&format!(
+        "stage-local: demo answers at http://127.0.0.1:{port}/\n  web: pid {web_pid}, PORT={port}, MEMORY_LIMIT=240m\n  \
+         sidecar sidekick: pid {side_pid}, MEMORY_LIMIT=16m, SIDEKICK_PORT={sidekick_port}\n  droplet: "
+    ));
+
+    // The sidecar gets what the app gets (but its own MEMORY_LIMIT): the launcher's
+    // and Diego's environment.
+    let side = env_file(&droplet.join("tmp/sidekick.env"));
+    let guid = side["INSTANCE_GUID"].clone();
+    assert_eq!(guid.len(), 36, "{guid}");
+    for (k, want) in [
+        ("MEMORY_LIMIT", "16m".to_string()),
+        ("PORT", port.clone()),
+        ("DEPS_DIR", d("deps")),
+        ("HOME", d("app")),
+        ("TMPDIR", d("tmp")),
+        ("SIDEKICK_PORT", sidekick_port.clone()),
+        ("INSTANCE_INDEX", "0".into()),
+        ("CF_INSTANCE_INDEX", "0".into()),
+        ("CF_INSTANCE_GUID", guid.clone()),
+        ("CF_INSTANCE_IP", "127.0.0.1".into()),
+        ("CF_INSTANCE_INTERNAL_IP", "127.0.0.1".into()),
+        ("CF_INSTANCE_PORT", port.clone()),
+        ("CF_INSTANCE_ADDR", format!("127.0.0.1:{port}")),
+        (
+            "CF_INSTANCE_PORTS",
+            format!(r#"[{{"external":{port},"internal":{port}}}]"#),
+        ),
+        ("VCAP_APP_PORT", port.clone()),
+        ("VCAP_APP_HOST", "0.0.0.0".into()),
     ] {
-        assert!(
-            side.lines().any(|l| l == want),
-            "sidekick lacks {want}:\n{side}"
+        assert_eq!(side.get(k), Some(&want), "sidekick's {k}");
+    }
+    for k in [
+        "INSTANCE_GUID",
+        "CF_INSTANCE_CERT",
+        "CF_INSTANCE_KEY",
+        "PORT",
+    ] {
+        assert_eq!(
+            env[k].as_str(),
+            side.get(k).map(String::as_str),
+            "{k}: web and sidecar agree"
         );
     }
-    let sidekick_exe = format!(
-        "[APP/PROC/WEB/SIDECAR/SIDEKICK/0] pid {} runs /usr/bin/sleep",
-        o.started_pid("APP/PROC/WEB/SIDECAR/SIDEKICK/0")
+    let vcap: serde_json::Value =
+        serde_json::from_str(&side["VCAP_APPLICATION"]).expect("VCAP_APPLICATION");
+    assert_eq!(vcap["host"], "0.0.0.0");
+    assert_eq!(vcap["instance_id"], guid.as_str());
+    assert_eq!(
+        vcap["port"].to_string(),
+        port,
+        "a number, as the launcher sets it"
     );
+    assert_eq!(vcap["instance_index"], 0);
+    assert_eq!(vcap["limits"]["mem"], 16);
+
+    // A real certificate chain and its key, for this instance; gone after the run.
+    let cert = decode_cert(
+        &droplet.join("tmp/instance.crt"),
+        &droplet.join("tmp/instance.key"),
+    );
+    assert_eq!(
+        cert["subject"][0][0],
+        serde_json::json!(["commonName", guid])
+    );
+    let sans = cert["subjectAltName"].to_string();
+    assert!(
+        sans.contains(&format!(r#"["DNS","{guid}"]"#))
+            && sans.contains(r#"["IP Address","127.0.0.1"]"#),
+        "{sans}"
+    );
+    for k in ["CF_INSTANCE_CERT", "CF_INSTANCE_KEY"] {
+        assert!(
+            !std::path::Path::new(&side[k]).exists(),
+            "{k} outlived the run"
+        );
+    }
+
+    let sidekick_exe =
+        format!("[APP/PROC/WEB/SIDECAR/SIDEKICK/0] pid {side_pid} runs /usr/bin/sleep");
     o.has(&sidekick_exe);
     for pid in [
-        o.started_pid("APP/PROC/WEB/0"),
-        o.started_pid("APP/PROC/WEB/SIDECAR/SIDEKICK/0"),
+        web_pid,
+        side_pid,
         pid_in(&droplet.join("tmp/sidekick-job.pid")),
     ] {
         assert!(gone(pid), "pid {pid} outlived stage-local");
@@ -112,7 +224,7 @@ fn runs_web_and_its_sidecar_like_cfs_launcher() {
 fn a_sidecar_that_exits_at_once_stops_the_app() {
     let sb = Sandbox::web_app();
     let bp = sb.sidecar_buildpack("quitter", "16", "echo 'nothing to do'; exit 0");
-    let o = sb.stage().buildpack(&bp).arg("--stop").run();
+    let o = sb.stage().buildpack(&bp).arg("--stop-after-answers").run();
     o.code(EXITED)
         .has("[APP/PROC/WEB/SIDECAR/QUITTER/0] OUT nothing to do\n")
         .has("stage-local: error: sidecar quitter [APP/PROC/WEB/SIDECAR/QUITTER/0] (pid ")
@@ -163,7 +275,7 @@ fn a_process_that_ignores_sigterm_gets_sigkill_after_the_grace_period() {
     let o = sb
         .stage()
         .buildpack(&bp)
-        .arg("--stop")
+        .arg("--stop-after-answers")
         .arg("--grace-period")
         .arg("1")
         .run();
@@ -177,23 +289,121 @@ fn a_process_that_ignores_sigterm_gets_sigkill_after_the_grace_period() {
 fn an_app_that_never_answers_is_given_up_on() {
     let sb = Sandbox::new();
     sb.file("Procfile", "web: exec sleep 600\n");
+    // The old name of --stop-after-answers still works, with a deprecation line.
     let o = sb.stage().arg("--stop").arg("--wait").arg("1").run();
     o.code(NO_ANSWER)
+        .has("stage-local: warning: --stop is deprecated and will go: it never stopped another run, it stops this one once the app has answered; use --stop-after-answers\n")
         .has("the app did not answer on http://127.0.0.1:")
         .has("within 1 s");
     assert!(gone(o.started_pid("APP/PROC/WEB/0")));
 }
 
 #[test]
-fn a_port_in_use_is_refused() {
+fn a_port_in_use_is_refused_naming_its_holder() {
     let sb = Sandbox::web_app();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port().to_string();
     sb.stage()
-        .arg("--stop")
+        .arg("--stop-after-answers")
         .arg("--port")
         .arg(&port)
         .run()
         .code(PORT_IN_USE)
-        .has(&format!("port {port} is in use"));
+        .has(&format!(
+            "port {port} is in use: --port {port} is held by pid {} (",
+            std::process::id()
+        ))
+        .lacks("stage-local: started [");
+}
+
+/// A sidecar's fixed port (`<NAME>_PORT` in the app's env) is checked before anything
+/// starts, and the process holding it is named.
+#[test]
+fn a_sidecars_port_in_use_is_refused_before_anything_starts() {
+    let sb = Sandbox::web_app();
+    let bp = sb.sidecar_buildpack("config-server", "16", "exec sleep 600");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    sb.stage()
+        .buildpack(&bp)
+        .arg("--stop-after-answers")
+        .arg("--env")
+        .arg(format!("CONFIG_SERVER_PORT={port}"))
+        .run()
+        .code(PORT_IN_USE)
+        .has(&format!(
+            "port {port} is in use: CONFIG_SERVER_PORT={port} (the app's env), where sidecar config-server is to listen, is held by pid {} (",
+            std::process::id()
+        ))
+        .has("--env NAME=PORT")
+        .lacks("stage-local: started [");
+    // Another *_PORT of the app's env may name a remote service: only a warning.
+    sb.stage()
+        .buildpack(&bp)
+        .arg("--stop-after-answers")
+        .arg("--env")
+        .arg(format!("DB_PORT={port}"))
+        .run()
+        .success()
+        .has(&format!(
+            "warning: the app's env has DB_PORT={port}, and port {port} is held here by pid {} (",
+            std::process::id()
+        ));
+    drop(taken);
+    // --port may not be the sidecar's port either.
+    sb.stage()
+        .buildpack(&bp)
+        .arg("--stop-after-answers")
+        .arg("--env")
+        .arg(format!("CONFIG_SERVER_PORT={port}"))
+        .arg("--port")
+        .arg(&port)
+        .run()
+        .code(PORT_IN_USE)
+        .has(&format!(
+            "--port {port} is also CONFIG_SERVER_PORT, the port of sidecar config-server"
+        ));
+}
+
+/// The first run holds the app's work dir until it ends: a second one, even
+/// --stage-only, is refused and leaves the running droplet alone.
+#[test]
+fn a_second_run_is_refused_while_the_first_one_runs() {
+    let (sb, bp) = app_with_sidekick();
+    let mut first = sb.stage().buildpack(&bp).spawn();
+    let out = first.wait_for("running; Ctrl-C stops");
+    let side = started_pid(&out, "APP/PROC/WEB/SIDECAR/SIDEKICK/0");
+    let droplet = sb.area("demo").join("droplet");
+    let info = fs::read_to_string(droplet.join("staging_info.yml")).expect("staging_info");
+    let marker = droplet.join("app/marker");
+    fs::write(&marker, "first run").expect("marker");
+    for extra in [&["--stage-only"][..], &["--stop-after-answers"]] {
+        let mut second = sb.stage().buildpack(&bp);
+        for a in extra {
+            second = second.arg(a);
+        }
+        second.run().code(INPUT).has(&format!(
+            "another stage-local run (pid {}) is using {}",
+            first.pid(),
+            sb.area("demo").display()
+        ));
+    }
+    assert_eq!(fs::read_to_string(&marker).expect("marker"), "first run");
+    assert_eq!(
+        fs::read_to_string(droplet.join("staging_info.yml")).expect("staging_info"),
+        info
+    );
+    let exe = fs::read_link(format!("/proc/{side}/exe")).expect("the sidecar runs");
+    assert!(
+        !exe.to_string_lossy().ends_with("(deleted)"),
+        "{}",
+        exe.display()
+    );
+    first.signal(Signal::INT);
+    first.finish().success();
+    sb.stage()
+        .buildpack(&bp)
+        .arg("--stage-only")
+        .run()
+        .success();
 }

@@ -5,3 +5,4 @@ mod bad_input;
 mod launching;
 mod staging;
 mod support;
+mod wrapper;

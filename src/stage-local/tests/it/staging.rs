@@ -117,18 +117,29 @@ echo "-----> probe ran""#,
     for absent in ["app/manifest.yml", "app/.git"] {
         assert!(!droplet.join(absent).exists(), "{absent}");
     }
+    // The final buildpack's config.yml has `config: {}`, so staging_info.yml has it too.
     assert_eq!(
         fs::read_to_string(droplet.join("staging_info.yml")).expect("staging_info"),
-        "{\"detected_buildpack\":\"the app's final buildpack (local stand-in)\",\"start_command\":\"sleep 1\"}\n"
+        "{\"detected_buildpack\":\"the app's final buildpack (local stand-in)\",\"start_command\":\"sleep 1\",\"config\":{}}\n"
+    );
+    assert_eq!(
+        mode(&droplet),
+        0o700,
+        "the droplet's root, as CF's builder makes it"
     );
 }
 
-/// A buildpack whose launch.yml is `yml` and whose config.yml names it `name`.
-fn declaring(sb: &Sandbox, name: &str, yml: &str) -> PathBuf {
+fn mode(p: &Path) -> u32 {
+    std::os::unix::fs::PermissionsExt::mode(&fs::metadata(p).expect("stat").permissions()) & 0o7777
+}
+
+/// A buildpack whose launch.yml is `yml` and whose config.yml names it `name`, with
+/// `config` (YAML) added.
+fn declaring(sb: &Sandbox, name: &str, yml: &str, config: &str) -> PathBuf {
     sb.buildpack(
         name,
         &format!(
-            "cat > \"$deps/$idx/launch.yml\" <<'YML'\n{yml}YML\nprintf 'name: {name}\\nversion: \"1.0\"\\n' > \"$deps/$idx/config.yml\""
+            "cat > \"$deps/$idx/launch.yml\" <<'YML'\n{yml}YML\nprintf 'name: {name}\\nversion: \"1.0\"\\n{config}' > \"$deps/$idx/config.yml\""
         ),
     )
 }
@@ -146,12 +157,14 @@ fn merges_in_cfs_order_and_writes_cfs_result_json() {
         "bp0",
         "processes:\n- type: web\n  command: bp0-web\n- type: worker\n  command: bp0-worker\n\
          - type: helper\n  command: bp0-helper\n  limits: {memory: 16}\n  platforms: {cloudfoundry: {sidecar_for: [web]}}\n",
+        "config:\\n  zeta: [1, two]\\n  alpha: {url: \"http://x/?a=1&b=<2>\"}\\n",
     );
     let bp1 = declaring(
         &sb,
         "bp1",
         "processes:\n- type: web\n  command: bp1-web\n- type: helper\n  command: bp1-helper\n  limits: {memory: 24}\n  \
          platforms: {cloudfoundry: {sidecar_for: [web]}}\n- type: plain\n  command: bp1-plain\n  limits: {memory: 8}\n",
+        "config:\\n",
     );
     let o = sb
         .stage()
@@ -173,8 +186,10 @@ fn merges_in_cfs_order_and_writes_cfs_result_json() {
     let want = format!(
         concat!(
             r#"{{"lifecycle_metadata":{{"buildpack_key":"ruby_buildpack","detected_buildpack":"ruby_buildpack (local stand-in)","#,
-            r#""buildpacks":[{{"key":"{k0}","name":"bp0","version":"1.0"}},{{"key":"{k1}","name":"bp1","version":"1.0"}},"#,
-            r#"{{"key":"ruby_buildpack","name":"ruby_buildpack (local stand-in)"}}]}},"#,
+            r#""buildpacks":[{{"key":"{k0}","name":"bp0","version":"1.0","#,
+            r#""config":{{"alpha":{{"url":"http://x/?a=1\u0026b=\u003c2\u003e"}},"zeta":[1,"two"]}}}},"#,
+            r#"{{"key":"{k1}","name":"bp1","version":"1.0"}},"#,
+            r#"{{"key":"ruby_buildpack","name":"ruby_buildpack (local stand-in)","config":{{}}}}]}},"#,
             r#""process_types":{{"plain":"bp1-plain","web":"procfile-web","worker":"bp0-worker"}},"#,
             r#""processes":[{{"type":"web","command":"procfile-web"}},{{"type":"worker","command":"bp0-worker"}},{{"type":"plain","command":"bp1-plain"}}],"#,
             r#""sidecars":[{{"name":"helper","process_types":["web"],"command":"bp1-helper","memory":24}}],"#,
@@ -205,19 +220,10 @@ fn deps_idx_is_zero_padded_once_there_are_ten_buildpacks() {
         sb.file("Procfile", "web: sleep 1\n");
         let mut run = sb.stage().arg("--stage-only");
         for i in 0..supplies {
-            let extra = if i == 3 {
-                "printf 'processes:\\n- type: from3\\n  command: x\\n' > \"$deps/$idx/launch.yml\""
-            } else {
-                ""
-            };
-            let bp = sb.buildpack(
-                &format!("bp{i}"),
-                &format!("echo \"$idx\" > \"$deps/$idx/seen\"\n{extra}"),
-            );
+            let bp = sb.buildpack(&format!("bp{i}"), "echo \"$idx\" > \"$deps/$idx/seen\"");
             run = run.buildpack(bp);
         }
-        let o = run.run();
-        o.success();
+        run.run().success();
         let total = supplies + 1;
         let want: Vec<String> = (0..total)
             .map(|i| {
@@ -236,13 +242,95 @@ fn deps_idx_is_zero_padded_once_there_are_ten_buildpacks() {
                 vec![idx.clone()]
             );
         }
-        o.has("    from3: x   (from buildpack 3");
-        if total >= 10 {
-            o.has("CF's builder looks for launch.yml at deps/3 (unpadded)");
+    }
+}
+
+/// Stages with `supplies` supply buildpacks, the sidecar buildpack `side` at `at`, the
+/// others doing nothing; returns the run's output and result.json.
+fn stage_with_side_at(
+    sb: &Sandbox,
+    supplies: usize,
+    at: usize,
+    side: &Path,
+    extra: &[&str],
+) -> (Outcome, serde_json::Value) {
+    let mut run = sb.stage();
+    for a in extra {
+        run = run.arg(a);
+    }
+    for i in 0..supplies {
+        run = if i == at {
+            run.buildpack(side)
         } else {
-            o.lacks("(unpadded)");
+            run.buildpack(sb.buildpack(&format!("filler{i}"), "true"))
+        };
+    }
+    let o = run.run();
+    let result = fs::read_to_string(sb.area("demo").join("result.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    (o, result)
+}
+
+/// CF's builder reads launch.yml at `deps/<index without leading zeros>`: with 10 or
+/// more buildpacks, a launch.yml written only at the padded DEPS_IDX is lost, with a
+/// warning; written at both, its sidecar is kept and its command names the padded dir.
+#[test]
+fn with_ten_or_more_buildpacks_launch_yml_is_read_at_the_unpadded_index() {
+    // (supply buildpacks, index of the sidecar buildpack, its DEPS_IDX)
+    for (supplies, at, idx) in [(10, 3, "03"), (9, 0, "00"), (11, 10, "10")] {
+        let unpadded = at.to_string();
+        for unpadded_too in [false, true] {
+            let case = format!(
+                "DEPS_IDX {idx} of {}, unpadded copy: {unpadded_too}",
+                supplies + 1
+            );
+            let sb = Sandbox::web_app();
+            let side = sb.sidecar_buildpack_writing("side", "16", "exec sleep 600", unpadded_too);
+            let (o, result) = stage_with_side_at(&sb, supplies, at, &side, &["--stage-only"]);
+            o.success();
+            let kept = unpadded_too || idx == unpadded;
+            let warning = format!(
+                "warning: buildpack {at}: side 1.2.3 in side-buildpack wrote launch.yml only at deps/{idx}/launch.yml, but CF's builder reads deps/{unpadded}/launch.yml"
+            );
+            if kept {
+                let sidecars = &result["sidecars"];
+                assert_eq!(
+                    sidecars.as_array().map(Vec::len),
+                    Some(1),
+                    "{case}: {result}"
+                );
+                assert_eq!(
+                    sidecars[0]["command"],
+                    format!("\"$DEPS_DIR/{idx}/bin/side\""),
+                    "{case}"
+                );
+                o.lacks("wrote launch.yml only at");
+            } else {
+                assert!(result.get("sidecars").is_none(), "{case}: {result}");
+                o.has(&warning)
+                    .has("the staging succeeds without sidecar \"side\", and stage-local drops it too")
+                    .has("  sidecars:\n    (none)\n");
+            }
         }
     }
+}
+
+#[test]
+fn a_sidecar_at_deps_idx_03_runs_from_its_padded_dir() {
+    let sb = Sandbox::web_app();
+    let side = sb.sidecar_buildpack_writing("side", "16", "exec sleep 600", true);
+    let (o, _) = stage_with_side_at(&sb, 10, 3, &side, &["--stop-after-answers"]);
+    o.success();
+    let pid = o.started_pid("APP/PROC/WEB/SIDECAR/SIDE/0");
+    let droplet = fs::canonicalize(sb.area("demo").join("droplet")).expect("droplet");
+    o.has(&format!(
+        "[APP/PROC/WEB/SIDECAR/SIDE/0] pid {pid} runs /usr/bin/sleep (sleep 600)"
+    ))
+    .has("with MEMORY_LIMIT=16m: \"$DEPS_DIR/03/bin/side\"\n");
+    assert!(droplet.join("deps/03/bin/side").is_file());
+    assert!(gone(pid));
 }
 
 #[test]
@@ -322,4 +410,90 @@ fn a_supply_that_leaves_processes_behind_gets_them_stopped() {
     o.success().has("exited but left processes running");
     let bg = pid_in(&sb.area("app").join("droplet/deps/0/bg.pid"));
     assert!(gone(bg), "pid {bg} still runs");
+}
+
+/// Every path under `dir`, as `./`-rooted names (directories end in `/`), sorted.
+fn walk(dir: &Path) -> Vec<String> {
+    fn go(dir: &Path, name: &str, out: &mut Vec<String>) {
+        out.push(format!("{name}/"));
+        for e in fs::read_dir(dir).expect("read_dir").flatten() {
+            let child = format!("{name}/{}", e.file_name().to_string_lossy());
+            if e.file_type().expect("type").is_dir() {
+                go(&e.path(), &child, out);
+            } else {
+                out.push(child);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    go(dir, ".", &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn droplet_tgz_is_laid_out_as_cfs_builder_writes_it() {
+    let sb = Sandbox::web_app();
+    let side = sb.sidecar_buildpack("side", "16", "exec sleep 600");
+    let tgz = sb.root.path().join("droplet.tgz");
+    sb.stage()
+        .buildpack(&side)
+        .arg("--stage-only")
+        .arg("--droplet")
+        .arg(&tgz)
+        .run()
+        .success()
+        .has(&format!(" (and {}), result ", tgz.display()));
+    let droplet = sb.area("demo").join("droplet");
+
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(
+        fs::File::open(&tgz).expect("open the tgz"),
+    ));
+    let mut entries = BTreeMap::new();
+    for entry in archive.entries().expect("a tar") {
+        let mut e = entry.expect("an entry");
+        let name = String::from_utf8_lossy(&e.path_bytes()).to_string();
+        let mode = e.header().mode().expect("mode") & 0o7777;
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut body).expect("read");
+        entries.insert(name, (mode, body));
+    }
+    let names: Vec<String> = entries.keys().cloned().collect();
+    assert_eq!(
+        names,
+        walk(&droplet),
+        "the tgz holds the droplet, ./-rooted"
+    );
+    for want in [
+        "./",
+        "./app/server.py",
+        "./deps/0/bin/side",
+        "./deps/0/launch.yml",
+        "./deps/1/config.yml",
+        "./profile.d/000_multi-supply.sh",
+        "./tmp/",
+        "./logs/",
+        "./staging_info.yml",
+    ] {
+        assert!(entries.contains_key(want), "{want} in {names:?}");
+    }
+    assert_eq!(entries["./"].0, 0o700, "the droplet's root");
+    assert_eq!(entries["./deps/0/bin/side"].0, 0o755);
+    assert_eq!(
+        entries["./staging_info.yml"].1,
+        fs::read(droplet.join("staging_info.yml")).expect("staging_info")
+    );
+    // GNU tar, which CF's builder uses, reads it the same way.
+    let listed = std::process::Command::new("tar")
+        .arg("-tzf")
+        .arg(&tgz)
+        .output()
+        .expect("run tar");
+    assert!(listed.status.success());
+    let mut by_tar: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    by_tar.sort();
+    assert_eq!(by_tar, names);
 }

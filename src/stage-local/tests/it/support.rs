@@ -96,8 +96,28 @@ impl Sandbox {
     }
 
     /// A buildpack that installs `script` as `bin/<name>` and declares it a sidecar of
-    /// `web` with `memory` (as written into launch.yml).
+    /// `web` with `memory` (as written into launch.yml), at `<DEPS_DIR>/<DEPS_IDX>` only.
     pub fn sidecar_buildpack(&self, name: &str, memory: &str, script: &str) -> PathBuf {
+        self.sidecar_buildpack_writing(name, memory, script, false)
+    }
+
+    /// Like [`Sandbox::sidecar_buildpack`]; with `unpadded_too`, also writes the same
+    /// launch.yml at the index without leading zeros, where CF's builder reads it once
+    /// an app has 10 or more buildpacks.
+    pub fn sidecar_buildpack_writing(
+        &self,
+        name: &str,
+        memory: &str,
+        script: &str,
+        unpadded_too: bool,
+    ) -> PathBuf {
+        let copy = if unpadded_too {
+            r#"
+plain=$((10#$idx))
+if [ "$plain" != "$idx" ]; then mkdir -p "$deps/$plain"; cp "$deps/$idx/launch.yml" "$deps/$plain/launch.yml"; fi"#
+        } else {
+            ""
+        };
         self.buildpack(
             &format!("{name}-buildpack"),
             &format!(
@@ -116,7 +136,7 @@ processes:
   platforms:
     cloudfoundry:
       sidecar_for: [web]
-YML
+YML{copy}
 printf -- '---\nname: {name}\nversion: 1.2.3\nconfig: {{}}\n' > "$deps/$idx/config.yml"
 echo "-----> {name} buildpack installed bin/{name}""#
             ),

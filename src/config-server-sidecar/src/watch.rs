@@ -1,0 +1,210 @@
+//! Notices that the configuration's files changed, by a low-frequency stat poll.
+//!
+//! Every interval (1 s by default) it stats the configured file, or the
+//! bindings file, or every file of the `SERVICE_BINDING_ROOT` tree, following
+//! symlinks, and hashes what it found: device, inode, size, mode, mtime and
+//! ctime. Any change (an edit in place, a rename over the file, a Kubernetes
+//! `..data` symlink swap, a symlink anywhere on the path pointed elsewhere, a
+//! chmod, a deletion) changes the hash; the poll then waits until the files
+//! hold still for a moment (a writer may be half way) and asks for a reload.
+//!
+//! Why a poll and not inotify: inotify watches inodes, not paths, so it misses
+//! a change behind a symlink in another directory, needs re-arming whenever a
+//! directory is replaced, and draws on a per-user watch limit that the app in
+//! the same container shares. A stat of a few files a second costs a few
+//! microseconds of CPU and holds no file descriptor. An idle sidecar with
+//! nothing to watch (the demo document, or VCAP_SERVICES) runs no timer at all.
+
+use std::fs;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::MissedTickBehavior;
+
+use crate::bindings::MAX_TREE_ENTRIES;
+use crate::config::{BindingsInput, Source};
+use crate::reload::Live;
+
+/// How long the files must hold still before a change is loaded.
+const SETTLE: Duration = Duration::from_millis(50);
+/// How many times to wait for files that keep changing before loading anyway.
+const SETTLE_TRIES: usize = 20;
+
+/// What to stat.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Target {
+    File(PathBuf),
+    Tree(PathBuf),
+}
+
+/// The files behind `source`; empty when nothing can change (an environment variable).
+pub fn targets(source: &Source) -> Vec<Target> {
+    match source {
+        Source::File(path) => vec![Target::File(path.clone())],
+        Source::Services { bindings, .. } => bindings
+            .iter()
+            .filter_map(|input| match input {
+                BindingsInput::Root(root) => Some(Target::Tree(root.clone())),
+                BindingsInput::File(path) => Some(Target::File(path.clone())),
+                BindingsInput::Env(_) => None,
+            })
+            .collect(),
+    }
+}
+
+/// A hash of the state of every target's files.
+pub fn fingerprint(targets: &[Target]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    for target in targets {
+        match target {
+            Target::File(path) => {
+                stat(path, &mut hasher);
+                // Its directory's mode: the file safety rule depends on it.
+                if let Some(dir) = path.parent() {
+                    fs::metadata(dir)
+                        .ok()
+                        .map(|m| (m.ino(), m.mode()))
+                        .hash(&mut hasher);
+                }
+            }
+            Target::Tree(root) => {
+                let mut budget = MAX_TREE_ENTRIES;
+                walk(root, 0, &mut budget, &mut hasher);
+            }
+        }
+    }
+    hasher.finish()
+}
+
+fn stat(path: &Path, hasher: &mut DefaultHasher) -> Option<fs::Metadata> {
+    path.hash(hasher);
+    match fs::metadata(path) {
+        Ok(m) => {
+            (
+                m.dev(),
+                m.ino(),
+                m.size(),
+                m.mode(),
+                m.mtime(),
+                m.mtime_nsec(),
+                m.ctime(),
+                m.ctime_nsec(),
+            )
+                .hash(hasher);
+            Some(m)
+        }
+        Err(err) => {
+            err.kind().hash(hasher);
+            None
+        }
+    }
+}
+
+/// The tree as `bindings` reads it: the root, the binding directories, their files.
+fn walk(dir: &Path, depth: usize, budget: &mut usize, hasher: &mut DefaultHasher) {
+    let Some(meta) = stat(dir, hasher) else {
+        return;
+    };
+    if !meta.is_dir() || depth > 1 {
+        return;
+    }
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let mut names: Vec<_> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .filter(|n| !n.as_encoded_bytes().starts_with(b"."))
+        .collect();
+    names.sort();
+    for name in names {
+        if *budget == 0 {
+            return;
+        }
+        *budget -= 1;
+        walk(&dir.join(name), depth + 1, budget, hasher);
+    }
+}
+
+/// Polls the targets every `interval` and reloads when they change; never
+/// returns (and does nothing when there is nothing to watch).
+pub async fn run(live: Arc<Live>, source: Arc<Source>, interval: Duration) {
+    let targets = targets(&source);
+    if targets.is_empty() {
+        return std::future::pending().await;
+    }
+    let mut seen = fingerprint(&targets);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let mut now = fingerprint(&targets);
+        if now == seen {
+            continue;
+        }
+        for _ in 0..SETTLE_TRIES {
+            tokio::time::sleep(SETTLE).await;
+            let again = fingerprint(&targets);
+            if again == now {
+                break;
+            }
+            now = again;
+        }
+        seen = now;
+        live.reload(&source, "a change");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    #[test]
+    fn every_kind_of_change_changes_the_fingerprint() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.yml");
+        fs::write(&file, "a: 1\n").unwrap();
+        let targets = [Target::File(file.clone())];
+        let mut last = fingerprint(&targets);
+        assert_eq!(fingerprint(&targets), last, "stable when nothing changes");
+        let mut changed = |what: &str| {
+            let now = fingerprint(&targets);
+            assert_ne!(now, last, "{what}");
+            last = now;
+        };
+        fs::write(&file, "a: 2\n").unwrap();
+        changed("same size, new content");
+        let tmp = dir.path().join("new");
+        fs::write(&tmp, "a: 3\n").unwrap();
+        fs::rename(&tmp, &file).unwrap();
+        changed("renamed over");
+        fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+        changed("chmod");
+        fs::remove_file(&file).unwrap();
+        changed("deleted");
+    }
+
+    #[test]
+    fn a_kubernetes_data_swap_changes_the_tree_fingerprint() {
+        let root = tempfile::tempdir().unwrap();
+        let binding = root.path().join("cfg");
+        fs::create_dir(&binding).unwrap();
+        for (version, value) in [("..v1", "one"), ("..v2", "two")] {
+            fs::create_dir(binding.join(version)).unwrap();
+            fs::write(binding.join(version).join("password"), value).unwrap();
+        }
+        symlink("..v1", binding.join("..data")).unwrap();
+        symlink("..data/password", binding.join("password")).unwrap();
+        let targets = [Target::Tree(root.path().to_path_buf())];
+        let before = fingerprint(&targets);
+        symlink("..v2", binding.join("..data_tmp")).unwrap();
+        fs::rename(binding.join("..data_tmp"), binding.join("..data")).unwrap();
+        assert_ne!(fingerprint(&targets), before);
+    }
+}

@@ -1,0 +1,315 @@
+//! Hostile or broken clients, against the real binary on loopback: half-sent
+//! and trickled requests, idle and unread connections, too many connections,
+//! oversized heads, running out of file descriptors. Timeouts are set small
+//! through the knobs; every loop is bounded, and nothing asserts a speed: a
+//! check waits (up to `PATIENCE`) for what must happen, with every other
+//! timeout far longer, so only the mechanism under test can make it happen.
+
+use std::fs;
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::thread;
+use std::time::Duration;
+
+use crate::support::{read_response, request, wait_for, Running, Sidecar, DEMO};
+
+const PATIENCE: Duration = Duration::from_secs(10);
+const LONG: &str = "600000";
+
+fn connect(sidecar: &Running) -> TcpStream {
+    let stream = TcpStream::connect(("127.0.0.1", sidecar.port)).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    stream
+}
+
+/// Reads until the server closes the connection; panics if it stays open
+/// for `PATIENCE`. Returns what was read.
+fn assert_closed_by_server(stream: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0; 65536];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return got,
+            Err(e) => panic!("connection still open after {PATIENCE:?} ({e})"),
+        }
+    }
+}
+
+fn keep_alive_request(stream: &mut TcpStream, path: &str) -> u16 {
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+    read_response(stream).status
+}
+
+#[test]
+fn half_sent_request_is_closed_after_the_header_timeout() {
+    let sidecar = Sidecar::new()
+        .env("CONFIG_SERVER_HEADER_TIMEOUT_MS", "200")
+        .env("CONFIG_SERVER_IDLE_TIMEOUT_MS", LONG)
+        .start();
+    let mut stream = connect(&sidecar);
+    stream
+        .write_all(b"GET /config/ HTTP/1.1\r\nHost: x\r\n")
+        .expect("write");
+    assert_closed_by_server(&mut stream);
+    // The same head after a served request on a keep-alive connection.
+    let mut stream = connect(&sidecar);
+    assert_eq!(keep_alive_request(&mut stream, "/health"), 200);
+    stream.write_all(b"GET /con").expect("write");
+    assert_closed_by_server(&mut stream);
+    assert_eq!(sidecar.get("/health").status, 200);
+}
+
+#[test]
+fn trickled_request_head_is_cut_off() {
+    let sidecar = Sidecar::new()
+        .env("CONFIG_SERVER_HEADER_TIMEOUT_MS", "300")
+        .env("CONFIG_SERVER_IDLE_TIMEOUT_MS", LONG)
+        .start();
+    let mut stream = connect(&sidecar);
+    stream
+        .write_all(b"GET /config/ HTTP/1.1\r\n")
+        .expect("write");
+    // A header byte every 20 ms never completes the head; the server must stop it.
+    stream.set_nonblocking(true).expect("nonblocking");
+    let mut cut = false;
+    for _ in 0..500 {
+        if stream.write_all(b"X").is_err() {
+            cut = true;
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+        let mut probe = [0; 64];
+        match stream.read(&mut probe) {
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            _ => {
+                cut = true;
+                break;
+            }
+        }
+    }
+    assert!(cut, "a trickled head held the connection for 10 s");
+}
+
+#[test]
+fn idle_connections_are_closed_after_the_idle_timeout() {
+    let sidecar = Sidecar::new()
+        .env("CONFIG_SERVER_IDLE_TIMEOUT_MS", "300")
+        .env("CONFIG_SERVER_HEADER_TIMEOUT_MS", LONG)
+        .start();
+    // Kept alive after a request.
+    let mut used = connect(&sidecar);
+    assert_eq!(keep_alive_request(&mut used, "/config/"), 200);
+    // Connected, never a byte.
+    let mut silent = connect(&sidecar);
+    assert_closed_by_server(&mut used);
+    assert_closed_by_server(&mut silent);
+    // A connection in use is not idle: requests within the timeout keep it open.
+    let mut busy = connect(&sidecar);
+    for _ in 0..5 {
+        assert_eq!(keep_alive_request(&mut busy, "/health"), 200);
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn client_that_never_reads_its_responses_is_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("big.json");
+    // About 1 MB of configuration: a few responses fill the socket buffers.
+    let value = "v".repeat(1000);
+    let entries: Vec<String> = (0..1000).map(|i| format!("\"k{i}\":\"{value}\"")).collect();
+    fs::write(&path, format!("{{{}}}", entries.join(","))).expect("write");
+    let sidecar = Sidecar::new()
+        .env("CONFIG_SERVER_FILE", &path)
+        .env("CONFIG_SERVER_IDLE_TIMEOUT_MS", "300")
+        .env("CONFIG_SERVER_HEADER_TIMEOUT_MS", LONG)
+        .start();
+    let mut stream = connect(&sidecar);
+    let requests = "GET /config/ HTTP/1.1\r\nHost: x\r\n\r\n".repeat(60);
+    stream.write_all(requests.as_bytes()).expect("write");
+    // Never read while the server writes 60 MB; then see how much arrived.
+    thread::sleep(Duration::from_millis(1500));
+    let got = assert_closed_by_server(&mut stream);
+    let answered = got.windows(15).filter(|w| w == b"HTTP/1.1 200 OK").count();
+    assert!(
+        answered < 60,
+        "all 60 responses arrived: the connection was not cut"
+    );
+    assert_eq!(sidecar.get("/health").status, 200);
+}
+
+#[test]
+fn at_the_connection_limit_the_longest_idle_connection_makes_room() {
+    let sidecar = Sidecar::new()
+        .env("CONFIG_SERVER_MAX_CONNECTIONS", "3")
+        .env("CONFIG_SERVER_IDLE_TIMEOUT_MS", LONG)
+        .start();
+    let mut conns: Vec<TcpStream> = (0..3).map(|_| connect(&sidecar)).collect();
+    for c in &mut conns {
+        assert_eq!(keep_alive_request(c, "/health"), 200);
+        thread::sleep(Duration::from_millis(20));
+    }
+    // Used last, so idle the shortest: stays.
+    assert_eq!(keep_alive_request(&mut conns[0], "/health"), 200);
+    // A fourth client is served, and the connection idle the longest (the second) goes.
+    sidecar.get("/config/").assert_json(200, DEMO);
+    assert_closed_by_server(&mut conns[1]);
+    assert_eq!(keep_alive_request(&mut conns[0], "/health"), 200);
+}
+
+#[test]
+fn at_the_connection_limit_with_no_idle_connection_new_ones_get_503() {
+    let sidecar = Sidecar::new()
+        .env("CONFIG_SERVER_MAX_CONNECTIONS", "3")
+        .env("CONFIG_SERVER_HEADER_TIMEOUT_MS", LONG)
+        .start();
+    // Three half-sent requests hold every slot.
+    let mut held: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut c = connect(&sidecar);
+            c.write_all(b"GET /config/ HTTP/1.1\r\n").expect("write");
+            c
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(100));
+    for _ in 0..20 {
+        let response = request(sidecar.port, "GET", "/health").expect("an answer, not a reset");
+        response.assert_json(503, r#"{"error":"too many connections, try again"}"#);
+        assert_eq!(response.header("retry-after"), Some("1"));
+    }
+    let warnings = sidecar.stderr();
+    let lines: Vec<&str> = warnings
+        .lines()
+        .filter(|l| l.contains("connections are open"))
+        .collect();
+    assert_eq!(
+        lines,
+        ["warning: 3 connections are open (CONFIG_SERVER_MAX_CONNECTIONS) and none is idle: new \
+          connections get 503 [repeats at most every 10s]"],
+        "one warning for 20 refusals"
+    );
+    // Finishing one request frees its slot for the next client.
+    held[0].write_all(b"Host: x\r\n\r\n").expect("write");
+    assert_eq!(read_response(&mut held[0]).status, 200);
+    sidecar.get("/config/").assert_json(200, DEMO);
+}
+
+#[test]
+fn oversized_head_gets_431_and_long_paths_are_cut_in_the_log() {
+    let sidecar = Sidecar::new().start();
+    let huge = format!("/config/{}", "p".repeat(60 * 1024));
+    let response = request(sidecar.port, "GET", &huge).expect("an answer");
+    assert_eq!(response.status, 431, "{response:#?}");
+    let long = format!("/config/{}", "q".repeat(10 * 1024));
+    assert_eq!(sidecar.get(&long).status, 404);
+    let stdout = sidecar.wait_stdout("GET /config/qqq");
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("/config/qqq"))
+        .unwrap_or_default();
+    assert!(
+        line.starts_with(&format!(
+            "GET /config/{}…(+9992 bytes) 404 ",
+            "q".repeat(248)
+        )),
+        "{line}"
+    );
+    assert!(!stdout.contains("ppppp"), "the 431 request was logged");
+    assert_eq!(sidecar.get("/health").status, 200);
+}
+
+/// The number of file descriptors the process has open.
+fn open_fds(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read fd dir")
+        .count()
+}
+
+/// Sets the sidecar's soft limit of open files.
+fn set_open_files(pid: u32, files: usize) {
+    use rustix::process::{prlimit, Pid, Resource, Rlimit};
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).expect("read limits");
+    let pid = Pid::from_raw(i32::try_from(pid).expect("pid")).expect("a pid");
+    let maximum = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .and_then(|n| n.parse().ok());
+    prlimit(
+        Some(pid),
+        Resource::Nofile,
+        Rlimit {
+            current: Some(files as u64),
+            maximum,
+        },
+    )
+    .expect("prlimit on the sidecar");
+}
+
+#[test]
+fn running_out_of_file_descriptors_backs_off_and_warns_once() {
+    let sidecar = Sidecar::new()
+        .env("CONFIG_SERVER_HEADER_TIMEOUT_MS", LONG)
+        .start();
+    let pid = sidecar.pid();
+    // Room for two more connections, lowered after startup so that the connection
+    // limit (sized at startup) does not stop them first.
+    set_open_files(pid, open_fds(pid) + 2);
+    // Busy connections (half-sent heads) cannot be evicted to make room.
+    let mut held: Vec<TcpStream> = (0..6)
+        .map(|_| {
+            let mut c = connect(&sidecar);
+            c.write_all(b"GET /health HTTP/1.1\r\n").expect("write");
+            c
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(1500));
+    let warned = |stderr: &str| {
+        stderr
+            .lines()
+            .filter(|l| l.contains("cannot accept connections"))
+            .count()
+    };
+    let stderr = sidecar.stderr();
+    assert_eq!(warned(&stderr), 1, "{stderr}");
+    assert!(stderr.contains("Too many open files"), "{stderr}");
+    // Make room again: the waiting clients are served, and the recovery says how many
+    // attempts failed (a few with back-off, not one every few milliseconds).
+    set_open_files(pid, 1024);
+    for c in &mut held {
+        c.write_all(b"Host: x\r\n\r\n").expect("write");
+        assert_eq!(read_response(c).status, 200);
+    }
+    let stdout = sidecar.wait_stdout("accepting connections again, after ");
+    let attempts: usize = stdout
+        .split("accepting connections again, after ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a count of failed attempts");
+    assert!(
+        (1..20).contains(&attempts),
+        "{attempts} failed attempts in about 1.5 s"
+    );
+    assert_eq!(warned(&sidecar.stderr()), 1);
+}
+
+#[test]
+fn connection_limit_is_lowered_to_fit_the_open_files_limit() {
+    let sidecar = Sidecar::wrap_in_shell("ulimit -n 40;").start();
+    assert_eq!(
+        sidecar.stderr().lines().find(|l| l.contains("lowered")),
+        Some(
+            "warning: CONFIG_SERVER_MAX_CONNECTIONS lowered from 128 to 8: the limit of open \
+             files (ulimit -n) is 40"
+        )
+    );
+    // Far more clients than fit: the sidecar keeps answering.
+    let conns: Vec<TcpStream> = (0..30).map(|_| connect(&sidecar)).collect();
+    assert!(wait_for(PATIENCE, || (sidecar.get("/health").status == 200)
+        .then_some(()))
+    .is_some());
+    drop(conns);
+}
