@@ -150,6 +150,19 @@ pub struct Explanation {
     pub details: Vec<String>,
 }
 
+impl Explanation {
+    /// The text of an `**ERROR**` block: `headline`, then the cause, the fix and the
+    /// details (the packager words its own explanations and renders them the same way).
+    pub fn render(&self, headline: &str) -> String {
+        let mut msg = format!("{headline}\nCause: {}\nTo fix: {}", self.cause, self.fix);
+        for d in &self.details {
+            msg.push_str("\n  ");
+            msg.push_str(d);
+        }
+        msg
+    }
+}
+
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
@@ -406,15 +419,7 @@ impl Error {
 /// others their context chain.
 pub fn report(err: &anyhow::Error) -> (i32, String) {
     match err.downcast_ref::<Error>() {
-        Some(e) => {
-            let ex = e.explain();
-            let mut msg = format!("{e}\nCause: {}\nTo fix: {}", ex.cause, ex.fix);
-            for d in ex.details {
-                msg.push_str("\n  ");
-                msg.push_str(&d);
-            }
-            (e.exit_code(), msg)
-        }
+        Some(e) => (e.exit_code(), e.explain().render(&e.to_string())),
         None => (
             exit::INTERNAL,
             format!(

@@ -16,7 +16,7 @@ pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 /// anything near the upper bound cannot be assigned anyway.
 pub const MEMORY_RANGE: std::ops::RangeInclusive<u32> = 1..=65_536;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Manifest {
     pub language: String,
     #[serde(default)]
@@ -35,13 +35,13 @@ pub struct Manifest {
     pub sidecars: Vec<Sidecar>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct DefaultVersion {
     pub name: String,
     pub version: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Dependency {
     pub name: String,
     pub version: String,
@@ -68,7 +68,7 @@ struct RawDependency {
     file: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sidecar {
     /// The launch.yml `type`, and the name CF shows in logs.
@@ -129,7 +129,8 @@ const STACK_RULE: &str = "must be a stack name such as cflinuxfs4 (letters, digi
 const TEXT_RULE: &str = "must not hold control characters or be longer than 4096 characters \
                          (it is printed in the staging log)";
 
-fn parse_uri(s: &str) -> Result<Url, String> {
+/// A dependency uri: `https://`, `http://` or `file://`.
+pub fn parse_uri(s: &str) -> Result<Url, String> {
     let url = Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
     match url.scheme() {
         "https" | "http" | "file" => Ok(url),
@@ -180,9 +181,11 @@ impl Manifest {
 
     /// Parses `text` as the manifest found at `path` (used in messages).
     pub fn parse(text: &str, path: &Path) -> Result<Manifest, Error> {
-        let m: Manifest = serde_yaml::from_str(text).map_err(|e| yaml_error(path, &e))?;
-        m.check(path)?;
-        Ok(m)
+        let checked = match serde_yaml::from_str::<Manifest>(text) {
+            Ok(m) => m.check(path).map(|()| m),
+            Err(e) => Err(yaml_error(path, &e)),
+        };
+        checked.map_err(|e| with_position(e, text))
     }
 
     fn check(&self, path: &Path) -> Result<(), Error> {
@@ -442,6 +445,70 @@ fn yaml_error(path: &Path, e: &serde_yaml::Error) -> Error {
     }
 }
 
+/// Ends a manifest error with the line and column of the key it names, found in the
+/// text itself: serde_yaml reports custom errors at the start of the enclosing list.
+fn with_position(err: Error, text: &str) -> Error {
+    let Error::Manifest { path, key, problem } = err else {
+        return err;
+    };
+    let (stripped, reported) = split_location(&problem);
+    // libyaml's own positions of a syntax error are right; keep its message whole.
+    if key == "(document)" && reported.is_some() && !problem.starts_with("duplicate field") {
+        return Error::Manifest { path, key, problem };
+    }
+    let problem = stripped;
+    let position = locate(text, &key, problem).or(reported);
+    let problem = match position {
+        Some((line, column)) => format!("{problem} at line {line} column {column}"),
+        None => problem.to_string(),
+    };
+    Error::Manifest { path, key, problem }
+}
+
+/// Splits serde_yaml's trailing ` at line L column C` off a message.
+fn split_location(problem: &str) -> (&str, Option<(usize, usize)>) {
+    let parsed = problem.rsplit_once(" at line ").and_then(|(head, tail)| {
+        let (line, column) = tail.split_once(" column ")?;
+        Some((head, (line.parse().ok()?, column.parse().ok()?)))
+    });
+    match parsed {
+        Some((head, at)) => (head, Some(at)),
+        None => (problem, None),
+    }
+}
+
+/// The line and column `key` names in `text`: the value for a bad value, the key
+/// itself for an unknown or duplicate field, the entry for a missing one.
+fn locate(text: &str, key: &str, problem: &str) -> Option<(usize, usize)> {
+    let root = match crate::yaml::parse(text) {
+        Ok(root) => root?,
+        Err(e) => return (key == "(document)").then_some((e.line, e.column)),
+    };
+    let steps = if key == "(document)" {
+        Vec::new()
+    } else {
+        crate::yaml::path_steps(key)
+    };
+    let node = root.nearest(&steps);
+    let field = |prefix: &str| {
+        problem
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix('`'))
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(name, _)| name)
+    };
+    let found = if let Some(name) = field("unknown field ") {
+        node.entries_named(name).first().map(|(k, _)| k)
+    } else if let Some(name) = field("duplicate field ") {
+        node.entries_named(name).get(1).map(|(k, _)| k)
+    } else if key == "(document)" {
+        None
+    } else {
+        Some(node)
+    };
+    found.map(|n| (n.line, n.column))
+}
+
 /// Where a manifest's path is reported from.
 pub fn manifest_path(buildpack_dir: &Path) -> PathBuf {
     buildpack_dir.join("manifest.yml")
@@ -515,6 +582,47 @@ sidecars:
             "{err}"
         );
         assert!(err.contains("64 hex digits"), "{err}");
+    }
+
+    /// The `at line L column C` a message ends with.
+    fn position(err: &str) -> (usize, usize) {
+        let (_, at) = split_location(err);
+        at.unwrap_or_else(|| panic!("no position in {err}"))
+    }
+
+    #[test]
+    fn errors_point_at_the_real_line_and_column() {
+        // Line 10 holds the first sha256 value, from column 11.
+        let err = load(&good().replacen(SHA, "abc", 1)).expect_err("bad sha");
+        assert_eq!(position(&err), (10, 11), "{err}");
+        let err = load(&good().replace(
+            "https://releases.example/config-server-0.1.0-fs4",
+            "ftp://x/y",
+        ))
+        .expect_err("bad uri");
+        assert!(err.contains("`dependencies[1].uri`"), "{err}");
+        assert_eq!(position(&err), (14, 8), "{err}");
+        let err = load(&good().replace("memory_mb: 32", "memory_mb: 32\n  colour: red"))
+            .expect_err("unknown key");
+        assert_eq!(position(&err), (22, 3), "{err}");
+        let err = load(&good().replace("memory_mb: 32", "memory_mb: 0")).expect_err("zero");
+        assert_eq!(position(&err), (21, 14), "{err}");
+        let err = load(&format!("{}language: again\n", good())).expect_err("duplicate");
+        assert_eq!(position(&err), (22, 1), "{err}");
+        let err = load(&good().replacen("version: 0.1.0", "version: 9.9.9", 1))
+            .expect_err("no such version");
+        assert_eq!(position(&err), (4, 3), "{err}");
+        let err = load(&good().replace("  executable: bin/config-server\n", ""))
+            .expect_err("missing key");
+        assert!(err.contains("missing field `executable`"), "{err}");
+        assert_eq!(position(&err), (18, 3), "{err}");
+        let err = load(&good().replace("language: sidecar", "language: \"sidecar"))
+            .expect_err("not YAML");
+        assert!(err.contains("`(document)`"), "{err}");
+        assert!(err.ends_with("quoted scalar at line 2 column 11"), "{err}");
+        // One position per place, even where serde_yaml had its own.
+        let err = load(&good().replacen(SHA, "abc", 1)).expect_err("bad sha");
+        assert_eq!(err.matches(" at line ").count(), 1, "{err}");
     }
 
     #[test]
