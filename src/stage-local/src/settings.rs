@@ -22,8 +22,13 @@ use std::time::Duration;
 #[command(name = "stage-local", version, about, long_about)]
 pub struct Cli {
     /// A supply buildpack: a zip (as `cf create-buildpack` takes) or a directory.
-    /// Repeat for several, in the order CF should run them
-    #[arg(long = "buildpack", value_name = "ZIP_OR_DIR")]
+    /// Repeat for several, in the order CF should run them. scripts/stage-local sets the
+    /// default to a development buildpack of its checkout
+    #[arg(
+        long = "buildpack",
+        value_name = "ZIP_OR_DIR",
+        env = "STAGE_LOCAL_BUILDPACK"
+    )]
     pub buildpacks: Vec<PathBuf>,
     /// Once the app has answered the --get paths, print the summary, stop the app and
     /// its sidecars, and exit (for scripts and CI); without it, the app runs until Ctrl-C
@@ -70,7 +75,9 @@ pub struct Cli {
     /// [default: $XDG_CACHE_HOME/stage-local, or ~/.cache/stage-local]
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
-    /// The app's directory (what `cf push -p` would upload)
+    /// The app's directory (what `cf push -p` would upload). scripts/stage-local sets
+    /// the default to its checkout's fixtures/rubyapp
+    #[arg(env = "STAGE_LOCAL_APP")]
     pub app_dir: PathBuf,
 }
 

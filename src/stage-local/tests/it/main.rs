@@ -7,4 +7,3 @@ mod processes;
 mod several_sidecars;
 mod staging;
 mod support;
-mod wrapper;
