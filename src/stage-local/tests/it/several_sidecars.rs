@@ -12,11 +12,10 @@
 //! `CONFIG_SERVER_PORT`, so two copies beside one process could not be told apart by
 //! `args`; and two artifacts exercise supply's install and launch.yml for each.
 //!
-//! These tests need `supply` and `config-server` built: `tests/e2e/run` builds them and
-//! runs these tests with their paths in `STAGE_LOCAL_TEST_SUPPLY` and
-//! `STAGE_LOCAL_TEST_CONFIG_SERVER` (by hand: `cargo build --bin supply -p
-//! config-server`, then `cargo test -p stage-local --test it several_sidecars --
-//! --ignored` with both variables set).
+//! These tests need `supply` and `config-server` built, which `cargo test --workspace`
+//! does: `scripts/test` runs them with `--include-ignored`. They take the binaries from
+//! next to the test binary, or from `STAGE_LOCAL_TEST_SUPPLY` and
+//! `STAGE_LOCAL_TEST_CONFIG_SERVER`.
 
 use crate::support::*;
 use serde_json::json;
@@ -73,12 +72,23 @@ while True:
 "#;
 
 /// A binary this test needs, from the variable `tests/e2e/run` sets.
-fn built(var: &str) -> PathBuf {
-    let path = std::env::var_os(var).unwrap_or_else(|| {
-        panic!("{var} is not set: run through tests/e2e/run, or set it to the built binary")
-    });
-    let path = PathBuf::from(path);
-    assert!(path.is_file(), "{var}={} is not a file", path.display());
+/// A binary of another workspace crate: `var` names it, else the one `cargo test
+/// --workspace` built next to this test binary (`target/debug/<name>`).
+fn built(var: &str, name: &str) -> PathBuf {
+    let path = match std::env::var_os(var) {
+        Some(p) => PathBuf::from(p),
+        None => std::env::current_exe()
+            .expect("the test binary's path")
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/debug/deps")
+            .join(name),
+    };
+    assert!(
+        path.is_file(),
+        "{} is not a file: build it (cargo build --workspace), or set {var} to it",
+        path.display()
+    );
     path
 }
 
@@ -118,13 +128,17 @@ fn two_sidecar_buildpack(sb: &Sandbox, second_name: &str) -> PathBuf {
     fs::create_dir_all(&art).expect("artifacts dir");
     let cs = art.join("config-server-0.1.0.tgz");
     let cs_sha = tgz(&cs, "config-server", || {
-        fs::read(built("STAGE_LOCAL_TEST_CONFIG_SERVER")).expect("config-server")
+        fs::read(built("STAGE_LOCAL_TEST_CONFIG_SERVER", "config-server")).expect("config-server")
     });
     let sa = art.join("status-agent-1.0.0.tgz");
     let sa_sha = tgz(&sa, "status-agent", || STATUS_AGENT.as_bytes().to_vec());
     let bp = sb.root.path().join("two-sidecar-buildpack");
     fs::create_dir_all(bp.join("bin")).expect("bin");
-    fs::copy(built("STAGE_LOCAL_TEST_SUPPLY"), bp.join("bin/supply")).expect("copy supply");
+    fs::copy(
+        built("STAGE_LOCAL_TEST_SUPPLY", "supply"),
+        bp.join("bin/supply"),
+    )
+    .expect("copy supply");
     fs::write(bp.join("VERSION"), "2.0.0\n").expect("VERSION");
     fs::write(
         bp.join("manifest.yml"),
@@ -239,7 +253,7 @@ fn processes_running(exe: Option<&Path>, arg: Option<&str>) -> Vec<i32> {
 }
 
 #[test]
-#[ignore = "needs supply and config-server built; tests/e2e/run runs it"]
+#[ignore = "needs supply and config-server built (cargo build --workspace) and python3"]
 fn one_buildpack_ships_two_sidecars_each_beside_its_processes() {
     let (sb, cs_port, sa_port) = web_and_worker_app();
     let bp = two_sidecar_buildpack(&sb, "status-agent");
@@ -415,7 +429,7 @@ fn one_buildpack_ships_two_sidecars_each_beside_its_processes() {
 /// Controller's check, per process type against that type's own memory, refuses the
 /// droplet. Then two sidecars whose names share a settings prefix fail at load.
 #[test]
-#[ignore = "needs supply and config-server built; tests/e2e/run runs it"]
+#[ignore = "needs supply and config-server built (cargo build --workspace) and python3"]
 fn the_memory_rule_and_name_clashes_with_the_real_supply() {
     let (sb, _, _) = web_and_worker_app();
     let bp = two_sidecar_buildpack(&sb, "status-agent");
