@@ -217,6 +217,7 @@ fn a_second_run_on_the_same_app_is_refused() {
 }
 
 #[test]
+#[ignore = "needs Ruby and Bundler (scripts/install-ruby)"]
 fn the_final_stand_in_needs_the_apps_gems_installed() {
     let sb = app();
     sb.file(
