@@ -43,8 +43,6 @@ pub enum Error {
         /// The value as it may be shown: quoted, escaped, cut (`redact::quoted`).
         value: String,
         accepted: String,
-        /// Who sets it, and so where to fix it.
-        scope: Scope,
     },
     /// `CF_STACK` names a stack that no dependency supports.
     #[error("{dependency} {version} does not support the stack {stack}")]
@@ -80,8 +78,6 @@ pub enum Error {
         url: Redacted,
         status: u16,
         attempts: u32,
-        /// The proxy the answering request went through: it may have answered itself.
-        proxy: Option<Redacted>,
     },
     /// What was fetched is not what `manifest.yml` pins.
     #[error("checksum mismatch for {dependency} from {origin}")]
@@ -151,8 +147,6 @@ pub enum Fault {
     Redirect,
     /// A `file://` URI that cannot be read.
     LocalFile,
-    /// The proxy answered the `CONNECT` with 407: it wants credentials it was not given.
-    ProxyAuth,
 }
 
 impl Fault {
@@ -162,16 +156,24 @@ impl Fault {
     }
 }
 
-/// What to do when a proxy wants credentials (a 407).
-const PROXY_AUTH_FIX: &str = "put the proxy's user and password in https_proxy / http_proxy in \
-    the staging environment group, as http://user:password@proxy:port (percent-encode any \
-    '@', ':', '/', '?' or '#' in them)";
-
 /// The parts of an `**ERROR**` block beyond its first line.
 pub struct Explanation {
     pub cause: String,
     pub fix: String,
     pub details: Vec<String>,
+}
+
+impl Explanation {
+    /// The text of an `**ERROR**` block: `headline`, then the cause, the fix and the
+    /// details (the packager words its own explanations and renders them the same way).
+    pub fn render(&self, headline: &str) -> String {
+        let mut msg = format!("{headline}\nCause: {}\nTo fix: {}", self.cause, self.fix);
+        for d in &self.details {
+            msg.push_str("\n  ");
+            msg.push_str(d);
+        }
+        msg
+    }
 }
 
 impl Error {
@@ -208,12 +210,7 @@ impl Error {
                 "fix that key in manifest.yml and package the buildpack again".into(),
                 vec![],
             ),
-            Error::Setting {
-                accepted,
-                name,
-                scope,
-                ..
-            } => match scope {
+            Error::Setting { accepted, name, .. } => match crate::settings::scope_of(name) {
                 Scope::App => (
                     format!("{name} is an app env var that tunes this buildpack at staging"),
                     format!(
@@ -331,12 +328,6 @@ impl Error {
                          buildpack"
                             .into(),
                     ),
-                    Fault::ProxyAuth => (
-                        "the proxy asks for credentials, and the proxy setting has none or \
-                         wrong ones"
-                            .into(),
-                        PROXY_AUTH_FIX.into(),
-                    ),
                     Fault::LocalFile => (
                         "the file:// uri names no regular file that can be read on this machine"
                             .into(),
@@ -360,42 +351,38 @@ impl Error {
                 (cause, fix, details)
             }
             Error::HttpStatus {
-                status,
-                attempts,
-                proxy,
-                ..
+                status, attempts, ..
             } => {
                 let cause = match status {
-                    407 => "the proxy asks for credentials, and the proxy setting has none or \
-                            wrong ones"
-                        .to_string(),
-                    401 | 403 => format!(
+                    407 => {
+                        "the proxy asks for credentials, and the proxy setting has none or wrong \
+                         ones"
+                    }
+                    401 | 403 => {
                         "the server refused access: the URL may need credentials or may have \
-                         expired{}",
-                        if proxy.is_some() {
-                            " (or the proxy named below refused it)"
-                        } else {
-                            ""
-                        }
-                    ),
-                    404 | 410 => "the file is not at that URL: the release was not uploaded, or \
-                                  manifest.yml points at the wrong place"
-                        .into(),
-                    429 => "the server is rate-limiting downloads".into(),
-                    _ if *status >= 500 => "the server had an error on every attempt".into(),
-                    _ => "the server refused the request".into(),
+                         expired"
+                    }
+                    404 | 410 => {
+                        "the file is not at that URL: the release was not uploaded, or \
+                         manifest.yml points at the wrong place"
+                    }
+                    429 => "the server is rate-limiting downloads",
+                    _ if *status >= 500 => "the server had an error on every attempt",
+                    _ => "the server refused the request",
                 };
                 let fix = if *status == 407 {
-                    PROXY_AUTH_FIX
+                    "put the proxy's user and password in https_proxy / http_proxy in the \
+                     staging environment group, as http://user:password@proxy:port \
+                     (percent-encode any '@', ':', '/', '?' or '#' in them)"
                 } else {
                     "check that the uri in the buildpack's manifest.yml is reachable from \
                      staging, or use the cached buildpack"
                 };
-                let mut details = vec![format!("attempts: {attempts}")];
-                if let Some(p) = proxy {
-                    details.push(format!("proxy: {p}"));
-                }
-                (cause, fix.into(), details)
+                (
+                    cause.into(),
+                    fix.into(),
+                    vec![format!("attempts: {attempts}")],
+                )
             }
             Error::Checksum {
                 expected,
@@ -479,15 +466,7 @@ impl Error {
 /// others their context chain.
 pub fn report(err: &anyhow::Error) -> (i32, String) {
     match err.downcast_ref::<Error>() {
-        Some(e) => {
-            let ex = e.explain();
-            let mut msg = format!("{e}\nCause: {}\nTo fix: {}", ex.cause, ex.fix);
-            for d in ex.details {
-                msg.push_str("\n  ");
-                msg.push_str(&d);
-            }
-            (e.exit_code(), msg)
-        }
+        Some(e) => (e.exit_code(), e.explain().render(&e.to_string())),
         None => (
             exit::INTERNAL,
             format!(

@@ -18,3 +18,4 @@ pub mod staging;
 pub mod supply;
 pub mod transport;
 pub mod verify;
+pub mod yaml;

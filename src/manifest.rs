@@ -16,7 +16,7 @@ pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 /// anything near the upper bound cannot be assigned anyway.
 pub const MEMORY_RANGE: std::ops::RangeInclusive<u32> = 1..=65_536;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Manifest {
     pub language: String,
     #[serde(default)]
@@ -35,13 +35,13 @@ pub struct Manifest {
     pub sidecars: Vec<Sidecar>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct DefaultVersion {
     pub name: String,
     pub version: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Dependency {
     pub name: String,
     pub version: String,
@@ -68,7 +68,7 @@ struct RawDependency {
     file: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sidecar {
     /// The launch.yml `type`, and the name CF shows in logs.
@@ -129,7 +129,8 @@ const STACK_RULE: &str = "must be a stack name such as cflinuxfs4 (letters, digi
 const TEXT_RULE: &str = "must not hold control characters or be longer than 4096 characters \
                          (it is printed in the staging log)";
 
-fn parse_uri(s: &str) -> Result<Url, String> {
+/// A dependency uri: `https://`, `http://` or `file://`.
+pub fn parse_uri(s: &str) -> Result<Url, String> {
     let url = Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
     match url.scheme() {
         "https" | "http" | "file" => Ok(url),
@@ -183,9 +184,11 @@ impl Manifest {
         // A byte order mark (Windows editors write one) is allowed by YAML and read by
         // CF's own tools; serde_yaml takes it for content.
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let m: Manifest = serde_yaml::from_str(text).map_err(|e| yaml_error(path, &e))?;
-        m.check(path)?;
-        Ok(m)
+        let checked = match serde_yaml::from_str::<Manifest>(text) {
+            Ok(m) => m.check(path).map(|()| m),
+            Err(e) => Err(yaml_error(path, &e)),
+        };
+        checked.map_err(|e| with_position(e, text))
     }
 
     fn check(&self, path: &Path) -> Result<(), Error> {
@@ -349,7 +352,32 @@ impl Manifest {
                 ));
             }
         }
+        if let Some((i, j)) = self.sidecar_name_clash() {
+            let (a, b) = (&self.sidecars[j].name, &self.sidecars[i].name);
+            return Err(bad(
+                format!("sidecars[{i}].name"),
+                format!(
+                    "{b:?} clashes with {a:?} (sidecars[{j}]): both would read the app's \
+                     settings from {}*; give each sidecar a name that differs by more than \
+                     case or '-' and '_'",
+                    crate::settings::sidecar_var_base(b)
+                ),
+            ));
+        }
         Ok(())
+    }
+
+    /// The first pair of sidecars `(later, earlier)` whose names differ only in case or
+    /// in `-` against `_`: they would share the env-var prefix of their settings
+    /// (`SIDECAR_BUILDPACK_<NAME>_`), and `config-server`/`CONFIG-SERVER` the log
+    /// source CF upper-cases (`[APP/PROC/WEB/SIDECAR/CONFIG-SERVER/0]`).
+    fn sidecar_name_clash(&self) -> Option<(usize, usize)> {
+        let keys: Vec<String> = self
+            .sidecars
+            .iter()
+            .map(|s| crate::settings::sidecar_var_base(&s.name))
+            .collect();
+        (1..keys.len()).find_map(|i| (0..i).find(|&j| keys[j] == keys[i]).map(|j| (i, j)))
     }
 
     /// The default version of `name` for `stack`. With no stack (a local run) any
@@ -439,6 +467,70 @@ fn yaml_error(path: &Path, e: &serde_yaml::Error) -> Error {
     }
 }
 
+/// Ends a manifest error with the line and column of the key it names, found in the
+/// text itself: serde_yaml reports custom errors at the start of the enclosing list.
+fn with_position(err: Error, text: &str) -> Error {
+    let Error::Manifest { path, key, problem } = err else {
+        return err;
+    };
+    let (stripped, reported) = split_location(&problem);
+    // libyaml's own positions of a syntax error are right; keep its message whole.
+    if key == "(document)" && reported.is_some() && !problem.starts_with("duplicate field") {
+        return Error::Manifest { path, key, problem };
+    }
+    let problem = stripped;
+    let position = locate(text, &key, problem).or(reported);
+    let problem = match position {
+        Some((line, column)) => format!("{problem} at line {line} column {column}"),
+        None => problem.to_string(),
+    };
+    Error::Manifest { path, key, problem }
+}
+
+/// Splits serde_yaml's trailing ` at line L column C` off a message.
+fn split_location(problem: &str) -> (&str, Option<(usize, usize)>) {
+    let parsed = problem.rsplit_once(" at line ").and_then(|(head, tail)| {
+        let (line, column) = tail.split_once(" column ")?;
+        Some((head, (line.parse().ok()?, column.parse().ok()?)))
+    });
+    match parsed {
+        Some((head, at)) => (head, Some(at)),
+        None => (problem, None),
+    }
+}
+
+/// The line and column `key` names in `text`: the value for a bad value, the key
+/// itself for an unknown or duplicate field, the entry for a missing one.
+fn locate(text: &str, key: &str, problem: &str) -> Option<(usize, usize)> {
+    let root = match crate::yaml::parse(text) {
+        Ok(root) => root?,
+        Err(e) => return (key == "(document)").then_some((e.line, e.column)),
+    };
+    let steps = if key == "(document)" {
+        Vec::new()
+    } else {
+        crate::yaml::path_steps(key)
+    };
+    let node = root.nearest(&steps);
+    let field = |prefix: &str| {
+        problem
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix('`'))
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(name, _)| name)
+    };
+    let found = if let Some(name) = field("unknown field ") {
+        node.entries_named(name).first().map(|(k, _)| k)
+    } else if let Some(name) = field("duplicate field ") {
+        node.entries_named(name).get(1).map(|(k, _)| k)
+    } else if key == "(document)" {
+        None
+    } else {
+        Some(node)
+    };
+    found.map(|n| (n.line, n.column))
+}
+
 /// Where a manifest's path is reported from.
 pub fn manifest_path(buildpack_dir: &Path) -> PathBuf {
     buildpack_dir.join("manifest.yml")
@@ -515,6 +607,47 @@ sidecars:
         assert!(err.contains("64 hex digits"), "{err}");
     }
 
+    /// The `at line L column C` a message ends with.
+    fn position(err: &str) -> (usize, usize) {
+        let (_, at) = split_location(err);
+        at.unwrap_or_else(|| panic!("no position in {err}"))
+    }
+
+    #[test]
+    fn errors_point_at_the_real_line_and_column() {
+        // Line 10 holds the first sha256 value, from column 11.
+        let err = load(&good().replacen(SHA, "abc", 1)).expect_err("bad sha");
+        assert_eq!(position(&err), (10, 11), "{err}");
+        let err = load(&good().replace(
+            "https://releases.example/config-server-0.1.0-fs4",
+            "ftp://x/y",
+        ))
+        .expect_err("bad uri");
+        assert!(err.contains("`dependencies[1].uri`"), "{err}");
+        assert_eq!(position(&err), (14, 8), "{err}");
+        let err = load(&good().replace("memory_mb: 32", "memory_mb: 32\n  colour: red"))
+            .expect_err("unknown key");
+        assert_eq!(position(&err), (22, 3), "{err}");
+        let err = load(&good().replace("memory_mb: 32", "memory_mb: 0")).expect_err("zero");
+        assert_eq!(position(&err), (21, 14), "{err}");
+        let err = load(&format!("{}language: again\n", good())).expect_err("duplicate");
+        assert_eq!(position(&err), (22, 1), "{err}");
+        let err = load(&good().replacen("version: 0.1.0", "version: 9.9.9", 1))
+            .expect_err("no such version");
+        assert_eq!(position(&err), (4, 3), "{err}");
+        let err = load(&good().replace("  executable: bin/config-server\n", ""))
+            .expect_err("missing key");
+        assert!(err.contains("missing field `executable`"), "{err}");
+        assert_eq!(position(&err), (18, 3), "{err}");
+        let err = load(&good().replace("language: sidecar", "language: \"sidecar"))
+            .expect_err("not YAML");
+        assert!(err.contains("`(document)`"), "{err}");
+        assert!(err.ends_with("quoted scalar at line 2 column 11"), "{err}");
+        // One position per place, even where serde_yaml had its own.
+        let err = load(&good().replacen(SHA, "abc", 1)).expect_err("bad sha");
+        assert_eq!(err.matches(" at line ").count(), 1, "{err}");
+    }
+
     #[test]
     fn unknown_default_version_fails() {
         let err = load(&good().replacen("version: 0.1.0", "version: 9.9.9", 1)).expect_err("bad");
@@ -561,6 +694,56 @@ sidecars:
         );
         let same = two.replace("lib/config-server", "bin/config-server");
         assert!(load(&same).is_ok(), "one binary may serve two sidecars");
+    }
+
+    #[test]
+    fn sidecar_names_that_share_a_settings_prefix_clash() {
+        let with = |second: &str| {
+            format!(
+                "{}- name: {second}\n  dependency: config-server\n  executable: bin/config-server\n  memory_mb: 8\n",
+                good()
+            )
+        };
+        for clash in [
+            "config-server",
+            "config_server",
+            "CONFIG-SERVER",
+            "Config_Server",
+        ] {
+            let err = load(&with(clash)).expect_err(clash);
+            assert!(
+                err.starts_with("/bp/manifest.yml: `sidecars[1].name` "),
+                "{clash}: {err}"
+            );
+            if clash != "config-server" {
+                assert!(
+                    err.contains(&format!(
+                        "{clash:?} clashes with \"config-server\" (sidecars[0]): both would read \
+                         the app's settings from SIDECAR_BUILDPACK_CONFIG_SERVER_*"
+                    )),
+                    "{err}"
+                );
+            }
+        }
+        for distinct in [
+            "config-server2",
+            "config--server",
+            "configserver",
+            "server-config",
+        ] {
+            assert!(load(&with(distinct)).is_ok(), "{distinct}");
+        }
+        // Among three, the first clashing pair is named.
+        let three = format!(
+            "{}- name: b\n  dependency: config-server\n  executable: bin/config-server\n  memory_mb: 8\n",
+            with("other")
+        )
+        .replace("- name: b\n", "- name: OTHER\n");
+        let err = load(&three).expect_err("three");
+        assert!(
+            err.contains("`sidecars[2].name` \"OTHER\" clashes with \"other\" (sidecars[1])"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! it for every request (`reqwest::Proxy::custom`), and messages ask it which proxy to
 //! name, so the two can never disagree.
 
-use crate::errors::{Error, Scope};
+use crate::errors::Error;
 use crate::redact::{quoted, Redacted};
 use crate::settings::Named;
 use std::net::IpAddr;
@@ -57,7 +57,6 @@ impl Proxies {
 
 fn parse_proxy(setting: &Named) -> Result<Proxy, Error> {
     let bad = || Error::Setting {
-        scope: Scope::Operator,
         name: setting.var.clone(),
         value: quoted(Redacted::str(&setting.value).as_str()),
         accepted: "a proxy URL such as http://proxy.example:3128 (http:// or https://, \

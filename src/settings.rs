@@ -100,7 +100,6 @@ impl Env<'_> {
         default: T,
         range: std::ops::RangeInclusive<T>,
         unit: &str,
-        scope: Scope,
     ) -> Result<T, Error> {
         let Some(raw) = self.get(name) else {
             return Ok(default);
@@ -108,7 +107,6 @@ impl Env<'_> {
         match raw.trim().parse::<T>() {
             Ok(v) if range.contains(&v) => Ok(v),
             _ => Err(setting(
-                scope,
                 name,
                 raw,
                 &format!(
@@ -122,14 +120,8 @@ impl Env<'_> {
 
     pub fn network(&self) -> Result<Network, Error> {
         let secs = |name: &str, default: u64, max: u64| {
-            self.number(
-                &format!("{PREFIX}{name}"),
-                default,
-                1..=max,
-                "seconds",
-                Scope::Operator,
-            )
-            .map(Duration::from_secs)
+            self.number(&format!("{PREFIX}{name}"), default, 1..=max, "seconds")
+                .map(Duration::from_secs)
         };
         Ok(Network {
             http_proxy: self.either_case("http_proxy"),
@@ -141,33 +133,24 @@ impl Env<'_> {
                 .into(),
             connect_timeout: secs("CONNECT_TIMEOUT", 10, 300)?,
             stall_timeout: secs("STALL_TIMEOUT", 30, 3600)?,
-            attempts: self.number(
-                &format!("{PREFIX}DOWNLOAD_ATTEMPTS"),
-                4,
-                1..=10,
-                "attempts",
-                Scope::Operator,
-            )?,
+            attempts: self.number(&format!("{PREFIX}DOWNLOAD_ATTEMPTS"), 4, 1..=10, "attempts")?,
             retry_delay: Duration::from_millis(self.number(
                 &format!("{PREFIX}RETRY_DELAY_MS"),
                 1000,
                 0..=60_000,
                 "milliseconds",
-                Scope::Operator,
             )?),
             max_retry_after: Duration::from_secs(self.number(
                 &format!("{PREFIX}MAX_RETRY_AFTER"),
                 DEFAULT_MAX_RETRY_AFTER,
                 0..=3600,
                 "seconds",
-                Scope::Operator,
             )?),
             max_download: self.number(
                 &format!("{PREFIX}MAX_DOWNLOAD_MB"),
                 DEFAULT_MAX_DOWNLOAD_MB,
                 1..=1_048_576,
                 "MB",
-                Scope::Operator,
             )? << 20,
         })
     }
@@ -180,7 +163,6 @@ impl Env<'_> {
         };
         parse_memory_mb(raw).map(Some).ok_or_else(|| {
             setting(
-                Scope::Platform,
                 "MEMORY_LIMIT",
                 raw,
                 "a whole number of megabytes or gigabytes, as Cloud Foundry sets it: 1024m, \
@@ -197,7 +179,6 @@ impl Env<'_> {
             sidecar.memory_mb,
             MEMORY_RANGE,
             "MB",
-            Scope::App,
         )?;
         let pt_name = format!("{base}PROCESS_TYPES");
         let process_types = match self.get(&pt_name) {
@@ -206,7 +187,6 @@ impl Env<'_> {
                 let list: Vec<String> = raw.split(',').map(|s| s.trim().to_string()).collect();
                 if list.len() > 16 || !list.iter().all(|p| valid_name(p)) || has_duplicates(&list) {
                     return Err(setting(
-                        Scope::App,
                         &pt_name,
                         raw,
                         "a comma-separated list of process types, each once, such as web or \
@@ -226,7 +206,6 @@ impl Env<'_> {
             Some("false") => false,
             Some(_) => {
                 return Err(setting(
-                    Scope::App,
                     &decl_name,
                     self.get(&decl_name).unwrap_or_default(),
                     "true or false",
@@ -241,6 +220,39 @@ impl Env<'_> {
     }
 }
 
+/// The download knobs (after `PREFIX`): the same for every app of a foundation, so
+/// usually set in the staging environment variable group.
+const OPERATOR_KNOBS: [&str; 6] = [
+    "CONNECT_TIMEOUT",
+    "STALL_TIMEOUT",
+    "DOWNLOAD_ATTEMPTS",
+    "RETRY_DELAY_MS",
+    "MAX_RETRY_AFTER",
+    "MAX_DOWNLOAD_MB",
+];
+
+/// Who sets the variable `name`, so that an error about it says where to fix it.
+pub fn scope_of(name: &str) -> Scope {
+    let lower = name.to_ascii_lowercase();
+    if name == "MEMORY_LIMIT" {
+        Scope::Platform
+    } else if [
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "cf_system_cert_path",
+    ]
+    .contains(&lower.as_str())
+        || name
+            .strip_prefix(PREFIX)
+            .is_some_and(|k| OPERATOR_KNOBS.contains(&k))
+    {
+        Scope::Operator
+    } else {
+        Scope::App
+    }
+}
+
 /// True if a name appears twice: `web,web` would count the sidecar's memory twice
 /// against the process and list it twice in launch.yml.
 pub fn has_duplicates(list: &[String]) -> bool {
@@ -252,9 +264,8 @@ pub fn sidecar_var_base(name: &str) -> String {
     format!("{PREFIX}{}_", name.to_ascii_uppercase().replace('-', "_"))
 }
 
-fn setting(scope: Scope, name: &str, raw: &str, accepted: &str) -> Error {
+fn setting(name: &str, raw: &str, accepted: &str) -> Error {
     Error::Setting {
-        scope,
         name: name.to_string(),
         // Enough of the value to recognise it, never a whole pasted blob.
         value: crate::redact::quoted_value(raw),

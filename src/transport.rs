@@ -112,13 +112,13 @@ impl<'a> Fetcher<'a> {
                     return Err(self.download_error(dep, attempt, reason, fault, &at, proxies))
                 }
                 Err(Failed::Status(code, _, at)) if code != 429 && code < 500 => {
+                    through_proxy(proxies, &at);
                     return Err(Error::HttpStatus {
                         dependency: dep.name.clone(),
                         url: shown,
                         status: code,
                         attempts: attempt,
-                        proxy: proxies.for_url(&at).map(|p| Redacted::url(&p.url)),
-                    })
+                    });
                 }
                 Err(Failed::Status(code, retry_after, at)) => {
                     status = Some((code, at));
@@ -158,12 +158,12 @@ impl<'a> Fetcher<'a> {
             }
         }
         if let Some((code, at)) = status {
+            through_proxy(proxies, &at);
             return Err(Error::HttpStatus {
                 dependency: dep.name.clone(),
                 url: shown,
                 status: code,
                 attempts,
-                proxy: proxies.for_url(&at).map(|p| Redacted::url(&p.url)),
             });
         }
         let (reason, fault, at) = last;
@@ -241,6 +241,11 @@ fn follow(client: &Client, start: &Url) -> Result<Response, Failed> {
     loop {
         let resp = client.get(url.clone()).send().map_err(|e| {
             let reason = describe(&e, &url);
+            // The proxy answered CONNECT with 407: an HTTP status like any other (it
+            // has no typed form in hyper-util's tunnel error, only this wording).
+            if reason.contains("proxy authorization required") {
+                return Failed::Status(407, None, url.clone());
+            }
             let fault = fault_of(&e, &reason);
             if fault.is_transient() {
                 Failed::Transient(fault, reason, url.clone())
@@ -300,6 +305,18 @@ fn follow(client: &Client, start: &Url) -> Result<Response, Failed> {
     }
 }
 
+/// Says which proxy a request that got an HTTP error went through: the proxy may be
+/// the one that answered (a 407, or its own 403 or 502).
+fn through_proxy(proxies: &Proxies, at: &Url) {
+    if let Some(p) = proxies.for_url(at) {
+        detail!(
+            "The request went through the proxy {} ({})",
+            Redacted::url(&p.url),
+            p.var
+        );
+    }
+}
+
 fn too_large(dep: &Dependency, url: &Url, limits: Limits) -> Error {
     Error::TooLarge {
         dependency: format!("{} {}", dep.name, dep.version),
@@ -337,10 +354,6 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
 fn fault_of(err: &reqwest::Error, reason: &str) -> Fault {
     if err.is_redirect() {
         return Fault::Redirect;
-    }
-    // hyper-util's tunnel error for a 407 answer to CONNECT has no typed form.
-    if reason.contains("proxy authorization required") {
-        return Fault::ProxyAuth;
     }
     match reason.split_once("invalid peer certificate: ") {
         Some((_, why))

@@ -294,7 +294,12 @@ fn a_proxy_that_wants_credentials_says_so() {
                  https_proxy / http_proxy",
             )
             .has("         attempts: 1\n")
-            .has(&format!("         proxy: {}/\n", proxy.url()))
+            .has(&format!(
+                "       The request went through the proxy {}/ ({var})\n       **ERROR** \
+                 downloading config-server from ",
+                proxy.url()
+            ))
+            .has("failed with HTTP 407\n")
             .not_installed();
     }
     assert_eq!(server.hits(), 0);

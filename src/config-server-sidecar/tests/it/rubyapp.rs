@@ -129,6 +129,7 @@ impl Drop for RubyApp {
 }
 
 #[test]
+#[ignore = "needs Ruby and the fixture app's gems (scripts/install-ruby)"]
 fn app_gets_its_config_from_the_sidecar_and_502_without_it() {
     let sidecar = Sidecar::new().start();
     let app = RubyApp::start(sidecar.port);
@@ -158,6 +159,7 @@ fn app_gets_its_config_from_the_sidecar_and_502_without_it() {
 }
 
 #[test]
+#[ignore = "needs Ruby and the fixture app's gems (scripts/install-ruby)"]
 fn app_turns_a_sidecar_error_status_into_502() {
     // A stand-in sidecar that fails every request.
     let failing = TcpListener::bind("127.0.0.1:0").expect("bind");
