@@ -184,6 +184,13 @@ impl Manifest {
         // A byte order mark (Windows editors write one) is allowed by YAML and read by
         // CF's own tools; serde_yaml takes it for content.
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        if let Err(e) = crate::yaml::check_depth(text) {
+            return Err(Error::Manifest {
+                path: path.to_path_buf(),
+                key: "(document)".into(),
+                problem: format!("{} at line {} column {}", e.message, e.line, e.column),
+            });
+        }
         let checked = match serde_yaml::from_str::<Manifest>(text) {
             Ok(m) => m.check(path).map(|()| m),
             Err(e) => Err(yaml_error(path, &e)),

@@ -481,3 +481,34 @@ fn a_manifest_with_a_byte_order_mark_is_read() {
         assert!(config.contains("version: 1.2.3\n"), "{config}");
     }
 }
+
+// A nesting bomb, sibling of the alias bomb: serde_yaml's parser takes time quadratic
+// in the depth of flow collections (300,000 `[`, 600 KB: many minutes), even under a
+// key it ignores. Deeper than 128 levels is refused before it parses.
+
+#[test]
+fn a_manifest_nested_too_deep_is_refused_before_it_is_parsed() {
+    let bp = Buildpack::new().cached().write();
+    let text = fs::read_to_string(bp.manifest()).expect("manifest");
+    for (open, close) in [("[", "]"), ("{a: ", "}")] {
+        // Deep enough that the old parse took seconds, not so deep that it hangs.
+        let n = 20_000;
+        let deep = format!("{text}deep: {}{}\n", open.repeat(n), close.repeat(n));
+        fs::write(bp.manifest(), deep).expect("write");
+        let dirs = Dirs::new();
+        Stage::new(&bp, &dirs)
+            .run()
+            .code(3)
+            .has(&format!(
+                "       **ERROR** {}: `(document)` nested deeper than 128 levels at line ",
+                bp.manifest().display()
+            ))
+            .not_installed();
+        assert_eq!(listing(dirs.root.path()), ["app"]);
+    }
+    // Real nesting, far below the cap, still loads.
+    let ok = format!("{text}deep: {}{}\n", "[".repeat(100), "]".repeat(100));
+    fs::write(bp.manifest(), ok).expect("write");
+    let dirs = Dirs::new();
+    Stage::new(&bp, &dirs).run().success();
+}
