@@ -91,8 +91,8 @@ fn act(ctx: &Context, plan: &Plan) -> Result<(), Error> {
     let cache = AppCache::new(&ctx.cache_dir);
     match stage_and_commit(ctx, plan, &cache, &mut staging) {
         Ok(report) => {
-            // Only now, with the deps dir committed: a failed run leaves the app cache
-            // as it found it. Before `finish`, which removes the staging dir.
+            // Only now, with the deps dir committed: a failed run stores nothing in
+            // the app cache. Before `finish`, which removes the staging dir.
             for (dep, copy) in &report.to_cache {
                 cache.store(dep, copy);
             }
