@@ -9,9 +9,9 @@
 //! gives the built-in demo document.
 
 use std::fmt;
-use std::fs::{self, File, Metadata};
+use std::fs::{self, Metadata, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -105,19 +105,32 @@ pub enum Capped {
 /// Reads a regular file of at most `budget` bytes, refusing a larger one before
 /// reading it whole (and one that grows past `budget` while it is read).
 pub fn read_capped(path: &Path, budget: u64) -> Result<Vec<u8>, Capped> {
-    // stat before open: opening a FIFO for reading would block forever.
     let meta = fs::metadata(path).map_err(Capped::Io)?;
     read_regular(path, &meta, budget)
 }
 
+/// Reads `path`, which `meta` (a stat of it) says is a regular file.
+///
+/// The path may be swapped between the stat and the open, so the stat only
+/// spares opening a device; what counts is what was opened. It is opened
+/// without blocking (opening a FIFO for reading would wait for a writer, and
+/// the sidecar with it, forever) and checked again through its descriptor.
 fn read_regular(path: &Path, meta: &Metadata, budget: u64) -> Result<Vec<u8>, Capped> {
+    if !meta.is_file() {
+        return Err(Capped::NotRegular);
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(Capped::Io)?;
+    let meta = file.metadata().map_err(Capped::Io)?;
     if !meta.is_file() {
         return Err(Capped::NotRegular);
     }
     if meta.len() > budget {
         return Err(Capped::TooBig(meta.len()));
     }
-    let file = File::open(path).map_err(Capped::Io)?;
     let mut text = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     file.take(budget + 1)
         .read_to_end(&mut text)
