@@ -254,14 +254,27 @@ fn running_out_of_file_descriptors_backs_off_and_warns_once() {
         .env("CONFIG_SERVER_HEADER_TIMEOUT_MS", LONG)
         .start();
     let pid = sidecar.pid();
-    // Room for two more connections, lowered after startup so that the connection
-    // limit (sized at startup) does not stop them first.
-    set_open_files(pid, open_fds(pid) + 2);
-    // Busy connections (half-sent heads) cannot be evicted to make room.
-    let mut held: Vec<TcpStream> = (0..6)
+    // Busy connections (half-sent heads) cannot be closed to make room; they must
+    // have been read before the file descriptors run out, or they would count as idle.
+    let base = open_fds(pid);
+    let mut held: Vec<TcpStream> = (0..3)
         .map(|_| {
             let mut c = connect(&sidecar);
             c.write_all(b"GET /health HTTP/1.1\r\n").expect("write");
+            c
+        })
+        .collect();
+    wait_for(PATIENCE, || (open_fds(pid) == base + 3).then_some(())).expect("3 accepted");
+    thread::sleep(Duration::from_millis(200));
+    // No room left, lowered after startup so that the connection limit (sized at
+    // startup) does not stop the clients first: these wait in the listen backlog,
+    // their requests sent.
+    set_open_files(pid, open_fds(pid));
+    let mut waiting: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut c = connect(&sidecar);
+            c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                .expect("write");
             c
         })
         .collect();
@@ -280,6 +293,9 @@ fn running_out_of_file_descriptors_backs_off_and_warns_once() {
     set_open_files(pid, 1024);
     for c in &mut held {
         c.write_all(b"Host: x\r\n\r\n").expect("write");
+        assert_eq!(read_response(c).status, 200);
+    }
+    for c in &mut waiting {
         assert_eq!(read_response(c).status, 200);
     }
     let stdout = sidecar.wait_stdout("accepting connections again, after ");
@@ -312,4 +328,30 @@ fn connection_limit_is_lowered_to_fit_the_open_files_limit() {
         .then_some(()))
     .is_some());
     drop(conns);
+}
+
+#[test]
+fn out_of_file_descriptors_with_idle_clients_to_close_still_warns_once() {
+    let sidecar = Sidecar::new()
+        .env("CONFIG_SERVER_IDLE_TIMEOUT_MS", LONG)
+        .start();
+    let pid = sidecar.pid();
+    set_open_files(pid, open_fds(pid) + 2);
+    // Every new client finds no file descriptor, the sidecar closes an idle one
+    // to make room, accepts, and runs out again: the condition comes and goes
+    // dozens of times, and must still be logged once per interval.
+    let mut conns: Vec<TcpStream> = (0..40).map(|_| connect(&sidecar)).collect();
+    let last = conns.last_mut().expect("40 connections");
+    assert_eq!(keep_alive_request(last, "/health"), 200);
+    let stderr = sidecar.stderr();
+    let warned = stderr
+        .lines()
+        .filter(|l| l.contains("cannot accept connections"))
+        .count();
+    assert_eq!(warned, 1, "{stderr}");
+    let recovered = sidecar
+        .stdout()
+        .matches("accepting connections again")
+        .count();
+    assert!(recovered <= 1, "{}", sidecar.stdout());
 }
