@@ -148,7 +148,8 @@ fn from_vcap(origin: &Bindings, text: &[u8]) -> Result<Vec<Binding>, Error> {
         .collect())
 }
 
-/// The names in `dir` that do not start with `.`, sorted.
+/// The names in `dir` that do not start with `.`, sorted. Every entry counts
+/// towards the tree's limit, hidden or not.
 fn names(origin: &Bindings, dir: &Path, count: &mut usize) -> Result<Vec<String>, Error> {
     let unreadable = |source| Error::BindingsUnreadable {
         origin: origin.clone(),
@@ -158,9 +159,6 @@ fn names(origin: &Bindings, dir: &Path, count: &mut usize) -> Result<Vec<String>
     let mut names = Vec::new();
     for entry in fs::read_dir(dir).map_err(unreadable)? {
         let name = entry.map_err(unreadable)?.file_name();
-        if name.as_encoded_bytes().starts_with(b".") {
-            continue;
-        }
         *count += 1;
         if *count > MAX_TREE_ENTRIES {
             return Err(Error::BindingEntry {
@@ -168,6 +166,9 @@ fn names(origin: &Bindings, dir: &Path, count: &mut usize) -> Result<Vec<String>
                 path: dir.to_path_buf(),
                 problem: "the tree holds more than 4096 entries",
             });
+        }
+        if name.as_encoded_bytes().starts_with(b".") {
+            continue;
         }
         let Some(name) = name.to_str() else {
             return Err(Error::BindingEntry {

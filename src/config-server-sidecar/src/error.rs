@@ -145,6 +145,13 @@ pub enum Error {
     )]
     NoCredentials { name: String, origin: Bindings },
 
+    /// The files changed while they were read, every time they were read.
+    #[error(
+        "{what}: the files changed while they were being read, {tries} times in a row; \
+         write them in one step (a rename, or Kubernetes' ..data swap)"
+    )]
+    KeptChanging { what: String, tries: usize },
+
     /// The listening socket could not be opened.
     #[error("cannot listen on 127.0.0.1:{port} (CONFIG_SERVER_PORT)")]
     Listen {
@@ -185,10 +192,25 @@ impl Error {
             | Self::BindingsInvalid { .. }
             | Self::ServiceNotBound { .. }
             | Self::AmbiguousTag { .. }
-            | Self::NoCredentials { .. } => EXIT_CONFIG,
+            | Self::NoCredentials { .. }
+            | Self::KeptChanging { .. } => EXIT_CONFIG,
             Self::Listen { .. } => EXIT_LISTEN,
             Self::Runtime(_) | Self::Signal { .. } => EXIT_INTERNAL,
         }
+    }
+
+    /// Whether a load that failed so may well succeed later with the files as
+    /// they are: they could not be read (out of file descriptors, a file gone
+    /// for a moment in a non-atomic replace) or kept changing while read. A
+    /// watcher tries such a load again at its next check; anything else waits
+    /// for the files to change.
+    pub fn may_pass(&self) -> bool {
+        matches!(
+            self,
+            Self::FileUnreadable { .. }
+                | Self::BindingsUnreadable { .. }
+                | Self::KeptChanging { .. }
+        )
     }
 }
 

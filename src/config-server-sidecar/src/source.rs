@@ -22,6 +22,7 @@ use crate::document::Document;
 use crate::error::{Bindings, Error, Format, Unsafe};
 use crate::parse;
 use crate::sanitize;
+use crate::watch;
 
 /// The tag (or binding type) that marks the service binding holding the configuration.
 pub const TAG: &str = "config-server";
@@ -83,8 +84,50 @@ pub struct Loaded {
     pub origin: Origin,
 }
 
+/// How many times a load is tried while its files keep changing under it.
+const LOAD_TRIES: usize = 5;
+
 /// Reads, checks and renders the configuration.
+///
+/// A source of several files (a binding tree) can change half way through
+/// its reading, say a Kubernetes `..data` swap between the user file and
+/// the password file: the files' state is taken before and after, and a
+/// load that saw them change is thrown away and tried again, so that what
+/// is served is one version or the other, never a mix.
 pub fn load(source: &Source) -> Result<Loaded, Error> {
+    let targets = watch::targets(source);
+    for _ in 0..LOAD_TRIES {
+        let before = watch::fingerprint(&targets);
+        let loaded = load_once(source);
+        if watch::fingerprint(&targets) == before {
+            return loaded;
+        }
+    }
+    Err(Error::KeptChanging {
+        what: what_changes(source),
+        tries: LOAD_TRIES,
+    })
+}
+
+/// The variables naming the files behind `source`, for a message.
+fn what_changes(source: &Source) -> String {
+    match source {
+        Source::File(path) => format!("CONFIG_SERVER_FILE={}", path.display()),
+        Source::Services { bindings, .. } => {
+            let files: Vec<String> = bindings
+                .iter()
+                .filter_map(|input| match input {
+                    BindingsInput::Root(root) => Some(Bindings::Root(root.clone()).to_string()),
+                    BindingsInput::File(path) => Some(Bindings::File(path.clone()).to_string()),
+                    BindingsInput::Env(_) => None,
+                })
+                .collect();
+            files.join(" or ")
+        }
+    }
+}
+
+fn load_once(source: &Source) -> Result<Loaded, Error> {
     match source {
         Source::File(path) => Ok(Loaded {
             document: load_file(path)?,

@@ -11,7 +11,10 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::Duration;
 
-use crate::support::{read_response, request, wait_for, Running, Sidecar, DEMO};
+use crate::support::{
+    lowest_free_fd, open_fds, read_response, request, set_open_files, wait_for, Running, Sidecar,
+    DEMO,
+};
 
 const PATIENCE: Duration = Duration::from_secs(10);
 const LONG: &str = "600000";
@@ -220,34 +223,6 @@ fn oversized_head_gets_431_and_long_paths_are_cut_in_the_log() {
     assert_eq!(sidecar.get("/health").status, 200);
 }
 
-/// The number of file descriptors the process has open.
-fn open_fds(pid: u32) -> usize {
-    fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("read fd dir")
-        .count()
-}
-
-/// Sets the sidecar's soft limit of open files.
-fn set_open_files(pid: u32, files: usize) {
-    use rustix::process::{prlimit, Pid, Resource, Rlimit};
-    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).expect("read limits");
-    let pid = Pid::from_raw(i32::try_from(pid).expect("pid")).expect("a pid");
-    let maximum = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| l.split_whitespace().nth(4))
-        .and_then(|n| n.parse().ok());
-    prlimit(
-        Some(pid),
-        Resource::Nofile,
-        Rlimit {
-            current: Some(files as u64),
-            maximum,
-        },
-    )
-    .expect("prlimit on the sidecar");
-}
-
 #[test]
 fn running_out_of_file_descriptors_backs_off_and_warns_once() {
     let sidecar = Sidecar::new()
@@ -269,7 +244,7 @@ fn running_out_of_file_descriptors_backs_off_and_warns_once() {
     // No room left, lowered after startup so that the connection limit (sized at
     // startup) does not stop the clients first: these wait in the listen backlog,
     // their requests sent.
-    set_open_files(pid, open_fds(pid));
+    set_open_files(pid, lowest_free_fd(pid));
     let mut waiting: Vec<TcpStream> = (0..3)
         .map(|_| {
             let mut c = connect(&sidecar);

@@ -5,13 +5,17 @@
 //! nothing asserts a speed.
 
 use std::fs;
+use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
-use crate::support::{request, Running, Sidecar};
+use crate::support::{lowest_free_fd, request, set_open_files, wait_for, Running, Sidecar};
+
+const PATIENCE: Duration = Duration::from_secs(10);
 
 fn sighup(sidecar: &Running) {
     use rustix::process::{kill_process, Pid, Signal};
@@ -72,7 +76,7 @@ fn assert_answers_through_sighup_storms(sidecar: &Running, storms: usize) {
     for _ in 0..storms {
         for _ in 0..20 {
             sighup(sidecar);
-            thread::sleep(std::time::Duration::from_micros(200));
+            thread::sleep(Duration::from_micros(200));
         }
         let health = request(sidecar.port, "GET", "/health");
         assert!(
@@ -115,4 +119,108 @@ fn a_fifo_swapped_into_a_binding_tree_never_blocks_the_sidecar() {
     assert_answers_through_sighup_storms(&sidecar, 300);
     drop(swapper);
     assert!(sidecar.stderr().contains("password: not a regular file"));
+}
+
+/// A Kubernetes-style binding: every file a symlink through `..data` to one of
+/// two versions, in which `user` and `password` always go together.
+fn versioned_binding(root: &Path) -> std::path::PathBuf {
+    let binding = root.join("cfg");
+    for (version, n) in [("..v1", "1"), ("..v2", "2")] {
+        let dir = binding.join(version);
+        fs::create_dir_all(&dir).expect("mkdir");
+        for key in ["host", "password", "user"] {
+            fs::write(dir.join(key), format!("{key}{n}")).expect("write");
+        }
+    }
+    symlink("..v1", binding.join("..data")).expect("symlink");
+    for key in ["host", "password", "user"] {
+        symlink(format!("..data/{key}"), binding.join(key)).expect("symlink");
+    }
+    fs::write(binding.join("type"), "config-server").expect("write");
+    binding
+}
+
+#[test]
+fn a_binding_tree_swapped_while_it_is_read_is_never_served_half_and_half() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let binding = versioned_binding(root.path());
+    let sidecar = Sidecar::new()
+        .env("SERVICE_BINDING_ROOT", root.path())
+        .env("CONFIG_SERVER_WATCH_INTERVAL_MS", "100")
+        .start();
+    let one = r#"{"host":"host1","password":"password1","user":"user1"}"#;
+    let two = r#"{"host":"host2","password":"password2","user":"user2"}"#;
+    sidecar.get("/config/").assert_json(200, one);
+    let swapper = swapping(move |i| {
+        let tmp = binding.join("..data_tmp");
+        let _ = fs::remove_file(&tmp);
+        if symlink(if i % 2 == 0 { "..v2" } else { "..v1" }, &tmp).is_ok() {
+            let _ = fs::rename(&tmp, binding.join("..data"));
+        }
+    });
+    for _ in 0..300 {
+        for _ in 0..5 {
+            sighup(&sidecar);
+        }
+        let body = sidecar.get("/config/").body;
+        assert!(body == one || body == two, "served a mix: {body}");
+    }
+    drop(swapper);
+    // Once the swaps stop, the version left in place is served.
+    let tmp = root.path().join("cfg/..data_tmp");
+    let _ = fs::remove_file(&tmp);
+    symlink("..v2", &tmp).expect("symlink");
+    fs::rename(&tmp, root.path().join("cfg/..data")).expect("swap");
+    assert!(
+        wait_for(PATIENCE, || (sidecar.get("/config/").body == two)
+            .then_some(()))
+        .is_some(),
+        "the last version was never served; stderr:\n{}",
+        sidecar.stderr()
+    );
+}
+
+fn health(sidecar: &Running) -> serde_json::Value {
+    sidecar.get("/health").json()
+}
+
+#[test]
+fn a_change_missed_for_want_of_file_descriptors_is_picked_up_when_they_are_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("config.yml");
+    fs::write(&file, "token: one\n").expect("write");
+    let sidecar = Sidecar::new()
+        .env("CONFIG_SERVER_FILE", &file)
+        .env("CONFIG_SERVER_WATCH_INTERVAL_MS", "100")
+        .start();
+    let pid = sidecar.pid();
+    // Let the startup check's connection close first: no file descriptor to spare.
+    thread::sleep(Duration::from_millis(200));
+    set_open_files(pid, lowest_free_fd(pid));
+    fs::write(dir.path().join("new"), "token: two\n").expect("write");
+    fs::rename(dir.path().join("new"), &file).expect("rename");
+    wait_for(PATIENCE, || {
+        sidecar
+            .stderr()
+            .contains("cannot read it: Too many open files")
+            .then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the reload did not fail for want of file descriptors; stdout:\n{}\nstderr:\n{}",
+            sidecar.stdout(),
+            sidecar.stderr()
+        )
+    });
+    // Nothing changes any more; file descriptors come back.
+    set_open_files(pid, 1024);
+    assert!(
+        wait_for(PATIENCE, || (sidecar.get("/config/token").body
+            == r#""two""#)
+            .then_some(()))
+        .is_some(),
+        "the new version was never loaded; stderr:\n{}",
+        sidecar.stderr()
+    );
+    assert_eq!(health(&sidecar)["last_attempt_failed"], false);
 }

@@ -1,7 +1,8 @@
 //! Runs the real `config-server` binary on a free loopback port and talks
 //! plain HTTP/1.1 to it over a `TcpStream`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
@@ -394,4 +395,42 @@ pub fn parse_response(raw: &[u8]) -> Response {
         headers,
         body: body.to_owned(),
     }
+}
+
+/// The number of file descriptors the process has open.
+pub fn open_fds(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read fd dir")
+        .count()
+}
+
+/// The file descriptor the process would get next: a limit of open files this
+/// low leaves it none (the count of open ones may be higher, with gaps below).
+pub fn lowest_free_fd(pid: u32) -> usize {
+    let open: BTreeSet<usize> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read fd dir")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    (0..).find(|fd| !open.contains(fd)).unwrap_or_default()
+}
+
+/// Sets the sidecar's soft limit of open files.
+pub fn set_open_files(pid: u32, files: usize) {
+    use rustix::process::{prlimit, Pid, Resource, Rlimit};
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).expect("read limits");
+    let pid = Pid::from_raw(i32::try_from(pid).expect("pid")).expect("a pid");
+    let maximum = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .and_then(|n| n.parse().ok());
+    prlimit(
+        Some(pid),
+        Resource::Nofile,
+        Rlimit {
+            current: Some(files as u64),
+            maximum,
+        },
+    )
+    .expect("prlimit on the sidecar");
 }
