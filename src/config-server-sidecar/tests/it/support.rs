@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -341,7 +341,12 @@ pub fn read_response(stream: &mut TcpStream) -> Response {
     let mut raw = Vec::new();
     let mut buf = [0; 4096];
     loop {
-        let n = stream.read(&mut buf).expect("read response");
+        // With a read timeout set, a signal interrupts read(2) even under SA_RESTART
+        // (signal(7)), and glibc signals every thread of the test process now and then.
+        let n = match stream.read(&mut buf) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            read => read.expect("read response"),
+        };
         assert!(
             n > 0,
             "connection closed mid-response: {:?}",
