@@ -15,6 +15,11 @@
 //! those attribute files are not credentials; in any other tree only `type` and
 //! `provider` are metadata. Names starting with `.` are skipped: Kubernetes
 //! keeps its atomic-swap machinery there (`..data`, `..2024_...`).
+//!
+//! Of a tree, only what choosing a binding takes (`type`, `tags`) is read for
+//! every binding; credential files are read for the binding that is served
+//! only. Other bindings may well hold what config-server would refuse to serve
+//! (a binary keystore, a large CA bundle), and that is none of its business.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -53,28 +58,91 @@ pub struct Binding {
     /// The `type` file of a tree; `label` in VCAP_SERVICES (CF writes one as the other).
     pub kind: Option<String>,
     pub tags: Vec<String>,
-    /// `None` when VCAP_SERVICES has no `credentials` object for it.
-    pub credentials: Option<Map<String, Value>>,
+    credentials: Credentials,
+}
+
+/// Where a binding's credentials are.
+enum Credentials {
+    /// Parsed with the rest of VCAP_SERVICES; `None` when it has no
+    /// `credentials` object.
+    Parsed(Option<Map<String, Value>>),
+    /// The files of a tree's binding directory that may hold credentials (the
+    /// others are its attributes); read only for the binding served.
+    Files { dir: PathBuf, keys: Vec<String> },
+}
+
+/// The bindings of one source.
+pub struct Listing {
+    pub origin: Bindings,
+    pub bindings: Vec<Binding>,
+    /// What is left of [`MAX_SOURCE_BYTES`] for reading credential files.
+    budget: u64,
+}
+
+impl Listing {
+    /// The credentials of `binding`, one of this listing's; `None` if it has none.
+    pub fn credentials(&self, binding: &Binding) -> Result<Option<Map<String, Value>>, Error> {
+        let (dir, keys) = match &binding.credentials {
+            Credentials::Parsed(map) => return Ok(map.clone()),
+            Credentials::Files { dir, keys } => (dir, keys),
+        };
+        let mut budget = self.budget;
+        let mut files = Map::new();
+        for key in keys {
+            let path = dir.join(key);
+            let meta = fs::metadata(&path).map_err(|source| Error::BindingsUnreadable {
+                origin: self.origin.clone(),
+                path: path.clone(),
+                source,
+            })?;
+            if meta.is_dir() {
+                continue; // Older layouts nest metadata/ and secret/; not ours to read.
+            }
+            files.insert(
+                key.clone(),
+                read_text(&self.origin, &path, &mut budget)?.into(),
+            );
+        }
+        Ok(Some(files))
+    }
 }
 
 /// Reads one binding source.
-pub fn read(input: &BindingsInput) -> Result<(Bindings, Vec<Binding>), Error> {
-    match input {
+pub fn read(input: &BindingsInput) -> Result<Listing, Error> {
+    let (origin, bindings, budget) = match input {
         BindingsInput::Env(text) => {
-            Ok((Bindings::Env, from_vcap(&Bindings::Env, text.as_bytes())?))
+            let list = from_vcap(&Bindings::Env, text.as_bytes())?;
+            (Bindings::Env, list, 0)
         }
         BindingsInput::File(path) => {
             let origin = Bindings::File(path.clone());
             let text = read_capped(path, MAX_SOURCE_BYTES).map_err(|e| capped(&origin, path, e))?;
             let list = from_vcap(&origin, &text)?;
-            Ok((origin, list))
+            (origin, list, 0)
         }
         BindingsInput::Root(root) => {
             let origin = Bindings::Root(root.clone());
-            let list = from_tree(&origin, root)?;
-            Ok((origin, list))
+            let mut budget = MAX_SOURCE_BYTES;
+            let list = from_tree(&origin, root, &mut budget)?;
+            (origin, list, budget)
         }
-    }
+    };
+    Ok(Listing {
+        origin,
+        bindings,
+        budget,
+    })
+}
+
+/// A tree's file as text, its size taken from `budget`.
+fn read_text(origin: &Bindings, path: &Path, budget: &mut u64) -> Result<String, Error> {
+    let bytes = read_capped(path, *budget).map_err(|e| capped(origin, path, e))?;
+    *budget -= bytes.len() as u64;
+    String::from_utf8(bytes).map_err(|_| Error::BindingEntry {
+        origin: origin.clone(),
+        path: path.to_path_buf(),
+        problem: "not UTF-8 text, and config-server serves text values only",
+    })
 }
 
 fn capped(origin: &Bindings, path: &Path, why: Capped) -> Error {
@@ -89,12 +157,14 @@ fn capped(origin: &Bindings, path: &Path, why: Capped) -> Error {
             path: path.to_path_buf(),
             problem: "not a regular file",
         },
+        // A tree's files share one budget: name the file that went over it.
+        Capped::TooBig(_) if matches!(origin, Bindings::Root(_)) => Error::TooBig {
+            what: format!("{origin}: {}", path.display()),
+            size: format!("with the binding's files read before it, more than {MAX_SOURCE_BYTES}"),
+        },
         Capped::TooBig(size) => Error::TooBig {
             what: origin.to_string(),
-            size: match origin {
-                Bindings::Root(_) => format!("more than {MAX_SOURCE_BYTES}"),
-                _ => size.to_string(),
-            },
+            size: size.to_string(),
         },
     }
 }
@@ -140,10 +210,10 @@ fn from_vcap(origin: &Bindings, text: &[u8]) -> Result<Vec<Binding>, Error> {
             name: i.name,
             kind: i.label,
             tags: i.tags.unwrap_or_default(),
-            credentials: match i.credentials {
+            credentials: Credentials::Parsed(match i.credentials {
                 Some(Value::Object(map)) => Some(map),
                 _ => None,
-            },
+            }),
         })
         .collect())
 }
@@ -183,75 +253,55 @@ fn names(origin: &Bindings, dir: &Path, count: &mut usize) -> Result<Vec<String>
     Ok(names)
 }
 
-fn from_tree(origin: &Bindings, root: &Path) -> Result<Vec<Binding>, Error> {
-    let mut budget = MAX_SOURCE_BYTES;
+fn from_tree(origin: &Bindings, root: &Path, budget: &mut u64) -> Result<Vec<Binding>, Error> {
     let mut count = 0;
     let mut list = Vec::new();
     for name in names(origin, root, &mut count)? {
         let dir = root.join(&name);
-        let unreadable = |path: PathBuf| {
-            move |source| Error::BindingsUnreadable {
-                origin: origin.clone(),
-                path,
-                source,
-            }
-        };
         // Symlinks are followed: Kubernetes links every entry through `..data`.
-        if !fs::metadata(&dir)
-            .map_err(unreadable(dir.clone()))?
-            .is_dir()
-        {
+        let meta = fs::metadata(&dir).map_err(|source| Error::BindingsUnreadable {
+            origin: origin.clone(),
+            path: dir.clone(),
+            source,
+        })?;
+        if !meta.is_dir() {
             continue; // A file at the top is not a binding.
         }
-        let mut files = Map::new();
-        for key in names(origin, &dir, &mut count)? {
-            let path = dir.join(&key);
-            if fs::metadata(&path)
-                .map_err(unreadable(path.clone()))?
-                .is_dir()
-            {
-                continue; // Older layouts nest metadata/ and secret/; not ours to read.
+        let keys = names(origin, &dir, &mut count)?;
+        let mut attribute = |key: &str| -> Result<Option<String>, Error> {
+            if !keys.iter().any(|k| k == key) {
+                return Ok(None);
             }
-            let bytes = read_capped(&path, budget).map_err(|e| capped(origin, &path, e))?;
-            budget -= bytes.len() as u64;
-            let text = String::from_utf8(bytes).map_err(|_| Error::BindingEntry {
-                origin: origin.clone(),
-                path: path.clone(),
-                problem: "not UTF-8 text, and config-server serves text values only",
-            })?;
-            files.insert(key, Value::String(text));
-        }
-        list.push(binding(name, files));
+            read_text(origin, &dir.join(key), budget).map(Some)
+        };
+        let kind = attribute("type")?.map(|t| t.trim().to_owned());
+        // CF writes tags as a JSON array; elsewhere, one per line.
+        let tags = attribute("tags")?
+            .map(|t| {
+                serde_json::from_str::<Vec<String>>(&t)
+                    .unwrap_or_else(|_| t.lines().map(|l| l.trim().to_owned()).collect())
+            })
+            .unwrap_or_default();
+        let from_cf = keys
+            .iter()
+            .any(|k| k == "binding-guid" || k == "instance-guid");
+        let keys = keys
+            .into_iter()
+            .filter(|key| {
+                let metadata = if from_cf {
+                    CF_ATTRIBUTES.contains(&key.as_str())
+                } else {
+                    key == "type" || key == "provider"
+                };
+                !metadata
+            })
+            .collect();
+        list.push(Binding {
+            name,
+            kind,
+            tags,
+            credentials: Credentials::Files { dir, keys },
+        });
     }
     Ok(list)
-}
-
-/// Splits a tree binding's files into metadata and credentials.
-fn binding(name: String, mut files: Map<String, Value>) -> Binding {
-    let text = |files: &Map<String, Value>, key: &str| {
-        files.get(key).and_then(Value::as_str).map(str::to_owned)
-    };
-    let kind = text(&files, "type").map(|t| t.trim().to_owned());
-    // CF writes tags as a JSON array; elsewhere, one per line.
-    let tags = text(&files, "tags")
-        .map(|t| {
-            serde_json::from_str::<Vec<String>>(&t)
-                .unwrap_or_else(|_| t.lines().map(|l| l.trim().to_owned()).collect())
-        })
-        .unwrap_or_default();
-    let from_cf = files.contains_key("binding-guid") || files.contains_key("instance-guid");
-    files.retain(|key, _| {
-        let metadata = if from_cf {
-            CF_ATTRIBUTES.contains(&key.as_str())
-        } else {
-            key == "type" || key == "provider"
-        };
-        !metadata
-    });
-    Binding {
-        name,
-        kind,
-        tags,
-        credentials: Some(files),
-    }
 }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::bindings::{self, Binding};
+use crate::bindings::{self, Binding, Listing};
 use crate::config::{BindingsInput, Source};
 use crate::document::Document;
 use crate::error::{Bindings, Error, Format, Unsafe};
@@ -267,9 +267,9 @@ fn load_services(inputs: &[BindingsInput], service: Option<&str>) -> Result<Load
 
     let found = match service {
         Some(name) => {
-            let found = sources.iter().find_map(|(origin, list)| {
-                let binding = list.iter().find(|b| b.name == name)?;
-                Some((origin, binding, Match::Name))
+            let found = sources.iter().find_map(|listing| {
+                let binding = listing.bindings.iter().find(|b| b.name == name)?;
+                Some((listing, binding, Match::Name))
             });
             let Some(found) = found else {
                 return Err(Error::ServiceNotBound {
@@ -281,35 +281,34 @@ fn load_services(inputs: &[BindingsInput], service: Option<&str>) -> Result<Load
         }
         None => by_tag_or_type(&sources)?,
     };
-    let Some((origin, binding, matched)) = found else {
+    let Some((listing, binding, matched)) = found else {
         return Ok(Loaded {
             document: Document::demo(),
             origin: Origin::Demo,
         });
     };
-    let Some(credentials) = &binding.credentials else {
+    let Some(credentials) = listing.credentials(binding)? else {
         return Err(Error::NoCredentials {
             name: binding.name.clone(),
-            origin: origin.clone(),
+            origin: listing.origin.clone(),
         });
     };
     Ok(Loaded {
-        document: Document::from_map(credentials.clone()),
+        document: Document::from_map(credentials),
         origin: Origin::Service {
             name: binding.name.clone(),
             matched,
-            bindings: origin.clone(),
+            bindings: listing.origin.clone(),
         },
     })
 }
 
 /// The one binding tagged or typed `config-server` in the first source that has
 /// any; several in that source are an error: which secrets did the app mean?
-fn by_tag_or_type(
-    sources: &[(Bindings, Vec<Binding>)],
-) -> Result<Option<(&Bindings, &Binding, Match)>, Error> {
-    for (origin, list) in sources {
-        let matches: Vec<(&Binding, Match)> = list
+fn by_tag_or_type(sources: &[Listing]) -> Result<Option<(&Listing, &Binding, Match)>, Error> {
+    for listing in sources {
+        let matches: Vec<(&Binding, Match)> = listing
+            .bindings
             .iter()
             .filter_map(|b| {
                 if b.tags.iter().any(|t| t == TAG) {
@@ -323,13 +322,13 @@ fn by_tag_or_type(
             .collect();
         match matches[..] {
             [] => continue,
-            [(binding, matched)] => return Ok(Some((origin, binding, matched))),
+            [(binding, matched)] => return Ok(Some((listing, binding, matched))),
             _ => {
                 let names: Vec<&str> = matches.iter().map(|(b, _)| b.name.as_str()).collect();
                 return Err(Error::AmbiguousTag {
                     count: matches.len(),
                     names: list_or_none(&names),
-                    origin: origin.clone(),
+                    origin: listing.origin.clone(),
                 });
             }
         }
@@ -338,7 +337,7 @@ fn by_tag_or_type(
 }
 
 /// "VCAP_SERVICES; bound: \"a\", \"b\"", one such part per source.
-fn looked_in(sources: &[(Bindings, Vec<Binding>)]) -> String {
+fn looked_in(sources: &[Listing]) -> String {
     if sources.is_empty() {
         return "SERVICE_BINDING_ROOT, VCAP_SERVICES_FILE_PATH and VCAP_SERVICES, none of \
                 which is set"
@@ -346,9 +345,9 @@ fn looked_in(sources: &[(Bindings, Vec<Binding>)]) -> String {
     }
     let parts: Vec<String> = sources
         .iter()
-        .map(|(origin, list)| {
-            let names: Vec<&str> = list.iter().map(|b| b.name.as_str()).collect();
-            format!("{origin}; bound: {}", list_or_none(&names))
+        .map(|listing| {
+            let names: Vec<&str> = listing.bindings.iter().map(|b| b.name.as_str()).collect();
+            format!("{}; bound: {}", listing.origin, list_or_none(&names))
         })
         .collect();
     parts.join("; and in ")

@@ -225,6 +225,7 @@ fn hostile_trees_are_refused() {
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path().join("cfg");
     fs::create_dir(&dir).expect("mkdir");
+    fs::write(dir.join("type"), "config-server").expect("write");
     for i in 0..3 {
         fs::File::create(dir.join(format!("part{i}")))
             .and_then(|f| f.set_len(400 * 1024))
@@ -236,15 +237,18 @@ fn hostile_trees_are_refused() {
         .assert_error(
             3,
             &format!(
-                "SERVICE_BINDING_ROOT={}: refusing to read it: more than 1048576 bytes, over the \
-                 limit of 1048576 bytes (1 MiB) for a configuration source",
-                root.path().display()
+                "SERVICE_BINDING_ROOT={}: {}: refusing to read it: with the binding's files read \
+                 before it, more than 1048576 bytes, over the limit of 1048576 bytes (1 MiB) for \
+                 a configuration source",
+                root.path().display(),
+                dir.join("part2").display()
             ),
         );
     // A FIFO, which would block a reader forever.
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path().join("cfg");
     fs::create_dir(&dir).expect("mkdir");
+    fs::write(dir.join("type"), "config-server").expect("write");
     let fifo = dir.join("password");
     let made = std::process::Command::new("mkfifo")
         .arg(&fifo)
@@ -260,6 +264,53 @@ fn hostile_trees_are_refused() {
                 "SERVICE_BINDING_ROOT={}: {}: not a regular file",
                 root.path().display(),
                 fifo.display()
+            ),
+        );
+}
+
+#[test]
+fn other_bindings_files_are_not_read() {
+    // Kubernetes-style bindings of other services commonly hold binary keystores
+    // and large CA bundles; config-server serves one binding and reads only it.
+    let root = tempfile::tempdir().expect("tempdir");
+    cf_binding(
+        root.path(),
+        "app-config",
+        "user-provided",
+        &["config-server"],
+        &[("pw", SECRET)],
+    );
+    cf_binding(root.path(), "db", "p.mysql", &["mysql"], &[("user", "u")]);
+    let db = root.path().join("db");
+    fs::write(db.join("keystore.p12"), b"\x30\x82\xff\xfe\x00").expect("binary");
+    fs::File::create(db.join("ca.crt"))
+        .and_then(|f| f.set_len(2 * 1024 * 1024))
+        .expect("big");
+    let made = std::process::Command::new("mkfifo")
+        .arg(db.join("pipe"))
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let sidecar = Sidecar::new()
+        .env("SERVICE_BINDING_ROOT", root.path())
+        .start();
+    sidecar
+        .get("/config/")
+        .assert_json(200, &format!(r#"{{"pw":"{SECRET}"}}"#));
+    drop(sidecar);
+    // Named, the same binding is refused, naming the file.
+    fs::remove_file(db.join("ca.crt")).expect("rm");
+    Sidecar::new()
+        .env("SERVICE_BINDING_ROOT", root.path())
+        .env("CONFIG_SERVER_SERVICE", "db")
+        .run_to_exit()
+        .assert_error(
+            3,
+            &format!(
+                "SERVICE_BINDING_ROOT={}: {}: not UTF-8 text, and config-server serves text \
+                 values only",
+                root.path().display(),
+                db.join("keystore.p12").display()
             ),
         );
 }
