@@ -23,13 +23,16 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{error::Category, Map, Value};
 
 use crate::config::BindingsInput;
-use crate::error::{Bindings, Error, Position};
+use crate::error::{Bindings, Error, Format, Position};
+use crate::parse;
 use crate::source::{read_capped, Capped, MAX_SOURCE_BYTES};
 
 /// A `SERVICE_BINDING_ROOT` tree may hold at most this many directories and files.
@@ -63,9 +66,9 @@ pub struct Binding {
 
 /// Where a binding's credentials are.
 enum Credentials {
-    /// Parsed with the rest of VCAP_SERVICES; `None` when it has no
-    /// `credentials` object.
-    Parsed(Option<Map<String, Value>>),
+    /// The JSON text of VCAP_SERVICES' `credentials`, a range of
+    /// [`Listing::text`]; `None` when it has none.
+    Json(Option<Range<usize>>),
     /// The files of a tree's binding directory that may hold credentials (the
     /// others are its attributes); read only for the binding served.
     Files { dir: PathBuf, keys: Vec<String> },
@@ -75,15 +78,34 @@ enum Credentials {
 pub struct Listing {
     pub origin: Bindings,
     pub bindings: Vec<Binding>,
+    /// VCAP_SERVICES' text, for [`Credentials::Json`].
+    text: Vec<u8>,
     /// What is left of [`MAX_SOURCE_BYTES`] for reading credential files.
     budget: u64,
 }
 
 impl Listing {
     /// The credentials of `binding`, one of this listing's; `None` if it has none.
+    /// Parsed as strictly as a configuration file, with positions in the whole
+    /// of VCAP_SERVICES.
     pub fn credentials(&self, binding: &Binding) -> Result<Option<Map<String, Value>>, Error> {
         let (dir, keys) = match &binding.credentials {
-            Credentials::Parsed(map) => return Ok(map.clone()),
+            Credentials::Json(None) => return Ok(None),
+            Credentials::Json(Some(range)) => {
+                let json = &self.text[range.clone()];
+                return match parse::parse(Format::Json, json) {
+                    Ok(Value::Object(map)) => Ok(Some(map)),
+                    Ok(_) => Ok(None),
+                    Err(mut error) => {
+                        error.at = error.at.within(&self.text, range.start);
+                        Err(Error::CredentialsInvalid {
+                            name: binding.name.clone(),
+                            origin: self.origin.clone(),
+                            error: Box::new(error),
+                        })
+                    }
+                };
+            }
             Credentials::Files { dir, keys } => (dir, keys),
         };
         let mut budget = self.budget;
@@ -109,27 +131,28 @@ impl Listing {
 
 /// Reads one binding source.
 pub fn read(input: &BindingsInput) -> Result<Listing, Error> {
-    let (origin, bindings, budget) = match input {
+    let (origin, bindings, text, budget) = match input {
         BindingsInput::Env(text) => {
-            let list = from_vcap(&Bindings::Env, text.as_bytes())?;
-            (Bindings::Env, list, 0)
+            let (list, text) = from_vcap(&Bindings::Env, text.as_bytes().to_vec())?;
+            (Bindings::Env, list, text, 0)
         }
         BindingsInput::File(path) => {
             let origin = Bindings::File(path.clone());
             let text = read_capped(path, MAX_SOURCE_BYTES).map_err(|e| capped(&origin, path, e))?;
-            let list = from_vcap(&origin, &text)?;
-            (origin, list, 0)
+            let (list, text) = from_vcap(&origin, text)?;
+            (origin, list, text, 0)
         }
         BindingsInput::Root(root) => {
             let origin = Bindings::Root(root.clone());
             let mut budget = MAX_SOURCE_BYTES;
             let list = from_tree(&origin, root, &mut budget)?;
-            (origin, list, budget)
+            (origin, list, Vec::new(), budget)
         }
     };
     Ok(Listing {
         origin,
         bindings,
+        text,
         budget,
     })
 }
@@ -171,28 +194,33 @@ fn capped(origin: &Bindings, path: &Path, why: Capped) -> Error {
 
 /// One entry of a `VCAP_SERVICES` label's array; other fields are ignored.
 #[derive(Deserialize)]
-struct Instance {
+struct Instance<'a> {
     name: String,
     #[serde(default)]
     label: Option<String>,
     #[serde(default)]
     tags: Option<Vec<String>>,
-    #[serde(default)]
-    credentials: Option<Value>,
+    /// Left as text: only the binding served has its credentials parsed.
+    #[serde(default, borrow)]
+    credentials: Option<&'a RawValue>,
 }
 
-fn from_vcap(origin: &Bindings, text: &[u8]) -> Result<Vec<Binding>, Error> {
+/// The bindings in `VCAP_SERVICES`' text, which is returned (without a
+/// byte-order mark) for their credentials to point into.
+fn from_vcap(origin: &Bindings, mut text: Vec<u8>) -> Result<(Vec<Binding>, Vec<u8>), Error> {
     if text.len() as u64 > MAX_SOURCE_BYTES {
         return Err(Error::TooBig {
             what: origin.to_string(),
             size: text.len().to_string(),
         });
     }
-    let text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
+    if text.starts_with(b"\xEF\xBB\xBF") {
+        text.drain(..3);
+    }
     // Labels in sorted order, then each label's array order: a stable order to
     // list names in messages.
     let services: BTreeMap<String, Vec<Instance>> =
-        serde_json::from_slice(text).map_err(|e| Error::BindingsInvalid {
+        serde_json::from_slice(&text).map_err(|e| Error::BindingsInvalid {
             origin: origin.clone(),
             problem: match e.classify() {
                 Category::Data => {
@@ -203,19 +231,22 @@ fn from_vcap(origin: &Bindings, text: &[u8]) -> Result<Vec<Binding>, Error> {
             },
             at: Position::of_json(&e),
         })?;
-    Ok(services
+    let base = text.as_ptr() as usize;
+    let list = services
         .into_values()
         .flatten()
         .map(|i| Binding {
             name: i.name,
             kind: i.label,
             tags: i.tags.unwrap_or_default(),
-            credentials: Credentials::Parsed(match i.credentials {
-                Some(Value::Object(map)) => Some(map),
-                _ => None,
-            }),
+            credentials: Credentials::Json(i.credentials.map(|raw| {
+                // Borrowed from `text`, so within it.
+                let start = raw.get().as_ptr() as usize - base;
+                start..start + raw.get().len()
+            })),
         })
-        .collect())
+        .collect();
+    Ok((list, text))
 }
 
 /// The names in `dir` that do not start with `.`, sorted. Every entry counts

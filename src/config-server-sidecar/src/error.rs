@@ -139,6 +139,14 @@ pub enum Error {
         origin: Bindings,
     },
 
+    /// The chosen instance's credentials hold what a configuration file may not.
+    #[error("service instance {name:?} in {origin}: its credentials: {error}")]
+    CredentialsInvalid {
+        name: String,
+        origin: Bindings,
+        error: Box<ParseError>,
+    },
+
     /// The chosen instance has no `credentials` object.
     #[error(
         "service instance {name:?} in {origin}: its credentials are missing or not a JSON object"
@@ -193,6 +201,7 @@ impl Error {
             | Self::ServiceNotBound { .. }
             | Self::AmbiguousTag { .. }
             | Self::NoCredentials { .. }
+            | Self::CredentialsInvalid { .. }
             | Self::KeptChanging { .. } => EXIT_CONFIG,
             Self::Listen { .. } => EXIT_LISTEN,
             Self::Runtime(_) | Self::Signal { .. } => EXIT_INTERNAL,
@@ -267,6 +276,26 @@ pub struct Position(pub Option<(usize, usize)>);
 impl Position {
     pub fn of_json(err: &serde_json::Error) -> Self {
         Self(Some((err.line(), err.column())))
+    }
+
+    /// This position, in a part of `text` starting at byte `start`, as a
+    /// position in the whole of `text` (columns count bytes, as serde_json's do).
+    pub fn within(self, text: &[u8], start: usize) -> Self {
+        let Some((line, column)) = self.0 else {
+            return self;
+        };
+        let before = &text[..start.min(text.len())];
+        let lines = before.iter().filter(|&&b| b == b'\n').count();
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let column = if line == 1 {
+            start - line_start + column
+        } else {
+            column
+        };
+        Self(Some((lines + line, column)))
     }
 }
 

@@ -314,3 +314,32 @@ fn other_bindings_files_are_not_read() {
             ),
         );
 }
+
+#[test]
+fn vcap_services_credentials_are_parsed_strictly_for_the_binding_served_only() {
+    let maps = vec!["{}"; 60_000].join(",");
+    let vcap = format!(
+        "{{\"user-provided\": [\n  {{\"name\": \"other\", \"credentials\": {{\"x\": [{maps}], \"x\": 1}}}},\n  \
+         {{\"name\": \"cfg\", \"tags\": [\"config-server\"],\n   \"credentials\": {{\"pw\": \"{SECRET}\", \"pw\": \"again\"}}}}\n]}}"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("vcap_services");
+    fs::write(&file, &vcap).expect("write");
+    Sidecar::new()
+        .env("VCAP_SERVICES_FILE_PATH", &file)
+        .run_to_exit()
+        .assert_error(
+            3,
+            &format!(
+                "service instance \"cfg\" in VCAP_SERVICES_FILE_PATH={}: its credentials: key \
+                 `pw` appears twice in the same mapping (line 4, column 48): keep one of them",
+                file.display()
+            ),
+        );
+    // What other bindings hold (60,000 values, a key twice) is none of its business.
+    fs::write(&file, vcap.replace(", \"pw\": \"again\"", "")).expect("write");
+    let sidecar = Sidecar::new().env("VCAP_SERVICES_FILE_PATH", &file).start();
+    sidecar
+        .get("/config/")
+        .assert_json(200, &format!(r#"{{"pw":"{SECRET}"}}"#));
+}
