@@ -79,6 +79,9 @@ pub enum Problem {
     Tag { tag: String, path: String },
     /// A second YAML document in the same file.
     SeveralDocuments,
+    /// A merge key (`<<`) whose value is not a mapping or a list of them;
+    /// holds the key's path.
+    MergeNotMapping(String),
     /// More than [`MAX_FLOW_AHEAD`] flow indicators read ahead of the next event.
     FlowTooLong,
 }
@@ -122,6 +125,11 @@ impl fmt::Display for ParseError {
             Problem::SeveralDocuments => write!(
                 f,
                 "holds more than one YAML document; the second starts at {at}"
+            ),
+            Problem::MergeNotMapping(path) => write!(
+                f,
+                "`{path}` merges what is not a mapping ({at}): the merge key `<<` takes a \
+                 mapping or a list of mappings; quote it ('<<') if it is meant as a plain key"
             ),
             Problem::FlowTooLong => write!(
                 f,
@@ -477,10 +485,20 @@ enum Frame {
     Map {
         map: Map<String, Value>,
         key: Option<String>,
+        /// Whether the merge key `<<` was read: 0 no, 1 it is the pending key,
+        /// 2 its value was merged.
+        merge: u8,
+        /// Keys that came from a merge and were not written in the mapping itself.
+        merged: HashSet<String>,
         anchor: usize,
         values: usize,
     },
 }
+
+/// YAML's merge key (yaml.org/type/merge.html): `<<: *defaults` puts the keys
+/// of the mapping (or of each mapping in a list of them) into the mapping
+/// that holds it, except those the mapping writes itself.
+const MERGE_KEY: &str = "<<";
 
 /// What an anchor that an alias refers to stands for.
 #[derive(Clone)]
@@ -527,7 +545,12 @@ impl YamlBuilder {
                     // A key: its text as written, whatever it would resolve to.
                     let key = text.into_owned();
                     self.remember(anchor, &Value::String(key.clone()), 1, Some(&key));
-                    return self.set_key(key);
+                    let merge = key == MERGE_KEY && style == ScalarStyle::Plain && tag.is_none();
+                    return if merge {
+                        self.set_merge_key()
+                    } else {
+                        self.set_key(key)
+                    };
                 }
                 self.count(1)?;
                 let written = (anchor != 0).then(|| text.to_string());
@@ -572,6 +595,8 @@ impl YamlBuilder {
                 self.stack.push(Frame::Map {
                     map: Map::new(),
                     key: None,
+                    merge: 0,
+                    merged: HashSet::new(),
                     anchor,
                     values: 1,
                 });
@@ -618,14 +643,30 @@ impl YamlBuilder {
         matches!(self.stack.last(), Some(Frame::Map { key: None, .. }))
     }
 
-    /// Sets the key of the mapping being read; it must be new in its mapping.
+    /// Sets the key of the mapping being read; it must be new in its mapping,
+    /// though it may replace a key that a merge brought in.
     fn set_key(&mut self, text: String) -> Result<(), Problem> {
-        if let Some(Frame::Map { map, key, .. }) = self.stack.last_mut() {
-            let duplicate = map.contains_key(&text);
+        if let Some(Frame::Map {
+            map, key, merged, ..
+        }) = self.stack.last_mut()
+        {
+            let duplicate = map.contains_key(&text) && !merged.remove(&text);
             *key = Some(text);
             if duplicate {
                 return Err(Problem::DuplicateKey(self.path()));
             }
+        }
+        Ok(())
+    }
+
+    /// The key of the mapping being read is the merge key; once per mapping.
+    fn set_merge_key(&mut self) -> Result<(), Problem> {
+        if let Some(Frame::Map { key, merge, .. }) = self.stack.last_mut() {
+            *key = Some(MERGE_KEY.to_owned());
+            if *merge != 0 {
+                return Err(Problem::DuplicateKey(self.path()));
+            }
+            *merge = 1;
         }
         Ok(())
     }
@@ -663,6 +704,9 @@ impl YamlBuilder {
     /// Puts a finished value (holding `values` values) into its parent, or makes
     /// it the document.
     fn add(&mut self, value: Value, values: usize) -> Result<(), Problem> {
+        if let Some(Frame::Map { merge: 1, .. }) = self.stack.last() {
+            return self.merge(value, values);
+        }
         match self.stack.last_mut() {
             Some(Frame::Seq {
                 items, values: n, ..
@@ -685,6 +729,44 @@ impl YamlBuilder {
         Ok(())
     }
 
+    /// Merges the value of a merge key, a mapping or a list of them (earlier
+    /// ones first), into the mapping being read: the keys it does not hold yet.
+    fn merge(&mut self, value: Value, values: usize) -> Result<(), Problem> {
+        let not_mapping = || Problem::MergeNotMapping(self.path());
+        let sources = match value {
+            Value::Object(source) => vec![source],
+            Value::Array(items) => items
+                .into_iter()
+                .map(|item| match item {
+                    Value::Object(source) => Some(source),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(not_mapping)?,
+            _ => return Err(not_mapping()),
+        };
+        if let Some(Frame::Map {
+            map,
+            key,
+            merge,
+            merged,
+            values: n,
+            ..
+        }) = self.stack.last_mut()
+        {
+            *key = None;
+            *merge = 2;
+            *n += values;
+            for (k, v) in sources.into_iter().flatten() {
+                if !map.contains_key(&k) {
+                    merged.insert(k.clone());
+                    map.insert(k, v);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The path to the value being read, for messages.
     fn path(&self) -> String {
         let steps: Vec<Step> = self
@@ -699,8 +781,13 @@ impl YamlBuilder {
     }
 
     fn tag_problem(&self, tag: &Tag) -> Problem {
+        // As written: saphyr shows `!!binary` as `tag:yaml.org,2002:!binary`.
+        let shown = match core_suffix(tag) {
+            Some(suffix) => format!("!!{suffix}"),
+            None => tag.to_string(),
+        };
         Problem::Tag {
-            tag: sanitize::cut(&tag.to_string(), 64),
+            tag: sanitize::cut(&shown, 64),
             path: self.path(),
         }
     }
@@ -1041,6 +1128,47 @@ mod tests {
     }
 
     #[test]
+    fn yaml_merge_keys() {
+        let base = "base: &b {user: u, pw: p}\n";
+        // The mapping's own keys win, wherever they are written; merged keys
+        // come where the merge key is.
+        assert_eq!(
+            yaml(&format!("{base}prod:\n  <<: *b\n  pw: q\n")).unwrap(),
+            r#"{"base":{"user":"u","pw":"p"},"prod":{"user":"u","pw":"q"}}"#
+        );
+        assert_eq!(
+            yaml(&format!("{base}prod: {{pw: q, <<: *b}}\n")).unwrap(),
+            r#"{"base":{"user":"u","pw":"p"},"prod":{"pw":"q","user":"u"}}"#
+        );
+        // A list of mappings: the earlier ones win.
+        assert_eq!(
+            yaml("a: &a {x: 1, z: 1}\nb: &b {y: 2, z: 2}\nc: {<<: [*a, *b]}\n").unwrap(),
+            r#"{"a":{"x":1,"z":1},"b":{"y":2,"z":2},"c":{"x":1,"z":1,"y":2}}"#
+        );
+        // Quoted or tagged, `<<` is a plain key.
+        assert_eq!(
+            yaml("c: {'<<': {x: 1}}\nd: {!!str <<: 1}\n").unwrap(),
+            r#"{"c":{"<<":{"x":1}},"d":{"<<":1}}"#
+        );
+        // A key the mapping writes twice is still a duplicate, merged or not.
+        assert_eq!(
+            yaml(&format!("{base}c:\n  <<: *b\n  pw: 1\n  pw: 2\n")).unwrap_err(),
+            "key `c.pw` appears twice in the same mapping (line 5, column 3): keep one of them"
+        );
+        assert!(yaml(&format!("{base}c:\n  <<: *b\n  <<: *b\n"))
+            .unwrap_err()
+            .starts_with("key `c.<<` appears twice"));
+        assert_eq!(
+            yaml("c:\n  <<: 5\n").unwrap_err(),
+            "`c.<<` merges what is not a mapping (line 2, column 7): the merge key `<<` takes \
+             a mapping or a list of mappings; quote it ('<<') if it is meant as a plain key"
+        );
+        assert!(yaml("c: {<<: [{a: 1}, [2]]}\n")
+            .unwrap_err()
+            .starts_with("`c.<<` merges what is not a mapping"));
+    }
+
+    #[test]
     fn yaml_depth_is_capped() {
         let deep = format!("{}1{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
         assert!(yaml(&deep).is_ok());
@@ -1079,7 +1207,10 @@ mod tests {
             .starts_with("`a` has the tag !secret"));
         assert!(yaml("a: !!int x\n")
             .unwrap_err()
-            .starts_with("`a` has the tag"));
+            .starts_with("`a` has the tag !!int, "));
+        assert!(yaml("a: !!binary aGk=\n")
+            .unwrap_err()
+            .starts_with("`a` has the tag !!binary, "));
         assert_eq!(
             yaml("a: !!str 12\nb: !!int '12'\nc: ! 5\n").unwrap(),
             r#"{"a":"12","b":12,"c":"5"}"#

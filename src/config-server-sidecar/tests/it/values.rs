@@ -251,3 +251,25 @@ fn a_yaml_flow_collection_too_large_to_read_in_bounded_memory_is_refused() {
     let sidecar = Sidecar::new().env("CONFIG_SERVER_FILE", &path).start();
     assert_eq!(sidecar.get("/config/b").body, format!("[{zeros}]"));
 }
+
+#[test]
+fn yaml_merge_keys_merge() {
+    // The way YAML configurations share defaults: what every YAML library the
+    // app might use does, not a key named `<<`.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write(
+        dir.path(),
+        "c.yml",
+        b"defaults: &defaults\n  host: db\n  pool: 5\nprod:\n  <<: *defaults\n  pool: 20\n",
+    );
+    let sidecar = Sidecar::new().env("CONFIG_SERVER_FILE", &path).start();
+    sidecar
+        .get("/config/prod")
+        .assert_json(200, r#"{"host":"db","pool":20}"#);
+    refused(
+        "c.yml",
+        "prod:\n  <<: [a, b]\n",
+        "`prod.<<` merges what is not a mapping (line 2, column 12): the merge key `<<` takes \
+         a mapping or a list of mappings; quote it ('<<') if it is meant as a plain key",
+    );
+}
