@@ -304,6 +304,10 @@ pub fn open_files_limit() -> Option<u64> {
 /// listener, the runtime's epoll and wakers, signal pipes, reading the config.
 pub const RESERVED_FDS: u64 = 32;
 
+/// Below this limit of open files the sidecar does not start: it needs about a
+/// dozen before its first client (and tokio's signal setup panics without them).
+pub const MIN_OPEN_FILES: u64 = 16;
+
 /// Backs off after failures, doubling from 10 ms up to a cap.
 pub struct Backoff {
     next: Duration,

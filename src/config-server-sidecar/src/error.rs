@@ -10,7 +10,7 @@
 //! | code | meaning |
 //! |------|---------|
 //! | 0    | stopped by SIGTERM or SIGINT (connections drained, log flushed) |
-//! | 1    | unexpected failure: the runtime or a signal handler could not be set up |
+//! | 1    | the runtime or a signal handler could not be set up, or the open-files limit is too low to run |
 //! | 2    | a bad setting: `CONFIG_SERVER_PORT` not a number from 1 to 65535 or equal to `PORT`, or another `CONFIG_SERVER_*` knob out of its range |
 //! | 3    | configuration not loadable at startup: `CONFIG_SERVER_FILE`, `CONFIG_SERVER_SERVICE`, `SERVICE_BINDING_ROOT`, `VCAP_SERVICES_FILE_PATH` or `VCAP_SERVICES` is wrong |
 //! | 4    | cannot listen on `127.0.0.1:CONFIG_SERVER_PORT` (port in use, or not allowed) |
@@ -26,7 +26,8 @@ use std::path::{Path, PathBuf};
 
 use crate::parse::ParseError;
 
-/// The runtime or a signal handler could not be set up.
+/// The runtime or a signal handler could not be set up (or the open-files
+/// limit leaves no room to).
 pub const EXIT_INTERNAL: u8 = 1;
 /// `CONFIG_SERVER_PORT` or another knob is unusable.
 pub const EXIT_SETTING: u8 = 2;
@@ -172,6 +173,14 @@ pub enum Error {
     #[error("cannot start the async runtime")]
     Runtime(#[source] io::Error),
 
+    /// The limit of open files leaves no room to run, let alone serve.
+    #[error(
+        "the limit of open files (ulimit -n) is {limit}: config-server needs at least {} \
+         (its runtime, signals, the listener, a configuration file and a client); raise it",
+        crate::conn::MIN_OPEN_FILES
+    )]
+    TooFewFiles { limit: u64 },
+
     /// A signal handler could not be installed.
     #[error("cannot install the {signal} handler")]
     Signal {
@@ -204,7 +213,7 @@ impl Error {
             | Self::CredentialsInvalid { .. }
             | Self::KeptChanging { .. } => EXIT_CONFIG,
             Self::Listen { .. } => EXIT_LISTEN,
-            Self::Runtime(_) | Self::Signal { .. } => EXIT_INTERNAL,
+            Self::Runtime(_) | Self::Signal { .. } | Self::TooFewFiles { .. } => EXIT_INTERNAL,
         }
     }
 

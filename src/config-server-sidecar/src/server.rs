@@ -48,6 +48,9 @@ const BUSY_BODY: &str = r#"{"error":"too many connections, try again"}"#;
 
 /// Serves what was loaded at startup on `127.0.0.1:port` until SIGTERM or SIGINT.
 pub fn serve(config: Config, loaded: Loaded) -> Result<(), Error> {
+    if let Some(limit) = conn::open_files_limit().filter(|&n| n < conn::MIN_OPEN_FILES) {
+        return Err(Error::TooFewFiles { limit });
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()

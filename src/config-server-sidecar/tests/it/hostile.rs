@@ -331,3 +331,21 @@ fn out_of_file_descriptors_with_idle_clients_to_close_still_warns_once() {
         .count();
     assert!(recovered <= 1, "{}", sidecar.stdout());
 }
+
+#[test]
+fn an_open_files_limit_too_low_to_run_is_an_error_not_a_crash() {
+    // Below a dozen, tokio's signal setup used to panic (SIGABRT) or the listener
+    // failed as if the port were the problem.
+    for limit in [7, 9, 15] {
+        Sidecar::wrap_in_shell(&format!("ulimit -n {limit};"))
+            .run_to_exit()
+            .assert_error(
+                1,
+                &format!(
+                    "the limit of open files (ulimit -n) is {limit}: config-server needs at \
+                     least 16 (its runtime, signals, the listener, a configuration file and a \
+                     client); raise it"
+                ),
+            );
+    }
+}
