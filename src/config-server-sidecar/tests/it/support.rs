@@ -47,6 +47,8 @@ pub fn wait_for<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Op
 pub struct Sidecar {
     command: Command,
     port: u16,
+    /// Whether the port was picked here (and may be picked again if taken).
+    picked_port: bool,
 }
 
 impl Sidecar {
@@ -62,7 +64,11 @@ impl Sidecar {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        Self { command, port }
+        Self {
+            command,
+            port,
+            picked_port: true,
+        }
     }
 
     /// Runs the sidecar as `bash -c '<prefix> exec config-server'`, e.g. to set a ulimit.
@@ -84,6 +90,7 @@ impl Sidecar {
 
     pub fn port(mut self, port: u16) -> Self {
         self.port = port;
+        self.picked_port = false;
         self.command.env("CONFIG_SERVER_PORT", port.to_string());
         self
     }
@@ -93,7 +100,7 @@ impl Sidecar {
         self
     }
 
-    fn spawn(mut self) -> Running {
+    fn spawn(&mut self) -> Running {
         let mut child = self.command.spawn().expect("spawn config-server");
         let stdout = capture(child.stdout.take().expect("piped stdout"));
         let stderr = capture(child.stderr.take().expect("piped stderr"));
@@ -105,9 +112,28 @@ impl Sidecar {
         }
     }
 
-    /// Starts the sidecar and waits until `/health` answers 200.
-    pub fn start(self) -> Running {
+    /// Starts the sidecar and waits until `/health` answers 200. A port picked
+    /// here that something else took in the meantime (tests and other work run
+    /// in parallel) is picked again.
+    pub fn start(mut self) -> Running {
         let mut running = self.spawn();
+        for _ in 0..3 {
+            let exited = wait_for(PATIENCE, || {
+                let exited = running.child.try_wait().ok().flatten().map(Some);
+                let healthy = || running.try_get("/health").filter(|r| r.status == 200);
+                exited.or_else(|| healthy().map(|_| None))
+            });
+            let Some(Some(status)) = exited else { break };
+            let exited = running.exited(status);
+            let taken = exited.code == Some(4) && exited.stderr.contains("Address already in use");
+            if !(taken && self.picked_port) {
+                break;
+            }
+            self.port = free_port();
+            self.command
+                .env("CONFIG_SERVER_PORT", self.port.to_string());
+            running = self.spawn();
+        }
         let healthy = wait_for(PATIENCE, || {
             if let Ok(Some(status)) = running.child.try_wait() {
                 panic!(
@@ -129,7 +155,7 @@ impl Sidecar {
     }
 
     /// Runs a sidecar that is expected to fail at startup, and waits for it to exit.
-    pub fn run_to_exit(self) -> Exited {
+    pub fn run_to_exit(mut self) -> Exited {
         let mut running = self.spawn();
         let status = running.wait_exit(PATIENCE).unwrap_or_else(|| {
             panic!(
