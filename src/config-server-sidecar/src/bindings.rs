@@ -70,8 +70,13 @@ enum Credentials {
     /// [`Listing::text`]; `None` when it has none.
     Json(Option<Range<usize>>),
     /// The files of a tree's binding directory that may hold credentials (the
-    /// others are its attributes); read only for the binding served.
-    Files { dir: PathBuf, keys: Vec<String> },
+    /// others are its attributes), and the first whose name is not UTF-8; read
+    /// only for the binding served.
+    Files {
+        dir: PathBuf,
+        keys: Vec<String>,
+        not_utf8: Option<PathBuf>,
+    },
 }
 
 /// The bindings of one source.
@@ -106,7 +111,15 @@ impl Listing {
                     }
                 };
             }
-            Credentials::Files { dir, keys } => (dir, keys),
+            Credentials::Files {
+                not_utf8: Some(path),
+                ..
+            } => return Err(not_utf8_name(&self.origin, path)),
+            Credentials::Files {
+                dir,
+                keys,
+                not_utf8: None,
+            } => (dir, keys),
         };
         let mut budget = self.budget;
         let mut files = Map::new();
@@ -249,15 +262,22 @@ fn from_vcap(origin: &Bindings, mut text: Vec<u8>) -> Result<(Vec<Binding>, Vec<
     Ok((list, text))
 }
 
-/// The names in `dir` that do not start with `.`, sorted. Every entry counts
-/// towards the tree's limit, hidden or not.
-fn names(origin: &Bindings, dir: &Path, count: &mut usize) -> Result<Vec<String>, Error> {
+/// The names in `dir` that do not start with `.`, sorted, and the first one
+/// that is not UTF-8 (which cannot be served as a key, nor matched as a
+/// binding's name), if any. Every entry counts towards the tree's limit,
+/// hidden or not.
+fn names(
+    origin: &Bindings,
+    dir: &Path,
+    count: &mut usize,
+) -> Result<(Vec<String>, Option<PathBuf>), Error> {
     let unreadable = |source| Error::BindingsUnreadable {
         origin: origin.clone(),
         path: dir.to_path_buf(),
         source,
     };
     let mut names = Vec::new();
+    let mut not_utf8 = None;
     for entry in fs::read_dir(dir).map_err(unreadable)? {
         let name = entry.map_err(unreadable)?.file_name();
         *count += 1;
@@ -271,23 +291,34 @@ fn names(origin: &Bindings, dir: &Path, count: &mut usize) -> Result<Vec<String>
         if name.as_encoded_bytes().starts_with(b".") {
             continue;
         }
-        let Some(name) = name.to_str() else {
-            return Err(Error::BindingEntry {
-                origin: origin.clone(),
-                path: dir.join(name),
-                problem: "the name is not UTF-8",
-            });
-        };
-        names.push(name.to_owned());
+        match name.to_str() {
+            Some(name) => names.push(name.to_owned()),
+            None => {
+                not_utf8.get_or_insert_with(|| dir.join(&name));
+            }
+        }
     }
     names.sort();
-    Ok(names)
+    Ok((names, not_utf8))
+}
+
+fn not_utf8_name(origin: &Bindings, path: &Path) -> Error {
+    Error::BindingEntry {
+        origin: origin.clone(),
+        path: path.to_path_buf(),
+        problem: "the name is not UTF-8",
+    }
 }
 
 fn from_tree(origin: &Bindings, root: &Path, budget: &mut u64) -> Result<Vec<Binding>, Error> {
     let mut count = 0;
     let mut list = Vec::new();
-    for name in names(origin, root, &mut count)? {
+    let (bindings, not_utf8) = names(origin, root, &mut count)?;
+    // A binding the sidecar cannot name might be the one it should serve.
+    if let Some(path) = not_utf8 {
+        return Err(not_utf8_name(origin, &path));
+    }
+    for name in bindings {
         let dir = root.join(&name);
         // Symlinks are followed: Kubernetes links every entry through `..data`.
         let meta = fs::metadata(&dir).map_err(|source| Error::BindingsUnreadable {
@@ -298,7 +329,7 @@ fn from_tree(origin: &Bindings, root: &Path, budget: &mut u64) -> Result<Vec<Bin
         if !meta.is_dir() {
             continue; // A file at the top is not a binding.
         }
-        let keys = names(origin, &dir, &mut count)?;
+        let (keys, not_utf8) = names(origin, &dir, &mut count)?;
         let mut attribute = |key: &str| -> Result<Option<String>, Error> {
             if !keys.iter().any(|k| k == key) {
                 return Ok(None);
@@ -331,7 +362,11 @@ fn from_tree(origin: &Bindings, root: &Path, budget: &mut u64) -> Result<Vec<Bin
             name,
             kind,
             tags,
-            credentials: Credentials::Files { dir, keys },
+            credentials: Credentials::Files {
+                dir,
+                keys,
+                not_utf8,
+            },
         });
     }
     Ok(list)

@@ -3,6 +3,7 @@
 //! `VCAP_SERVICES`, with the same rules as `VCAP_SERVICES`.
 
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
@@ -291,6 +292,8 @@ fn other_bindings_files_are_not_read() {
         .status()
         .expect("mkfifo");
     assert!(made.success());
+    let odd_name = std::ffi::OsStr::from_bytes(b"\xffkey");
+    fs::write(db.join(odd_name), "x").expect("a name that is not UTF-8");
     let sidecar = Sidecar::new()
         .env("SERVICE_BINDING_ROOT", root.path())
         .start();
@@ -299,20 +302,25 @@ fn other_bindings_files_are_not_read() {
         .assert_json(200, &format!(r#"{{"pw":"{SECRET}"}}"#));
     drop(sidecar);
     // Named, the same binding is refused, naming the file.
+    let named = |message: String| {
+        Sidecar::new()
+            .env("SERVICE_BINDING_ROOT", root.path())
+            .env("CONFIG_SERVER_SERVICE", "db")
+            .run_to_exit()
+            .assert_error(3, &message);
+    };
+    named(format!(
+        "SERVICE_BINDING_ROOT={}: {}: the name is not UTF-8",
+        root.path().display(),
+        db.join(odd_name).display()
+    ));
+    fs::remove_file(db.join(odd_name)).expect("rm");
     fs::remove_file(db.join("ca.crt")).expect("rm");
-    Sidecar::new()
-        .env("SERVICE_BINDING_ROOT", root.path())
-        .env("CONFIG_SERVER_SERVICE", "db")
-        .run_to_exit()
-        .assert_error(
-            3,
-            &format!(
-                "SERVICE_BINDING_ROOT={}: {}: not UTF-8 text, and config-server serves text \
-                 values only",
-                root.path().display(),
-                db.join("keystore.p12").display()
-            ),
-        );
+    named(format!(
+        "SERVICE_BINDING_ROOT={}: {}: not UTF-8 text, and config-server serves text values only",
+        root.path().display(),
+        db.join("keystore.p12").display()
+    ));
 }
 
 #[test]
