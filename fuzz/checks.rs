@@ -9,7 +9,10 @@
 use sidecar_buildpack::errors::Error;
 use sidecar_buildpack::install;
 use sidecar_buildpack::launch::LaunchYml;
-use sidecar_buildpack::manifest::{relative_inside, valid_name, Manifest, MEMORY_RANGE};
+use sidecar_buildpack::manifest::{
+    relative_inside, valid_identifier, valid_name, Manifest, MEMORY_RANGE,
+};
+use sidecar_buildpack::redact::is_unsafe;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -36,14 +39,20 @@ pub fn manifest(data: &[u8]) {
                 let _ = m.pick(&s.dependency, Some("cflinuxfs4"));
             }
             for d in &m.dependencies {
+                assert!(valid_identifier(&d.name), "name {:?}", d.name);
+                assert!(valid_identifier(&d.version), "version {:?}", d.version);
                 if let Some(f) = &d.file {
                     assert!(relative_inside(f), "file {f:?}");
                 }
             }
         }
-        Err(Error::Manifest { path: p, key, .. }) => {
+        Err(e @ Error::Manifest { .. }) => {
+            let Error::Manifest { path: p, key, .. } = &e else {
+                unreachable!()
+            };
             assert_eq!(p, path);
             assert!(!key.is_empty());
+            shown_safely(&e.to_string());
         }
         Err(other) => panic!("not a manifest error: {other:?}"),
     }
@@ -86,6 +95,9 @@ pub fn unpack(data: &[u8]) {
             matches!(e, Error::Archive { .. } | Error::Write { .. }),
             "unexpected error {e:?}"
         );
+        if matches!(e, Error::Archive { .. }) {
+            shown_safely(&e.to_string());
+        }
     }
     let mut names: Vec<String> = fs::read_dir(root.path())
         .expect("root")
@@ -108,4 +120,17 @@ pub fn unpack(data: &[u8]) {
             assert_eq!(m.permissions().mode() & 0o7022, 0, "{}", p.display());
         }
     }
+}
+
+/// A message built from untrusted input: one line, no control characters, short.
+fn shown_safely(msg: &str) {
+    assert!(
+        !msg.chars().any(is_unsafe),
+        "raw control character in {msg:?}"
+    );
+    assert!(
+        msg.chars().count() < 1_000,
+        "{} characters",
+        msg.chars().count()
+    );
 }

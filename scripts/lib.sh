@@ -48,23 +48,24 @@ ensure_python() {
   python3 -m pip --version >/dev/null 2>&1 || ensure_apt python3-pip
 }
 
-# ensure_pip SPEC MODULE...: pip-installs SPEC (e.g. 'moto[server]') unless python3 can
-# already import every MODULE, then puts pip's scripts dir on PATH so its commands run.
+# ensure_pip SPEC DIST...: pip-installs SPEC (e.g. 'moto[server]') unless every
+# distribution DIST is installed, then puts pip's scripts dir on PATH so its
+# commands run.
 ensure_pip() {
-  local spec=$1
+  local spec=$1 dist missing=
   shift
   ensure_python
-  local imports
-  imports=$(printf 'import %s\n' "$@")
-  if ! python3 -c "$imports" 2>/dev/null; then
+  for dist in "$@"; do
+    python3 -m pip show --quiet "$dist" >/dev/null 2>&1 || missing=1
+  done
+  if [[ -n $missing ]]; then
     log "installing $spec (pip)"
     # PIP_BREAK_SYSTEM_PACKAGES: Debian's own python3 refuses installs otherwise (PEP 668).
     PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check \
       --no-input "$spec" || die 1 "pip install $spec failed"
-    python3 -c "$imports" || die 1 "pip installed $spec but python3 still cannot import $*"
   fi
   local scripts
-  scripts=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+  scripts=$(python3 -m sysconfig | sed -n 's/^\tscripts = "\(.*\)"$/\1/p')
   case ":$PATH:" in
     *":$scripts:"*) ;;
     *) PATH="$scripts:$PATH" ;;
@@ -106,4 +107,42 @@ sha256_of() {
   local out
   out=$(sha256sum "$1") || die 1 "cannot hash $1"
   printf '%s\n' "${out%% *}"
+}
+
+# crate_version PACKAGE: the version of a workspace crate, from cargo itself (its
+# package id ends in `@VERSION`, or `#VERSION` when the name is the directory's).
+crate_version() {
+  local id
+  id=$(cargo pkgid --quiet --locked --manifest-path "$ROOT/Cargo.toml" -p "$1") ||
+    die 1 "cannot read the version of $1 (cargo pkgid -p $1)"
+  printf '%s\n' "${id##*[@#]}"
+}
+
+# The newest glibc a shipped binary may need: cflinuxfs3's (Ubuntu 18.04).
+MAX_GLIBC=2.27
+
+# newest_glibc BIN: the newest GLIBC_x.y symbol version BIN needs (empty for none).
+newest_glibc() {
+  local syms newest
+  syms=$(objdump -T "$1" 2>/dev/null) || die 1 "objdump -T $1 failed (is it a dynamic ELF?)"
+  newest=$(grep -o 'GLIBC_[0-9.]*' <<<"$syms" | sort -uV | tail -1 || true)
+  printf '%s\n' "${newest#GLIBC_}"
+}
+
+# glibc_ok BIN: true if BIN runs on cflinuxfs3 and cflinuxfs4 (needs glibc <= MAX_GLIBC);
+# says what it found either way.
+glibc_ok() {
+  local newest
+  newest=$(newest_glibc "$1") || return 1
+  log "${1#"$ROOT"/} needs glibc ${newest:-(none)} (at most $MAX_GLIBC allowed)"
+  [[ -z $newest || $(printf '%s\n' "$newest" "$MAX_GLIBC" | sort -V | tail -1) == "$MAX_GLIBC" ]]
+}
+
+# ensure_package_tool: builds `package`, the packager and the one tool that reads and
+# writes manifest.yml (`package --help`), and sets PACKAGE to its path.
+ensure_package_tool() {
+  ensure_rust
+  cargo build --locked --quiet --manifest-path "$ROOT/Cargo.toml" --bin package ||
+    die 1 "cargo build --bin package failed"
+  PACKAGE=${CARGO_TARGET_DIR:-$ROOT/target}/debug/package
 }

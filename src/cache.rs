@@ -59,6 +59,8 @@ impl AppCache {
     pub fn store(&self, dep: &Dependency, verified: &Path) {
         let entry = self.entry(dep);
         let result = (|| -> io::Result<()> {
+            // CF may pass a CACHE_DIR that does not exist yet; made only when used.
+            fs::create_dir_all(&self.cache_dir)?;
             let sha = dep.sha256.to_string();
             let dir = real_dirs(&self.cache_dir, &[CACHE_DIRS[0], CACHE_DIRS[1], &sha], true)?;
             sweep_stale(&dir);

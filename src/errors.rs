@@ -37,17 +37,19 @@ pub enum Error {
         problem: String,
     },
     /// An env setting has a value outside its accepted form.
-    #[error("{name} is set to {value:?}, which is not valid")]
+    #[error("{name} is set to {value}, which is not valid")]
     Setting {
         name: String,
+        /// The value as it may be shown: quoted, escaped, cut (`redact::quoted`).
         value: String,
         accepted: String,
     },
     /// `CF_STACK` names a stack that no dependency supports.
-    #[error("{dependency} {version} does not support the stack {stack:?}")]
+    #[error("{dependency} {version} does not support the stack {stack}")]
     UnsupportedStack {
         dependency: String,
         version: String,
+        /// As it may be shown: quoted, escaped, cut (`redact::quoted`).
         stack: String,
         supported: Vec<String>,
     },
@@ -88,11 +90,19 @@ pub enum Error {
         error_page: bool,
     },
     /// The artifact is an archive with an entry that is unsafe or wrong.
-    #[error("the {dependency} archive is unusable: entry {entry:?} {problem}")]
+    #[error("the {dependency} archive is unusable: entry {entry} {problem}")]
     Archive {
         dependency: String,
+        /// The entry's name as it may be shown: quoted, escaped, cut (`redact::quoted`).
         entry: String,
         problem: String,
+    },
+    /// The artifact has more bytes than the download cap allows.
+    #[error("{dependency} from {origin} is larger than the download cap of {} MB", limit >> 20)]
+    TooLarge {
+        dependency: String,
+        origin: Redacted,
+        limit: u64,
     },
     /// A file or directory could not be written.
     #[error("cannot write {}", path.display())]
@@ -105,24 +115,31 @@ pub enum Error {
 /// What went wrong with a download that got no HTTP status, as far as can be told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
-    /// No connection, a reset, a stall, a short body: worth another attempt.
-    Network,
+    /// No connection at all: refused, no route, no such host, a connect timeout.
+    Unreachable,
+    /// The host answered, then the transfer broke off: a reset, a body shorter than
+    /// announced, no byte for the stall timeout.
+    Interrupted,
+    /// The host answered with something that is not usable HTTP (a head too large to
+    /// read, a malformed response): the same answer every time.
+    BadResponse,
     /// The server's certificate chains to no CA this machine trusts.
     UntrustedCertificate,
     /// The server's certificate has expired or is not valid yet.
     ExpiredCertificate,
     /// The server's certificate names other hosts than the URL's.
     WrongHostCertificate,
-    /// A redirect loop, more than 10 redirects, or a redirect from https to http.
+    /// A redirect loop, more than 10 redirects, a redirect from https to http or to a
+    /// location that is not http(s).
     Redirect,
     /// A `file://` URI that cannot be read.
     LocalFile,
 }
 
 impl Fault {
-    /// Only network faults can go away by trying again.
+    /// Only a connection that failed or broke off can go away by trying again.
     pub fn is_transient(self) -> bool {
-        self == Fault::Network
+        matches!(self, Fault::Unreachable | Fault::Interrupted)
     }
 }
 
@@ -131,6 +148,19 @@ pub struct Explanation {
     pub cause: String,
     pub fix: String,
     pub details: Vec<String>,
+}
+
+impl Explanation {
+    /// The text of an `**ERROR**` block: `headline`, then the cause, the fix and the
+    /// details (the packager words its own explanations and renders them the same way).
+    pub fn render(&self, headline: &str) -> String {
+        let mut msg = format!("{headline}\nCause: {}\nTo fix: {}", self.cause, self.fix);
+        for d in &self.details {
+            msg.push_str("\n  ");
+            msg.push_str(d);
+        }
+        msg
+    }
 }
 
 impl Error {
@@ -144,7 +174,8 @@ impl Error {
             Error::Download { .. }
             | Error::HttpStatus { .. }
             | Error::Checksum { .. }
-            | Error::Archive { .. } => exit::ARTIFACT,
+            | Error::Archive { .. }
+            | Error::TooLarge { .. } => exit::ARTIFACT,
             Error::Write { .. } => exit::FILESYSTEM,
             Error::LaunchYml { .. } => exit::INTERNAL,
         }
@@ -201,7 +232,7 @@ impl Error {
             } => {
                 let mut details = vec![
                     format!("attempts: {attempts}"),
-                    format!("last error: {reason}"),
+                    format!("last error: {}", crate::redact::shown(reason)),
                 ];
                 if let Some(p) = proxy {
                     details.push(format!("proxy: {p}"));
@@ -236,22 +267,42 @@ impl Error {
                             .into(),
                     ),
                     Fault::Redirect => (
-                        "the server redirected in a loop, more than 10 times, or from https to \
-                         http, which is refused"
+                        "the server redirected in a loop, more than 10 times, from https to http, \
+                         or to a location that is not http(s) such as file://, which is refused"
                             .into(),
                         "point manifest.yml's uri at the file's final https location".into(),
                     ),
-                    Fault::LocalFile => (
-                        "the file:// uri names a file that is not on this machine".into(),
-                        "mount the mirror on the stack or use an https:// uri".into(),
+                    Fault::BadResponse => (
+                        "the host was reached, but its answer is not usable HTTP (for example, \
+                         headers too large to read); it gives the same answer every time"
+                            .into(),
+                        "check what answers at that uri from staging (a proxy or a misconfigured \
+                         server), point the uri at a plain file server, or use the cached \
+                         buildpack"
+                            .into(),
                     ),
-                    Fault::Network if proxy.is_some() => (
+                    Fault::Interrupted => (
+                        "the host was reached, but the download broke off on every attempt (a \
+                         reset connection, a body shorter than announced, or no byte for the \
+                         stall timeout)"
+                            .into(),
+                        "check the network path to the host (proxies, load balancers); raise \
+                         SIDECAR_BUILDPACK_STALL_TIMEOUT for a slow link, or use the cached \
+                         buildpack"
+                            .into(),
+                    ),
+                    Fault::LocalFile => (
+                        "the file:// uri names no regular file that can be read on this machine"
+                            .into(),
+                        "mount the mirror on the stack, or use an https:// uri".into(),
+                    ),
+                    Fault::Unreachable if proxy.is_some() => (
                         "the proxy or the release host could not be reached".to_string(),
                         "check http_proxy, https_proxy and no_proxy in the staging environment \
                          group, or use the cached buildpack on foundations without internet"
                             .to_string(),
                     ),
-                    Fault::Network => (
+                    Fault::Unreachable => (
                         "the release host could not be reached from the staging container"
                             .to_string(),
                         "check the foundation's egress and proxy settings (http_proxy, \
@@ -316,6 +367,15 @@ impl Error {
                 "rebuild the artifact with scripts/build_and_upload.sh and re-pin it".into(),
                 vec![],
             ),
+            Error::TooLarge { .. } => (
+                "the source holds far more than a sidecar needs: a wrong uri, a file that \
+                 never ends, or a hostile server"
+                    .into(),
+                "check the uri in the buildpack's manifest.yml; if the artifact really is \
+                 that large, raise SIDECAR_BUILDPACK_MAX_DOWNLOAD_MB in the staging environment"
+                    .into(),
+                vec![],
+            ),
             Error::Write { source, .. } => {
                 // By kind, not errno: tempfile wraps its errors with the path, which
                 // keeps the kind but drops the raw OS code.
@@ -359,15 +419,7 @@ impl Error {
 /// others their context chain.
 pub fn report(err: &anyhow::Error) -> (i32, String) {
     match err.downcast_ref::<Error>() {
-        Some(e) => {
-            let ex = e.explain();
-            let mut msg = format!("{e}\nCause: {}\nTo fix: {}", ex.cause, ex.fix);
-            for d in ex.details {
-                msg.push_str("\n  ");
-                msg.push_str(&d);
-            }
-            (e.exit_code(), msg)
-        }
+        Some(e) => (e.exit_code(), e.explain().render(&e.to_string())),
         None => (
             exit::INTERNAL,
             format!(

@@ -5,9 +5,10 @@ use crate::cache::AppCache;
 use crate::detail;
 use crate::errors::Error;
 use crate::manifest::Dependency;
+use crate::redact::Redacted;
 use crate::transport::Fetcher;
-use crate::verify::{copy_verified, stream_verified, Origin, StreamError, Verified};
-use std::fs::{self, File};
+use crate::verify::{copy_local, Limits, LocalError, Origin, Verified};
+use std::fs;
 use std::path::Path;
 use tracing::warn;
 
@@ -20,9 +21,11 @@ fn report_verified(dep: &Dependency, v: &Verified) {
     );
 }
 
-/// Tries the sources in order and returns the first verified artifact.
+/// Tries the sources in order and returns the first verified artifact, in a temp file
+/// in `dest_dir`.
 pub fn obtain(
     fetcher: &Fetcher<'_>,
+    limits: Limits,
     dep: &Dependency,
     buildpack_dir: &Path,
     cache: &AppCache,
@@ -31,31 +34,51 @@ pub fn obtain(
     if let Some(file) = dep.file.as_deref().filter(|f| !f.is_empty()) {
         let path = buildpack_dir.join(file);
         detail!("Using the copy in the cached buildpack: {file}");
-        let verified = copy_verified(&path, dep, dest_dir).map_err(|e| match e {
-            Error::BuildpackFile { path, reason } => Error::BuildpackFile {
-                path,
-                reason: format!("{reason} (manifest.yml's file: entry for {})", dep.name),
+        let origin = Origin::CachedBuildpack(path.clone());
+        let bad = |reason: String| Error::BuildpackFile {
+            path: path.clone(),
+            reason: format!("{reason} (manifest.yml's file: entry for {})", dep.name),
+        };
+        let verified = copy_local(&path, dep, dest_dir, origin, limits).map_err(|e| match e {
+            LocalError::Fatal(e) => *e,
+            LocalError::TooLarge => Error::TooLarge {
+                dependency: format!("{} {}", dep.name, dep.version),
+                origin: Redacted::str(&format!("the cached buildpack ({file})")),
+                limit: limits.max_bytes,
             },
-            other => other,
+            LocalError::Unusable(reason) | LocalError::Read(reason) => bad(reason),
         })?;
         report_verified(dep, &verified);
         return Ok(verified);
     }
 
-    let hit = cache
-        .hit(dep)
-        .and_then(|entry| File::open(&entry).ok().map(|f| (entry, f)));
-    if let Some((entry, mut src)) = hit {
-        match stream_verified(&mut src, dep, dest_dir, Origin::AppCache(entry.clone())) {
+    if let Some(entry) = cache.hit(dep) {
+        let origin = Origin::AppCache(entry.clone());
+        // Whatever goes wrong with the app cache's copy (corrupt, over the cap, no room
+        // to copy it, unreadable) is a miss: drop it and download. It never fails the
+        // staging; a real lack of space then fails the download, naming it.
+        match copy_local(&entry, dep, dest_dir, origin, limits) {
             Ok(v) => {
                 detail!("Using the copy in the app cache");
                 report_verified(dep, &v);
                 return Ok(v);
             }
-            Err(StreamError::Fatal(e)) if matches!(*e, Error::Write { .. }) => return Err(*e),
-            Err(_) => {
+            Err(e) => {
+                let why = match e {
+                    LocalError::Fatal(e) => match *e {
+                        Error::Checksum { .. } => "is corrupt".to_string(),
+                        other => format!("cannot be used ({other})"),
+                    },
+                    LocalError::TooLarge => format!(
+                        "is larger than the download cap of {} MB",
+                        limits.max_bytes >> 20
+                    ),
+                    LocalError::Unusable(r) | LocalError::Read(r) => {
+                        format!("cannot be read ({r})")
+                    }
+                };
                 warn!(
-                    "the app cache's copy of {} {} is corrupt; dropping it and downloading again",
+                    "the app cache's copy of {} {} {why}; dropping it and downloading again",
                     dep.name, dep.version
                 );
                 if let Err(e) = fs::remove_file(&entry) {

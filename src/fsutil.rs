@@ -3,7 +3,7 @@
 
 use crate::errors::Error;
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 /// `base/a/b/...` as real directories, never through a symlink. With `create`, a
@@ -62,6 +62,27 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<(), Error> {
         .tempfile_in(dir)
         .map_err(Error::write(path))?;
     std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(Error::write(path))?;
+    // A temp file is 0600; what CF and other buildpacks read is 0644, as libbuildpack
+    // writes it.
+    tmp.as_file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .map_err(Error::write(path))?;
     tmp.persist(path).map_err(|e| Error::write(path)(e.error))?;
     Ok(())
+}
+
+/// Reads a small text file of the buildpack or the operator (manifest.yml, VERSION, a
+/// CA certificate): only a regular file, opened without blocking (a FIFO would hang the
+/// staging), and at most `max` bytes (a link to /dev/zero would fill memory).
+pub fn read_text(path: &Path, max: u64) -> io::Result<String> {
+    let file = crate::verify::open_regular(path)?;
+    let mut text = String::new();
+    file.take(max + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > max {
+        return Err(io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!("is larger than {max} bytes"),
+        ));
+    }
+    Ok(text)
 }

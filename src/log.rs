@@ -60,10 +60,32 @@ pub fn render(level: Level, target: &str, message: &str) -> String {
     let mut out = String::new();
     for (i, line) in message.lines().enumerate() {
         let prefix = if i == 0 { first.as_str() } else { rest };
-        let _ = writeln!(out, "{prefix}{line}");
+        let _ = writeln!(out, "{prefix}{}", safe_line(line));
     }
     if out.is_empty() {
         out = format!("{}\n", first.trim_end());
+    }
+    out
+}
+
+/// Most characters of one output line: a backstop, since every untrusted string is
+/// already cut where it enters a message (`redact::shown`).
+const MAX_LINE: usize = 4096;
+
+/// One line as it may reach the staging log: no control character other than a tab
+/// (a carriage return would fake a line, ESC would drive the terminal), and cut.
+fn safe_line(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    for (n, c) in line.chars().enumerate() {
+        if n == MAX_LINE {
+            out.push_str("… (line cut)");
+            break;
+        }
+        if c != '\t' && crate::redact::is_unsafe(c) {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
     }
     out
 }
@@ -106,7 +128,11 @@ impl Subscriber for StagingLog {
         let mut msg = Message(String::new());
         event.record(&mut msg);
         let meta = event.metadata();
-        let text = render(*meta.level(), meta.target(), &msg.0);
+        let text = render(
+            *meta.level(),
+            meta.target(),
+            &crate::redact::scrub_known(&msg.0),
+        );
         if let Ok(mut out) = self.out.lock() {
             let _ = out.write_all(text.as_bytes());
             let _ = out.flush();
@@ -137,6 +163,16 @@ mod tests {
             render(Level::ERROR, "sidecar_buildpack", "e\nmore"),
             "       **ERROR** e\n       more\n"
         );
+    }
+
+    #[test]
+    fn no_control_character_reaches_a_line() {
+        assert_eq!(
+            render(Level::INFO, STEP, "x\r-----> fake\u{1b}[1m\tok"),
+            "-----> x\\r-----> fake\\u{1b}[1m\tok\n"
+        );
+        let long = render(Level::INFO, "sidecar_buildpack", &"a".repeat(10_000));
+        assert!(long.ends_with("a… (line cut)\n") && long.len() < MAX_LINE + 40);
     }
 
     #[derive(Clone, Default)]

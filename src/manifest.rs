@@ -3,16 +3,20 @@
 
 use crate::digest::Sha256;
 use crate::errors::Error;
+use crate::fsutil::read_text;
 use serde::Deserialize;
-use std::fs;
 use std::path::{Path, PathBuf};
 use url::Url;
+
+/// Largest manifest.yml read: Cloud Controller refuses a buildpack whose manifest.yml is
+/// over 1 MB, so a larger one is not a real buildpack's.
+pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 
 /// Memory a sidecar may be given, in MB. CF carves it out of the app's memory, so
 /// anything near the upper bound cannot be assigned anyway.
 pub const MEMORY_RANGE: std::ops::RangeInclusive<u32> = 1..=65_536;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Manifest {
     pub language: String,
     #[serde(default)]
@@ -31,13 +35,13 @@ pub struct Manifest {
     pub sidecars: Vec<Sidecar>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct DefaultVersion {
     pub name: String,
     pub version: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Dependency {
     pub name: String,
     pub version: String,
@@ -64,7 +68,7 @@ struct RawDependency {
     file: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sidecar {
     /// The launch.yml `type`, and the name CF shows in logs.
@@ -119,7 +123,14 @@ fn de_dependencies<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Depende
         .collect()
 }
 
-fn parse_uri(s: &str) -> Result<Url, String> {
+const IDENTIFIER_RULE: &str = "must be 1-64 letters, digits, '.', '-', '_', '+' or '~', starting \
+                               with a letter or digit (it is used in file names and log lines)";
+const STACK_RULE: &str = "must be a stack name such as cflinuxfs4 (letters, digits, '-' or '_')";
+const TEXT_RULE: &str = "must not hold control characters or be longer than 4096 characters \
+                         (it is printed in the staging log)";
+
+/// A dependency uri: `https://`, `http://` or `file://`.
+pub fn parse_uri(s: &str) -> Result<Url, String> {
     let url = Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
     match url.scheme() {
         "https" | "http" | "file" => Ok(url),
@@ -137,10 +148,31 @@ pub fn valid_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// A dependency name or version: it goes into file names (temp files, the app cache)
+/// and log lines, so it is a path-safe identifier: 1-64 letters, digits, `.`, `-`,
+/// `_`, `+` or `~`, starting with a letter or digit (no `.`, `..`, `/`, control
+/// character or space).
+pub fn valid_identifier(s: &str) -> bool {
+    s.len() <= 64
+        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-+~".contains(&b))
+}
+
+/// Longest manifest string that is printed or used as a path (a uri, a `file:`, an
+/// argument); a real one is far shorter.
+pub const MAX_TEXT: usize = 4096;
+
+/// Text that may be printed as it is: no control or invisible reordering characters
+/// (a newline would fake a staging log line), and not absurdly long.
+fn printable(s: &str) -> bool {
+    s.len() <= MAX_TEXT && !s.chars().any(crate::redact::is_unsafe)
+}
+
 impl Manifest {
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> Result<Manifest, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::BuildpackFile {
+        let text = read_text(path, MAX_MANIFEST_BYTES).map_err(|e| Error::BuildpackFile {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
@@ -149,9 +181,11 @@ impl Manifest {
 
     /// Parses `text` as the manifest found at `path` (used in messages).
     pub fn parse(text: &str, path: &Path) -> Result<Manifest, Error> {
-        let m: Manifest = serde_yaml::from_str(text).map_err(|e| yaml_error(path, &e))?;
-        m.check(path)?;
-        Ok(m)
+        let checked = match serde_yaml::from_str::<Manifest>(text) {
+            Ok(m) => m.check(path).map(|()| m),
+            Err(e) => Err(yaml_error(path, &e)),
+        };
+        checked.map_err(|e| with_position(e, text))
     }
 
     fn check(&self, path: &Path) -> Result<(), Error> {
@@ -166,12 +200,31 @@ impl Manifest {
                 "must be letters, digits, '-' or '_' (it names the buildpack)".into(),
             ));
         }
+        if let Some(stack) = &self.stack {
+            if !valid_name(stack) {
+                return Err(bad("stack".into(), STACK_RULE.into()));
+            }
+        }
+        let identifier = |key: String, value: &str| {
+            if valid_identifier(value) {
+                Ok(())
+            } else {
+                Err(bad(key, IDENTIFIER_RULE.into()))
+            }
+        };
         for (i, d) in self.dependencies.iter().enumerate() {
-            if d.name.is_empty() || d.version.is_empty() {
-                return Err(bad(
-                    format!("dependencies[{i}]"),
-                    "needs a name and a version".into(),
-                ));
+            identifier(format!("dependencies[{i}].name"), &d.name)?;
+            identifier(format!("dependencies[{i}].version"), &d.version)?;
+            if !printable(&d.uri_text) {
+                return Err(bad(format!("dependencies[{i}].uri"), TEXT_RULE.into()));
+            }
+            for (j, stack) in d.cf_stacks.iter().enumerate() {
+                if !valid_name(stack) {
+                    return Err(bad(
+                        format!("dependencies[{i}].cf_stacks[{j}]"),
+                        STACK_RULE.into(),
+                    ));
+                }
             }
             if basename(&d.uri).is_none() {
                 return Err(bad(
@@ -180,7 +233,7 @@ impl Manifest {
                 ));
             }
             if let Some(f) = &d.file {
-                if !relative_inside(f) {
+                if !relative_inside(f) || !printable(f) {
                     return Err(bad(
                         format!("dependencies[{i}].file"),
                         "must be a relative path inside the buildpack".into(),
@@ -189,6 +242,8 @@ impl Manifest {
             }
         }
         for (i, dv) in self.default_versions.iter().enumerate() {
+            identifier(format!("default_versions[{i}].name"), &dv.name)?;
+            identifier(format!("default_versions[{i}].version"), &dv.version)?;
             if !self
                 .dependencies
                 .iter()
@@ -216,6 +271,7 @@ impl Manifest {
                 return Err(bad(key("name"), format!("{:?} is declared twice", s.name)));
             }
             seen.push(&s.name);
+            identifier(key("dependency"), &s.dependency)?;
             if !self.dependencies.iter().any(|d| d.name == s.dependency) {
                 return Err(bad(
                     key("dependency"),
@@ -231,7 +287,7 @@ impl Manifest {
                     ),
                 ));
             }
-            if !relative_inside(&s.executable) {
+            if !relative_inside(&s.executable) || !printable(&s.executable) {
                 return Err(bad(
                     key("executable"),
                     "must be a relative path without '..'".into(),
@@ -271,6 +327,9 @@ impl Manifest {
                     ),
                 ));
             }
+            if let Some(j) = s.args.iter().position(|a| !printable(a)) {
+                return Err(bad(format!("sidecars[{i}].args[{j}]"), TEXT_RULE.into()));
+            }
             if s.process_types.is_empty() || !s.process_types.iter().all(|p| valid_name(p)) {
                 return Err(bad(
                     key("process_types"),
@@ -278,7 +337,32 @@ impl Manifest {
                 ));
             }
         }
+        if let Some((i, j)) = self.sidecar_name_clash() {
+            let (a, b) = (&self.sidecars[j].name, &self.sidecars[i].name);
+            return Err(bad(
+                format!("sidecars[{i}].name"),
+                format!(
+                    "{b:?} clashes with {a:?} (sidecars[{j}]): both would read the app's \
+                     settings from {}*; give each sidecar a name that differs by more than \
+                     case or '-' and '_'",
+                    crate::settings::sidecar_var_base(b)
+                ),
+            ));
+        }
         Ok(())
+    }
+
+    /// The first pair of sidecars `(later, earlier)` whose names differ only in case or
+    /// in `-` against `_`: they would share the env-var prefix of their settings
+    /// (`SIDECAR_BUILDPACK_<NAME>_`), and `config-server`/`CONFIG-SERVER` the log
+    /// source CF upper-cases (`[APP/PROC/WEB/SIDECAR/CONFIG-SERVER/0]`).
+    fn sidecar_name_clash(&self) -> Option<(usize, usize)> {
+        let keys: Vec<String> = self
+            .sidecars
+            .iter()
+            .map(|s| crate::settings::sidecar_var_base(&s.name))
+            .collect();
+        (1..keys.len()).find_map(|i| (0..i).find(|&j| keys[j] == keys[i]).map(|j| (i, j)))
     }
 
     /// The default version of `name` for `stack`. With no stack (a local run) any
@@ -310,7 +394,7 @@ impl Manifest {
             Error::UnsupportedStack {
                 dependency: name.to_string(),
                 version: version.to_string(),
-                stack: stack.unwrap_or_default().to_string(),
+                stack: crate::redact::quoted(stack.unwrap_or_default()),
                 supported,
             }
         })
@@ -352,12 +436,77 @@ fn yaml_error(path: &Path, e: &serde_yaml::Error) -> Error {
         key = k.to_string();
         problem = rest;
     }
-    let problem = problem.to_string();
+    // serde_yaml quotes values in its messages; a hostile one is still cut here, and a
+    // URL pasted into the wrong key is redacted.
     Error::Manifest {
         path: path.to_path_buf(),
-        key,
-        problem,
+        key: crate::redact::shown(&key),
+        problem: crate::redact::shown(&crate::redact::scrub_urls(problem)),
     }
+}
+
+/// Ends a manifest error with the line and column of the key it names, found in the
+/// text itself: serde_yaml reports custom errors at the start of the enclosing list.
+fn with_position(err: Error, text: &str) -> Error {
+    let Error::Manifest { path, key, problem } = err else {
+        return err;
+    };
+    let (stripped, reported) = split_location(&problem);
+    // libyaml's own positions of a syntax error are right; keep its message whole.
+    if key == "(document)" && reported.is_some() && !problem.starts_with("duplicate field") {
+        return Error::Manifest { path, key, problem };
+    }
+    let problem = stripped;
+    let position = locate(text, &key, problem).or(reported);
+    let problem = match position {
+        Some((line, column)) => format!("{problem} at line {line} column {column}"),
+        None => problem.to_string(),
+    };
+    Error::Manifest { path, key, problem }
+}
+
+/// Splits serde_yaml's trailing ` at line L column C` off a message.
+fn split_location(problem: &str) -> (&str, Option<(usize, usize)>) {
+    let parsed = problem.rsplit_once(" at line ").and_then(|(head, tail)| {
+        let (line, column) = tail.split_once(" column ")?;
+        Some((head, (line.parse().ok()?, column.parse().ok()?)))
+    });
+    match parsed {
+        Some((head, at)) => (head, Some(at)),
+        None => (problem, None),
+    }
+}
+
+/// The line and column `key` names in `text`: the value for a bad value, the key
+/// itself for an unknown or duplicate field, the entry for a missing one.
+fn locate(text: &str, key: &str, problem: &str) -> Option<(usize, usize)> {
+    let root = match crate::yaml::parse(text) {
+        Ok(root) => root?,
+        Err(e) => return (key == "(document)").then_some((e.line, e.column)),
+    };
+    let steps = if key == "(document)" {
+        Vec::new()
+    } else {
+        crate::yaml::path_steps(key)
+    };
+    let node = root.nearest(&steps);
+    let field = |prefix: &str| {
+        problem
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix('`'))
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(name, _)| name)
+    };
+    let found = if let Some(name) = field("unknown field ") {
+        node.entries_named(name).first().map(|(k, _)| k)
+    } else if let Some(name) = field("duplicate field ") {
+        node.entries_named(name).get(1).map(|(k, _)| k)
+    } else if key == "(document)" {
+        None
+    } else {
+        Some(node)
+    };
+    found.map(|n| (n.line, n.column))
 }
 
 /// Where a manifest's path is reported from.
@@ -373,7 +522,7 @@ pub fn buildpack_name(manifest: &Manifest) -> String {
 /// Reads the buildpack's `VERSION`.
 pub fn read_version(buildpack_dir: &Path) -> Result<String, Error> {
     let path = buildpack_dir.join("VERSION");
-    let v = fs::read_to_string(&path).map_err(|e| Error::BuildpackFile {
+    let v = read_text(&path, 1024).map_err(|e| Error::BuildpackFile {
         path: path.clone(),
         reason: e.to_string(),
     })?;
@@ -435,6 +584,47 @@ sidecars:
         assert!(err.contains("64 hex digits"), "{err}");
     }
 
+    /// The `at line L column C` a message ends with.
+    fn position(err: &str) -> (usize, usize) {
+        let (_, at) = split_location(err);
+        at.unwrap_or_else(|| panic!("no position in {err}"))
+    }
+
+    #[test]
+    fn errors_point_at_the_real_line_and_column() {
+        // Line 10 holds the first sha256 value, from column 11.
+        let err = load(&good().replacen(SHA, "abc", 1)).expect_err("bad sha");
+        assert_eq!(position(&err), (10, 11), "{err}");
+        let err = load(&good().replace(
+            "https://releases.example/config-server-0.1.0-fs4",
+            "ftp://x/y",
+        ))
+        .expect_err("bad uri");
+        assert!(err.contains("`dependencies[1].uri`"), "{err}");
+        assert_eq!(position(&err), (14, 8), "{err}");
+        let err = load(&good().replace("memory_mb: 32", "memory_mb: 32\n  colour: red"))
+            .expect_err("unknown key");
+        assert_eq!(position(&err), (22, 3), "{err}");
+        let err = load(&good().replace("memory_mb: 32", "memory_mb: 0")).expect_err("zero");
+        assert_eq!(position(&err), (21, 14), "{err}");
+        let err = load(&format!("{}language: again\n", good())).expect_err("duplicate");
+        assert_eq!(position(&err), (22, 1), "{err}");
+        let err = load(&good().replacen("version: 0.1.0", "version: 9.9.9", 1))
+            .expect_err("no such version");
+        assert_eq!(position(&err), (4, 3), "{err}");
+        let err = load(&good().replace("  executable: bin/config-server\n", ""))
+            .expect_err("missing key");
+        assert!(err.contains("missing field `executable`"), "{err}");
+        assert_eq!(position(&err), (18, 3), "{err}");
+        let err = load(&good().replace("language: sidecar", "language: \"sidecar"))
+            .expect_err("not YAML");
+        assert!(err.contains("`(document)`"), "{err}");
+        assert!(err.ends_with("quoted scalar at line 2 column 11"), "{err}");
+        // One position per place, even where serde_yaml had its own.
+        let err = load(&good().replacen(SHA, "abc", 1)).expect_err("bad sha");
+        assert_eq!(err.matches(" at line ").count(), 1, "{err}");
+    }
+
     #[test]
     fn unknown_default_version_fails() {
         let err = load(&good().replacen("version: 0.1.0", "version: 9.9.9", 1)).expect_err("bad");
@@ -484,6 +674,105 @@ sidecars:
     }
 
     #[test]
+    fn sidecar_names_that_share_a_settings_prefix_clash() {
+        let with = |second: &str| {
+            format!(
+                "{}- name: {second}\n  dependency: config-server\n  executable: bin/config-server\n  memory_mb: 8\n",
+                good()
+            )
+        };
+        for clash in [
+            "config-server",
+            "config_server",
+            "CONFIG-SERVER",
+            "Config_Server",
+        ] {
+            let err = load(&with(clash)).expect_err(clash);
+            assert!(
+                err.starts_with("/bp/manifest.yml: `sidecars[1].name` "),
+                "{clash}: {err}"
+            );
+            if clash != "config-server" {
+                assert!(
+                    err.contains(&format!(
+                        "{clash:?} clashes with \"config-server\" (sidecars[0]): both would read \
+                         the app's settings from SIDECAR_BUILDPACK_CONFIG_SERVER_*"
+                    )),
+                    "{err}"
+                );
+            }
+        }
+        for distinct in [
+            "config-server2",
+            "config--server",
+            "configserver",
+            "server-config",
+        ] {
+            assert!(load(&with(distinct)).is_ok(), "{distinct}");
+        }
+        // Among three, the first clashing pair is named.
+        let three = format!(
+            "{}- name: b\n  dependency: config-server\n  executable: bin/config-server\n  memory_mb: 8\n",
+            with("other")
+        )
+        .replace("- name: b\n", "- name: OTHER\n");
+        let err = load(&three).expect_err("three");
+        assert!(
+            err.contains("`sidecars[2].name` \"OTHER\" clashes with \"other\" (sidecars[1])"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn strings_for_paths_and_log_lines_are_checked() {
+        for (from, to, key) in [
+            (
+                "- name: config-server\n  version: 0.1.0\n  uri",
+                "- name: /../../../escape-dep\n  version: 0.1.0\n  uri",
+                "dependencies[0].name",
+            ),
+            (
+                "- name: config-server\n  version: 0.1.0\n  uri",
+                "- name: \"config-server\\n-----> Fake\"\n  version: 0.1.0\n  uri",
+                "dependencies[0].name",
+            ),
+            (
+                "- name: config-server\n  version: 0.1.0\n  uri",
+                "- name: config-server\n  version: \"0.1.0\\r-----> Fake\"\n  uri",
+                "dependencies[0].version",
+            ),
+            (
+                "- name: config-server\n  version: 0.1.0\ndependencies",
+                "- name: ..\n  version: 0.1.0\ndependencies",
+                "default_versions[0].name",
+            ),
+            (
+                "[cflinuxfs3]",
+                "[\"cflinuxfs3\\n\"]",
+                "dependencies[0].cf_stacks[0]",
+            ),
+            (
+                "memory_mb: 32",
+                "memory_mb: 32\n  args: [\"ok\", \"a\\nb\"]",
+                "sidecars[0].args[1]",
+            ),
+            (
+                "executable: bin/config-server",
+                "executable: \"bi\\u001bn/config-server\"",
+                "sidecars[0].executable",
+            ),
+        ] {
+            let text = good().replacen(from, to, 1);
+            assert_ne!(text, good(), "{to}");
+            let err = load(&text).expect_err(to);
+            assert!(err.contains(&format!("`{key}`")), "{key}: {err}");
+            assert!(!err.contains('\n') && !err.contains('\r'), "{err}");
+        }
+        let ok = good().replace("version: 0.1.0", "version: 1.2.3+build.7~rc_1");
+        assert!(load(&ok).is_ok());
+    }
+
+    #[test]
     fn picks_by_stack() {
         let m = load(&good()).expect("good");
         let fs4 = m.pick("config-server", Some("cflinuxfs4")).expect("fs4");
@@ -493,7 +782,7 @@ sidecars:
             Err(Error::UnsupportedStack {
                 stack, supported, ..
             }) => {
-                assert_eq!(stack, "windows");
+                assert_eq!(stack, "\"windows\"");
                 assert_eq!(supported, vec!["cflinuxfs3", "cflinuxfs4"]);
             }
             other => panic!("expected unsupported stack, got {other:?}"),

@@ -27,7 +27,17 @@ pub struct Network {
     pub attempts: u32,
     /// First retry waits this long; each further retry doubles it, up to 30 s.
     pub retry_delay: Duration,
+    /// Longest wait a server's `Retry-After` (on 429 and 503) is honoured for.
+    pub max_retry_after: Duration,
+    /// Most bytes one artifact may have, from any source.
+    pub max_download: u64,
 }
+
+/// Default of `SIDECAR_BUILDPACK_MAX_DOWNLOAD_MB`: far above any sidecar, far below a
+/// staging container's disk.
+pub const DEFAULT_MAX_DOWNLOAD_MB: u64 = 1024;
+/// Default of `SIDECAR_BUILDPACK_MAX_RETRY_AFTER` (seconds).
+pub const DEFAULT_MAX_RETRY_AFTER: u64 = 60;
 
 /// A value with the name of the variable it came from (`https_proxy` or
 /// `HTTPS_PROXY`), so an error names the one the user set.
@@ -130,6 +140,33 @@ impl Env<'_> {
                 0..=60_000,
                 "milliseconds",
             )?),
+            max_retry_after: Duration::from_secs(self.number(
+                &format!("{PREFIX}MAX_RETRY_AFTER"),
+                DEFAULT_MAX_RETRY_AFTER,
+                0..=3600,
+                "seconds",
+            )?),
+            max_download: self.number(
+                &format!("{PREFIX}MAX_DOWNLOAD_MB"),
+                DEFAULT_MAX_DOWNLOAD_MB,
+                1..=1_048_576,
+                "MB",
+            )? << 20,
+        })
+    }
+
+    /// The staging task's memory in MB, from `MEMORY_LIMIT` as CF sets it (`1024m`);
+    /// `512M`, `1G`, `2GB` and a bare number of MB are read too. `None` when unset.
+    pub fn memory_limit(&self) -> Result<Option<u64>, Error> {
+        let Some(raw) = self.get("MEMORY_LIMIT") else {
+            return Ok(None);
+        };
+        parse_memory_mb(raw).map(Some).ok_or_else(|| {
+            setting(
+                "MEMORY_LIMIT",
+                raw,
+                "a whole number of megabytes or gigabytes, as Cloud Foundry sets it: 1024m,                  512M, 1G or 2GB",
+            )
         })
     }
 
@@ -187,13 +224,30 @@ pub fn sidecar_var_base(name: &str) -> String {
 }
 
 fn setting(name: &str, raw: &str, accepted: &str) -> Error {
-    // Show enough of the value to recognise it, never a whole pasted blob.
-    let value: String = raw.chars().take(40).collect();
     Error::Setting {
         name: name.to_string(),
-        value,
+        // Enough of the value to recognise it, never a whole pasted blob.
+        value: crate::redact::quoted(raw),
         accepted: accepted.to_string(),
     }
+}
+
+/// `1024m`, `512M`, `1G`, `2GB`, `512MB` or `256` (MB), in MB; 1 MB to 16 TB. Bytes
+/// (`512b`), kilobytes and fractions are refused: CF never writes them, and reading
+/// `512b` as 512 MB would be a guess.
+pub fn parse_memory_mb(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(digits);
+    let mult = match unit {
+        "" | "m" | "mb" => 1,
+        "g" | "gb" => 1024,
+        _ => return None,
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|v| v.checked_mul(mult))
+        .filter(|mb| (1..=1 << 24).contains(mb))
 }
 
 #[cfg(test)]
@@ -280,5 +334,39 @@ mod tests {
         assert_eq!(n.http_proxy, None);
         let m = env(&[("SIDECAR_BUILDPACK_STALL_TIMEOUT", "0")]);
         assert!(Env(&m).network().is_err());
+    }
+
+    #[test]
+    fn memory_limits_in_the_forms_cf_writes() {
+        for (raw, mb) in [
+            ("1024m", 1024),
+            ("512M", 512),
+            ("512MB", 512),
+            ("1G", 1024),
+            ("1GB", 1024),
+            ("2g", 2048),
+            (" 256 ", 256),
+        ] {
+            assert_eq!(parse_memory_mb(raw), Some(mb), "{raw}");
+        }
+        for raw in [
+            "512b",
+            "512k",
+            "512KB",
+            "1.5G",
+            "-1m",
+            "0m",
+            "m",
+            "lots",
+            "1 G",
+            "1Gi",
+            "99999999999g",
+        ] {
+            assert_eq!(parse_memory_mb(raw), None, "{raw}");
+            let m = env(&[("MEMORY_LIMIT", raw)]);
+            let err = Env(&m).memory_limit().expect_err(raw).to_string();
+            assert!(err.starts_with("MEMORY_LIMIT is set to \""), "{err}");
+        }
+        assert_eq!(Env(&env(&[])).memory_limit().expect("unset"), None);
     }
 }

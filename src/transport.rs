@@ -1,36 +1,49 @@
 //! The HTTP(S) transport: one client per run with explicit proxies, the system trust
-//! store plus CF_SYSTEM_CERT_PATH, a connect and a stall timeout, a redirect policy, and
-//! bounded retries with backoff. Each failure is classed as worth retrying or final.
+//! store plus CF_SYSTEM_CERT_PATH, a connect and a stall timeout, a size cap, redirects
+//! followed by this code (so no header of one hop, `Referer` included, reaches the
+//! next host), and bounded retries with backoff that honour `Retry-After`. Each failure
+//! is classed as worth retrying or final, and by what it says about the host.
 
 use crate::detail;
 use crate::errors::{Error, Fault};
+use crate::fsutil::read_text;
 use crate::manifest::Dependency;
-use crate::redact::{describe, error_chain, scrub_urls, Redacted};
+use crate::proxy::Proxies;
+use crate::redact::{describe, error_chain, remember_url, scrub_urls, shown, Redacted};
 use crate::settings::Network;
-use crate::verify::{stream_verified, Origin, StreamError, Verified};
-use reqwest::blocking::{Client, ClientBuilder};
+use crate::verify::{
+    copy_local, stream_verified, Limits, LocalError, Origin, StreamError, Verified,
+};
+use reqwest::blocking::{Client, ClientBuilder, Response};
+use reqwest::header::{LOCATION, RETRY_AFTER};
 use std::cell::OnceCell;
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 use tracing::{debug, warn};
 use url::Url;
+
+/// Most redirects one download follows.
+const MAX_REDIRECTS: usize = 10;
+/// Largest file read from CF_SYSTEM_CERT_PATH: a whole CA bundle is a few hundred KB.
+const MAX_CERT_FILE_BYTES: u64 = 4 << 20;
 
 /// Downloads over HTTP(S), with one client built on first use.
 pub struct Fetcher<'a> {
     net: &'a Network,
-    client: OnceCell<Client>,
+    client: OnceCell<(Client, Arc<Proxies>)>,
 }
 
 /// How one download attempt ended, when it did not succeed.
 enum Failed {
-    /// Worth another attempt: connect error, timeout, reset, truncation, 5xx, 429.
-    Transient(String),
-    /// Final: the same answer every time (a certificate, a redirect loop).
-    Final(Fault, String),
-    /// Final: any other HTTP status.
-    Status(u16),
-    /// Final: a typed error (disk full, checksum mismatch).
+    /// No connection, or it broke off (`fault` says which): worth another attempt.
+    Transient(Fault, String, Url),
+    /// Final: the same answer every time (a certificate, a redirect loop, bad HTTP).
+    Final(Fault, String, Url),
+    /// An HTTP error status, with the wait a 429 or 503 asked for.
+    Status(u16, Option<Duration>),
+    /// Final: a typed error (disk full, checksum mismatch, over the cap).
     Fatal(Box<Error>),
 }
 
@@ -42,19 +55,26 @@ impl<'a> Fetcher<'a> {
         }
     }
 
-    fn client(&self, dependency: &str) -> Result<&Client, Error> {
+    fn client(&self, dependency: &str) -> Result<&(Client, Arc<Proxies>), Error> {
         if let Some(c) = self.client.get() {
             return Ok(c);
         }
-        let client = build_client(self.net, dependency)?;
-        Ok(self.client.get_or_init(|| client))
+        let proxies = Arc::new(Proxies::parse(
+            self.net.http_proxy.as_ref(),
+            self.net.https_proxy.as_ref(),
+            self.net.no_proxy.as_ref(),
+        )?);
+        let client = build_client(self.net, &proxies, dependency)?;
+        Ok(self.client.get_or_init(|| (client, proxies)))
     }
 
     /// Fetches `dep` from its `uri` into a temp file in `dest_dir`, retrying transient
     /// failures, and verifies it.
     pub fn download(&self, dep: &Dependency, dest_dir: &Path) -> Result<Verified, Error> {
         let url = &dep.uri;
+        remember_url(url);
         let shown = Redacted::url(url);
+        let limits = Limits::of(self.net);
         if url.scheme() == "file" {
             detail!("Copying {shown}");
             let local = |reason: String| Error::Download {
@@ -69,55 +89,82 @@ impl<'a> Fetcher<'a> {
             let path = url
                 .to_file_path()
                 .map_err(|()| local("not a local path".into()))?;
-            let mut src = File::open(&path).map_err(|e| local(e.to_string()))?;
-            return stream_verified(&mut src, dep, dest_dir, Origin::Network(url.clone())).map_err(
-                |e| match e {
-                    StreamError::Fatal(e) => *e,
-                    StreamError::Read(reason) => local(reason),
-                },
-            );
+            let origin = Origin::Network(url.clone());
+            return copy_local(&path, dep, dest_dir, origin, limits).map_err(|e| match e {
+                LocalError::Fatal(e) => *e,
+                LocalError::TooLarge => too_large(dep, url, limits),
+                LocalError::Unusable(reason) | LocalError::Read(reason) => local(reason),
+            });
         }
 
         detail!("Downloading {shown}");
-        let client = self.client(&dep.name)?;
+        let (client, proxies) = self.client(&dep.name)?;
         let attempts = self.net.attempts;
-        let mut last = String::new();
+        let mut last = (String::new(), Fault::Unreachable, url.clone());
+        let mut status = None;
         for attempt in 1..=attempts {
-            match self.attempt(client, dep, dest_dir) {
+            let mut asked = None;
+            match self.attempt(client, dep, dest_dir, limits) {
                 Ok(v) => return Ok(v),
                 Err(Failed::Fatal(e)) => return Err(*e),
-                Err(Failed::Final(fault, reason)) => {
-                    return Err(self.download_error(dep, attempt, reason, fault))
+                Err(Failed::Final(fault, reason, at)) => {
+                    return Err(self.download_error(dep, attempt, reason, fault, &at, proxies))
                 }
-                Err(Failed::Status(status)) if status != 429 && status < 500 => {
+                Err(Failed::Status(code, _)) if code != 429 && code < 500 => {
                     return Err(Error::HttpStatus {
                         dependency: dep.name.clone(),
                         url: shown,
-                        status,
+                        status: code,
                         attempts: attempt,
                     })
                 }
-                Err(Failed::Status(status)) => last = format!("HTTP {status}"),
-                Err(Failed::Transient(reason)) => last = reason,
+                Err(Failed::Status(code, retry_after)) => {
+                    status = Some(code);
+                    last.0 = format!("HTTP {code}");
+                    asked = retry_after;
+                }
+                Err(Failed::Transient(fault, reason, at)) => {
+                    status = None;
+                    last = (reason, fault, at);
+                }
             }
             if attempt < attempts {
-                let wait = backoff(self.net.retry_delay, attempt);
+                let mut wait = backoff(self.net.retry_delay, attempt);
+                let mut why = String::new();
+                if let Some(asked) = asked {
+                    let honoured = asked.min(self.net.max_retry_after);
+                    wait = wait.max(honoured);
+                    why = format!(
+                        " (the server asked for {} s with Retry-After{})",
+                        asked.as_secs(),
+                        if honoured < asked {
+                            format!(
+                                "; waiting at most SIDECAR_BUILDPACK_MAX_RETRY_AFTER = {} s",
+                                self.net.max_retry_after.as_secs()
+                            )
+                        } else {
+                            String::new()
+                        }
+                    );
+                }
                 warn!(
-                    "attempt {attempt} of {attempts} failed ({last}); retrying in {:.1}s",
+                    "attempt {attempt} of {attempts} failed ({}); retrying in {:.1}s{why}",
+                    crate::redact::shown(&last.0),
                     wait.as_secs_f64()
                 );
                 std::thread::sleep(wait);
             }
         }
-        if let Some(status) = last.strip_prefix("HTTP ").and_then(|s| s.parse().ok()) {
+        if let Some(code) = status {
             return Err(Error::HttpStatus {
                 dependency: dep.name.clone(),
                 url: shown,
-                status,
+                status: code,
                 attempts,
             });
         }
-        Err(self.download_error(dep, attempts, last, Fault::Network))
+        let (reason, fault, at) = last;
+        Err(self.download_error(dep, attempts, reason, fault, &at, proxies))
     }
 
     fn download_error(
@@ -126,7 +173,18 @@ impl<'a> Fetcher<'a> {
         attempts: u32,
         reason: String,
         fault: Fault,
+        at: &Url,
+        proxies: &Proxies,
     ) -> Error {
+        // Where it failed, when a redirect led elsewhere.
+        let reason = if *at == dep.uri {
+            reason
+        } else {
+            format!(
+                "{reason} (at {}, redirected from the uri)",
+                Redacted::url(at)
+            )
+        };
         Error::Download {
             dependency: dep.name.clone(),
             url: Redacted::url(&dep.uri),
@@ -134,26 +192,8 @@ impl<'a> Fetcher<'a> {
             reason,
             fault,
             cert_path: Some(self.net.cert_path.clone()),
-            proxy: self.proxy_for(&dep.uri).map(|p| Redacted::str(&p)),
+            proxy: proxies.for_url(at).map(|p| Redacted::url(&p.url)),
         }
-    }
-
-    /// The proxy a request to `url` goes through, for messages.
-    fn proxy_for(&self, url: &Url) -> Option<String> {
-        let p = match url.scheme() {
-            "https" => self.net.https_proxy.as_ref(),
-            _ => self.net.http_proxy.as_ref(),
-        }?;
-        let host = url.host_str().unwrap_or_default();
-        let bypass = self.net.no_proxy.as_ref().is_some_and(|np| {
-            np.value.split(',').map(str::trim).any(|e| {
-                e == "*"
-                    || (!e.is_empty()
-                        && (host == e.trim_start_matches('.')
-                            || host.ends_with(&format!(".{}", e.trim_start_matches('.')))))
-            })
-        });
-        (!bypass).then(|| p.value.clone())
     }
 
     fn attempt(
@@ -161,33 +201,125 @@ impl<'a> Fetcher<'a> {
         client: &Client,
         dep: &Dependency,
         dest_dir: &Path,
+        limits: Limits,
     ) -> Result<Verified, Failed> {
-        let url = &dep.uri;
-        let mut resp = client.get(url.clone()).send().map_err(|e| {
-            let reason = describe(&e, url);
-            let fault = fault_of(&e, &reason);
-            if fault.is_transient() {
-                Failed::Transient(reason)
-            } else {
-                Failed::Final(fault, reason)
-            }
-        })?;
+        let mut resp = follow(client, &dep.uri)?;
+        let at = resp.url().clone();
         let status = resp.status();
         if !status.is_success() {
-            return Err(Failed::Status(status.as_u16()));
+            return Err(Failed::Status(status.as_u16(), retry_after(&resp)));
         }
         debug!(
             "HTTP {} from {}, content-length {:?}",
             status.as_u16(),
-            Redacted::url(resp.url()),
+            Redacted::url(&at),
             resp.content_length()
         );
-        stream_verified(&mut resp, dep, dest_dir, Origin::Network(url.clone())).map_err(|e| match e
-        {
-            StreamError::Read(reason) => Failed::Transient(reason),
+        // Refused from its announced length, before a byte is written.
+        if resp.content_length().is_some_and(|n| n > limits.max_bytes) {
+            return Err(Failed::Fatal(Box::new(too_large(dep, &dep.uri, limits))));
+        }
+        let origin = Origin::Network(dep.uri.clone());
+        stream_verified(&mut resp, dep, dest_dir, origin, limits.max_bytes).map_err(|e| match e {
+            StreamError::Read(reason) => Failed::Transient(Fault::Interrupted, reason, at),
+            StreamError::TooLarge => Failed::Fatal(Box::new(too_large(dep, &dep.uri, limits))),
             StreamError::Fatal(e) => Failed::Fatal(e),
         })
     }
+}
+
+/// GETs `start`, following redirects here rather than in the client: each hop is a
+/// fresh request, so no header of an earlier one (Authorization from user-info,
+/// Proxy-Authorization, a Referer naming the presigned URL) can reach another host.
+fn follow(client: &Client, start: &Url) -> Result<Response, Failed> {
+    let first_https = start.scheme() == "https";
+    let mut url = start.clone();
+    let mut seen: Vec<Url> = Vec::new();
+    loop {
+        let resp = client.get(url.clone()).send().map_err(|e| {
+            let reason = describe(&e, &url);
+            let fault = fault_of(&e, &reason);
+            if fault.is_transient() {
+                Failed::Transient(fault, reason, url.clone())
+            } else {
+                Failed::Final(fault, reason, url.clone())
+            }
+        })?;
+        let status = resp.status();
+        if !status.is_redirection() {
+            return Ok(resp);
+        }
+        let refuse = |why: String| Failed::Final(Fault::Redirect, why, url.clone());
+        let location = resp
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                refuse(format!(
+                    "HTTP {} without a usable Location",
+                    status.as_u16()
+                ))
+            })?;
+        let next = url.join(location.trim()).map_err(|_| {
+            refuse(format!(
+                "HTTP {} to {}, which is not a URL",
+                status.as_u16(),
+                crate::redact::quoted(Redacted::str(location).as_str())
+            ))
+        })?;
+        remember_url(&next);
+        if !matches!(next.scheme(), "http" | "https") {
+            return Err(refuse(format!(
+                "refusing a redirect to {}: only http and https locations are followed",
+                Redacted::url(&next)
+            )));
+        }
+        if first_https && next.scheme() == "http" {
+            return Err(refuse(format!(
+                "refusing a redirect from https to http ({})",
+                Redacted::url(&next)
+            )));
+        }
+        seen.push(url.clone());
+        if seen.contains(&next) {
+            return Err(refuse(format!("redirect loop at {}", Redacted::url(&next))));
+        }
+        if seen.len() > MAX_REDIRECTS {
+            return Err(refuse(format!("more than {MAX_REDIRECTS} redirects")));
+        }
+        debug!(
+            "HTTP {} from {}: redirected to {}",
+            status.as_u16(),
+            Redacted::url(&url),
+            Redacted::url(&next)
+        );
+        url = next;
+    }
+}
+
+fn too_large(dep: &Dependency, url: &Url, limits: Limits) -> Error {
+    Error::TooLarge {
+        dependency: format!("{} {}", dep.name, dep.version),
+        origin: Redacted::url(url),
+        limit: limits.max_bytes,
+    }
+}
+
+/// The wait a 429 or 503 asks for: `Retry-After` in seconds or as an HTTP date.
+fn retry_after(resp: &Response) -> Option<Duration> {
+    if !matches!(resp.status().as_u16(), 429 | 503) {
+        return None;
+    }
+    let value = resp.headers().get(RETRY_AFTER)?.to_str().ok()?.trim();
+    parse_retry_after(value, SystemTime::now())
+}
+
+fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// Waits `base`, then twice that, and so on, capped at 30 s.
@@ -197,32 +329,47 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
 }
 
 /// What kind of failure a request error is. rustls's wording is the only handle on
-/// certificate errors: reqwest has no typed one.
+/// certificate errors: reqwest has no typed one. hyper's error says whether the host
+/// answered with something unreadable.
 fn fault_of(err: &reqwest::Error, reason: &str) -> Fault {
     if err.is_redirect() {
         return Fault::Redirect;
     }
     match reason.split_once("invalid peer certificate: ") {
-        None => Fault::Network,
         Some((_, why))
             if why.starts_with("certificate expired")
                 || why.starts_with("certificate not valid yet") =>
         {
-            Fault::ExpiredCertificate
+            return Fault::ExpiredCertificate
         }
         Some((_, why)) if why.starts_with("certificate not valid for name") => {
-            Fault::WrongHostCertificate
+            return Fault::WrongHostCertificate
         }
-        Some(_) => Fault::UntrustedCertificate,
+        Some(_) => return Fault::UntrustedCertificate,
+        None => {}
     }
+    if err.is_connect() {
+        return Fault::Unreachable;
+    }
+    let mut source = std::error::Error::source(err);
+    while let Some(e) = source {
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            if h.is_parse() {
+                return Fault::BadResponse;
+            }
+        }
+        source = e.source();
+    }
+    // The connection was made: a timeout waiting for the answer, a reset, a close.
+    Fault::Interrupted
 }
 
-/// The client for every download of a run: explicit proxies (from `Network`, not
-/// reqwest's own env lookup), timeouts, the redirect policy, and the system trust store
-/// plus CF_SYSTEM_CERT_PATH.
-fn build_client(net: &Network, dependency: &str) -> Result<Client, Error> {
+/// The client for every download of a run: the proxies of `proxies` (asked per request,
+/// never reqwest's own env lookup), timeouts, no redirects (`follow` does them), and
+/// the system trust store plus CF_SYSTEM_CERT_PATH.
+fn build_client(net: &Network, proxies: &Arc<Proxies>, dependency: &str) -> Result<Client, Error> {
     let certs = extra_certificates(&net.cert_path);
-    let mut b = builder(net)?;
+    let mut b = builder(net, proxies);
     for (_, cert) in &certs {
         b = b.add_root_certificate(cert.clone());
     }
@@ -232,13 +379,16 @@ fn build_client(net: &Network, dependency: &str) -> Result<Client, Error> {
         // A file that is PEM but not a usable CA certificate fails the whole client:
         // find it, say so, and trust the others.
         Err(_) => {
-            let mut b = builder(net)?;
+            let mut b = builder(net, proxies);
             for (path, cert) in certs {
-                match builder(net)?.add_root_certificate(cert.clone()).build() {
+                match builder(net, proxies)
+                    .add_root_certificate(cert.clone())
+                    .build()
+                {
                     Ok(_) => b = b.add_root_certificate(cert),
                     Err(e) => warn!(
                         "not trusting a certificate in {}: {}",
-                        path.display(),
+                        shown(&path.display().to_string()),
                         describe_plain(&e)
                     ),
                 }
@@ -260,47 +410,23 @@ fn build_client(net: &Network, dependency: &str) -> Result<Client, Error> {
     })
 }
 
-fn builder(net: &Network) -> Result<ClientBuilder, Error> {
-    let redirect = reqwest::redirect::Policy::custom(|attempt| {
-        let first_https = attempt.previous().first().map(|u| u.scheme()) == Some("https");
-        if attempt.previous().len() > 10 {
-            attempt.error("more than 10 redirects")
-        } else if attempt.previous().contains(attempt.url()) {
-            attempt.error("redirect loop")
-        } else if first_https && attempt.url().scheme() == "http" {
-            attempt.error("refusing a redirect from https to http")
-        } else {
-            attempt.follow()
-        }
-    });
+fn builder(net: &Network, proxies: &Arc<Proxies>) -> ClientBuilder {
     let mut b = Client::builder()
         .no_proxy()
         .connect_timeout(net.connect_timeout)
         // Blocking reqwest applies this to each read, not the whole body: a stall
         // timeout, so a slow but moving download is never killed.
         .timeout(net.stall_timeout)
-        .redirect(redirect)
+        .redirect(reqwest::redirect::Policy::none())
+        .referer(false)
         .user_agent(concat!("sidecar-buildpack/", env!("CARGO_PKG_VERSION")));
-    let no_proxy = net
-        .no_proxy
-        .as_ref()
-        .and_then(|np| reqwest::NoProxy::from_string(&np.value));
-    for (setting, https) in [(&net.https_proxy, true), (&net.http_proxy, false)] {
-        if let Some(p) = setting {
-            let proxy = if https {
-                reqwest::Proxy::https(p.value.as_str())
-            } else {
-                reqwest::Proxy::http(p.value.as_str())
-            };
-            let proxy = proxy.map_err(|_| Error::Setting {
-                name: p.var.clone(),
-                value: Redacted::str(&p.value).to_string(),
-                accepted: "a proxy URL such as http://proxy.example:3128".into(),
-            })?;
-            b = b.proxy(proxy.no_proxy(no_proxy.clone()));
-        }
+    if !proxies.is_empty() {
+        let p = Arc::clone(proxies);
+        b = b.proxy(reqwest::Proxy::custom(move |url| {
+            p.for_url(url).map(|p| p.url.clone())
+        }));
     }
-    Ok(b)
+    b
 }
 
 /// An error chain with no URL to scrub (client set-up).
@@ -321,17 +447,52 @@ fn extra_certificates(dir: &Path) -> Vec<(PathBuf, reqwest::Certificate)> {
     paths.sort();
     let mut certs = Vec::new();
     for p in paths {
-        match fs::read(&p).map(|pem| reqwest::Certificate::from_pem_bundle(&pem)) {
-            Ok(Ok(found)) if !found.is_empty() => {
+        // Only regular files, capped: a FIFO or a link to /dev/zero there must not hang
+        // or fill the staging.
+        let pem = match read_text(&p, MAX_CERT_FILE_BYTES) {
+            Ok(pem) => pem,
+            Err(e) => {
+                debug!("skipping {}: {e}", shown(&p.display().to_string()));
+                continue;
+            }
+        };
+        match reqwest::Certificate::from_pem_bundle(pem.as_bytes()) {
+            Ok(found) if !found.is_empty() => {
                 debug!(
                     "trusting {} certificate(s) from {}",
                     found.len(),
-                    p.display()
+                    shown(&p.display().to_string())
                 );
                 certs.extend(found.into_iter().map(|c| (p.clone(), c)));
             }
-            _ => debug!("skipping {}: not a PEM certificate", p.display()),
+            _ => debug!(
+                "skipping {}: not a PEM certificate",
+                shown(&p.display().to_string())
+            ),
         }
     }
     certs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(90));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(90))
+        );
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(90));
+        assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+    }
 }

@@ -24,7 +24,7 @@ fn checkout(url: &str, pinned: &[u8]) -> Buildpack {
 }
 
 fn run_entry(bp: &Buildpack, dirs: &Dirs) -> Outcome {
-    Outcome::of(
+    Outcome::of_staging(
         std::process::Command::new(bp.path().join("bin/supply"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -49,7 +49,7 @@ fn first_staging_downloads_then_the_cache_serves() {
     out.success()
         .has("-----> Fetching the prebuilt supply for sidecar_buildpack 1.2.3\n")
         .has(&format!(
-            "       Downloading {}\n",
+            "       Downloading {}?***\n",
             server.url("/supply/supply-linux-x86_64")
         ))
         .has("-----> sidecar_buildpack 1.2.3\n-----> Installing config-server 0.1.0\n");
@@ -164,4 +164,141 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// Runs the entry point with TMPDIR set to an empty dir of its own, which must stay
+/// empty: the entry point keeps nothing in /tmp.
+fn run_entry_watching_tmp(bp: &Buildpack, dirs: &Dirs) -> Outcome {
+    let tmp = dirs.root.path().join("tmpdir");
+    fs::create_dir_all(&tmp).expect("tmpdir");
+    let out = Outcome::of_staging(
+        std::process::Command::new(bp.path().join("bin/supply"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("CF_STACK", "cflinuxfs4")
+            .env("TMPDIR", &tmp)
+            .args([dirs.build(), dirs.cache(), dirs.deps(), "0".into()]),
+        dirs.deps().join("0"),
+    );
+    assert_eq!(listing(&tmp), Vec::<String>::new(), "left in TMPDIR");
+    out
+}
+
+#[test]
+fn an_unwritable_cache_leaves_no_temp_file_anywhere() {
+    let real = supply_bytes();
+    let server = Server::start(vec![Reply::Body(real.clone())]);
+    let bp = checkout(&server.url(&format!("/supply?sig={SECRET}")), &real);
+    // CACHE_DIR a file: nothing can be kept there.
+    let dirs = Dirs::new();
+    fs::write(dirs.cache(), "not a dir").expect("file");
+    let out = run_entry_watching_tmp(&bp, &dirs);
+    out.success()
+        .has("**WARNING** the app cache is not writable; the next staging downloads the prebuilt supply again");
+    assert_eq!(out.installed(), sidecar_bytes("v1"));
+    assert_no_temp_files(&dirs.deps());
+    assert_eq!(fs::read_to_string(dirs.cache()).expect("kept"), "not a dir");
+
+    // A read-only CACHE_DIR, and a supply that then fails: DEPS_DIR as found, no
+    // temp file left.
+    let dirs = Dirs::new();
+    fs::create_dir_all(dirs.cache()).expect("cache");
+    let _ro = Mount::read_only(&dirs.cache());
+    fs::remove_file(bp.path().join("VERSION")).expect("break the buildpack");
+    run_entry_watching_tmp(&bp, &dirs).code(3).not_installed();
+    assert_eq!(listing(dirs.root.path()), ["app", "cache", "tmpdir"]);
+}
+
+#[test]
+fn a_killed_download_in_the_cache_is_swept_later() {
+    let real = supply_bytes();
+    let server = Server::start(vec![Reply::Body(real.clone())]);
+    let bp = checkout(&server.url("/supply"), &real);
+    let dirs = Dirs::new();
+    let pin_dir = dirs
+        .cache()
+        .join(format!("sidecar-buildpack/supply-{}", sha256_hex(&real)));
+    fs::create_dir_all(&pin_dir).expect("pin dir");
+    let stale = pin_dir.join(".supply-1.partial");
+    let fresh = pin_dir.join(".supply-2.partial");
+    for p in [&stale, &fresh] {
+        fs::write(p, "half a download").expect("partial");
+    }
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    fs::File::options()
+        .write(true)
+        .open(&stale)
+        .and_then(|f| f.set_modified(two_hours_ago))
+        .expect("age");
+    run_entry(&bp, &dirs).success();
+    assert!(!stale.exists(), "a stale download is removed");
+    assert!(fresh.exists(), "a live staging's download is left alone");
+}
+
+#[test]
+fn the_entry_point_sends_nothing_of_its_url_to_a_redirect_target() {
+    let real = supply_bytes();
+    let other = Server::start_on(
+        std::net::Ipv4Addr::new(127, 0, 0, 2),
+        vec![Reply::Body(real.clone())],
+    );
+    let first = Server::start(vec![Reply::Redirect(other.url("/mirror/supply"))]);
+    let url = format!(
+        "http://bob:hunter2@{}/supply/supply-linux-x86_64?X-Amz-Signature={SECRET}",
+        first.addr
+    );
+    let bp = checkout(&url, &real);
+    run_entry(&bp, &Dirs::new()).success();
+    assert!(
+        first.requests()[0]
+            .to_ascii_lowercase()
+            .contains("\nauthorization: basic"),
+        "{}",
+        first.requests()[0]
+    );
+    let head = other.requests().pop().expect("followed");
+    for bad in ["referer", "authorization", SECRET, "hunter2", "/supply/"] {
+        assert!(
+            !head
+                .to_ascii_lowercase()
+                .contains(&bad.to_ascii_lowercase()),
+            "{bad}:\n{head}"
+        );
+    }
+}
+
+#[test]
+fn the_entry_point_hides_user_info_whatever_cuts_it() {
+    for url in [
+        format!("http://user:pa/{SECRET}@127.0.0.1:1/supply"),
+        format!("http://user:pa#{SECRET}@127.0.0.1:1/supply"),
+        format!("http://user:pa?{SECRET}@127.0.0.1:1/supply"),
+        format!("http://localhost/{SECRET}@127.0.0.1:1/supply?{SECRET}"),
+    ] {
+        let bp = checkout(&url, b"anything");
+        run_entry(&bp, &Dirs::new())
+            .code(4)
+            .lacks("pa/")
+            .lacks("user:")
+            .not_installed();
+    }
+}
+
+#[test]
+fn temp_names_of_every_kind_are_recognised() {
+    for name in [
+        ".supply-123.partial",
+        ".sidecar-buildpack-supply-9.partial",
+        ".sidecar-buildpack-0-Ab12.partial",
+        ".config-server-Xy.partial",
+        ".unpack-Q1",
+        ".supply.Ab12Cd",
+        "tmp.Ab12Cd34Ef",
+        "x.err",
+    ] {
+        assert!(is_temp_name(name), "{name}");
+    }
+    for name in ["supply", "config-server", "launch.yml", "config.yml", "bin"] {
+        assert!(!is_temp_name(name), "{name}");
+    }
 }

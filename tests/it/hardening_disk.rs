@@ -40,14 +40,14 @@ fn full_deps_dir_while_downloading_is_a_clear_error() {
     let out = Stage::new(&bp, &dirs).run();
     out.code(5)
         .has(&format!(
-            "       **ERROR** cannot write {}\n",
-            dirs.deps().join("0").display()
+            "       **ERROR** cannot write {}/.sidecar-buildpack-0-",
+            dirs.deps().display()
         ))
         .has("Cause: no space left on the device")
         .lacks("retrying")
-        .not_installed();
+        .not_installed()
+        .deps_as_found();
     assert_eq!(server.hits(), 1, "a full disk is not retried");
-    assert_eq!(listing(&dirs.deps().join("0")), Vec::<String>::new());
 }
 
 #[test]
@@ -62,13 +62,14 @@ fn full_deps_dir_while_unpacking_is_a_clear_error() {
     let out = Stage::new(&bp, &dirs).run();
     out.code(5)
         .has(&format!(
-            "       **ERROR** cannot write {}/0/.unpack-",
+            "       **ERROR** cannot write {}/.sidecar-buildpack-0-",
             dirs.deps().display()
         ))
+        .has(".partial/.unpack-")
         .has("/bin/config-server\n")
         .has("Cause: no space left on the device")
-        .not_installed();
-    assert_eq!(listing(&dirs.deps().join("0")), Vec::<String>::new());
+        .not_installed()
+        .deps_as_found();
 }
 
 #[test]
@@ -81,9 +82,10 @@ fn read_only_deps_dir_is_a_clear_error() {
         .code(5)
         .has(&format!(
             "       **ERROR** cannot write {}\n",
-            dirs.deps().join("0").display()
+            dirs.deps().display()
         ))
-        .has("Cause: the filesystem is read-only");
+        .has("Cause: the filesystem is read-only")
+        .deps_as_found();
 }
 
 #[test]
@@ -253,10 +255,8 @@ fn deps_dir_that_is_a_file_is_an_error_not_deleted() {
 #[test]
 fn concurrent_stagings_share_one_cache() {
     let bp = Buildpack::new();
-    // Slow enough that all four downloads overlap.
-    let a = bp.artifact.clone();
-    let chunk = a.len().div_ceil(4);
-    let server = Server::start(vec![Reply::Slow(a, chunk, Duration::from_millis(100))]);
+    // The server holds every answer until all four downloads are in flight at once.
+    let server = Server::start(vec![Reply::Gate(4, bp.artifact.clone())]);
     let bp = bp.uri(server.url(&format!("{ART}?token={SECRET}"))).write();
     let cache = tempfile::tempdir().expect("cache");
     let runs: Vec<Dirs> = (0..4).map(|_| Dirs::new()).collect();
@@ -273,9 +273,14 @@ fn concurrent_stagings_share_one_cache() {
             let out = h.join().expect("thread");
             out.success();
             assert_eq!(out.installed(), sidecar_bytes("v1"));
+            assert!(
+                out.elapsed < Duration::from_secs(15),
+                "the gate opened late"
+            );
         }
     });
     assert_eq!(server.hits(), 4);
+    assert_eq!(server.max_in_flight(), 4, "the four stagings overlapped");
     let entry = cache
         .path()
         .join("sidecar-buildpack/dependencies")
@@ -290,4 +295,229 @@ fn concurrent_stagings_share_one_cache() {
         .run()
         .success()
         .has("Using the copy in the app cache");
+}
+
+// Any failure with the app cache's copy is a miss (#10 item 7).
+
+#[test]
+fn an_app_cache_entry_that_cannot_be_used_is_a_miss() {
+    let (bp, server) = served(Buildpack::new());
+    let entry = |dirs: &Dirs| {
+        dirs.cache()
+            .join("sidecar-buildpack/dependencies")
+            .join(sha256_hex(&bp.artifact))
+            .join("config-server-0.1.0.tgz")
+    };
+    // 4 GiB, over the download cap: dropped without a byte read. 200 MiB, under the
+    // cap but larger than the 64 MiB deps dir: the copy fails for lack of space.
+    for (size, why) in [
+        (4u64 << 30, "is larger than the download cap of 1024 MB"),
+        (200 << 20, "cannot be used (cannot write "),
+    ] {
+        let dirs = Dirs::new();
+        let e = entry(&dirs);
+        fs::create_dir_all(e.parent().expect("dir")).expect("cache dir");
+        fs::File::create(&e)
+            .and_then(|f| f.set_len(size))
+            .expect("sparse entry");
+        let _small = Mount::tmpfs(&dirs.deps(), "size=64m");
+        let out = Stage::new(&bp, &dirs).run();
+        out.success()
+            .has(&format!(
+                "       **WARNING** the app cache's copy of config-server 0.1.0 {why}"
+            ))
+            .has("; dropping it and downloading again\n")
+            .has("Downloading");
+        assert_eq!(out.installed(), sidecar_bytes("v1"));
+        assert_eq!(fs::read(&e).expect("entry replaced"), bp.artifact);
+        assert_no_temp_files(&dirs.deps());
+    }
+    assert_eq!(server.hits(), 2);
+}
+
+// A failed run leaves the deps dir as it found it, whatever step failed (#10 item 9,
+// #11 section 1: both launch.yml copies).
+
+/// DEPS_DIR with an earlier install at `idx` (and its unpadded copy), all of which a
+/// failed run must leave exactly as they are.
+fn earlier_install(dirs: &Dirs, idx: &str, unpadded: &str) {
+    let d = dirs.deps().join(idx);
+    fs::create_dir_all(d.join("bin")).expect("bin");
+    fs::write(d.join("bin/config-server"), "old binary").expect("old exe");
+    fs::write(d.join("launch.yml"), "old launch").expect("old launch");
+    fs::write(d.join("config.yml"), "old config").expect("old config");
+    fs::create_dir_all(dirs.deps().join(unpadded)).expect("unpadded");
+    fs::write(dirs.deps().join(unpadded).join("launch.yml"), "old copy").expect("old copy");
+    fs::create_dir_all(dirs.deps().join("1")).expect("another buildpack");
+    fs::write(dirs.deps().join("1/theirs"), "not ours").expect("theirs");
+}
+
+#[test]
+fn a_failed_run_leaves_the_deps_dir_as_it_found_it() {
+    let sha = sha256_hex(b"anything");
+    let bad_archive = tgz(&[("bin/other", b"x", 0o755)]);
+    let failures: Vec<(&str, Buildpack, i32)> = vec![
+        (
+            "a checksum mismatch",
+            Buildpack::new().sha(&sha).cached().write(),
+            4,
+        ),
+        (
+            "an archive without the executable",
+            Buildpack::new().artifact(bad_archive).cached().write(),
+            4,
+        ),
+        (
+            "a missing cached file",
+            {
+                let bp = Buildpack::new().cached().write();
+                fs::remove_dir_all(bp.path().join("dependencies")).expect("rm");
+                bp
+            },
+            3,
+        ),
+    ];
+    for (what, bp, code) in &failures {
+        let dirs = Dirs::new();
+        earlier_install(&dirs, "03", "3");
+        let out = Stage::new(bp, &dirs).idx("03").run();
+        out.code(*code).deps_as_found();
+        assert_eq!(
+            fs::read_to_string(dirs.deps().join("03/bin/config-server")).expect("kept"),
+            "old binary",
+            "{what}"
+        );
+    }
+
+    // The last step fails: the unpadded copy's dir is read-only. Everything committed
+    // before it (the binary, config.yml, launch.yml at 03) is put back: over an
+    // earlier install, and into a deps dir that held nothing of ours.
+    let bp = Buildpack::new().cached().write();
+    for earlier in [true, false] {
+        let dirs = Dirs::new();
+        if earlier {
+            earlier_install(&dirs, "03", "3");
+        } else {
+            fs::create_dir_all(dirs.deps().join("3")).expect("unpadded dir");
+        }
+        let _ro = Mount::read_only(&dirs.deps().join("3"));
+        let out = Stage::new(&bp, &dirs).idx("03").run();
+        // (A bind mount is another filesystem to rename(2), even read-write.)
+        out.code(5)
+            .has(&format!(
+                "       **ERROR** cannot write {}\n",
+                dirs.deps().join("3/launch.yml").display()
+            ))
+            .deps_as_found();
+        assert_no_temp_files(&dirs.deps());
+    }
+}
+
+#[test]
+fn whatever_is_in_the_way_of_a_file_is_replaced_the_same_way() {
+    let bp = Buildpack::new().cached().write();
+    for blocked in ["bin/config-server", "launch.yml", "config.yml"] {
+        let dirs = Dirs::new();
+        let idx = dirs.deps().join("0");
+        fs::create_dir_all(idx.join(blocked).join("sub")).expect("a directory in the way");
+        fs::write(idx.join(blocked).join("sub/f"), "x").expect("file");
+        let out = Stage::new(&bp, &dirs).run();
+        out.success();
+        assert!(idx.join(blocked).is_file(), "{blocked}");
+        assert_eq!(out.installed(), sidecar_bytes("v1"));
+        assert_no_temp_files(&dirs.deps());
+    }
+}
+
+// Bad input is found before the first write (#10 item 10).
+
+#[test]
+fn bad_input_changes_nothing_on_disk() {
+    let bp = Buildpack::new().cached().write();
+    let bad_manifest = Buildpack::new().sha("12345").cached().write();
+    for (bp, var, value) in [
+        (&bp, "SIDECAR_BUILDPACK_CONFIG_SERVER_MEMORY_MB", "lots"),
+        (
+            &bp,
+            "SIDECAR_BUILDPACK_CONFIG_SERVER_PROCESS_TYPES",
+            "web,,x",
+        ),
+        (&bp, "SIDECAR_BUILDPACK_MAX_DOWNLOAD_MB", "0"),
+        (&bp, "SIDECAR_BUILDPACK_MAX_RETRY_AFTER", "-1"),
+        (&bp, "MEMORY_LIMIT", "512b"),
+        (&bp, "CF_STACK", "windows2019"),
+        (&bad_manifest, "BP_DEBUG", "1"),
+    ] {
+        let dirs = Dirs::new();
+        Stage::new(bp, &dirs).env(var, value).run().code(3);
+        assert_eq!(listing(dirs.root.path()), ["app"], "{var}={value}");
+    }
+}
+
+// A staging killed mid-download leaves nothing outside DEPS_DIR, and the next run
+// removes what it left there.
+
+#[test]
+fn a_killed_staging_leaves_nothing_behind_the_next_run_keeps() {
+    let bp = Buildpack::new();
+    let a = bp.artifact.clone();
+    let server = Server::start(vec![
+        Reply::Stall(a.clone(), a.len() / 2, Duration::from_secs(30)),
+        Reply::Body(a),
+    ]);
+    let bp = bp.uri(server.url(&format!("{ART}?token={SECRET}"))).write();
+    let dirs = Dirs::new();
+    let buildpack = snapshot(bp.path());
+    let mut child = std::process::Command::new(SUPPLY)
+        .env_clear()
+        .env("SIDECAR_BUILDPACK_DIR", bp.path())
+        .env("CF_STACK", "cflinuxfs4")
+        .args([dirs.build(), dirs.cache(), dirs.deps(), "0".into()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn supply");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let downloading = || {
+        walk_names(&dirs.deps())
+            .iter()
+            .any(|n| n.starts_with(".config-server-") && n.ends_with(".partial"))
+    };
+    while !downloading() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no download in progress"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    // Only DEPS_DIR gained anything, and there only the staging dir.
+    assert_eq!(
+        listing(dirs.root.path()),
+        ["app", "deps"],
+        "nothing else was made"
+    );
+    assert_eq!(snapshot(bp.path()), buildpack, "the buildpack is untouched");
+    let left = listing(&dirs.deps());
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].starts_with(".sidecar-buildpack-0-") && left[0].ends_with(".partial"));
+    let out = Stage::new(&bp, &dirs).run();
+    out.success();
+    assert_eq!(out.installed(), sidecar_bytes("v1"));
+    assert_no_temp_files(&dirs.deps());
+}
+
+/// Every file and dir name under `dir`.
+fn walk_names(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            }
+            out.push(e.file_name().to_string_lossy().to_string());
+        }
+    }
+    out
 }

@@ -30,6 +30,14 @@ fn pinned_to(bp: Buildpack, server: &Server, path: &str) -> Buildpack {
 
 const ART: &str = "/releases/config-server-0.1.0.tgz";
 
+/// A server on 127.0.0.2, another host to redirect to, serving `bp`'s artifact.
+fn another_host(bp: &Buildpack) -> Server {
+    Server::start_on(
+        Ipv4Addr::new(127, 0, 0, 2),
+        vec![Reply::Body(bp.artifact.clone())],
+    )
+}
+
 #[test]
 fn server_error_then_ok_is_retried_and_says_so() {
     let bp = Buildpack::new();
@@ -112,10 +120,7 @@ fn slow_but_steady_download_completes() {
 #[test]
 fn redirect_to_another_host_is_followed() {
     let bp = Buildpack::new();
-    let other = Server::start_on(
-        Ipv4Addr::new(127, 0, 0, 2),
-        vec![Reply::Body(bp.artifact.clone())],
-    );
+    let other = another_host(&bp);
     let target = other.url(&format!(
         "/mirror/config-server-0.1.0.tgz?X-Amz-Signature={SECRET}"
     ));
@@ -342,22 +347,32 @@ fn no_proxy_bypasses_the_proxy() {
     for (var, value) in [
         ("no_proxy", "127.0.0.1"),
         ("NO_PROXY", "example.invalid, 127.0.0.1"),
+        ("no_proxy", "127.0.0.0/8"),
+        ("no_proxy", "*"),
     ] {
         let proxy = Tinyproxy::start();
         let bp = Buildpack::new();
         let server = Server::start(vec![Reply::Body(bp.artifact.clone())]);
         let bp = pinned_to(bp, &server, ART);
-        let dirs = Dirs::new();
-        Stage::new(&bp, &dirs)
+        // First without no_proxy: the proxy forwards and logs it, so its log can tell.
+        Stage::new(&bp, &Dirs::new())
+            .env("http_proxy", &proxy.url())
+            .run()
+            .success();
+        let forwarded = format!("GET {}", server.url(ART));
+        let log = proxy.log();
+        assert_eq!(log.matches(&forwarded).count(), 1, "control run:\n{log}");
+        Stage::new(&bp, &Dirs::new())
             .env("http_proxy", &proxy.url())
             .env(var, value)
             .run()
             .success();
-        assert_eq!(server.hits(), 1);
+        assert_eq!(server.hits(), 2);
         let log = proxy.log();
-        assert!(
-            !log.contains("GET http://"),
-            "{var}: went through the proxy:\n{log}"
+        assert_eq!(
+            log.matches("GET http://").count(),
+            1,
+            "{var}={value}: went through the proxy:\n{log}"
         );
     }
 }
@@ -518,4 +533,397 @@ fn packager_uses_the_proxy() {
         "{log}"
     );
     only_the_zip(out.path());
+}
+
+// Headers that could carry the first URL's user-info, query or the proxy's credentials
+// to another host (#10 item 1). Each host records every request head it gets.
+
+/// Fails if the request `head` has a header named in `names` or holds any of `texts`.
+#[track_caller]
+fn head_lacks(head: &str, names: &[&str], texts: &[&str]) {
+    for line in head.lines().skip(1) {
+        let name = line
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        assert!(
+            !names.contains(&name.as_str()),
+            "header {name} was sent:\n{head}"
+        );
+    }
+    for t in texts {
+        assert!(!head.contains(t), "{t:?} was sent:\n{head}");
+    }
+}
+
+#[track_caller]
+fn head_has(head: &str, name: &str) {
+    assert!(
+        head.lines()
+            .skip(1)
+            .any(|l| l.to_ascii_lowercase().starts_with(&format!("{name}:"))),
+        "no {name} header in:\n{head}"
+    );
+}
+
+#[test]
+fn a_redirect_carries_no_header_of_the_first_url_to_another_host() {
+    let bp = Buildpack::new();
+    let other_host = another_host(&bp);
+    let other_port = Server::start(vec![Reply::Body(bp.artifact.clone())]);
+    for target in [&other_host, &other_port] {
+        let first = Server::start(vec![Reply::Redirect(
+            target.url("/mirror/config-server.tgz"),
+        )]);
+        let uri = format!(
+            "http://bob:hunter2@{}/releases/config-server-0.1.0.tgz?X-Amz-Signature={SECRET}",
+            first.addr
+        );
+        let bp = Buildpack::new().uri(uri).write();
+        let dirs = Dirs::new();
+        let out = Stage::new(&bp, &dirs).run();
+        out.success();
+        // The first host gets its own credentials: a header the test would see.
+        head_has(&first.requests()[0], "authorization");
+        let last = target.requests().pop().expect("the redirect was followed");
+        head_lacks(
+            &last,
+            &["referer", "authorization", "proxy-authorization", "cookie"],
+            &[
+                SECRET,
+                "X-Amz-Signature",
+                "/releases/",
+                &first.addr.to_string(),
+            ],
+        );
+    }
+}
+
+#[test]
+fn proxy_credentials_go_only_to_the_proxy() {
+    let bp = Buildpack::new();
+    // A plain-HTTP proxy is sent the request itself, so a scripted server can play one:
+    // it redirects each download to a host that no_proxy sends around it.
+    let direct = another_host(&bp);
+    let proxy = Server::start(vec![Reply::Redirect(direct.url("/direct.tgz"))]);
+    let bp = Buildpack::new()
+        .uri(format!(
+            "http://releases.invalid/config-server-0.1.0.tgz?token={SECRET}"
+        ))
+        .write();
+    let dirs = Dirs::new();
+    Stage::new(&bp, &dirs)
+        .env(
+            "http_proxy",
+            &format!("http://proxyuser:hunter2@{}", proxy.addr),
+        )
+        .env("no_proxy", "127.0.0.2")
+        .run()
+        .success();
+    let to_proxy = &proxy.requests()[0];
+    assert!(
+        to_proxy.starts_with("GET http://releases.invalid/"),
+        "{to_proxy}"
+    );
+    head_has(to_proxy, "proxy-authorization");
+    head_lacks(
+        &direct.requests()[0],
+        &["proxy-authorization", "authorization", "referer"],
+        &[SECRET, "releases.invalid"],
+    );
+
+    // The same host and port, from http (proxied) to https (not): the TLS server must
+    // not get the header that went to the proxy.
+    let (dirs, tls, certs) = trusted_tls(vec![Reply::Body(bp.artifact.clone())]);
+    let proxy = Server::start(vec![Reply::Redirect(tls.url("/x.tgz"))]);
+    let bp = Buildpack::new()
+        .uri(format!("http://{}/config-server-0.1.0.tgz", tls.addr))
+        .write();
+    Stage::new(&bp, &dirs)
+        .env(
+            "http_proxy",
+            &format!("http://proxyuser:hunter2@{}", proxy.addr),
+        )
+        .env("CF_SYSTEM_CERT_PATH", &certs)
+        .run()
+        .success();
+    head_has(&proxy.requests()[0], "proxy-authorization");
+    head_lacks(&tls.requests()[0], &["proxy-authorization", "referer"], &[]);
+}
+
+#[test]
+fn https_through_a_proxy_keeps_its_credentials_in_the_connect() {
+    let proxy = Tinyproxy::start();
+    let bp = Buildpack::new();
+    let (dirs, server, certs) = trusted_tls(vec![Reply::Body(bp.artifact.clone())]);
+    let bp = pinned_to(bp, &server, ART);
+    Stage::new(&bp, &dirs)
+        .env(
+            "https_proxy",
+            &format!("http://proxyuser:hunter2@127.0.0.1:{}", proxy.port),
+        )
+        .env("CF_SYSTEM_CERT_PATH", &certs)
+        .run()
+        .success();
+    assert!(proxy.log().contains(&format!("CONNECT {} ", server.addr)));
+    head_lacks(
+        &server.requests()[0],
+        &["proxy-authorization"],
+        &["hunter2"],
+    );
+}
+
+// Proxy settings that are not URLs (#10 item 2): the password never shows, whatever
+// cuts it (`/`, `#`, `?`), and the variable is named.
+
+#[test]
+fn proxy_values_that_are_not_urls_never_show_their_password() {
+    let bp = Buildpack::new();
+    let server = Server::start(vec![Reply::Body(bp.artifact.clone())]);
+    let bp = pinned_to(bp, &server, ART);
+    for (var, value) in [
+        ("https_proxy", format!("user:pa/{SECRET}@127.0.0.1:1")),
+        ("http_proxy", format!("http://user:pa#{SECRET}@host:1")),
+        ("HTTP_PROXY", format!("http://user:pa?{SECRET}@host:1")),
+        ("http_proxy", format!("http://user/{SECRET}@127.0.0.1:1")),
+        ("http_proxy", format!("socks5://user:{SECRET}@127.0.0.1:1")),
+        ("http_proxy", format!("http://u:{SECRET}@[::1")),
+    ] {
+        let dirs = Dirs::new();
+        // A cached buildpack never downloads: here the proxy is needed, so it is read.
+        Stage::new(&bp, &dirs)
+            .env(var, &value)
+            .run()
+            .code(3)
+            .has(&format!("       **ERROR** {var} is set to \""))
+            .has("a proxy URL such as http://proxy.example:3128")
+            .lacks("pa/")
+            .lacks("user:")
+            .not_installed();
+    }
+    assert_eq!(server.hits(), 0);
+}
+
+// One no_proxy matcher for the client and for messages (#10 item 14).
+
+#[test]
+fn no_proxy_ranges_bypass_the_proxy_and_errors_do_not_name_it() {
+    let port = closed_port();
+    let bp = Buildpack::new()
+        .uri(format!(
+            "http://127.0.0.1:{port}/config-server-0.1.0.tgz?token={SECRET}"
+        ))
+        .write();
+    for no_proxy in [
+        "127.0.0.0/8",
+        "*",
+        "localhost,127.0.0.1",
+        ".invalid, 127.0.0.1:0",
+    ]
+    .map(|v| v.replace(":0", &format!(":{port}")))
+    {
+        let out = Stage::new(&bp, &Dirs::new())
+            .env(
+                "http_proxy",
+                &format!("http://proxyuser:hunter2@127.0.0.1:{}", closed_port()),
+            )
+            .env("no_proxy", &no_proxy)
+            .env("SIDECAR_BUILDPACK_DOWNLOAD_ATTEMPTS", "1")
+            .run();
+        out.code(4)
+            .has("Cause: the release host could not be reached from the staging container")
+            .lacks("proxy:")
+            .lacks("the proxy or")
+            .not_installed();
+    }
+}
+
+// What a failed download says (#10 item 12): whether the host was reached, and what
+// broke; answers that never change are not retried.
+
+fn failing(replies: Vec<Reply>, attempts: &str) -> (Outcome, Server) {
+    let bp = Buildpack::new();
+    let server = Server::start(replies);
+    let bp = pinned_to(bp, &server, ART);
+    let out = Stage::new(&bp, &Dirs::new())
+        .env("SIDECAR_BUILDPACK_DOWNLOAD_ATTEMPTS", attempts)
+        .env("SIDECAR_BUILDPACK_STALL_TIMEOUT", "1")
+        .run();
+    (out, server)
+}
+
+#[test]
+fn a_host_that_was_reached_is_not_called_unreachable() {
+    let a = Buildpack::new().artifact;
+    let broke_off = "Cause: the host was reached, but the download broke off on every attempt";
+    for reply in [
+        Reply::Truncated(a.clone(), a.len() / 2),
+        Reply::Reset(a.clone(), a.len() / 2),
+        Reply::Stall(a.clone(), 10, Duration::from_secs(5)),
+    ] {
+        let (out, server) = failing(vec![reply], "2");
+        out.code(4)
+            .has(broke_off)
+            .has("         attempts: 2\n")
+            .lacks("could not be reached")
+            .not_installed();
+        assert_eq!(server.hits(), 2);
+    }
+    // Headers too large to read: the same every time, so not retried.
+    let (out, server) = failing(vec![Reply::HugeHead(1 << 20)], "4");
+    out.code(4)
+        .has("Cause: the host was reached, but its answer is not usable HTTP")
+        .has("         attempts: 1\n")
+        .lacks("retrying")
+        .lacks("could not be reached");
+    assert_eq!(server.hits(), 1);
+    // Nothing listens: that one is unreachable.
+    let bp = Buildpack::new()
+        .uri(format!("http://127.0.0.1:{}/a.tgz", closed_port()))
+        .write();
+    Stage::new(&bp, &Dirs::new())
+        .env("SIDECAR_BUILDPACK_DOWNLOAD_ATTEMPTS", "1")
+        .run()
+        .code(4)
+        .has("Cause: the release host could not be reached");
+}
+
+#[test]
+fn a_redirect_to_a_local_file_is_refused_as_a_redirect() {
+    for (reply, says) in [
+        (
+            Reply::Redirect("file:///etc/passwd".into()),
+            "refusing a redirect to file:///etc/passwd: only http and https locations are followed",
+        ),
+        (
+            Reply::Redirect(format!("file://user:{SECRET}@host/x?{SECRET}")),
+            "HTTP 302 to \"file://***@host/x?***\", which is not a URL",
+        ),
+        (
+            Reply::StatusWith(302, vec![]),
+            "HTTP 302 without a usable Location",
+        ),
+    ] {
+        let (out, server) = failing(vec![reply], "4");
+        out.code(4)
+            .has(says)
+            .has("Cause: the server redirected in a loop, more than 10 times, from https to http, or to a location that is not http(s)")
+            .lacks("refused the request")
+            .has("         attempts: 1\n")
+            .not_installed();
+        assert_eq!(server.hits(), 1);
+    }
+}
+
+// Retry-After on 429 and 503 (#10 item 13), bounded by a documented maximum.
+
+#[test]
+fn retry_after_is_honoured_up_to_its_maximum() {
+    let bp = Buildpack::new();
+    let server = Server::start(vec![
+        Reply::StatusWith(503, vec!["Retry-After: 2".into()]),
+        Reply::Body(bp.artifact.clone()),
+    ]);
+    let bp = pinned_to(bp, &server, ART);
+    let out = Stage::new(&bp, &Dirs::new()).run();
+    out.success().has(
+        "**WARNING** attempt 1 of 4 failed (HTTP 503); retrying in 2.0s (the server asked for 2 s with Retry-After)\n",
+    );
+    assert!(
+        out.elapsed >= Duration::from_secs(2),
+        "took {:?}",
+        out.elapsed
+    );
+
+    let bp = Buildpack::new();
+    let server = Server::start(vec![
+        Reply::StatusWith(429, vec!["Retry-After: 86400".into()]),
+        Reply::Body(bp.artifact.clone()),
+    ]);
+    let bp = pinned_to(bp, &server, ART);
+    let out = Stage::new(&bp, &Dirs::new())
+        .env("SIDECAR_BUILDPACK_MAX_RETRY_AFTER", "1")
+        .run();
+    out.success().has(
+        "retrying in 1.0s (the server asked for 86400 s with Retry-After; waiting at most SIDECAR_BUILDPACK_MAX_RETRY_AFTER = 1 s)\n",
+    );
+    assert!(
+        out.elapsed >= Duration::from_secs(1) && out.elapsed < Duration::from_secs(10),
+        "took {:?}",
+        out.elapsed
+    );
+}
+
+// A size cap on every download (#10 item 8).
+
+#[test]
+fn downloads_stop_at_the_size_cap() {
+    for (reply, hits) in [
+        (Reply::Endless, 1),
+        (Reply::Unsized(vec![7; 3 << 20]), 1),
+        (Reply::Announce(10 << 30), 1),
+    ] {
+        let (dirs, bp, server) = {
+            let bp = Buildpack::new();
+            let server = Server::start(vec![reply]);
+            (Dirs::new(), pinned_to(bp, &server, ART), server)
+        };
+        let out = Stage::new(&bp, &dirs)
+            .env("SIDECAR_BUILDPACK_MAX_DOWNLOAD_MB", "1")
+            .run();
+        out.code(4)
+            .has("**ERROR** config-server 0.1.0 from ")
+            .has("is larger than the download cap of 1 MB\n")
+            .has("raise SIDECAR_BUILDPACK_MAX_DOWNLOAD_MB")
+            .lacks("retrying")
+            .not_installed();
+        assert_eq!(server.hits(), hits);
+        assert!(
+            out.elapsed < Duration::from_secs(10),
+            "took {:?}",
+            out.elapsed
+        );
+    }
+}
+
+#[test]
+fn file_uris_must_name_a_regular_file_under_the_cap() {
+    let dirs = Dirs::new();
+    let fifo = dirs.root.path().join("fifo.tgz");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let big = dirs.root.path().join("big.tgz");
+    fs::File::create(&big)
+        .and_then(|f| f.set_len(3 << 20))
+        .expect("sparse file");
+    let link = dirs.root.path().join("zero.tgz");
+    std::os::unix::fs::symlink("/dev/zero", &link).expect("link");
+    for (path, says) in [
+        (
+            "/dev/zero".into(),
+            "is a device; only a regular file can be an artifact",
+        ),
+        (link, "is a device"),
+        (fifo, "is a FIFO; only a regular file can be an artifact"),
+        (dirs.root.path().to_path_buf(), "is a directory"),
+        (big, "is larger than the download cap of 1 MB"),
+    ] {
+        let bp = Buildpack::new()
+            .uri(format!("file://{}", path.display()))
+            .write();
+        let out = Stage::new(&bp, &Dirs::new())
+            .env("SIDECAR_BUILDPACK_MAX_DOWNLOAD_MB", "1")
+            .run();
+        out.code(4).has(says).not_installed();
+        assert!(
+            out.elapsed < Duration::from_secs(10),
+            "took {:?}",
+            out.elapsed
+        );
+    }
 }

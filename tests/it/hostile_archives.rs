@@ -6,7 +6,6 @@
 use crate::support::*;
 use std::fs;
 use std::io::{Read, Write};
-use std::path::Path;
 use tar::EntryType;
 
 /// A PAX extended-header record: `<len> <key>=<value>\n`, where len counts itself.
@@ -51,15 +50,9 @@ fn rejected(artifact: Vec<u8>, entry: &str, problem: &str) {
         ))
         .has("Cause: the artifact is damaged, or was built wrongly or maliciously")
         .not_installed();
+    // not_installed proved DEPS_DIR is as found; nothing else changed either.
     assert_eq!(
-        listing(&dirs.deps().join("0")),
-        Vec::<String>::new(),
-        "nothing left in the deps dir"
-    );
-    let mut after = snapshot(dirs.root.path());
-    after.remove(Path::new("deps/0"));
-    assert_eq!(
-        (after, snapshot(bp.path())),
+        (snapshot(dirs.root.path()), snapshot(bp.path())),
         before,
         "nothing written outside the target"
     );
@@ -252,12 +245,19 @@ fn truncated_archives() {
 /// deflate blocks for 1 MiB of zeros, flushed to a byte boundary, decode the same after
 /// any run of zeros, so one copy is repeated. The gzip trailer is never reached.
 fn zip_bomb(size: u64) -> Vec<u8> {
+    bomb(EntryType::Regular, "bin/config-server", size)
+}
+
+/// `zip_bomb` for an entry of any type: a GNU long name or a PAX header declaring
+/// `size` bytes is read before the entry it describes.
+fn bomb(kind: EntryType, path: &str, size: u64) -> Vec<u8> {
     use flate2::{Compress, Compression, FlushCompress};
     let mut h = tar::Header::new_gnu();
-    h.set_path("bin/config-server").expect("path");
+    let name = &mut h.as_gnu_mut().expect("gnu header").name;
+    name[..path.len()].copy_from_slice(path.as_bytes());
     h.set_size(size);
     h.set_mode(0o755);
-    h.set_entry_type(EntryType::Regular);
+    h.set_entry_type(kind);
     h.set_cksum();
     let mut c = Compress::new(Compression::best(), false);
     let mut block = |input: &[u8]| {
@@ -324,4 +324,196 @@ fn the_executable_missing_or_not_a_file() {
         "bin/config-server",
         "is not in the archive as a file",
     );
+}
+
+// Extension headers and names (#10 items 5, 6): capped before they are read, refused
+// as hostile (exit 4) rather than reported as a full disk, and never echoed whole.
+
+#[test]
+fn huge_extension_headers_are_refused_before_they_are_read() {
+    let size = 3u64 << 29; // 1.5 GiB
+    for (kind, name, what) in [
+        (
+            EntryType::GNULongName,
+            "././@LongLink",
+            "GNU long-name header",
+        ),
+        (
+            EntryType::GNULongLink,
+            "././@LongLink",
+            "GNU long-link header",
+        ),
+        (EntryType::XHeader, "PaxHeaders/x", "PAX header"),
+        (
+            EntryType::XGlobalHeader,
+            "pax_global_header",
+            "PAX global header",
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        rejected(
+            bomb(kind, name, size),
+            name,
+            &format!("is a {what} of {size} bytes; at most 8192 are accepted"),
+        );
+        // Read whole, 1.5 GiB would take many seconds and gigabytes.
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "{what}: {:?}",
+            started.elapsed()
+        );
+    }
+    // Just over the cap, with real bytes: the same.
+    let mut long = Entry::file("././@LongLink", &vec![b'a'; 8193], 0o644);
+    long.kind = EntryType::GNULongName;
+    rejected(
+        raw_tgz(&[long, exe()]),
+        "././@LongLink",
+        "is a GNU long-name header of 8193 bytes",
+    );
+}
+
+/// Stages `artifact` and returns the output of the rejection, which `rejected` checks.
+fn rejection(artifact: Vec<u8>) -> String {
+    let bp = Buildpack::new().artifact(artifact).cached().write();
+    let dirs = Dirs::new();
+    let out = Stage::new(&bp, &dirs).run();
+    out.code(4).not_installed();
+    out.out
+}
+
+#[test]
+fn over_long_paths_are_hostile_entries_not_a_full_disk() {
+    // A 10,000-character PAX path: over the header cap, before it is read.
+    let long = format!("bin/{}", "a".repeat(9_996));
+    let mut pax = Entry::file("PaxHeaders/x", &pax_record("path", &long), 0o644);
+    pax.kind = EntryType::XHeader;
+    let out = rejection(raw_tgz(&[pax, Entry::file("x", b"x", 0o644), exe()]));
+    assert!(
+        out.contains("entry \"PaxHeaders/x\" is a PAX header of 10012 bytes; at most 8192"),
+        "{out}"
+    );
+    assert!(out.len() < 2_000, "{} bytes of output:\n{out}", out.len());
+    // A 5,000-character one fits the header but not the path cap; shown cut.
+    let long = format!("bin/{}", "a".repeat(4_996));
+    let mut pax = Entry::file("PaxHeaders/x", &pax_record("path", &long), 0o644);
+    pax.kind = EntryType::XHeader;
+    let out = rejection(raw_tgz(&[pax, Entry::file("x", b"x", 0o644), exe()]));
+    assert!(
+        out.contains(&format!(
+            "entry \"bin/{}…{}\" (5000 characters) has a path of 5000 bytes; at most 1024 \
+             are accepted\n",
+            "a".repeat(116),
+            "a".repeat(40)
+        )),
+        "{out}"
+    );
+    assert!(out.len() < 2_000, "{} bytes of output:\n{out}", out.len());
+    assert!(!out.contains("To fix: free space"), "{out}");
+
+    // 2,100 nested directories, named by GNU long names.
+    let nested = "d/".repeat(2_100);
+    let mut name = Entry::file("././@LongLink", format!("{nested}\0").as_bytes(), 0o644);
+    name.kind = EntryType::GNULongName;
+    let out = rejection(raw_tgz(&[
+        name,
+        special("ignored/", EntryType::Directory),
+        exe(),
+    ]));
+    assert!(
+        out.contains("has a path of 4200 bytes; at most 1024 are accepted"),
+        "{out}"
+    );
+    assert!(out.len() < 2_000, "{out}");
+
+    // One name longer than any filesystem takes.
+    let mut name = Entry::file(
+        "././@LongLink",
+        format!("bin/{}\0", "n".repeat(300)).as_bytes(),
+        0o644,
+    );
+    name.kind = EntryType::GNULongName;
+    let out = rejection(raw_tgz(&[name, Entry::file("x", b"x", 0o644), exe()]));
+    assert!(out.contains("has a name longer than 255 bytes"), "{out}");
+}
+
+#[test]
+fn names_with_control_characters_are_shown_escaped() {
+    let mut name = Entry::file(
+        "././@LongLink",
+        b"../x\n-----> Installed evil\r\x1b[2J\0",
+        0o644,
+    );
+    name.kind = EntryType::GNULongName;
+    let out = rejection(raw_tgz(&[name, Entry::file("x", b"x", 0o644)]));
+    assert!(
+        out.contains(r#"entry "../x\n-----> Installed evil\r\u{1b}[2J" has an absolute path"#),
+        "{out}"
+    );
+    assert!(
+        !out.lines()
+            .any(|l| l.trim_start().starts_with("-----> Installed evil")),
+        "{out}"
+    );
+    assert!(!out.contains('\r') && !out.contains('\u{1b}'), "{out:?}");
+}
+
+#[test]
+fn pax_headers_that_would_make_the_archive_ambiguous() {
+    // A PAX size the header disagrees with: tar readers would split the stream apart
+    // differently.
+    let mut pax = Entry::file("PaxHeaders/x", &pax_record("size", "5"), 0o644);
+    pax.kind = EntryType::XHeader;
+    rejected(
+        raw_tgz(&[pax, exe()]),
+        "bin/config-server",
+        "has a PAX size that differs from its header's",
+    );
+    let mut sparse = Entry::file("PaxHeaders/x", &pax_record("GNU.sparse.major", "1"), 0o644);
+    sparse.kind = EntryType::XHeader;
+    rejected(
+        raw_tgz(&[sparse, exe()]),
+        "PaxHeaders/x",
+        "describes a sparse file, which is not accepted",
+    );
+    let mut broken = Entry::file("PaxHeaders/x", b"99 path=x\n", 0o644);
+    broken.kind = EntryType::XHeader;
+    rejected(
+        raw_tgz(&[broken, exe()]),
+        "PaxHeaders/x",
+        "is a PAX header that cannot be read",
+    );
+    let mut latin1 = Entry::file(
+        "PaxHeaders/x",
+        &[b"10 path=\xff\n".as_slice()].concat(),
+        0o644,
+    );
+    latin1.kind = EntryType::XHeader;
+    rejected(
+        raw_tgz(&[latin1, exe()]),
+        "\u{fffd}",
+        "has a path that is not UTF-8",
+    );
+}
+
+#[test]
+fn a_real_pax_archive_still_unpacks() {
+    // What GNU tar --format=posix writes: an mtime and a path record, then the file.
+    let records = [
+        pax_record("mtime", "0.5"),
+        pax_record("path", "bin/config-server"),
+    ]
+    .concat();
+    let mut pax = Entry::file("PaxHeaders/config-server", &records, 0o644);
+    pax.kind = EntryType::XHeader;
+    let mut file = exe();
+    file.path = "bin/short-name".into();
+    let bp = Buildpack::new()
+        .artifact(raw_tgz(&[pax, file]))
+        .cached()
+        .write();
+    let dirs = Dirs::new();
+    let out = Stage::new(&bp, &dirs).run();
+    out.success();
+    assert_eq!(out.installed(), sidecar_bytes("v1"));
 }

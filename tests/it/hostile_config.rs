@@ -292,14 +292,18 @@ fn every_env_knob_rejects_garbage() {
             ))
             .has(accepted);
     }
-    // A huge pasted value is cut, never echoed whole.
-    let huge = "9".repeat(10_000);
+    // A huge pasted value is cut, never echoed whole; its start and end are shown.
+    let huge = format!("{}8", "9".repeat(10_000));
     Stage::new(&bp, &Dirs::new())
         .env("SIDECAR_BUILDPACK_STALL_TIMEOUT", &huge)
         .run()
         .code(3)
-        .has(&format!("is set to \"{}\", which", "9".repeat(40)))
-        .lacks(&"9".repeat(41));
+        .has(&format!(
+            "is set to \"{}…{}8\" (10001 characters), which is not valid\n",
+            "9".repeat(120),
+            "9".repeat(39)
+        ))
+        .lacks(&"9".repeat(121));
 }
 
 #[test]
@@ -368,4 +372,206 @@ fn unusable_certificate_in_cf_system_cert_path_is_skipped_with_a_warning() {
             .run()
             .success();
     }
+}
+
+// Manifest strings that become paths or log lines (#10 item 3).
+
+#[test]
+fn manifest_names_cannot_leave_the_deps_dir_or_fake_log_lines() {
+    // Each rename is made everywhere the name is used, so without the check the
+    // manifest would load and stage.
+    let rename = |name: &str| {
+        let name = name.to_string();
+        move |m: String| {
+            m.replace(
+                "- name: config-server\n  version",
+                &format!("- name: {name}\n  version"),
+            )
+            .replace("dependency: config-server", &format!("dependency: {name}"))
+        }
+    };
+    let reversion = |version: &str| {
+        let version = version.to_string();
+        move |m: String| m.replace("version: 0.1.0", &format!("version: {version}"))
+    };
+    type Edit = Box<dyn Fn(String) -> String>;
+    let cases: Vec<(Edit, &str)> = vec![
+        (
+            Box::new(rename("/../../../escape-dep")),
+            "dependencies[0].name",
+        ),
+        (Box::new(rename("../escape-dep")), "dependencies[0].name"),
+        (
+            Box::new(rename("\"config-server\\n-----> Fake step\"")),
+            "dependencies[0].name",
+        ),
+        (
+            Box::new(reversion("\"0.1.0\\r-----> Fake step\"")),
+            "dependencies[0].version",
+        ),
+        (
+            Box::new(|m: String| {
+                m.replace("args: [\"ok\"]", "args: [\"ok\", \"x\\n-----> Fake step\"]")
+            }),
+            "sidecars[0].args[1]",
+        ),
+        (
+            Box::new(|m: String| m.replace("  - cflinuxfs4\n", "  - \"cflinuxfs4\\u001b[2J\"\n")),
+            "dependencies[0].cf_stacks[1]",
+        ),
+    ];
+    for (edit, key) in cases {
+        let bp = Buildpack::new()
+            .cached()
+            .sidecar_extra("  args: [\"ok\"]\n")
+            .write();
+        let text = fs::read_to_string(bp.manifest()).expect("manifest");
+        let edited = edit(text.clone());
+        assert_ne!(edited, text, "{key}");
+        fs::write(bp.manifest(), edited).expect("write");
+        let dirs = Dirs::new();
+        let out = Stage::new(&bp, &dirs).run();
+        out.code(3)
+            .has(&format!("{}: `{key}` must", bp.manifest().display()))
+            .not_installed();
+        assert_eq!(listing(dirs.root.path()), ["app"], "{key}: nothing written");
+        for line in out.out.lines() {
+            assert!(
+                !line.trim_start().starts_with("-----> Fake"),
+                "a fake step line:\n{}",
+                out.out
+            );
+        }
+        assert!(
+            !out.out.contains('\r') && !out.out.contains('\u{1b}'),
+            "{:?}",
+            out.out
+        );
+    }
+}
+
+// MEMORY_LIMIT in the forms CF writes; anything else refused (#10 item 11).
+
+#[test]
+fn memory_limit_forms() {
+    let bp = Buildpack::new().cached().write();
+    for limit in ["1024m", "1024M", "1G", "1GB", "1024MB", "1024"] {
+        Stage::new(&bp, &Dirs::new())
+            .env("MEMORY_LIMIT", limit)
+            .env("SIDECAR_BUILDPACK_CONFIG_SERVER_MEMORY_MB", "2048")
+            .run()
+            .success()
+            .has("**WARNING** the sidecars of web take 2048 MB, and the app has at most 1024 MB");
+    }
+    for limit in ["512b", "512k", "1.5G", "lots", "-1m", "0m"] {
+        Stage::new(&bp, &Dirs::new())
+            .env("MEMORY_LIMIT", limit)
+            .run()
+            .code(3)
+            .has(&format!(
+                "       **ERROR** MEMORY_LIMIT is set to {limit:?}, which is not valid\n"
+            ))
+            .has("To fix: set MEMORY_LIMIT to a whole number of megabytes or gigabytes")
+            .not_installed();
+    }
+}
+
+// The buildpack's and the operator's own files are read as carefully as artifacts:
+// only regular files, capped, never blocking.
+
+fn mkfifo(path: &std::path::Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+}
+
+#[test]
+fn manifest_and_version_that_are_not_small_regular_files() {
+    for (file, make, says) in [
+        ("manifest.yml", "fifo", "is a FIFO"),
+        ("manifest.yml", "zero", "is a device"),
+        ("manifest.yml", "big", "is larger than 1048576 bytes"),
+        ("VERSION", "fifo", "is a FIFO"),
+        ("VERSION", "zero", "is a device"),
+    ] {
+        let bp = Buildpack::new().cached().write();
+        let path = bp.path().join(file);
+        fs::remove_file(&path).expect("rm");
+        match make {
+            "fifo" => mkfifo(&path),
+            "zero" => std::os::unix::fs::symlink("/dev/zero", &path).expect("link"),
+            _ => fs::write(
+                &path,
+                format!("language: sidecar\n#{}\n", "x".repeat(2 << 20)),
+            )
+            .expect("big"),
+        }
+        let dirs = Dirs::new();
+        let out = Stage::new(&bp, &dirs).run();
+        out.code(3)
+            .has(&format!(
+                "       **ERROR** cannot read the buildpack file {}\n",
+                path.display()
+            ))
+            .has(says)
+            .not_installed();
+        assert!(
+            out.elapsed < std::time::Duration::from_secs(10),
+            "{file} {make}"
+        );
+        assert_eq!(listing(dirs.root.path()), ["app"]);
+    }
+}
+
+#[test]
+fn a_yaml_alias_bomb_names_the_manifest() {
+    let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..12 {
+        let prev = (b'a' + i - 1) as char;
+        let this = (b'a' + i) as char;
+        bomb.push_str(&format!(
+            "{this}: &{this} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+        ));
+    }
+    // In a key supply reads, so the aliases are expanded.
+    let bp = manifest_edited(|m| format!("{m}{bomb}include_files: *l\n"));
+    let dirs = Dirs::new();
+    let out = Stage::new(&bp, &dirs).run();
+    // Refused at its first wrong type, before anything is expanded, naming the file.
+    out.code(3)
+        .has(&format!(
+            "       **ERROR** {}: `include_files[0]` invalid type",
+            bp.manifest().display()
+        ))
+        .not_installed();
+    assert!(out.elapsed < std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn fifos_and_devices_in_cf_system_cert_path_are_skipped() {
+    let bp = Buildpack::new();
+    let ca = TestCa::new();
+    let dirs = Dirs::new();
+    let certs = dirs.root.path().join("certs");
+    ca.install(&certs);
+    mkfifo(&certs.join("a-fifo.pem"));
+    std::os::unix::fs::symlink("/dev/zero", certs.join("b-zero.pem")).expect("link");
+    let server = Server::start_tls(
+        ca.server(&["127.0.0.1"], false),
+        vec![Reply::Body(bp.artifact.clone())],
+    );
+    let bp = bp
+        .uri(server.url(&format!("/config-server-0.1.0.tgz?token={SECRET}")))
+        .write();
+    let out = Stage::new(&bp, &dirs)
+        .env("CF_SYSTEM_CERT_PATH", certs.to_str().expect("utf8"))
+        .env("BP_DEBUG", "1")
+        .run();
+    out.success()
+        .has("a-fifo.pem: is a FIFO")
+        .has("b-zero.pem: is a device")
+        .has("DEBUG: trusting 1 certificate(s) from ");
+    assert!(out.elapsed < std::time::Duration::from_secs(10));
 }

@@ -7,6 +7,7 @@ mod hardening_disk;
 mod hardening_network;
 mod hostile_archives;
 mod hostile_config;
+mod manifest_tool;
 mod packaging;
 mod pins;
 mod supply;

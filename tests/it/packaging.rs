@@ -3,6 +3,7 @@
 
 use crate::support::*;
 use md5::Digest;
+use sidecar_buildpack::manifest::Manifest;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
@@ -12,6 +13,22 @@ use std::process::Command;
 
 const PACKAGE: &str = env!("CARGO_BIN_EXE_package");
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Runs `package ARGS` (the manifest tool), which must succeed; returns its stdout.
+#[track_caller]
+pub(crate) fn tool(args: &[&str]) -> String {
+    let o = Command::new(PACKAGE)
+        .args(args)
+        .output()
+        .expect("run package");
+    assert!(
+        o.status.success(),
+        "package {args:?} failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).expect("utf8")
+}
 
 /// A copy of the repo's buildpack files whose config-server pin is `artifact`'s
 /// digest; the uri stays the real release URL, which this machine cannot reach.
@@ -30,41 +47,58 @@ impl Source {
             "bin/detect",
             "bin/compile",
             "bin/supply",
+            "manifest.yml",
         ] {
             let dest = root.path().join(f);
             fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
             fs::copy(Path::new(REPO).join(f), dest).expect("copy");
         }
         let artifact = tgz(&[("bin/config-server", &sidecar_bytes("packaged"), 0o755)]);
-        let manifest = fs::read_to_string(Path::new(REPO).join("manifest.yml")).expect("manifest");
-        let manifest: String = manifest
-            .lines()
-            .map(|l| {
-                if l.starts_with("  sha256: ") {
-                    format!("  sha256: {}\n", sha256_hex(&artifact))
-                } else {
-                    format!("{l}\n")
-                }
-            })
-            .collect();
-        fs::write(root.path().join("manifest.yml"), manifest).expect("write manifest");
-        let artifacts = tempfile::tempdir().expect("artifacts");
-        let uri = release_uri(root.path());
-        let name = uri.rsplit('/').next().expect("file name");
-        fs::write(artifacts.path().join(name), &artifact).expect("artifact");
-        Source {
+        let src = Source {
             root,
-            artifacts,
+            artifacts: tempfile::tempdir().expect("artifacts"),
             artifact,
-        }
+        };
+        let uri = src.get("dependencies[config-server].uri");
+        src.pin(&uri, &sha256_hex(&src.artifact));
+        let name = uri.rsplit('/').next().expect("file name");
+        fs::write(src.artifacts.path().join(name), &src.artifact).expect("artifact");
+        src
+    }
+
+    pub(crate) fn manifest(&self) -> PathBuf {
+        self.root.path().join("manifest.yml")
+    }
+
+    /// A value of the manifest, read by the tool.
+    pub(crate) fn get(&self, key: &str) -> String {
+        let m = self.manifest();
+        tool(&["get", key, "--manifest", m.to_str().expect("utf8")])
+            .trim_end()
+            .to_string()
+    }
+
+    /// Pins config-server (version 0.1.0, its stacks kept) to `uri` and `sha`.
+    pub(crate) fn pin(&self, uri: &str, sha: &str) {
+        let m = self.manifest();
+        tool(&[
+            "pin",
+            "config-server",
+            "--version",
+            "0.1.0",
+            "--uri",
+            uri,
+            "--sha256",
+            sha,
+            "--manifest",
+            m.to_str().expect("utf8"),
+        ]);
     }
 
     /// Points the dependency's uri at `url` and empties the artifact dir, so the
     /// packager must download it.
     pub(crate) fn served_from(&self, url: &str) {
-        let path = self.root.path().join("manifest.yml");
-        let m = fs::read_to_string(&path).expect("manifest");
-        fs::write(&path, m.replace(&release_uri(self.root.path()), url)).expect("manifest");
+        self.pin(url, &sha256_hex(&self.artifact));
         for e in fs::read_dir(self.artifacts.path())
             .expect("artifacts")
             .flatten()
@@ -84,7 +118,24 @@ impl Source {
         flags: &[&str],
         env: &[(&str, &str)],
     ) -> (i32, String) {
-        let o = Command::new(PACKAGE)
+        let o = self
+            .zip_command(out, flags)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run package");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_no_secret(&text);
+        (o.status.code().unwrap_or(-1), text)
+    }
+
+    /// `package zip` of this source into `out`, not yet run.
+    pub(crate) fn zip_command(&self, out: &Path, flags: &[&str]) -> Command {
+        let mut cmd = Command::new(PACKAGE);
+        cmd.arg("zip")
             .arg("--root")
             .arg(self.root.path())
             .arg("--supply")
@@ -98,26 +149,9 @@ impl Source {
             .env_remove("HTTPS_PROXY")
             .env_remove("http_proxy")
             .env_remove("HTTP_PROXY")
-            .env("SIDECAR_BUILDPACK_RETRY_DELAY_MS", "10")
-            .envs(env.iter().copied())
-            .output()
-            .expect("run package");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        assert_no_secret(&text);
-        (o.status.code().unwrap_or(-1), text)
+            .env("SIDECAR_BUILDPACK_RETRY_DELAY_MS", "10");
+        cmd
     }
-}
-
-fn release_uri(root: &Path) -> String {
-    let m = fs::read_to_string(root.join("manifest.yml")).expect("manifest");
-    m.lines()
-        .find_map(|l| l.strip_prefix("  uri: "))
-        .expect("uri line")
-        .to_string()
 }
 
 /// Name → (mode, contents) of every entry.
@@ -189,16 +223,19 @@ fn uncached_zip_is_what_cf_create_buildpack_accepts() {
     );
     let manifest = String::from_utf8(z["manifest.yml"].1.clone()).expect("utf8");
     assert!(manifest.len() < 1024 * 1024);
-    let yaml: serde_yaml::Value = serde_yaml::from_str(&manifest).expect("valid YAML");
+    let packaged = Manifest::parse(&manifest, Path::new("manifest.yml")).expect("loads");
+    assert_eq!(packaged.stack, None, "stack-agnostic without --stack");
+    assert!(packaged.dependencies.iter().all(|d| d.file.is_none()));
+    // `cf create-buildpack NAME` takes the zip's name up to `-v`: ^[\w-]+$, no dots.
+    let zip_name = zip.file_name().expect("name").to_string_lossy();
+    let bp_name = zip_name.split("-v").next().expect("name");
     assert!(
-        yaml.get("stack").is_none(),
-        "stack-agnostic without --stack"
+        !bp_name.is_empty()
+            && bp_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+        "{bp_name}"
     );
-    assert!(!manifest.contains("file:"));
-    let name = "sidecar_buildpack";
-    assert!(name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
     assert_no_temp_files(out.path());
     assert_eq!(
         fs::read_dir(out.path()).expect("out").count(),
@@ -219,7 +256,7 @@ fn cached_stack_zip_stages_with_no_network_at_all() {
     );
     let zip = zip_in(out.path(), "sidecar_buildpack-cached-cflinuxfs4-v0.1.0.zip");
     let z = entries(&zip);
-    let uri = release_uri(src.root.path());
+    let uri = src.get("dependencies[config-server].uri");
     let md5 = format!("{:x}", md5::Md5::digest(uri.as_bytes()));
     let dep_path = format!("dependencies/{md5}/config-server-0.1.0-linux-x86_64.tgz");
     assert_eq!(z[&dep_path], (0o644, src.artifact.clone()));
@@ -274,10 +311,19 @@ fn same_inputs_give_a_byte_identical_zip() {
         tempfile::tempdir().expect("a"),
         tempfile::tempdir().expect("b"),
     );
-    for out in [a.path(), b.path()] {
-        let (code, text) = src.package(out, &["--cached"]);
-        assert_eq!(code, 0, "{text}");
-    }
+    let (code, text) = src.package(a.path(), &["--cached"]);
+    assert_eq!(code, 0, "{text}");
+    // Without a subcommand the packager packages too (older callers use it so).
+    let o = Command::new(PACKAGE)
+        .arg("--root")
+        .arg(src.root.path())
+        .args(["--supply", SUPPLY, "--cached", "--output"])
+        .arg(b.path())
+        .arg("--artifact-dir")
+        .arg(src.artifacts.path())
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
     let name = "sidecar_buildpack-cached-v0.1.0.zip";
     let (za, zb) = (
         fs::read(zip_in(a.path(), name)).expect("a"),
@@ -291,17 +337,12 @@ fn checksum_mismatch_aborts_and_leaves_no_zip() {
     let src = Source::new();
     // The artifact dir holds the wrong bytes, and the release host is not reachable
     // here, so the packager must refuse rather than package anything.
-    let uri = release_uri(src.root.path());
+    let uri = src.get("dependencies[config-server].uri");
     let name = uri.rsplit('/').next().expect("name");
     fs::write(src.artifacts.path().join(name), b"tampered").expect("tamper");
     let server = Server::start(vec![Reply::Body(b"also wrong".to_vec())]);
-    let m = fs::read_to_string(src.root.path().join("manifest.yml")).expect("m");
     let served = server.url(&format!("/{name}?token={SECRET}"));
-    fs::write(
-        src.root.path().join("manifest.yml"),
-        m.replace(&uri, &served),
-    )
-    .expect("m");
+    src.pin(&served, &sha256_hex(&src.artifact));
     let out = tempfile::tempdir().expect("out");
     let (code, text) = src.package(out.path(), &["--cached"]);
     assert_eq!(code, 4, "{text}");
@@ -325,11 +366,216 @@ fn include_files_must_exist() {
     let (code, text) = src.package(out.path(), &[]);
     assert_eq!(code, 3, "{text}");
     assert!(
-        text.contains("**ERROR** cannot read the buildpack file ") && text.contains("bin/detect"),
+        text.contains(&format!(
+            "**ERROR** {}: include_files lists \"bin/detect\", which is not a file at {}",
+            src.manifest().display(),
+            src.root.path().join("bin/detect").display()
+        )),
         "{text}"
     );
-    assert!(text.contains("lists bin/detect in include_files"), "{text}");
+    // The packager's own words, not staging's.
+    assert!(
+        text.contains("       Cause: the checkout is missing a file that manifest.yml says the buildpack ships\n       To fix: restore the file"),
+        "{text}"
+    );
+    assert!(!text.contains("reinstall the buildpack"), "{text}");
     assert_eq!(fs::read_dir(out.path()).expect("out").count(), 0);
+}
+
+#[test]
+fn include_files_outside_the_buildpack_are_refused_by_name() {
+    let outside = tempfile::tempdir().expect("outside");
+    fs::write(outside.path().join("secret"), "not the buildpack's").expect("secret");
+    let link_target = outside.path().join("secret");
+    for entry in [
+        "/etc/hostname".to_string(),
+        "../other/manifest.yml".to_string(),
+        "bin/../../escape".to_string(),
+        "./VERSION".to_string(),
+        "bin/link-out".to_string(),
+        "linked-dir/secret".to_string(),
+    ] {
+        let bp = Buildpack::new()
+            .top_level(&format!("include_files:\n- VERSION\n- {entry}\n"))
+            .write();
+        fs::create_dir_all(bp.path().join("bin")).expect("bin");
+        std::os::unix::fs::symlink(&link_target, bp.path().join("bin/link-out")).expect("link");
+        std::os::unix::fs::symlink(outside.path(), bp.path().join("linked-dir")).expect("link");
+        let out = tempfile::tempdir().expect("out");
+        let o = Command::new(PACKAGE)
+            .args(["zip", "--supply", SUPPLY, "--root"])
+            .arg(bp.path())
+            .arg("--output")
+            .arg(out.path())
+            .output()
+            .expect("run");
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(3), "{entry}: {text}");
+        assert!(
+            text.contains(&format!(
+                "**ERROR** {}: include_files entry {entry:?} is outside the buildpack",
+                bp.manifest().display()
+            )),
+            "{entry}: {text}"
+        );
+        assert_eq!(fs::read_dir(out.path()).expect("out").count(), 0, "{entry}");
+    }
+}
+
+/// A buildpack dir from the builder with the files a zip needs, whose manifest ends
+/// with `top_level`.
+fn zippable(top_level: &str) -> Buildpack {
+    let bp = Buildpack::new()
+        .top_level(&format!(
+            "include_files: [VERSION, bin/supply, bin/detect, bin/compile, manifest.yml]\n{top_level}"
+        ))
+        .write();
+    fs::create_dir_all(bp.path().join("bin")).expect("bin");
+    for f in ["bin/detect", "bin/compile"] {
+        fs::copy(Path::new(REPO).join(f), bp.path().join(f)).expect("copy");
+    }
+    bp
+}
+
+fn zip_of(bp: &Buildpack, out: &Path) -> (Option<i32>, String) {
+    let o = Command::new(PACKAGE)
+        .args(["zip", "--supply", SUPPLY, "--root"])
+        .arg(bp.path())
+        .arg("--output")
+        .arg(out)
+        .output()
+        .expect("run");
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).to_string(),
+    )
+}
+
+#[test]
+fn a_yaml_alias_bomb_is_never_expanded_and_errors_name_the_file() {
+    let mut bomb = String::from("bomb0: &b0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..9 {
+        let refs = vec![format!("*b{}", i - 1); 10].join(", ");
+        bomb.push_str(&format!("bomb{i}: &b{i} [{refs}]\n"));
+    }
+    // Under a key the buildpack ignores: packaged as written, not a billion items.
+    let bp = zippable(&bomb);
+    let out = tempfile::tempdir().expect("out");
+    let (code, text) = zip_of(&bp, out.path());
+    assert_eq!(code, Some(0), "{text}");
+    let z = entries(&zip_in(out.path(), "sidecar_buildpack-v1.2.3.zip"));
+    let packaged = String::from_utf8(z["manifest.yml"].1.clone()).expect("utf8");
+    assert!(packaged.ends_with(&bomb), "{packaged}");
+
+    // Where the buildpack reads it: an error that names the file and key.
+    let bp = zippable(&format!("{bomb}pre_package: *b8\n"));
+    let (code, text) = zip_of(&bp, out.path());
+    assert_eq!(code, Some(3), "{text}");
+    assert!(
+        text.contains(&format!(
+            "**ERROR** {}: `pre_package` ",
+            bp.manifest().display()
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_full_output_disk_gives_one_clean_error_and_leaves_nothing() {
+    let src = Source::new();
+    let out = tempfile::tempdir().expect("out");
+    let full = out.path().join("full");
+    let _mount = Mount::tmpfs(&full, "size=256k");
+    let (code, text) = src.package(&full, &[]);
+    assert_eq!(code, 5, "{text}");
+    let zip = full.join("sidecar_buildpack-v0.1.0.zip");
+    assert!(
+        text.contains(&format!(
+            "       **ERROR** cannot write {}\n       Cause: no space left on the device\n       To fix: free space on that filesystem",
+            zip.display()
+        )),
+        "{text}"
+    );
+    // The zip library's own complaint never reaches the output.
+    assert!(!text.contains("ZipWriter"), "{text}");
+    assert!(!text.contains("cf push"), "{text}");
+    assert_eq!(
+        fs::read_dir(&full).expect("full").count(),
+        0,
+        "nothing left behind"
+    );
+}
+
+/// The `.package-*` work dirs in `out`.
+fn work_dirs(out: &Path) -> Vec<String> {
+    fs::read_dir(out)
+        .expect("out")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with(".package-"))
+        .collect()
+}
+
+#[test]
+fn a_killed_run_leaves_a_work_dir_that_the_next_run_removes() {
+    let src = Source::new();
+    let stalling = Server::start(vec![Reply::Stall(
+        src.artifact.clone(),
+        10,
+        std::time::Duration::from_secs(60),
+    )]);
+    src.served_from(&stalling.url("/config-server-0.1.0-linux-x86_64.tgz"));
+    let out = tempfile::tempdir().expect("out");
+    let start = |flags: &[&str]| {
+        src.zip_command(out.path(), flags)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn")
+    };
+    // n runs have a work dir with a download in it.
+    let wait_for_work_dirs = |n: usize| {
+        for _ in 0..200 {
+            let downloading = work_dirs(out.path())
+                .iter()
+                .filter(|d| {
+                    fs::read_dir(out.path().join(d)).is_ok_and(|mut e| {
+                        e.any(|f| {
+                            f.is_ok_and(|f| f.file_name().to_string_lossy().ends_with(".partial"))
+                        })
+                    })
+                })
+                .count();
+            if downloading >= n {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("no download started: {:?}", work_dirs(out.path()));
+    };
+    // Two runs at work: the second keeps the first one's dir, which is locked.
+    let mut alive = start(&["--cached"]);
+    wait_for_work_dirs(1);
+    let alive_dir = work_dirs(out.path());
+    let mut killed = start(&["--cached"]);
+    wait_for_work_dirs(2);
+    killed.kill().expect("SIGKILL");
+    killed.wait().expect("reap");
+    assert_eq!(
+        work_dirs(out.path()).len(),
+        2,
+        "SIGKILL leaves its work dir"
+    );
+
+    // The next run removes the killed run's dir, and only that one.
+    let (code, text) = src.package(out.path(), &[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("left by a run that was killed"), "{text}");
+    assert_eq!(work_dirs(out.path()), alive_dir, "the live run's dir stays");
+    alive.kill().expect("SIGKILL");
+    alive.wait().expect("reap");
+    let (code, text) = src.package(out.path(), &[]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(work_dirs(out.path()), Vec::<String>::new());
 }
 
 #[test]

@@ -3,6 +3,11 @@
 use crate::support::*;
 use std::fs;
 
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path).expect("stat").permissions().mode() & 0o777
+}
+
 fn golden(idx: &str) -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/launch.yml");
     fs::read_to_string(path)
@@ -46,6 +51,9 @@ fn downloads_verifies_installs_and_declares() {
         fs::read_to_string(out.deps_idx.join("config.yml")).expect("config.yml"),
         "name: sidecar\nversion: 1.2.3\nconfig: {}\n"
     );
+    for f in ["launch.yml", "config.yml"] {
+        assert_eq!(mode(&out.deps_idx.join(f)), 0o644, "{f}");
+    }
     assert_no_temp_files(&dirs.deps());
     assert_no_temp_files(&dirs.cache());
     assert_eq!(server.hits(), 1);
@@ -144,7 +152,6 @@ fn checksum_mismatch_installs_nothing() {
         .has("corrupted on the way");
     out.not_installed();
     assert_eq!(server.hits(), 1, "a checksum mismatch is not retried");
-    assert_no_temp_files(&dirs.deps());
     assert!(!dirs
         .cache()
         .join("sidecar-buildpack/dependencies")
@@ -306,6 +313,7 @@ fn padded_deps_idx_also_writes_launch_yml_where_cf_reads_it() {
                     "the copy names $DEPS_DIR/{idx}, not {u}"
                 );
                 assert_eq!(listing(&dirs.deps().join(u)), vec!["launch.yml"]);
+                assert_eq!(mode(&dirs.deps().join(u).join("launch.yml")), 0o644);
                 want.push(u.to_string());
             }
             None => {
@@ -373,11 +381,19 @@ fn build_dir_must_exist() {
 
 #[test]
 fn missing_dirs_are_created() {
-    let bp = Buildpack::new().cached().write();
+    let (bp, _server) = served(|a| vec![Reply::Body(a.to_vec())]);
     let dirs = Dirs::new();
     assert!(!dirs.cache().exists() && !dirs.deps().exists());
-    Stage::new(&bp, &dirs).run().success();
+    let out = Stage::new(&bp, &dirs).run();
+    out.success().has("Kept a copy in the app cache");
+    assert_eq!(out.installed(), sidecar_bytes("v1"));
     assert!(dirs.cache().is_dir());
+    // A cached buildpack never uses the app cache, so it is left as CF made it.
+    let bp = Buildpack::new().cached().write();
+    let dirs = Dirs::new();
+    Stage::new(&bp, &dirs).run().success();
+    assert!(dirs.deps().join("0/bin/config-server").is_file());
+    assert!(!dirs.cache().exists());
 }
 
 #[test]
@@ -452,10 +468,18 @@ fn sidecars_larger_than_the_app_get_a_warning() {
         .run()
         .success()
         .has("**WARNING** the sidecars of web take 2048 MB, and the app has at most 1024 MB (MEMORY_LIMIT at staging)");
-    let dirs = Dirs::new();
-    Stage::new(&bp, &dirs)
-        .env("MEMORY_LIMIT", "1G")
-        .run()
-        .success()
-        .lacks("WARNING");
+    // At the limit it warns, just under it not: the limit was read, not ignored.
+    for (mb, warns) in [("1024", true), ("1023", false)] {
+        let out = Stage::new(&bp, &Dirs::new())
+            .env("MEMORY_LIMIT", "1G")
+            .env("SIDECAR_BUILDPACK_CONFIG_SERVER_MEMORY_MB", mb)
+            .run();
+        out.success();
+        assert_eq!(
+            out.out.contains("**WARNING** the sidecars of web"),
+            warns,
+            "{}",
+            out.out
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! The app as `cf push` sees it: its directory, and the first application of its
-//! `manifest.yml` (name, memory, env, buildpacks, sidecars). Values are checked here,
-//! with the rules of the cf CLI and Cloud Controller, so a bad one fails before staging.
+//! `manifest.yml` (name, memory, env, buildpacks, sidecars, and each process type's
+//! memory from `processes:`). Values are checked here, with the rules of the cf CLI and
+//! Cloud Controller, so a bad one fails before staging.
 
 use crate::errors::Error;
 use serde::Deserialize;
@@ -15,12 +16,22 @@ pub struct App {
     /// Absolute.
     pub dir: PathBuf,
     pub name: String,
+    /// The app-level `memory:`, which Cloud Controller gives the web process only.
     pub memory_mb: u64,
     /// The manifest's `env:`, values as strings, in manifest order.
     pub env: Vec<(String, String)>,
     pub buildpacks: Vec<String>,
     /// The manifest's own `sidecars:` (Cloud Controller calls them user-defined).
     pub sidecars: Vec<UserSidecar>,
+    /// The manifest's `processes:`: the memory it sets for a process type.
+    pub processes: Vec<ProcessMemory>,
+}
+
+/// One entry of the manifest's `processes:` (only what sizes the process).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessMemory {
+    pub kind: String,
+    pub memory_mb: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +59,15 @@ struct RawApp {
     env: serde_yaml::Mapping,
     #[serde(default)]
     sidecars: Vec<RawSidecar>,
+    #[serde(default)]
+    processes: Vec<RawProcess>,
+}
+
+#[derive(Deserialize)]
+struct RawProcess {
+    #[serde(rename = "type")]
+    kind: String,
+    memory: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -95,6 +115,7 @@ impl App {
                 env: vec![],
                 buildpacks: vec![],
                 sidecars: vec![],
+                processes: vec![],
             });
         };
         let bad = |problem: String| Error::AppManifest {
@@ -136,6 +157,28 @@ impl App {
                 memory_mb,
             });
         }
+        let mut processes: Vec<ProcessMemory> = Vec::new();
+        for (i, p) in raw.processes.iter().enumerate() {
+            let key = format!("applications[0].processes[{i}]");
+            if p.kind.trim().is_empty() {
+                return Err(bad(format!("{key}.type: must name a process type")));
+            }
+            // Cloud Controller: `Process "web" may only be present once`.
+            if processes.iter().any(|q| q.kind == p.kind) {
+                return Err(bad(format!(
+                    "{key}.type: process {:?} may only be present once",
+                    p.kind
+                )));
+            }
+            let memory_mb = match &p.memory {
+                None => None,
+                Some(v) => Some(megabytes(v).map_err(|e| bad(format!("{key}.memory: {e}")))?),
+            };
+            processes.push(ProcessMemory {
+                kind: p.kind.clone(),
+                memory_mb,
+            });
+        }
         let mut buildpacks = raw.buildpacks.clone();
         if buildpacks.is_empty() {
             buildpacks.extend(raw.buildpack.clone());
@@ -147,7 +190,28 @@ impl App {
             env,
             buildpacks,
             sidecars,
+            processes,
         })
+    }
+
+    /// The memory of process type `kind` and where it comes from, as Cloud Controller
+    /// sets it on `cf push` (AppManifestMessage, ProcessModel): a `processes:` entry of
+    /// that type wins (for web it replaces the app-level `memory:`); else web gets the
+    /// app-level `memory:`; every other type gets Cloud Controller's default
+    /// (`default_app_memory`, 1024 MB), whatever the app-level `memory:` says.
+    pub fn process_memory(&self, kind: &str) -> (u64, &'static str) {
+        match self.processes.iter().find(|p| p.kind == kind) {
+            Some(ProcessMemory {
+                memory_mb: Some(mb),
+                ..
+            }) => (*mb, "processes: in the manifest"),
+            Some(_) => (DEFAULT_MEMORY_MB, "Cloud Controller's default"),
+            None if kind == "web" => (self.memory_mb, "the app's memory"),
+            None => (
+                DEFAULT_MEMORY_MB,
+                "Cloud Controller's default: the app's memory sizes web only",
+            ),
+        }
     }
 
     /// Sets variables after the manifest's `env:` (`--env`, as `cf set-env` would): a
@@ -282,6 +346,51 @@ mod tests {
         let app = App::load(dir.path()).expect("no manifest is fine");
         assert_eq!(app.memory_mb, DEFAULT_MEMORY_MB);
         assert!(app.env.is_empty() && app.sidecars.is_empty());
+    }
+
+    #[test]
+    fn each_process_type_gets_its_memory_as_cloud_controller_sets_it() {
+        let app = app_with(
+            "applications:\n- name: demo\n  memory: 256M\n  processes:\n  - type: worker\n    \
+             memory: 128M\n    instances: 2\n  - type: clock\n    command: ./clock\n",
+        )
+        .expect("valid manifest");
+        assert_eq!(app.process_memory("web"), (256, "the app's memory"));
+        assert_eq!(
+            app.process_memory("worker"),
+            (128, "processes: in the manifest")
+        );
+        assert_eq!(app.process_memory("clock").0, DEFAULT_MEMORY_MB);
+        assert_eq!(
+            app.process_memory("other"),
+            (
+                DEFAULT_MEMORY_MB,
+                "Cloud Controller's default: the app's memory sizes web only"
+            )
+        );
+        // A `processes:` entry for web replaces the app-level `memory:`.
+        let app = app_with(
+            "applications:\n- memory: 256M\n  processes:\n  - type: web\n    memory: 2G\n",
+        )
+        .expect("valid manifest");
+        assert_eq!(app.process_memory("web").0, 2048);
+        for (manifest, key) in [
+            (
+                "applications:\n- processes:\n  - type: w\n    memory: 12\n",
+                "applications[0].processes[0].memory: byte quantity",
+            ),
+            (
+                "applications:\n- processes:\n  - type: w\n  - type: w\n",
+                "applications[0].processes[1].type: process \"w\" may only be present once",
+            ),
+            (
+                "applications:\n- processes:\n  - type: ''\n",
+                "applications[0].processes[0].type: must name a process type",
+            ),
+        ] {
+            let err = app_with(manifest).expect_err(manifest).to_string();
+            assert!(err.contains(key), "{err}");
+        }
     }
 
     #[test]

@@ -49,8 +49,8 @@ impl Vars {
     }
 }
 
-/// The ids of the app and its one instance: UUID-shaped, derived from the app's name so
-/// that reruns are comparable (CF's are random).
+/// The ids of the app and of one instance of one of its process types: UUID-shaped,
+/// derived from the app's name so that reruns are comparable (CF's are random).
 #[derive(Debug, Clone)]
 pub struct Ids {
     pub instance: String,
@@ -61,14 +61,28 @@ pub struct Ids {
 }
 
 impl Ids {
+    /// The ids of the web process's instance.
     pub fn of(app_name: &str) -> Ids {
+        Ids::of_process(app_name, "web")
+    }
+
+    /// The ids of an instance of process type `kind`. Cloud Controller gives the web
+    /// process the app's own guid (ProcessCreate) and every other type a guid of its
+    /// own; each instance (its own container) has its own instance guid.
+    pub fn of_process(app_name: &str, kind: &str) -> Ids {
         let id = |what: &str| uuid(&[app_name.as_bytes(), what.as_bytes()]);
+        let of_kind = |what: &str| uuid(&[app_name.as_bytes(), what.as_bytes(), kind.as_bytes()]);
+        let web = kind == "web";
         Ids {
-            instance: id("instance"),
+            instance: if web {
+                id("instance")
+            } else {
+                of_kind("instance")
+            },
             app: id("app"),
             space: id("space"),
             org: id("org"),
-            process: id("process"),
+            process: if web { id("app") } else { of_kind("process") },
         }
     }
 }
@@ -83,6 +97,11 @@ pub struct Instance<'a> {
     /// The process's own MEMORY_LIMIT in MB.
     pub memory_mb: u64,
     pub process_type: &'a str,
+    /// The ids of the instance the process belongs to.
+    pub ids: &'a Ids,
+    /// Variables of the app's env that this instance gets another value of: the ports
+    /// of sidecars that another instance on this machine already listens on.
+    pub overrides: &'a [(String, String)],
     /// CF_INSTANCE_CERT and CF_INSTANCE_KEY: the instance identity files.
     pub cert: &'a Path,
     pub key: &'a Path,
@@ -90,7 +109,7 @@ pub struct Instance<'a> {
 
 /// The environment of every `bin/supply` and of the final buildpack's stand-in.
 pub fn staging(s: &Settings, app: &App, home: &Path) -> Vars {
-    let memory = app.memory_mb.max(MIN_STAGING_MEMORY_MB);
+    let memory = app.process_memory("web").0.max(MIN_STAGING_MEMORY_MB);
     let mut v = Vars::default();
     v.set("PATH", &s.path);
     // The staging container's own user environment.
@@ -105,18 +124,18 @@ pub fn staging(s: &Settings, app: &App, home: &Path) -> Vars {
     v.set("CF_STACK", &s.stack);
     v.set(
         "VCAP_APPLICATION",
-        vcap_application(app, memory, STAGING_DISK_MB, None),
+        vcap_application(app, &Ids::of(&app.name), memory, STAGING_DISK_MB, None),
     );
     v.set("MEMORY_LIMIT", format!("{memory}m"));
     v.set("VCAP_SERVICES", &s.vcap_services);
     v
 }
 
-/// The environment of the web process or one of its sidecars (they all get the same,
-/// but for MEMORY_LIMIT), before the launcher's `.profile.d` scripts.
+/// The environment of a process or one of its sidecars (all of an instance get the
+/// same, but for MEMORY_LIMIT), before the launcher's `.profile.d` scripts.
 pub fn running(s: &Settings, app: &App, i: &Instance<'_>) -> Vars {
     let mut v = Vars::default();
-    let ids = Ids::of(&app.name);
+    let ids = i.ids;
     v.set("PATH", &s.path);
     v.set("LANG", "en_US.UTF-8");
     // What Diego gives every process of an instance (sidecars too). Inside a container
@@ -139,13 +158,13 @@ pub fn running(s: &Settings, app: &App, i: &Instance<'_>) -> Vars {
     );
     v.set("CF_INSTANCE_CERT", i.cert.display().to_string());
     v.set("CF_INSTANCE_KEY", i.key.display().to_string());
-    for (k, val) in &app.env {
+    for (k, val) in app.env.iter().chain(i.overrides) {
         v.set(k, val);
     }
-    let vcap = vcap_application(app, i.memory_mb, APP_DISK_MB, Some(i.process_type));
+    let vcap = vcap_application(app, ids, i.memory_mb, APP_DISK_MB, Some(i.process_type));
     v.set(
         "VCAP_APPLICATION",
-        launcher_vcap_application(&vcap, &ids, i.port),
+        launcher_vcap_application(&vcap, ids, i.port),
     );
     v.set("MEMORY_LIMIT", format!("{}m", i.memory_mb));
     v.set("VCAP_SERVICES", &s.vcap_services);
@@ -187,8 +206,13 @@ fn sorted(v: serde_json::Value) -> serde_json::Value {
 
 /// VCAP_APPLICATION as Cloud Controller's VarsBuilder writes it. Staging has `users`;
 /// run time has the process's id and type, and no `users`.
-fn vcap_application(app: &App, mem: u64, disk: u64, process_type: Option<&str>) -> String {
-    let ids = Ids::of(&app.name);
+fn vcap_application(
+    app: &App,
+    ids: &Ids,
+    mem: u64,
+    disk: u64,
+    process_type: Option<&str>,
+) -> String {
     let version = uuid(&[app.name.as_bytes(), &nanos().to_le_bytes()]);
     let mut v = json!({
         "cf_api": CF_API,
@@ -270,6 +294,7 @@ mod tests {
             droplet_tgz: None,
             env: vec![],
             port: None,
+            processes: vec!["web".into()],
             wait: Duration::from_secs(1),
             grace: Duration::from_secs(1),
             gets: vec![],
@@ -290,6 +315,7 @@ mod tests {
             env: vec![("CONFIG_SERVER_PORT".into(), "8082".into())],
             buildpacks: vec![],
             sidecars: vec![],
+            processes: vec![],
         }
     }
 
@@ -337,11 +363,14 @@ mod tests {
     #[test]
     fn running_processes_get_the_launchers_and_diegos_environment() {
         let droplet = Path::new("/d");
+        let ids = Ids::of("demo");
         let i = Instance {
             droplet,
             port: 4321,
             memory_mb: 224,
             process_type: "web",
+            ids: &ids,
+            overrides: &[],
             cert: Path::new("/c/instance.crt"),
             key: Path::new("/c/instance.key"),
         };
@@ -393,6 +422,52 @@ mod tests {
             text.contains(r#""limits":{"disk":1024,"fds":16384,"mem":224}"#),
             "{text}"
         );
+    }
+
+    /// Another process type's instance: its own PORT, ids and memory, and the sidecar
+    /// ports it was moved to in place of the app's.
+    #[test]
+    fn another_process_types_instance_has_its_own_ids_and_overrides() {
+        let web = Ids::of("demo");
+        let ids = Ids::of_process("demo", "worker");
+        assert_eq!(
+            (ids.app.as_str(), ids.space.as_str()),
+            (web.app.as_str(), web.space.as_str())
+        );
+        assert_ne!(ids.instance, web.instance);
+        assert_ne!(ids.process, web.process);
+        assert_eq!(web.process, web.app, "the web process has the app's guid");
+        let overrides = [("CONFIG_SERVER_PORT".to_string(), "9999".to_string())];
+        let i = Instance {
+            droplet: Path::new("/d"),
+            port: 5555,
+            memory_mb: 1024,
+            process_type: "worker",
+            ids: &ids,
+            overrides: &overrides,
+            cert: Path::new("/c/worker/instance.crt"),
+            key: Path::new("/c/worker/instance.key"),
+        };
+        let v = running(&settings(), &app(256), &i);
+        for (k, want) in [
+            ("PORT", "5555"),
+            ("MEMORY_LIMIT", "1024m"),
+            ("CONFIG_SERVER_PORT", "9999"),
+            ("INSTANCE_GUID", ids.instance.as_str()),
+            ("CF_INSTANCE_CERT", "/c/worker/instance.crt"),
+        ] {
+            assert_eq!(v.get(k), Some(want), "{k}");
+        }
+        let va = vcap(&v);
+        assert_eq!(va["process_type"], "worker");
+        assert_eq!(va["process_id"], ids.process.as_str());
+        assert_eq!(va["instance_id"], ids.instance.as_str());
+        assert_eq!(va["application_uris"], serde_json::json!([]));
+        // The override keeps the variable's place among the app's env.
+        let names: Vec<&str> = v.iter().map(|(k, _)| k).collect();
+        let at = |k: &str| names.iter().position(|n| *n == k).expect(k);
+        assert!(at("CF_INSTANCE_KEY") < at("CONFIG_SERVER_PORT"));
+        assert!(at("CONFIG_SERVER_PORT") < at("VCAP_APPLICATION"));
     }
 
     #[test]

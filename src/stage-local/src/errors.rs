@@ -11,10 +11,12 @@ pub mod exit {
     pub const OK: i32 = 0;
     /// A bug, or a failure with no wording of its own (the message names what failed).
     pub const INTERNAL: i32 = 1;
-    /// Wrong command line (clap's own code for usage errors).
+    /// Wrong command line (clap's own code for usage errors), or flags that do not go
+    /// together (`--get` without the web process).
     pub const USAGE: i32 = 2;
     /// Bad input: the app dir, its manifest.yml or Procfile, `--vcap-services`, a
-    /// `--buildpack` that is no zip or dir (or holds an unsafe entry), a locked work dir.
+    /// `--buildpack` that is no zip or dir (or holds an unsafe entry), a locked work dir,
+    /// a `--process` type the staged app does not have.
     pub const INPUT: i32 = 3;
     /// A `launch.yml` that CF's builder would reject (CF itself fails staging with 1).
     pub const LAUNCH_YML: i32 = 4;
@@ -115,19 +117,26 @@ pub enum Error {
         origin: String,
         memory: i64,
     },
-    /// The sidecars of a process type take all of the app's memory, or more.
+    /// The sidecars of a process type take all of its memory, or more.
     #[error(
-        "the sidecars of the {process_type:?} process take {total} MB of the app's {app_mb} MB"
+        "the sidecars of the {process_type:?} process take {total} MB of its {process_mb} MB \
+         ({source_of}): the memory allocation defined is too large to run with the dependent \
+         {process_type:?} process"
     )]
     SidecarMemoryTooLarge {
         process_type: String,
         total: i64,
-        app_mb: u64,
+        process_mb: u64,
+        /// Where the process's memory comes from (the app's `memory:`, `processes:`, ...).
+        source_of: String,
         sidecars: Vec<String>,
     },
-    /// Staging gave no `web` process type, so there is nothing to start.
-    #[error("the staged app has no web process type: nothing to start")]
-    NoWebProcess,
+    /// Staging gave no process of a type to start (`web`, or one named by `--process`).
+    #[error("the staged app has no {wanted} process type: nothing to start")]
+    NoProcessType { wanted: String, have: Vec<String> },
+    /// Command-line flags that do not go together.
+    #[error("{problem}")]
+    Usage { problem: String, fix: String },
     /// A port the instance needs (`--port`, or a sidecar's from the app's env) is in use.
     #[error("port {port} is in use: {what} is held by {holder}")]
     PortInUse {
@@ -181,7 +190,8 @@ impl Error {
             | Error::Buildpack { .. }
             | Error::UnsafeZipEntry { .. }
             | Error::Locked { .. }
-            | Error::NoWebProcess => exit::INPUT,
+            | Error::NoProcessType { .. } => exit::INPUT,
+            Error::Usage { .. } => exit::USAGE,
             Error::SupplyScript { .. } | Error::SupplyFailed { .. } => exit::SUPPLY_FAILED,
             Error::FinalFailed { .. } => exit::FINAL_FAILED,
             Error::LaunchYml { .. } => exit::LAUNCH_YML,
@@ -300,16 +310,50 @@ impl Error {
                 s("declare a positive whole number of megabytes in limits.memory"),
                 vec![],
             ),
-            Error::SidecarMemoryTooLarge { sidecars, .. } => (
-                s("a sidecar's memory is carved out of its process's memory, and Cloud \
-                   Controller needs the sum to be strictly less than the process's memory"),
-                s("give the app more memory (manifest `memory:`), or the sidecars less"),
+            Error::SidecarMemoryTooLarge {
+                process_type,
+                sidecars,
+                ..
+            } => (
+                s("a sidecar's memory is carved out of the memory of each process it runs \
+                   beside, and Cloud Controller needs the sum to be strictly less than that \
+                   process's memory (the app's `memory:` sizes web only; other process types \
+                   get 1024 MB unless the manifest's `processes:` says otherwise)"),
+                if process_type == "web" {
+                    s("give web more memory (the manifest's `memory:`), or the sidecars less")
+                } else {
+                    format!(
+                        "give {process_type} more memory (the manifest's `processes: [{{type: \
+                         {process_type}, memory: ...}}]`), or the sidecars less"
+                    )
+                },
                 sidecars.clone(),
             ),
-            Error::NoWebProcess => (
-                s("neither the buildpacks nor a Procfile declared `web`; CF says \"No start \
-                   command specified by buildpack or via Procfile\""),
-                s("add a Procfile with `web: <command>`"),
+            Error::NoProcessType { wanted, have } => (
+                if wanted == "web" {
+                    s("neither the buildpacks nor a Procfile declared `web`; CF says \"No \
+                       start command specified by buildpack or via Procfile\"")
+                } else {
+                    format!(
+                        "process types come from the buildpacks' launch.yml and the Procfile; \
+                         `cf scale {wanted}` fails for a type the droplet does not have"
+                    )
+                },
+                if have.is_empty() {
+                    format!("add a Procfile with `{wanted}: <command>`")
+                } else {
+                    format!(
+                        "add `{wanted}: <command>` to the Procfile, or start one of the app's \
+                         process types with --process: {}",
+                        have.join(", ")
+                    )
+                },
+                vec![],
+            ),
+            Error::Usage { fix, .. } => (
+                s("only web gets a route, so only web can answer GET requests or be reached \
+                   at --port; one instance of each --process type is started"),
+                fix.clone(),
                 vec![],
             ),
             Error::PortInUse { what, .. } if what.starts_with("--port") => (

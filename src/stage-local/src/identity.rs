@@ -29,7 +29,7 @@ pub struct Credentials {
 
 impl Credentials {
     /// Writes a fresh certificate chain (instance, then CA) and key into `dir`, which
-    /// is made anew with mode 0700; the key is 0600.
+    /// is made anew with mode 0700 (its missing parents too); the key is 0600.
     pub fn create(dir: &Path, ids: &Ids, ip: &str) -> anyhow::Result<Credentials> {
         let (chain, key) =
             issue(ids, ip).context("cannot make the instance identity certificate")?;
@@ -41,6 +41,7 @@ impl Credentials {
         }
         fs::DirBuilder::new()
             .mode(0o700)
+            .recursive(true)
             .create(dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let creds = Credentials {

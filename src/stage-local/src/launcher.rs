@@ -1,7 +1,10 @@
-//! Running the droplet as CF's launcher and Diego run one instance: the web process and
-//! each of its sidecars, every one as `bash -c` in `<droplet>/app` with the launcher's
-//! environment, after sourcing `profile.d/*`, `app/.profile.d/*` and `app/.profile`.
-//! They are codependent: when one exits, even with status 0, the others are stopped.
+//! Running the droplet as CF's launcher and Diego run one instance of each process type
+//! asked for (`web` unless `--process` says otherwise): the process and each of its
+//! sidecars, every one as `bash -c` in `<droplet>/app` with the launcher's environment,
+//! after sourcing `profile.d/*`, `app/.profile.d/*` and `app/.profile`. Each instance
+//! has its own PORT, ids and identity certificate, and its sidecars' log sources name
+//! its type (`APP/PROC/WORKER/SIDECAR/<NAME>/0`). All are codependent here: when one
+//! exits, even with status 0, all are stopped (on CF only its own instance restarts).
 
 use crate::app::App;
 use crate::env::{self, Ids, Instance};
@@ -9,8 +12,9 @@ use crate::errors::Error;
 use crate::http;
 use crate::identity::Credentials;
 use crate::out;
-use crate::ports;
+use crate::ports::{self, InstancePorts, SidecarPort};
 use crate::process::{describe, running_as, Supervisor, TICK};
+use crate::result::Sidecar;
 use crate::settings::Settings;
 use crate::staging::{Area, Staged};
 use anyhow::Context as _;
@@ -32,67 +36,82 @@ exec bash -c "$1"
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 const PROBE_EVERY: Duration = Duration::from_millis(200);
 
-pub fn run(s: &Settings, app: &App, staged: &Staged, area: &Area) -> anyhow::Result<()> {
-    let web = staged
-        .outcome
-        .process_types
-        .get("web")
-        .map(|(command, _)| command.clone())
-        .ok_or(Error::NoWebProcess)?;
-    let sidecars = staged.outcome.sidecars_for("web");
-    let (port, sidecar_ports) = ports::plan(app, &sidecars, s.port)?;
-    let creds = Credentials::create(
-        &area.path("instance-credentials"),
-        &Ids::of(&app.name),
-        env::INSTANCE_IP,
-    )?;
-    let web_mb = app.memory_mb as i64 - staged.outcome.sidecar_memory("web");
-    let mut sup = Supervisor::new(s.grace);
-    let instance = Launch {
-        s,
-        app,
-        staged,
-        port,
-        creds: &creds,
-    };
-    let mut started = Vec::new();
-    for sc in &sidecars {
-        // Cloud Controller: a sidecar's MEMORY_LIMIT is its own memory, else the process's.
-        let memory = sc
-            .memory
-            .filter(|m| *m > 0)
-            .map_or(app.memory_mb, |m| m as u64);
-        let source = format!("APP/PROC/WEB/SIDECAR/{}/0", sc.name.to_uppercase());
-        let pid = instance.start(
-            &mut sup,
-            &format!("sidecar {}", sc.name),
-            &source,
-            &sc.command,
-            memory,
-        )?;
-        let listens = sidecar_ports
-            .iter()
-            .find(|p| p.sidecar == sc.name)
-            .map(|p| format!(", {}={}", p.var, p.port))
-            .unwrap_or_default();
-        started.push(format!(
-            "sidecar {}: pid {pid}, MEMORY_LIMIT={memory}m{listens}",
-            sc.name
-        ));
-    }
-    let web_mb = web_mb.max(0) as u64;
-    let pid = instance.start(&mut sup, "the web process", "APP/PROC/WEB/0", &web, web_mb)?;
-    started.insert(
-        0,
-        format!("web: pid {pid}, PORT={port}, MEMORY_LIMIT={web_mb}m"),
-    );
+/// One instance of a process type, as Diego runs it: the process and its sidecars.
+struct Planned<'a> {
+    kind: &'a str,
+    command: String,
+    sidecars: Vec<&'a Sidecar>,
+}
 
-    let url = format!("http://127.0.0.1:{port}");
-    out::say(format!(
-        "waiting up to {} s for the app to answer on {url}/",
-        s.wait.as_secs()
-    ));
-    wait_ready(s, &mut sup, port, &url)?;
+pub fn run(s: &Settings, app: &App, staged: &Staged, area: &Area) -> anyhow::Result<()> {
+    let outcome = &staged.outcome;
+    let mut planned = Vec::new();
+    for kind in &s.processes {
+        let command = outcome
+            .process_types
+            .get(kind)
+            .map(|(command, _)| command.clone())
+            .ok_or_else(|| Error::NoProcessType {
+                wanted: kind.clone(),
+                have: outcome.process_types.keys().cloned().collect(),
+            })?;
+        planned.push(Planned {
+            kind,
+            command,
+            sidecars: outcome.sidecars_for(kind),
+        });
+    }
+    let ports = ports::plan(
+        app,
+        &planned
+            .iter()
+            .map(|p| (p.kind, p.sidecars.clone()))
+            .collect::<Vec<_>>(),
+        s.port,
+    )?;
+    // Removed when the run ends, after each instance's own credentials.
+    let creds_dir = RemovedAtTheEnd(area.path("instance-credentials"));
+    let mut creds = Vec::new();
+    let mut sup = Supervisor::new(s.grace);
+    let mut started = Vec::new();
+    for (n, (p, mine)) in planned.iter().zip(&ports).enumerate() {
+        let ids = Ids::of_process(&app.name, p.kind);
+        // Each instance is its own container on CF, with its own identity.
+        creds.push(Credentials::create(
+            &creds_dir.0.join(n.to_string()),
+            &ids,
+            env::INSTANCE_IP,
+        )?);
+        let overrides = mine.overrides();
+        let instance = Launch {
+            s,
+            app,
+            staged,
+            kind: p.kind,
+            port: mine.port,
+            ids: &ids,
+            overrides: &overrides,
+            creds: &creds[n],
+        };
+        let listens = |sp: &SidecarPort| listens_on(sp, &keeper_of(&planned, &ports, sp));
+        started.extend(instance.start_all(&mut sup, p, mine, &listens)?);
+    }
+
+    // Only web gets a route and a port health check; other types get Cloud
+    // Controller's `process` health check: running is ready.
+    let web_port = planned
+        .iter()
+        .zip(&ports)
+        .find(|(p, _)| p.kind == "web")
+        .map(|(_, ports)| ports.port);
+    if let Some(port) = web_port {
+        let url = format!("http://127.0.0.1:{port}");
+        out::say(format!(
+            "waiting up to {} s for the app to answer on {url}/",
+            s.wait.as_secs()
+        ));
+        wait_ready(s, &mut sup, port, &url)?;
+    }
     for g in &sup.groups {
         if let Some((exe, argv)) = running_as(g.pid()) {
             out::say(format!(
@@ -102,10 +121,19 @@ pub fn run(s: &Settings, app: &App, staged: &Staged, area: &Area) -> anyhow::Res
             ));
         }
     }
-    print_answers(s, port, &url);
+    let head = match web_port {
+        Some(port) => {
+            print_answers(s, port, &format!("http://127.0.0.1:{port}"));
+            format!("{} answers at http://127.0.0.1:{port}/", app.name)
+        }
+        None => format!(
+            "{} runs {} (no web process, so no route)",
+            app.name,
+            s.processes.join(", ")
+        ),
+    };
     out::say(format!(
-        "{} answers at {url}/\n  {}\n  droplet: {}{}",
-        app.name,
+        "{head}\n  {}\n  droplet: {}{}",
         started.join("\n  "),
         staged.droplet.display(),
         s.droplet_tgz
@@ -131,6 +159,40 @@ pub fn run(s: &Settings, app: &App, staged: &Staged, area: &Area) -> anyhow::Res
     }
 }
 
+/// `, CONFIG_SERVER_PORT=8082`, and, for a port moved off the app's, why.
+fn listens_on(sp: &SidecarPort, first: &str) -> String {
+    match sp.moved_from {
+        None => format!(", {}={}", sp.var, sp.port),
+        Some(was) => format!(
+            ", {}={} (in place of the app's {was}, which {first}'s instance uses)",
+            sp.var, sp.port
+        ),
+    }
+}
+
+/// The process type whose instance kept the app's value of `sp`'s variable.
+fn keeper_of(planned: &[Planned<'_>], ports: &[InstancePorts], sp: &SidecarPort) -> String {
+    planned
+        .iter()
+        .zip(ports)
+        .find(|(_, ip)| {
+            ip.sidecars
+                .iter()
+                .any(|o| o.var == sp.var && o.moved_from.is_none())
+        })
+        .map(|(p, _)| p.kind.to_string())
+        .unwrap_or_default()
+}
+
+/// A directory removed when the run ends, however it ends.
+struct RemovedAtTheEnd(std::path::PathBuf);
+
+impl Drop for RemovedAtTheEnd {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// GETs each `--get` path and prints the answer.
 fn print_answers(s: &Settings, port: u16, url: &str) {
     for path in &s.gets {
@@ -151,16 +213,81 @@ fn print_answers(s: &Settings, port: u16, url: &str) {
     }
 }
 
-/// One instance of the web process type: what all its processes share.
+/// One instance of a process type: what all its processes share.
 struct Launch<'a> {
     s: &'a Settings,
     app: &'a App,
     staged: &'a Staged,
+    kind: &'a str,
     port: u16,
+    ids: &'a Ids,
+    overrides: &'a [(String, String)],
     creds: &'a Credentials,
 }
 
 impl Launch<'_> {
+    /// Starts the instance's sidecars, then its process; returns the summary's lines
+    /// about them. `listens` words a sidecar's port.
+    fn start_all(
+        &self,
+        sup: &mut Supervisor,
+        p: &Planned<'_>,
+        ports: &InstancePorts,
+        listens: &dyn Fn(&SidecarPort) -> String,
+    ) -> anyhow::Result<Vec<String>> {
+        let outcome = &self.staged.outcome;
+        let (process_mb, _) = self.app.process_memory(p.kind);
+        let upper = p.kind.to_uppercase();
+        let of = if p.kind == "web" {
+            String::new()
+        } else {
+            format!(" of {}", p.kind)
+        };
+        let mut lines = Vec::new();
+        for sc in &p.sidecars {
+            // Cloud Controller: a sidecar's MEMORY_LIMIT is its own memory, else the process's.
+            let memory = sc
+                .memory
+                .filter(|m| *m > 0)
+                .map_or(process_mb, |m| m as u64);
+            let source = format!("APP/PROC/{upper}/SIDECAR/{}/0", sc.name.to_uppercase());
+            let pid = self.start(
+                sup,
+                &format!("sidecar {}", sc.name),
+                &source,
+                &sc.command,
+                memory,
+            )?;
+            let listens = ports
+                .sidecars
+                .iter()
+                .find(|sp| sp.sidecar == sc.name)
+                .map(listens)
+                .unwrap_or_default();
+            lines.push(format!(
+                "sidecar {}{of}: pid {pid}, MEMORY_LIMIT={memory}m{listens}",
+                sc.name
+            ));
+        }
+        let mb = (process_mb as i64 - outcome.sidecar_memory(p.kind)).max(0) as u64;
+        let pid = self.start(
+            sup,
+            &format!("the {} process", p.kind),
+            &format!("APP/PROC/{upper}/0"),
+            &p.command,
+            mb,
+        )?;
+        let route = if p.kind == "web" { "" } else { " (no route)" };
+        lines.insert(
+            0,
+            format!(
+                "{}: pid {pid}, PORT={}{route}, MEMORY_LIMIT={mb}m",
+                p.kind, ports.port
+            ),
+        );
+        Ok(lines)
+    }
+
     /// Starts one process of the instance through the launcher script; returns its pid.
     fn start(
         &self,
@@ -174,7 +301,9 @@ impl Launch<'_> {
             droplet: &self.staged.droplet,
             port: self.port,
             memory_mb,
-            process_type: "web",
+            process_type: self.kind,
+            ids: self.ids,
+            overrides: self.overrides,
             cert: &self.creds.cert,
             key: &self.creds.key,
         };

@@ -1,12 +1,17 @@
-//! The ports an instance needs, checked before anything starts. On CF every container
-//! has its own network, so `PORT` (8080) and a sidecar's fixed port are always free;
-//! here the instance shares the machine, so a port may be taken. The app and its
-//! sidecars get the same environment (a sidecar must never listen on `$PORT`), so the
-//! port a sidecar listens on is one the app's env names: this buildpack's config-server
-//! reads `CONFIG_SERVER_PORT`. stage-local takes `<SIDECAR NAME>_PORT` (the sidecar's
-//! name upper-cased, other characters as `_`) as that sidecar's port. When a port is
-//! taken, the message names the process that listens on it, found in `/proc/net/tcp*`
-//! and `/proc/<pid>/fd`.
+//! The ports the instances need, checked before anything starts. On CF every container
+//! has its own network, so `PORT` (8080, for every process type: Cloud Controller's
+//! buildpack DesiredLrpBuilder falls back to it when a process has no ports) and a
+//! sidecar's fixed port are always free; here the instances share the machine, so a
+//! port may be taken. The app and its sidecars get the same environment (a sidecar must
+//! never listen on `$PORT`), so the port a sidecar listens on is one the app's env
+//! names: this buildpack's config-server reads `CONFIG_SERVER_PORT`. stage-local takes
+//! `<SIDECAR NAME>_PORT` (the sidecar's name upper-cased, other characters as `_`) as
+//! that sidecar's port. Each instance gets its own free `PORT`; a sidecar that runs
+//! beside several process types keeps the app's port in the first instance, and every
+//! later instance gets a free port in that variable instead (its process and its
+//! sidecars share the value, as they share an environment). When a port is taken, the
+//! message names the process that listens on it, found in `/proc/net/tcp*` and
+//! `/proc/<pid>/fd`.
 
 use crate::app::App;
 use crate::errors::Error;
@@ -16,13 +21,34 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::net::TcpListener;
 
-/// A port the app's env gives a sidecar.
+/// A port the app's env gives a sidecar, or the free port that replaces it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SidecarPort {
     /// The variable, e.g. `CONFIG_SERVER_PORT`.
     pub var: String,
     pub port: u16,
     pub sidecar: String,
+    /// The app's value, when an earlier instance's sidecar listens on it and this
+    /// instance got `port` instead.
+    pub moved_from: Option<u16>,
+}
+
+/// The ports of one instance: its `PORT` and its sidecars'.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstancePorts {
+    pub port: u16,
+    pub sidecars: Vec<SidecarPort>,
+}
+
+impl InstancePorts {
+    /// The variables this instance gets another value of than the app's env has.
+    pub fn overrides(&self) -> Vec<(String, String)> {
+        self.sidecars
+            .iter()
+            .filter(|p| p.moved_from.is_some())
+            .map(|p| (p.var.clone(), p.port.to_string()))
+            .collect()
+    }
 }
 
 /// The variable that holds `sidecar`'s port by stage-local's convention.
@@ -40,19 +66,32 @@ pub fn var_for(sidecar: &str) -> String {
     format!("{name}_PORT")
 }
 
-/// Checks every port the instance needs before anything starts, and picks `PORT`:
-/// returns it with the sidecars' ports. A sidecar's port that is taken fails, naming
-/// its holder; another `*_PORT` of the app's env that is taken only gets a warning, as
-/// it may well name a remote service.
+/// Checks every port the instances need before anything starts, and picks each one's
+/// `PORT` (`wanted` is web's): `instances` are (process type, its sidecars), and the
+/// answer is in the same order. A sidecar's port from the app's env that is taken fails,
+/// naming its holder; another `*_PORT` of the app's env that is taken only gets a
+/// warning, as it may well name a remote service.
 pub fn plan(
     app: &App,
-    sidecars: &[&Sidecar],
+    instances: &[(&str, Vec<&Sidecar>)],
     wanted: Option<u16>,
-) -> anyhow::Result<(u16, Vec<SidecarPort>)> {
-    let ports = of_sidecars(app, sidecars);
-    check_sidecar_ports(&ports)?;
-    if !sidecars.is_empty() {
-        for (var, p) in other_env_ports(app, &ports) {
+) -> anyhow::Result<Vec<InstancePorts>> {
+    let mut per_instance: Vec<Vec<SidecarPort>> = Vec::new();
+    let mut kept: Vec<SidecarPort> = Vec::new();
+    for (_, sidecars) in instances {
+        let mut mine = of_sidecars(app, sidecars);
+        for p in &mut mine {
+            if kept.iter().any(|k| k.var == p.var) {
+                p.moved_from = Some(p.port);
+            } else {
+                kept.push(p.clone());
+            }
+        }
+        per_instance.push(mine);
+    }
+    check_sidecar_ports(&kept)?;
+    if instances.iter().any(|(_, s)| !s.is_empty()) {
+        for (var, p) in other_env_ports(app, &kept) {
             if in_use(p) {
                 crate::out::warn(format!(
                     "the app's env has {var}={p}, and port {p} is held here by {}; if a \
@@ -62,7 +101,27 @@ pub fn plan(
             }
         }
     }
-    Ok((pick(wanted, &ports)?, ports))
+    let mut taken: BTreeSet<u16> = kept.iter().map(|p| p.port).collect();
+    // Web's first, so that `--port` is checked before any other port is picked.
+    let web_port = match instances.iter().any(|(kind, _)| *kind == "web") {
+        true => Some(pick(wanted, &kept, &taken)?),
+        false => None,
+    };
+    taken.extend(web_port);
+    let mut planned = Vec::new();
+    for ((kind, _), mut sidecars) in instances.iter().zip(per_instance) {
+        let port = match web_port {
+            Some(port) if *kind == "web" => port,
+            _ => free(&taken)?,
+        };
+        taken.insert(port);
+        for p in sidecars.iter_mut().filter(|p| p.moved_from.is_some()) {
+            p.port = free(&taken)?;
+            taken.insert(p.port);
+        }
+        planned.push(InstancePorts { port, sidecars });
+    }
+    Ok(planned)
 }
 
 /// The ports of `sidecars` that the app's env names.
@@ -76,6 +135,7 @@ fn of_sidecars(app: &App, sidecars: &[&Sidecar]) -> Vec<SidecarPort> {
                 var,
                 port,
                 sidecar: s.name.clone(),
+                moved_from: None,
             })
         })
         .collect()
@@ -117,20 +177,15 @@ fn check_sidecar_ports(ports: &[SidecarPort]) -> Result<(), Error> {
     Ok(())
 }
 
-/// `--port` if free and no sidecar's; else a free loopback port that no sidecar's port
-/// variable names. CF's own PORT is 8080 in every container; here instances share the
-/// machine.
-fn pick(wanted: Option<u16>, reserved: &[SidecarPort]) -> anyhow::Result<u16> {
-    let taken: BTreeSet<u16> = reserved.iter().map(|p| p.port).collect();
+/// `--port` if free and no sidecar's; else a free loopback port not in `taken`. CF's
+/// own PORT is 8080 in every container; here instances share the machine.
+fn pick(
+    wanted: Option<u16>,
+    reserved: &[SidecarPort],
+    taken: &BTreeSet<u16>,
+) -> anyhow::Result<u16> {
     let Some(port) = wanted else {
-        for _ in 0..100 {
-            let l = TcpListener::bind("127.0.0.1:0")?;
-            let port = l.local_addr()?.port();
-            if !taken.contains(&port) {
-                return Ok(port);
-            }
-        }
-        anyhow::bail!("cannot find a free loopback port");
+        return free(taken);
     };
     if let Some(p) = reserved.iter().find(|p| p.port == port) {
         return Err(Error::PortShared {
@@ -149,6 +204,18 @@ fn pick(wanted: Option<u16>, reserved: &[SidecarPort]) -> anyhow::Result<u16> {
         .into());
     }
     Ok(port)
+}
+
+/// A free loopback port that is not in `taken`.
+fn free(taken: &BTreeSet<u16>) -> anyhow::Result<u16> {
+    for _ in 0..100 {
+        let l = TcpListener::bind("127.0.0.1:0")?;
+        let port = l.local_addr()?.port();
+        if !taken.contains(&port) {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("cannot find a free loopback port");
 }
 
 /// True if a listener cannot bind `port`: processes listen on 0.0.0.0 or on loopback,
@@ -261,24 +328,81 @@ mod tests {
     fn a_taken_port_is_refused_and_a_free_one_found() {
         let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = taken.local_addr().expect("addr").port();
-        let err = pick(Some(port), &[]).expect_err("taken");
+        let none = BTreeSet::new();
+        let err = pick(Some(port), &[], &none).expect_err("taken");
         assert!(matches!(
             err.downcast_ref::<Error>(),
             Some(Error::PortInUse { .. })
         ));
         drop(taken);
-        assert_eq!(pick(Some(port), &[]).expect("free now"), port);
+        assert_eq!(pick(Some(port), &[], &none).expect("free now"), port);
         let side = SidecarPort {
             var: "X_PORT".into(),
             port,
             sidecar: "x".into(),
+            moved_from: None,
         };
         assert!(matches!(
-            pick(Some(port), std::slice::from_ref(&side))
+            pick(Some(port), std::slice::from_ref(&side), &none)
                 .expect_err("shared")
                 .downcast_ref::<Error>(),
             Some(Error::PortShared { .. })
         ));
-        assert_ne!(pick(None, &[side]).expect("any"), port);
+        assert_ne!(
+            pick(None, &[side], &BTreeSet::from([port])).expect("any"),
+            port
+        );
+    }
+
+    /// Two instances on one machine: each gets its own PORT, and a sidecar beside both
+    /// keeps the app's port in the first and gets a free one in the second.
+    #[test]
+    fn later_instances_get_their_own_ports() {
+        let app_port = TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let app = App {
+            dir: "/app".into(),
+            name: "demo".into(),
+            memory_mb: 256,
+            env: vec![("SHARED_PORT".into(), app_port.to_string())],
+            buildpacks: vec![],
+            sidecars: vec![],
+            processes: vec![],
+        };
+        let sidecar = |name: &str| Sidecar {
+            name: name.into(),
+            process_types: vec!["web".into(), "worker".into()],
+            command: "x".into(),
+            memory: Some(8),
+            origin: "bp0".into(),
+        };
+        let (shared, solo) = (sidecar("shared"), sidecar("solo"));
+        let planned = plan(
+            &app,
+            &[("web", vec![&shared, &solo]), ("worker", vec![&shared])],
+            None,
+        )
+        .expect("planned");
+        let (web, worker) = (&planned[0], &planned[1]);
+        assert_eq!(web.sidecars.len(), 1, "solo has no SOLO_PORT in the env");
+        assert_eq!(
+            (web.sidecars[0].port, web.sidecars[0].moved_from),
+            (app_port, None)
+        );
+        assert!(web.overrides().is_empty());
+        assert_eq!(worker.sidecars[0].moved_from, Some(app_port));
+        let moved = worker.sidecars[0].port;
+        let all = BTreeSet::from([web.port, worker.port, app_port, moved]);
+        assert_eq!(all.len(), 4, "every port differs: {all:?}");
+        assert_eq!(
+            worker.overrides(),
+            vec![("SHARED_PORT".to_string(), moved.to_string())]
+        );
+        // Started alone, a worker keeps the app's port.
+        let alone = plan(&app, &[("worker", vec![&shared])], None).expect("planned");
+        assert_eq!(alone[0].sidecars[0].port, app_port);
     }
 }

@@ -101,7 +101,7 @@ impl Outcome {
             .collect()
     }
 
-    /// MB the sidecars of `process_type` carve out of the app's memory.
+    /// MB the sidecars of `process_type` carve out of that process's memory.
     pub fn sidecar_memory(&self, process_type: &str) -> i64 {
         self.sidecars_for(process_type)
             .iter()
@@ -129,8 +129,8 @@ impl Outcome {
                 }
                 None => out::warn(format!(
                     "sidecar {:?} from {} declares no limits.memory: CF carves nothing out \
-                     for it and gives it all of the app's {} MB as its MEMORY_LIMIT",
-                    s.name, s.origin, app.memory_mb
+                     for it and gives it all of its process's memory as its MEMORY_LIMIT",
+                    s.name, s.origin
                 )),
                 Some(_) => {}
             }
@@ -142,25 +142,30 @@ impl Outcome {
             .collect();
         types.sort_unstable();
         types.dedup();
+        // Cloud Controller checks each process of the app against its own memory
+        // (SidecarMemoryLessThanProcessMemoryPolicy); a type the app lacks has no process.
         for t in types {
+            if !self.process_types.contains_key(t) {
+                out::warn(format!(
+                    "a sidecar is declared for the process type {t:?}, which the app does \
+                     not have: CF never starts it"
+                ));
+                continue;
+            }
             let total = self.sidecar_memory(t);
-            if total >= app.memory_mb as i64 {
+            let (process_mb, source_of) = app.process_memory(t);
+            if total >= process_mb as i64 {
                 return Err(Error::SidecarMemoryTooLarge {
                     process_type: t.to_string(),
                     total,
-                    app_mb: app.memory_mb,
+                    process_mb,
+                    source_of: source_of.to_string(),
                     sidecars: self
                         .sidecars_for(t)
                         .iter()
                         .map(|s| format!("{}: {} MB ({})", s.name, s.memory.unwrap_or(0), s.origin))
                         .collect(),
                 });
-            }
-            if !self.process_types.contains_key(t) {
-                out::warn(format!(
-                    "a sidecar is declared for the process type {t:?}, which the app does \
-                     not have: CF never starts it"
-                ));
             }
         }
         Ok(())
@@ -192,13 +197,21 @@ impl Outcome {
                 s.origin
             ));
         }
-        let taken = self.sidecar_memory("web");
-        text.push_str(&format!(
-            "  memory: the app has {} MB; the sidecars of web take {taken} MB; web runs with \
-             MEMORY_LIMIT={}m\n",
-            app.memory_mb,
-            app.memory_mb as i64 - taken
-        ));
+        if !self.process_types.is_empty() {
+            text.push_str("  memory:\n");
+        }
+        for kind in self.process_types.keys() {
+            let (mb, source_of) = app.process_memory(kind);
+            let taken = self.sidecar_memory(kind);
+            let less = match taken {
+                0 => String::new(),
+                t => format!(", less {t} MB for its sidecars"),
+            };
+            text.push_str(&format!(
+                "    {kind}: {mb} MB ({source_of}){less}: MEMORY_LIMIT={}m\n",
+                mb as i64 - taken
+            ));
+        }
         text
     }
 
@@ -374,6 +387,7 @@ mod tests {
             env: vec![],
             buildpacks: vec![],
             sidecars,
+            processes: vec![],
         }
     }
 
@@ -504,7 +518,7 @@ mod tests {
             convert(&bp(Some(32)), &small).check(&small),
             Err(Error::SidecarMemoryTooLarge {
                 total: 48,
-                app_mb: 48,
+                process_mb: 48,
                 ..
             })
         ));
@@ -513,6 +527,58 @@ mod tests {
         assert!(
             convert(&bp(None), &ok).check(&ok).is_ok(),
             "unset memory only warns"
+        );
+    }
+
+    /// Each process type is checked against its own memory: the app's `memory:` is
+    /// web's, others have 1024 MB unless `processes:` sizes them; a type the app does
+    /// not have is not checked (Cloud Controller has no process to check).
+    #[test]
+    fn the_memory_rule_holds_per_process_type() {
+        let merged = |worker_sidecar: i64| {
+            vec![
+                entry("web", "w", &[], None, "Procfile"),
+                entry("worker", "k", &[], None, "Procfile"),
+                entry("both", "b", &["web", "worker"], Some(32), "bp0"),
+                entry("solo", "s", &["worker"], Some(worker_sidecar), "bp0"),
+                entry("ghost", "g", &["clock"], Some(4096), "bp0"),
+            ]
+        };
+        let mut a = app(64, vec![]);
+        let out = convert(&merged(960), &a);
+        assert_eq!(
+            (out.sidecar_memory("web"), out.sidecar_memory("worker")),
+            (32, 992)
+        );
+        assert!(out.check(&a).is_ok(), "web 32 < 64, worker 992 < 1024");
+        match convert(&merged(992), &a).check(&a) {
+            Err(Error::SidecarMemoryTooLarge {
+                process_type,
+                total: 1024,
+                process_mb: 1024,
+                ..
+            }) => assert_eq!(process_type, "worker"),
+            other => panic!("expected worker's memory refused, got {other:?}"),
+        }
+        a.processes = vec![crate::app::ProcessMemory {
+            kind: "worker".into(),
+            memory_mb: Some(2048),
+        }];
+        assert!(convert(&merged(992), &a).check(&a).is_ok());
+        let a = app(32, vec![]);
+        assert!(matches!(
+            convert(&merged(8), &a).check(&a),
+            Err(Error::SidecarMemoryTooLarge { ref process_type, total: 32, process_mb: 32, .. })
+                if process_type == "web"
+        ));
+        let summary = convert(&merged(8), &app(256, vec![])).summary(&app(256, vec![]));
+        assert!(
+            summary.contains(
+                "  memory:\n    web: 256 MB (the app's memory), less 32 MB for its sidecars: \
+                 MEMORY_LIMIT=224m\n    worker: 1024 MB (Cloud Controller's default: the app's \
+                 memory sizes web only), less 40 MB for its sidecars: MEMORY_LIMIT=984m\n"
+            ),
+            "{summary}"
         );
     }
 }

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Stages an app with Cloud Foundry buildpacks the way CF's builder does, then runs the
-/// droplet's web process and its sidecars the way CF's launcher does.
+/// droplet's web process (or the --process types) and its sidecars the way CF's
+/// launcher does.
 ///
 /// Every --buildpack runs as a supply buildpack, in order; a small local stand-in takes
 /// the place of the app's final buildpack. Exit codes: 0 ok, 1 internal, 2 usage, 3 bad
@@ -21,8 +22,13 @@ use std::time::Duration;
 #[command(name = "stage-local", version, about, long_about)]
 pub struct Cli {
     /// A supply buildpack: a zip (as `cf create-buildpack` takes) or a directory.
-    /// Repeat for several, in the order CF should run them
-    #[arg(long = "buildpack", value_name = "ZIP_OR_DIR")]
+    /// Repeat for several, in the order CF should run them. scripts/stage-local sets the
+    /// default to a development buildpack of its checkout
+    #[arg(
+        long = "buildpack",
+        value_name = "ZIP_OR_DIR",
+        env = "STAGE_LOCAL_BUILDPACK"
+    )]
     pub buildpacks: Vec<PathBuf>,
     /// Once the app has answered the --get paths, print the summary, stop the app and
     /// its sidecars, and exit (for scripts and CI); without it, the app runs until Ctrl-C
@@ -42,9 +48,14 @@ pub struct Cli {
     /// set-env` would); repeat for several
     #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
-    /// The PORT of the app and its sidecars [default: a free loopback port]
+    /// The PORT of the web process and its sidecars [default: a free loopback port]
     #[arg(long)]
     pub port: Option<u16>,
+    /// A process type to start, one instance with its sidecars (as `cf scale TYPE -i 1`);
+    /// repeat for several. Only web gets a route (the URL, --get); every type gets its
+    /// own PORT [default: web]
+    #[arg(long = "process", value_name = "TYPE", value_parser = parse_process_type)]
+    pub processes: Vec<String>,
     /// How long to wait for the app to answer on PORT
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub wait: u64,
@@ -64,7 +75,9 @@ pub struct Cli {
     /// [default: $XDG_CACHE_HOME/stage-local, or ~/.cache/stage-local]
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
-    /// The app's directory (what `cf push -p` would upload)
+    /// The app's directory (what `cf push -p` would upload). scripts/stage-local sets
+    /// the default to its checkout's fixtures/rubyapp
+    #[arg(env = "STAGE_LOCAL_APP")]
     pub app_dir: PathBuf,
 }
 
@@ -81,6 +94,8 @@ pub struct Settings {
     /// `--env`: set after the app manifest's `env:`.
     pub env: Vec<(String, String)>,
     pub port: Option<u16>,
+    /// `--process`: the process types to start, in order, each once; `web` by default.
+    pub processes: Vec<String>,
     pub wait: Duration,
     pub grace: Duration,
     pub gets: Vec<String>,
@@ -127,7 +142,29 @@ impl Settings {
             Some(path) => read_vcap_services(path)?,
             None => "{}".to_string(),
         };
-        let gets = if cli.gets.is_empty() {
+        let processes = process_types(cli.processes)?;
+        let web = processes.iter().any(|p| p == "web");
+        if !web {
+            let needs_web = [
+                ("--get", !cli.gets.is_empty()),
+                ("--port", cli.port.is_some()),
+                ("--stop-after-answers", cli.stop_after_answers || cli.stop),
+            ];
+            if let Some((flag, _)) = needs_web.iter().find(|(_, given)| *given) {
+                return Err(Error::Usage {
+                    problem: format!(
+                        "{flag} needs the web process, and --process does not start it"
+                    ),
+                    fix: format!(
+                        "add --process web, or leave {flag} out: without web the processes \
+                         run until Ctrl-C"
+                    ),
+                });
+            }
+        }
+        let gets = if !web {
+            vec![]
+        } else if cli.gets.is_empty() {
             vec!["/".to_string(), "/config".to_string()]
         } else {
             cli.gets
@@ -156,6 +193,7 @@ impl Settings {
             droplet_tgz,
             env: cli.env,
             port: cli.port,
+            processes,
             wait: Duration::from_secs(cli.wait),
             grace: Duration::from_secs(cli.grace_period),
             gets,
@@ -184,6 +222,31 @@ fn parse_env(arg: &str) -> Result<(String, String), String> {
     }
     crate::app::check_env_key(name).map_err(|problem| format!("{name}: {problem}"))?;
     Ok((name.to_string(), value.to_string()))
+}
+
+/// A process type as CF's builder takes it from a Procfile: any non-empty key.
+fn parse_process_type(arg: &str) -> Result<String, String> {
+    if arg.trim().is_empty() {
+        return Err("a process type cannot be empty".into());
+    }
+    Ok(arg.to_string())
+}
+
+/// `--process` as given, `web` when none is; a type given twice is refused, as it would
+/// ask for one instance twice.
+fn process_types(given: Vec<String>) -> Result<Vec<String>, Error> {
+    if given.is_empty() {
+        return Ok(vec!["web".to_string()]);
+    }
+    for (i, t) in given.iter().enumerate() {
+        if given[..i].contains(t) {
+            return Err(Error::Usage {
+                problem: format!("--process {t} is given twice"),
+                fix: "give each process type once: stage-local starts one instance of each".into(),
+            });
+        }
+    }
+    Ok(given)
 }
 
 /// `--droplet FILE` checked before anything runs: its directory must exist, and it must
@@ -313,6 +376,28 @@ mod tests {
         for bad in ["NOVALUE", "=x", "PORT=1", "VCAP_SERVICES={}"] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn process_types_default_to_web_and_others_need_no_route() {
+        let h = [("HOME", "/h")];
+        let s = resolve(&["app"], &h).expect("ok");
+        assert_eq!((s.processes, s.gets.len()), (vec!["web".to_string()], 2));
+        let s = resolve(&["--process", "worker", "--process", "web", "app"], &h).expect("ok");
+        assert_eq!(s.processes, vec!["worker", "web"]);
+        let s = resolve(&["--process", "worker", "app"], &h).expect("ok");
+        assert_eq!((s.processes, s.gets), (vec!["worker".to_string()], vec![]));
+        for args in [
+            &["--process", "worker", "--get", "/", "app"][..],
+            &["--process", "worker", "--port", "8080", "app"],
+            &["--process", "worker", "--stop-after-answers", "app"],
+            &["--process", "worker", "--process", "worker", "app"],
+        ] {
+            let err = resolve(args, &h).expect_err("refused");
+            assert!(matches!(err, Error::Usage { .. }), "{args:?}: {err}");
+            assert_eq!(err.exit_code(), crate::errors::exit::USAGE);
+        }
+        assert!(Cli::try_parse_from(["stage-local", "--process", " ", "app"]).is_err());
     }
 
     #[test]

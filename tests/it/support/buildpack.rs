@@ -14,6 +14,7 @@ pub struct Buildpack {
     pub uri: String,
     pub file: Option<String>,
     pub extra: String,
+    pub top_level: String,
     pub stacks: Vec<String>,
     pub sha: Option<String>,
 }
@@ -32,6 +33,7 @@ impl Buildpack {
             ),
             file: None,
             extra: String::new(),
+            top_level: String::new(),
             stacks: vec!["cflinuxfs3".into(), "cflinuxfs4".into()],
             sha: None,
         }
@@ -70,6 +72,13 @@ impl Buildpack {
         self
     }
 
+    /// Extra top-level keys appended to the manifest (e.g. `include_files:` lines).
+    #[must_use]
+    pub fn top_level(mut self, yaml: &str) -> Self {
+        self.top_level = yaml.into();
+        self
+    }
+
     #[must_use]
     pub fn write(self) -> Self {
         let sha = self
@@ -86,9 +95,10 @@ impl Buildpack {
             "---\nlanguage: sidecar\ndefault_versions:\n- name: config-server\n  version: 0.1.0\n\
              dependencies:\n- name: config-server\n  version: 0.1.0\n  uri: {uri}\n  sha256: {sha}\n\
              {file}  cf_stacks:\n{stacks}sidecars:\n- name: config-server\n  dependency: config-server\n\
-             \x20 executable: bin/config-server\n  memory_mb: 32\n{extra}",
+             \x20 executable: bin/config-server\n  memory_mb: 32\n{extra}{top}",
             uri = self.uri,
             extra = self.extra,
+            top = self.top_level,
         );
         fs::write(self.dir.path().join("manifest.yml"), manifest).expect("manifest");
         fs::write(self.dir.path().join("VERSION"), "1.2.3\n").expect("VERSION");

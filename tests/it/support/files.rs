@@ -45,29 +45,48 @@ pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
     out
 }
 
-/// The names of the entries directly in `dir`, sorted.
+/// The names of the entries directly in `dir`, sorted. Fails if `dir` cannot be read:
+/// an empty listing of a directory that is not there would prove nothing.
+#[track_caller]
 pub fn listing(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
-        .into_iter()
-        .flatten()
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
         .flatten()
         .map(|e| e.file_name().to_string_lossy().to_string())
         .collect();
     names.sort();
     names
 }
-/// Fails if any file under `dir` is a leftover temp file.
+/// True for the names our temp files have: supply's (`.partial` files, `.unpack-`
+/// dirs, the `.sidecar-buildpack-<idx>-….partial` staging dir) and the shell entry
+/// point's (`.sidecar-buildpack-supply-….partial`, `.supply-….partial`), and, so that
+/// older or careless ones are caught too, mktemp's `tmp.XXXXXXXXXX`, `.supply.XXXXXX`
+/// and `.err` files.
+pub fn is_temp_name(name: &str) -> bool {
+    name.ends_with(".partial")
+        || name.ends_with(".err")
+        || name.starts_with(".unpack-")
+        || name.starts_with(".sidecar-buildpack-")
+        || name.starts_with(".supply.")
+        || name.starts_with("tmp.")
+}
+
+/// Fails if any file under `dir` is a leftover temp file, or if `dir` does not exist
+/// (an absence of temp files in no directory at all proves nothing).
 #[track_caller]
 pub fn assert_no_temp_files(dir: &Path) {
+    assert!(
+        fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()),
+        "{} is not a directory: nothing to check",
+        dir.display()
+    );
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&d) else {
-            continue;
-        };
+        let entries = fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
             assert!(
-                !name.ends_with(".partial") && !name.starts_with(".unpack-"),
+                !is_temp_name(&name),
                 "leftover temp file {}",
                 e.path().display()
             );

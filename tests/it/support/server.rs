@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What the test server does for one request.
 #[derive(Clone)]
@@ -21,6 +21,19 @@ pub enum Reply {
     /// Sends a chunk every `interval`.
     Slow(Vec<u8>, usize, Duration),
     Redirect(String),
+    /// An HTTP status with extra header lines (`Retry-After: 2`).
+    StatusWith(u16, Vec<String>),
+    /// 200 with no length, then bytes until the client hangs up.
+    Endless,
+    /// 200 with no length: the body, then the connection closes.
+    Unsized(Vec<u8>),
+    /// 200 announcing the given length, then nothing but the head.
+    Announce(u64),
+    /// A 200 whose head carries a header of this many bytes.
+    HugeHead(usize),
+    /// Holds the body until this many requests have arrived (or 20 s pass): with
+    /// `max_in_flight`, proof that the clients overlapped.
+    Gate(usize, Vec<u8>),
 }
 
 /// A real HTTP/1.1 server on a loopback address that answers requests from a script;
@@ -29,7 +42,16 @@ pub struct Server {
     pub addr: SocketAddr,
     scheme: &'static str,
     hits: Arc<AtomicUsize>,
-    paths: Arc<Mutex<Vec<String>>>,
+    state: Arc<State>,
+}
+
+/// What the server saw: every request head, and how many were served at once.
+#[derive(Default)]
+struct State {
+    requests: Mutex<Vec<String>>,
+    arrived: AtomicUsize,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
 }
 
 impl Server {
@@ -55,8 +77,8 @@ impl Server {
         let listener = TcpListener::bind((ip, 0)).expect("bind");
         let addr = listener.local_addr().expect("addr");
         let hits = Arc::new(AtomicUsize::new(0));
-        let paths = Arc::new(Mutex::new(Vec::new()));
-        let (h, p) = (hits.clone(), paths.clone());
+        let state = Arc::new(State::default());
+        let (h, p) = (hits.clone(), state.clone());
         let scheme = if tls.is_some() { "https" } else { "http" };
         thread::spawn(move || {
             for stream in listener.incoming() {
@@ -89,7 +111,7 @@ impl Server {
             addr,
             scheme,
             hits,
-            paths,
+            state,
         }
     }
 
@@ -102,11 +124,32 @@ impl Server {
     }
 
     pub fn paths(&self) -> Vec<String> {
-        self.paths.lock().expect("lock").clone()
+        self.requests()
+            .iter()
+            .map(|r| r.split(' ').nth(1).unwrap_or("").to_string())
+            .collect()
+    }
+
+    /// Every request head received (request line and headers), in order.
+    pub fn requests(&self) -> Vec<String> {
+        self.state.requests.lock().expect("lock").clone()
+    }
+
+    /// The most requests this server was answering at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.max_in_flight.load(Ordering::SeqCst)
     }
 }
 
-fn serve(mut s: impl Read + Write, reply: Reply, paths: &Mutex<Vec<String>>) {
+fn serve(s: impl Read + Write, reply: Reply, state: &State) {
+    state.arrived.fetch_add(1, Ordering::SeqCst);
+    let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    respond(s, reply, state);
+    state.in_flight.fetch_sub(1, Ordering::SeqCst);
+}
+
+fn respond(mut s: impl Read + Write, reply: Reply, state: &State) {
     let mut req = Vec::new();
     let mut buf = [0u8; 1024];
     while !req.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -115,15 +158,9 @@ fn serve(mut s: impl Read + Write, reply: Reply, paths: &Mutex<Vec<String>>) {
             Ok(n) => req.extend_from_slice(&buf[..n]),
         }
     }
-    let line = String::from_utf8_lossy(&req)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_string();
-    paths
-        .lock()
-        .expect("lock")
-        .push(line.split(' ').nth(1).unwrap_or("").to_string());
+    let head = String::from_utf8_lossy(&req);
+    let head = head.split("\r\n\r\n").next().unwrap_or("").to_string();
+    state.requests.lock().expect("lock").push(head);
     let head = |status: &str, len: usize, extra: &str| {
         format!("HTTP/1.1 {status}\r\nContent-Length: {len}\r\nConnection: close\r\n{extra}\r\n")
     };
@@ -165,6 +202,39 @@ fn serve(mut s: impl Read + Write, reply: Reply, paths: &Mutex<Vec<String>>) {
         }
         Reply::Redirect(to) => {
             s.write_all(head("302 Found", 0, &format!("Location: {to}\r\n")).as_bytes())
+        }
+        Reply::StatusWith(code, headers) => {
+            let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+            s.write_all(head(&format!("{code} X"), 0, &extra).as_bytes())
+        }
+        Reply::Endless => {
+            let mut r = s.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+            let chunk = vec![b'x'; 64 * 1024];
+            while r.is_ok() {
+                r = s.write_all(&chunk);
+            }
+            r
+        }
+        Reply::Unsized(b) => s
+            .write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+            .and_then(|()| s.write_all(&b)),
+        Reply::Announce(n) => s
+            .write_all(
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .map(|()| thread::sleep(Duration::from_millis(500))),
+        Reply::HugeHead(n) => {
+            let big = format!("X-Padding: {}\r\n", "p".repeat(n));
+            s.write_all(head("200 OK", 0, &big).as_bytes())
+        }
+        Reply::Gate(n, b) => {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while state.arrived.load(Ordering::SeqCst) < n && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(10));
+            }
+            s.write_all(head("200 OK", b.len(), "").as_bytes())
+                .and_then(|()| s.write_all(&b))
         }
     };
     let _ = s.flush();

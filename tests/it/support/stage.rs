@@ -1,7 +1,8 @@
 //! One run of the real `supply` binary, and assertions on its outcome.
 
 use super::buildpack::{Buildpack, Dirs};
-use std::collections::HashMap;
+use super::files::snapshot;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -26,6 +27,15 @@ pub struct Outcome {
     pub out: String,
     pub deps_idx: PathBuf,
     pub elapsed: Duration,
+    /// DEPS_DIR before the run (see [`Outcome::deps_as_found`]).
+    deps_before: Option<Snapshot>,
+}
+
+/// A directory's tree, or that it did not exist.
+type Snapshot = (bool, BTreeMap<PathBuf, String>);
+
+fn snapshot_of(dir: &std::path::Path) -> Snapshot {
+    (fs::symlink_metadata(dir).is_ok(), snapshot(dir))
 }
 
 impl<'a> Stage<'a> {
@@ -90,12 +100,21 @@ impl<'a> Stage<'a> {
                 PathBuf::from(&self.idx),
             ])
             .current_dir("/");
-        Outcome::of(&mut cmd, self.dirs.deps().join(&self.idx))
+        Outcome::of_staging(&mut cmd, self.dirs.deps().join(&self.idx))
     }
 }
 
 impl Outcome {
     /// Runs `cmd` to the end and checks that its output leaks no secret.
+    /// Runs `cmd`, recording DEPS_DIR (the parent of `deps_idx`) before it.
+    #[track_caller]
+    pub fn of_staging(cmd: &mut Command, deps_idx: PathBuf) -> Outcome {
+        let before = snapshot_of(deps_idx.parent().expect("DEPS_DIR"));
+        let mut out = Outcome::of(cmd, deps_idx);
+        out.deps_before = Some(before);
+        out
+    }
+
     #[track_caller]
     pub fn of(cmd: &mut Command, deps_idx: PathBuf) -> Outcome {
         let started = Instant::now();
@@ -112,7 +131,26 @@ impl Outcome {
             out: text,
             deps_idx,
             elapsed,
+            deps_before: None,
         }
+    }
+
+    /// Fails unless DEPS_DIR is exactly as it was before the run: every path, file
+    /// contents and mode, symlink target, and whether DEPS_DIR existed at all.
+    #[track_caller]
+    pub fn deps_as_found(&self) -> &Self {
+        let before = self
+            .deps_before
+            .as_ref()
+            .expect("deps_as_found needs a run made by Stage::run");
+        let deps = self.deps_idx.parent().expect("DEPS_DIR");
+        assert_eq!(
+            &snapshot_of(deps),
+            before,
+            "DEPS_DIR changed; output:\n{}",
+            self.out
+        );
+        self
     }
 
     #[track_caller]
@@ -160,13 +198,29 @@ impl Outcome {
         fs::read(p).expect("read")
     }
 
+    /// No executable and no launch.yml, at the index or at its unpadded copy; and,
+    /// for a run that recorded it, DEPS_DIR exactly as the run found it.
     #[track_caller]
     pub fn not_installed(&self) -> &Self {
+        if self.deps_before.is_some() {
+            self.deps_as_found();
+        }
         assert!(
-            !self.deps_idx.join("bin/config-server").exists(),
-            "bin/config-server must not exist"
+            fs::symlink_metadata(self.deps_idx.join("bin/config-server")).is_err(),
+            "bin/config-server must not exist; output:\n{}",
+            self.out
         );
-        assert!(!self.deps_idx.join("launch.yml").exists(), "no launch.yml");
+        let idx = self.deps_idx.file_name().expect("idx").to_string_lossy();
+        let unpadded = idx.trim_start_matches('0');
+        let unpadded = if unpadded.is_empty() { "0" } else { unpadded };
+        let deps = self.deps_idx.parent().expect("DEPS_DIR");
+        for dir in [idx.as_ref(), unpadded] {
+            assert!(
+                fs::symlink_metadata(deps.join(dir).join("launch.yml")).is_err(),
+                "no launch.yml in {dir}; output:\n{}",
+                self.out
+            );
+        }
         self
     }
 }

@@ -144,7 +144,7 @@ fn staging_results_cloud_controller_would_refuse() {
     let cases = [
         ("64M", "sidecars:\n  - name: side\n    process_types: [web]\n    command: x\n", "32",
          CLOUD_CONTROLLER, "sidecar \"side\" from buildpack 0: side 1.2.3 in side-buildpack conflicts with an existing user-defined sidecar"),
-        ("32M", "", "32", CLOUD_CONTROLLER, "the sidecars of the \"web\" process take 32 MB of the app's 32 MB"),
+        ("32M", "", "32", CLOUD_CONTROLLER, "the sidecars of the \"web\" process take 32 MB of its 32 MB (the app's memory): the memory allocation defined is too large to run with the dependent \"web\" process"),
         ("64M", "", "0", CLOUD_CONTROLLER, "declares limits.memory: 0"),
         ("64M", "", "-8", CLOUD_CONTROLLER, "declares limits.memory: -8"),
     ];

@@ -176,7 +176,12 @@ fn merges_in_cfs_order_and_writes_cfs_result_json() {
         .has("    web: procfile-web   (from the Procfile)\n")
         .has("    worker: bp0-worker   (from buildpack 0: bp0 1.0 in bp0)\n")
         .has("    helper for [web], 24 MB: bp1-helper   (from buildpack 1: bp1 1.0 in bp1)\n")
-        .has("  memory: the app has 256 MB; the sidecars of web take 24 MB; web runs with MEMORY_LIMIT=232m\n");
+        .has(concat!(
+            "  memory:\n",
+            "    plain: 1024 MB (Cloud Controller's default: the app's memory sizes web only): MEMORY_LIMIT=1024m\n",
+            "    web: 256 MB (the app's memory), less 24 MB for its sidecars: MEMORY_LIMIT=232m\n",
+            "    worker: 1024 MB (Cloud Controller's default: the app's memory sizes web only): MEMORY_LIMIT=1024m\n"
+        ));
     let key = |p: &Path| {
         fs::canonicalize(p)
             .expect("canonical")

@@ -18,9 +18,11 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_stage-local");
 /// No test may take longer than this; a hang is a failure, not a stuck CI job.
 pub const LIMIT: Duration = Duration::from_secs(60);
 
-/// A tiny web app: answers `/` with a greeting and `/env` with its environment and
-/// working directory as JSON. Logs one line to stdout and one to stderr at start.
-pub const SERVER_PY: &str = r#"import http.server, json, os, sys
+/// A tiny web app: answers `/` with a greeting, `/env` with its environment and
+/// working directory as JSON, and, when the app's env has CONFIG_SERVER_PORT, `/config`
+/// with what its config-server serves (as fixtures/rubyapp does). Logs one line to
+/// stdout and one to stderr at start.
+pub const SERVER_PY: &str = r#"import http.server, json, os, sys, urllib.request
 print("web up", flush=True)
 print("web says on stderr", file=sys.stderr, flush=True)
 class H(http.server.BaseHTTPRequestHandler):
@@ -29,6 +31,9 @@ class H(http.server.BaseHTTPRequestHandler):
             body = json.dumps({"env": dict(os.environ), "cwd": os.getcwd()}).encode()
         elif self.path == "/":
             body = b"hello from web"
+        elif self.path == "/config" and "CONFIG_SERVER_PORT" in os.environ:
+            url = "http://127.0.0.1:%s/config" % os.environ["CONFIG_SERVER_PORT"]
+            body = urllib.request.urlopen(url, timeout=5).read()
         else:
             self.send_error(404)
             return
@@ -173,6 +178,11 @@ impl Run {
 
     pub fn buildpack(self, p: impl AsRef<Path>) -> Run {
         self.arg("--buildpack").arg(p.as_ref())
+    }
+
+    /// `--process TYPE`: start an instance of that process type.
+    pub fn process(self, kind: &str) -> Run {
+        self.arg("--process").arg(kind)
     }
 
     pub fn env(mut self, k: &str, v: &str) -> Run {
@@ -400,4 +410,93 @@ pub fn pid_in(path: &Path) -> i32 {
 /// The JSON object printed for `GET /env` by the test app.
 pub fn env_answer(o: &Outcome) -> serde_json::Value {
     serde_json::from_str(&o.answer("/env")).expect("JSON from /env")
+}
+
+/// The environment a running process was started with. Read again while it comes back
+/// empty: a process in the middle of an `exec` (the launcher's bash, then the command)
+/// shows no environment for a moment.
+pub fn environ(pid: i32) -> std::collections::BTreeMap<String, String> {
+    let deadline = std::time::Instant::now() + LIMIT;
+    loop {
+        let raw = fs::read(format!("/proc/{pid}/environ"))
+            .unwrap_or_else(|e| panic!("/proc/{pid}/environ: {e}"));
+        let env: std::collections::BTreeMap<String, String> = raw
+            .split(|b| *b == 0)
+            .filter_map(|kv| {
+                let kv = String::from_utf8_lossy(kv);
+                let (k, v) = kv.split_once('=')?;
+                Some((k.to_string(), v.to_string()))
+            })
+            .collect();
+        if !env.is_empty() || std::time::Instant::now() > deadline {
+            return env;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// The `process_type` of a process's VCAP_APPLICATION.
+pub fn process_type(env: &std::collections::BTreeMap<String, String>) -> String {
+    let vcap: serde_json::Value =
+        serde_json::from_str(&env["VCAP_APPLICATION"]).expect("VCAP_APPLICATION");
+    vcap["process_type"]
+        .as_str()
+        .expect("process_type")
+        .to_string()
+}
+
+/// Every `[source]` stage-local reported starting, sorted.
+pub fn started_sources(out: &str) -> Vec<String> {
+    let mut sources: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("stage-local: started ["))
+        .filter_map(|l| l.split_once(']').map(|(s, _)| s.to_string()))
+        .collect();
+    sources.sort();
+    sources
+}
+
+/// Stops a run with Ctrl-C as a user would: it must exit 0 after stopping exactly
+/// `pids`' process groups, and none of them may outlive it.
+pub fn interrupt(running: Running, pids: &[i32]) -> Outcome {
+    running.signal(Signal::INT);
+    let o = running.finish();
+    o.success().has(&format!(
+        "stage-local: stopping {} running process group(s)",
+        pids.len()
+    ));
+    for p in pids {
+        assert!(gone(*p), "pid {p} outlived stage-local");
+    }
+    o
+}
+
+/// True when process `pid` itself holds the socket that listens on TCP `port`
+/// (`/proc/net/tcp*` for the socket's inode, `/proc/<pid>/fd` for who holds it).
+pub fn listens(pid: i32, port: u16) -> bool {
+    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|t| fs::read_to_string(t).ok())
+        .flat_map(|text| {
+            text.lines()
+                .skip(1)
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    let local = u16::from_str_radix(f.get(1)?.rsplit_once(':')?.1, 16).ok()?;
+                    (local == port && *f.get(3)? == "0A")
+                        .then(|| f.get(9).map(|i| i.to_string()))?
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        fs::read_link(fd.path()).is_ok_and(|l| {
+            inodes
+                .iter()
+                .any(|i| l.as_os_str() == format!("socket:[{i}]").as_str())
+        })
+    })
 }

@@ -1,0 +1,445 @@
+//! A YAML document as a tree of nodes that know where they are in the source text.
+//! serde_yaml gives types but no positions; saphyr-parser's events carry them. The
+//! tree serves two owners of `manifest.yml`: error messages that name the real line
+//! and column of a key, and the manifest tool, which edits a value by replacing its
+//! bytes so that every comment and the order of the file stay as they were.
+
+use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+
+/// Deeper nesting than this is refused (serde_yaml stops at 128 too), so a hostile
+/// document cannot overflow the stack when the tree is walked or dropped.
+const MAX_DEPTH: usize = 128;
+
+/// A node and its place in the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// Byte offset of the node's first character (a block sequence's first `-`).
+    pub start: usize,
+    /// Byte offset just past the node's last character (comments not included).
+    pub end: usize,
+    /// Where `start` is: 1-based line and column (in characters).
+    pub line: usize,
+    pub column: usize,
+    /// Whether the node carries an `&anchor`, so that an alias may share it.
+    pub anchored: bool,
+    pub kind: Kind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    Scalar {
+        value: String,
+        style: Style,
+    },
+    Sequence {
+        flow: bool,
+        items: Vec<Node>,
+    },
+    Mapping {
+        flow: bool,
+        entries: Vec<(Node, Node)>,
+    },
+    Alias,
+}
+
+/// How a scalar is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    Plain,
+    SingleQuoted,
+    DoubleQuoted,
+    /// `|` or `>`.
+    Block,
+}
+
+/// Why the text is not YAML, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message} at line {line} column {column}")]
+pub struct SyntaxError {
+    pub message: String,
+    pub line: usize,
+    pub column: usize,
+}
+
+/// Parses the first document of `text`; `None` for an empty stream.
+pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
+    let offsets = CharOffsets::new(text);
+    let mut stack: Vec<Partial> = Vec::new();
+    let mut root = None;
+    for event in Parser::new_from_str(text) {
+        let (event, span) = event.map_err(|e| SyntaxError {
+            message: e.info().to_string(),
+            line: e.marker().line(),
+            column: e.marker().col() + 1,
+        })?;
+        let node = match event {
+            Event::StreamEnd | Event::DocumentEnd => break,
+            Event::Nothing | Event::StreamStart | Event::DocumentStart(_) => continue,
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(SyntaxError {
+                        message: format!("nested deeper than {MAX_DEPTH} levels"),
+                        line: span.start.line(),
+                        column: span.start.col() + 1,
+                    });
+                }
+                let start = offsets.byte(span.start.index());
+                let is_map = matches!(event, Event::MappingStart(..));
+                let flow = text[start..].starts_with(if is_map { '{' } else { '[' });
+                stack.push(Partial {
+                    node: Node {
+                        start,
+                        end: start,
+                        line: span.start.line(),
+                        column: span.start.col() + 1,
+                        anchored: anchor != 0,
+                        kind: if is_map {
+                            Kind::Mapping {
+                                flow,
+                                entries: Vec::new(),
+                            }
+                        } else {
+                            Kind::Sequence {
+                                flow,
+                                items: Vec::new(),
+                            }
+                        },
+                    },
+                    pending_key: None,
+                });
+                continue;
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let Some(mut done) = stack.pop() else {
+                    continue;
+                };
+                let flow = matches!(
+                    done.node.kind,
+                    Kind::Sequence { flow: true, .. } | Kind::Mapping { flow: true, .. }
+                );
+                if flow {
+                    done.node.end = offsets.byte(span.end.index());
+                } else if let Kind::Sequence { items, .. } = &done.node.kind {
+                    // saphyr starts an indented block sequence at its `-` and one at
+                    // the parent's indent at its first item: always use the `-`.
+                    if let Some(first) = items.first() {
+                        let before = text[..first.start].trim_end();
+                        if before.ends_with('-') && first.start < done.node.start + 1 {
+                            done.node.start = before.len() - 1;
+                            (done.node.line, done.node.column) = line_column(text, done.node.start);
+                        }
+                    }
+                }
+                done.node
+            }
+            Event::Scalar(value, style, anchor, _) => {
+                scalar(text, &offsets, span, value.into_owned(), style, anchor)
+            }
+            Event::Alias(_) => Node {
+                start: offsets.byte(span.start.index()),
+                end: offsets.byte(span.end.index()),
+                line: span.start.line(),
+                column: span.start.col() + 1,
+                anchored: false,
+                kind: Kind::Alias,
+            },
+        };
+        match stack.last_mut() {
+            Some(parent) => parent.add(node),
+            None => {
+                root = Some(node);
+                break;
+            }
+        }
+    }
+    Ok(root)
+}
+
+fn scalar(
+    text: &str,
+    offsets: &CharOffsets,
+    span: Span,
+    value: String,
+    style: ScalarStyle,
+    anchor: usize,
+) -> Node {
+    let start = offsets.byte(span.start.index());
+    let mut end = offsets.byte(span.end.index());
+    let style = match style {
+        ScalarStyle::Plain => Style::Plain,
+        ScalarStyle::SingleQuoted => Style::SingleQuoted,
+        ScalarStyle::DoubleQuoted => Style::DoubleQuoted,
+        _ => Style::Block,
+    };
+    // The parser's span of a quoted scalar can run on over the spaces and comment
+    // that follow it; the closing quote is where it really ends.
+    if let Some(close) = closing_quote(&text[start..], style) {
+        end = start + close + 1;
+    }
+    Node {
+        start,
+        end,
+        line: span.start.line(),
+        column: span.start.col() + 1,
+        anchored: anchor != 0,
+        kind: Kind::Scalar { value, style },
+    }
+}
+
+/// The byte index of the quote that closes the quoted scalar at the start of `s`.
+fn closing_quote(s: &str, style: Style) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let mut i = 1;
+    match style {
+        Style::DoubleQuoted => {
+            while i < bytes.len() {
+                match bytes[i] {
+                    b'\\' => i += 2,
+                    b'"' => return Some(i),
+                    _ => i += 1,
+                }
+            }
+        }
+        Style::SingleQuoted => {
+            while i < bytes.len() {
+                if bytes[i] == b'\'' {
+                    if bytes.get(i + 1) == Some(&b'\'') {
+                        i += 2;
+                        continue;
+                    }
+                    return Some(i);
+                }
+                i += 1;
+            }
+        }
+        _ => {}
+    }
+    None
+}
+
+/// The 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, byte: usize) -> (usize, usize) {
+    let before = &text[..byte];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (
+        before.matches('\n').count() + 1,
+        before[line_start..].chars().count() + 1,
+    )
+}
+
+/// A collection whose children are still being read.
+struct Partial {
+    node: Node,
+    pending_key: Option<Node>,
+}
+
+impl Partial {
+    fn add(&mut self, child: Node) {
+        if let Kind::Sequence { flow: false, .. } | Kind::Mapping { flow: false, .. } =
+            self.node.kind
+        {
+            self.node.end = self.node.end.max(child.end);
+        }
+        match &mut self.node.kind {
+            Kind::Sequence { items, .. } => items.push(child),
+            Kind::Mapping { entries, .. } => match self.pending_key.take() {
+                None => self.pending_key = Some(child),
+                Some(key) => entries.push((key, child)),
+            },
+            _ => {}
+        }
+    }
+}
+
+/// saphyr counts in characters; Rust strings are sliced in bytes.
+struct CharOffsets(Vec<usize>);
+
+impl CharOffsets {
+    fn new(text: &str) -> Self {
+        let mut v: Vec<usize> = text.char_indices().map(|(b, _)| b).collect();
+        v.push(text.len());
+        CharOffsets(v)
+    }
+
+    fn byte(&self, char_index: usize) -> usize {
+        self.0
+            .get(char_index)
+            .copied()
+            .unwrap_or_else(|| self.0.last().copied().unwrap_or(0))
+    }
+}
+
+/// One step of a key path such as `dependencies[0].sha256`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// Splits `a.b[2].c` into its steps (serde_yaml's way of naming a key).
+pub fn path_steps(path: &str) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for part in path.split('.') {
+        let (name, mut rest) = part.split_once('[').map_or((part, ""), |(n, r)| (n, r));
+        if !name.is_empty() {
+            steps.push(Step::Key(name.to_string()));
+        }
+        while let Some((index, after)) = rest.split_once(']') {
+            match index.parse() {
+                Ok(i) => steps.push(Step::Index(i)),
+                Err(_) => steps.push(Step::Key(index.to_string())),
+            }
+            rest = after.strip_prefix('[').unwrap_or(after);
+        }
+    }
+    steps
+}
+
+impl Node {
+    /// The scalar's text, if it is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Scalar { value, .. } => Some(value),
+            _ => None,
+        }
+    }
+
+    /// The entries of a mapping whose key is `key`: more than one is a duplicate.
+    pub fn entries_named(&self, key: &str) -> Vec<&(Node, Node)> {
+        match &self.kind {
+            Kind::Mapping { entries, .. } => entries
+                .iter()
+                .filter(|(k, _)| k.as_str() == Some(key))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The value of `key` in a mapping (the first, if it is there twice).
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        match &self.kind {
+            Kind::Mapping { entries, .. } => entries
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// The items of a sequence (none for anything else).
+    pub fn items(&self) -> &[Node] {
+        match &self.kind {
+            Kind::Sequence { items, .. } => items,
+            _ => &[],
+        }
+    }
+
+    /// The node at a key path; `None` if any step is missing.
+    pub fn at(&self, steps: &[Step]) -> Option<&Node> {
+        steps.iter().try_fold(self, |node, step| match step {
+            Step::Key(k) => node.get(k),
+            Step::Index(i) => node.items().get(*i),
+        })
+    }
+
+    /// The deepest node along a key path that exists: where a message about that
+    /// path should point when the path itself ends in a missing key.
+    pub fn nearest(&self, steps: &[Step]) -> &Node {
+        let mut node = self;
+        for step in steps {
+            let next = match step {
+                Step::Key(k) => node.get(k),
+                Step::Index(i) => node.items().get(*i),
+            };
+            match next {
+                Some(n) => node = n,
+                None => break,
+            }
+        }
+        node
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(text: &str) -> Node {
+        parse(text).expect("yaml").expect("a document")
+    }
+
+    #[test]
+    fn nodes_know_their_line_column_and_bytes() {
+        let text = "# é comment\nlist:\n- name: x   # trailing\n  uri: \"q \\\" r\"  # c\n";
+        let root = doc(text);
+        let uri = root.at(&path_steps("list[0].uri")).expect("uri");
+        assert_eq!((uri.line, uri.column), (4, 8));
+        assert_eq!(&text[uri.start..uri.end], "\"q \\\" r\"");
+        assert_eq!(uri.as_str(), Some("q \" r"));
+        let item = root.at(&path_steps("list[0]")).expect("item");
+        assert_eq!((item.line, item.column), (3, 3));
+        assert_eq!(
+            &text[item.start..item.end],
+            "name: x   # trailing\n  uri: \"q \\\" r\""
+        );
+    }
+
+    #[test]
+    fn flow_and_block_collections() {
+        let text = "a: [x, 'y''s' ]\nb:\n  - 1\n  - 2\nc: {k: v}\n";
+        let root = doc(text);
+        let a = root.get("a").expect("a");
+        assert!(matches!(a.kind, Kind::Sequence { flow: true, .. }));
+        assert_eq!(&text[a.start..a.end], "[x, 'y''s' ]");
+        assert_eq!(&text[a.items()[1].start..a.items()[1].end], "'y''s'");
+        let b = root.get("b").expect("b");
+        assert!(matches!(b.kind, Kind::Sequence { flow: false, .. }));
+        assert_eq!(&text[b.start..b.end], "- 1\n  - 2");
+        let top = doc("l:\n- a\n- b\n");
+        let l = top.get("l").expect("l");
+        assert_eq!((l.start, l.line, l.column), (3, 2, 1));
+        let c = root.get("c").expect("c");
+        assert!(matches!(c.kind, Kind::Mapping { flow: true, .. }));
+    }
+
+    #[test]
+    fn duplicates_and_missing_paths() {
+        let root = doc("a: 1\nb: 2\na: 3\n");
+        let dups: Vec<_> = root
+            .entries_named("a")
+            .iter()
+            .map(|(k, _)| k.line)
+            .collect();
+        assert_eq!(dups, vec![1, 3]);
+        assert!(root.at(&path_steps("b.c")).is_none());
+        assert_eq!(root.nearest(&path_steps("b.c")).line, 2);
+    }
+
+    #[test]
+    fn syntax_errors_and_bombs() {
+        let e = parse("a: [1,\nb: 2\n").expect_err("unclosed");
+        assert!(e.line >= 1, "{e}");
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(parse(&deep).is_err());
+        // Aliases are not expanded: a billion-laughs document is small here.
+        let bomb = "a: &a [x, x]\nb: &b [*a, *a]\nc: &c [*b, *b]\n";
+        assert!(parse(bomb).is_ok());
+        assert_eq!(parse("").expect("empty"), None);
+    }
+
+    #[test]
+    fn key_paths() {
+        assert_eq!(
+            path_steps("dependencies[0].sha256"),
+            vec![
+                Step::Key("dependencies".into()),
+                Step::Index(0),
+                Step::Key("sha256".into())
+            ]
+        );
+        assert_eq!(
+            path_steps("a[1][2]"),
+            vec![Step::Key("a".into()), Step::Index(1), Step::Index(2)]
+        );
+    }
+}
