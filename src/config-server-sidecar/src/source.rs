@@ -12,7 +12,7 @@ use std::fmt;
 use std::fs::{self, Metadata, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use serde_json::Value;
 
@@ -228,32 +228,88 @@ fn load_file(path: &Path) -> Result<Document, Error> {
 }
 
 /// The configuration file must not be changeable by users other than its
-/// owner: refuse a world-writable file, and a file whose directory is
-/// world-writable without the sticky bit (anyone could replace it). For a
-/// symlink, both the directory holding the link and the directory holding the
-/// file it resolves to are checked. `meta` is the resolved file's metadata.
+/// owner: refuse a world-writable file, and a file that any directory on the
+/// way to it is world-writable without the sticky bit (anyone could rename
+/// what such a directory holds: the file, a directory above it, or a symlink
+/// it goes through). The path is walked as the kernel resolves it, one
+/// component and one symlink at a time. `meta` is the resolved file's metadata.
 fn check_file_safety(path: &Path, meta: &Metadata) -> Result<(), Unsafe> {
     let mode = meta.permissions().mode() & 0o7777;
-    // canonicalize cannot fail for a path that was just stat'ed, except in a race;
-    // then fall back to the path as given.
-    let target = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     if mode & 0o002 != 0 {
+        // canonicalize cannot fail for a path that was just stat'ed, except in a
+        // race; then fall back to the path as given.
+        let target = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         return Err(Unsafe::WorldWritableFile { path: target, mode });
     }
-    let link_dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
+    let start = if path.is_absolute() {
+        PathBuf::from("/")
+    } else {
+        std::env::current_dir().unwrap_or_default()
     };
-    let dirs = [target.parent(), Some(link_dir)];
-    for dir in dirs.into_iter().flatten() {
-        let dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-        let Ok(dir_meta) = fs::metadata(&dir) else {
-            continue;
+    // The components still to walk, the next one last.
+    let mut pending = parts(path);
+    let mut dir = start;
+    // What the kernel allows (MAXSYMLINKS); past it the read fails anyway.
+    let mut links = 40;
+    while let Some(part) = pending.pop() {
+        let name = match part {
+            Part::Root => {
+                dir = PathBuf::from("/");
+                continue;
+            }
+            Part::Parent => {
+                dir.pop();
+                continue;
+            }
+            Part::Name(name) => name,
         };
-        let mode = dir_meta.mode() & 0o7777;
-        if mode & 0o002 != 0 && mode & 0o1000 == 0 {
-            return Err(Unsafe::WorldWritableDir { path: dir, mode });
+        check_dir(&dir)?;
+        let next = dir.join(name);
+        let is_link = fs::symlink_metadata(&next).is_ok_and(|m| m.file_type().is_symlink());
+        if !is_link {
+            dir = next;
+            continue;
         }
+        links -= 1;
+        let Ok(target) = fs::read_link(&next) else {
+            break; // Replaced in a race: the read that follows tells.
+        };
+        if links == 0 {
+            break;
+        }
+        pending.extend(parts(&target));
+    }
+    Ok(())
+}
+
+/// A path's components to walk, last first (a stack).
+enum Part {
+    Root,
+    Parent,
+    Name(std::ffi::OsString),
+}
+
+fn parts(path: &Path) -> Vec<Part> {
+    path.components()
+        .rev()
+        .filter_map(|c| match c {
+            Component::RootDir => Some(Part::Root),
+            Component::ParentDir => Some(Part::Parent),
+            Component::Normal(name) => Some(Part::Name(name.to_owned())),
+            Component::CurDir | Component::Prefix(_) => None,
+        })
+        .collect()
+}
+
+/// A directory on the way to the file must not let anyone rename what it holds.
+fn check_dir(dir: &Path) -> Result<(), Unsafe> {
+    let Ok(meta) = fs::metadata(dir) else {
+        return Ok(()); // Gone in a race: the read that follows tells.
+    };
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o002 != 0 && mode & 0o1000 == 0 {
+        let path = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        return Err(Unsafe::WorldWritableDir { path, mode });
     }
     Ok(())
 }
