@@ -4,7 +4,10 @@
 //! connection through three phases:
 //!
 //! - idle: no request on it (just connected, or its last response sent). It
-//!   may stay so for the idle timeout, then it is closed.
+//!   may stay so for the idle timeout, then it is closed. A new connection
+//!   counts as idle for the tracker (which may close it to make room) only
+//!   once a read has found nothing waiting: one accepted a moment ago may
+//!   hold a whole request that no one has read yet.
 //! - reading: the first byte of a request has arrived. The whole head must
 //!   follow within the header timeout, however slowly it trickles in (a
 //!   half-sent request cannot hold the connection).
@@ -49,6 +52,10 @@ enum Phase {
 pub struct Timed {
     io: TcpStream,
     phase: Phase,
+    /// When the phase began.
+    since: Instant,
+    /// Whether the tracker counts the connection as idle.
+    told_idle: bool,
     deadline: Pin<Box<Sleep>>,
     limits: Limits,
     slot: Arc<Slot>,
@@ -58,10 +65,11 @@ pub struct Timed {
 impl Timed {
     pub fn new(io: TcpStream, limits: Limits, slot: Arc<Slot>, epoch: Instant) -> Self {
         let deadline = Box::pin(tokio::time::sleep(limits.idle_timeout));
-        slot.set_idle_since(epoch, Instant::now());
         Self {
             io,
             phase: Phase::Idle,
+            since: Instant::now(),
+            told_idle: false,
             deadline,
             limits,
             slot,
@@ -75,12 +83,16 @@ impl Timed {
         }
         self.phase = phase;
         let now = Instant::now();
+        self.since = now;
         let limit = match phase {
             Phase::Reading => self.limits.header_timeout,
             Phase::Idle | Phase::Writing => self.limits.idle_timeout,
         };
         self.deadline.as_mut().reset(now + limit);
-        if phase == Phase::Idle {
+        // A response just went out: idle (what the client pipelined behind its
+        // request, hyper has read already or may be dropped with the connection).
+        self.told_idle = phase == Phase::Idle;
+        if self.told_idle {
             self.slot.set_idle_since(self.epoch, now);
         } else {
             self.slot.idle_since.store(BUSY, Ordering::Relaxed);
@@ -131,10 +143,17 @@ impl AsyncRead for Timed {
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
-            Poll::Pending => match self.expired(cx) {
-                Some(err) => Poll::Ready(Err(err)),
-                None => Poll::Pending,
-            },
+            Poll::Pending => {
+                if self.phase == Phase::Idle && !self.told_idle {
+                    // A new connection with nothing to read: idle since it was accepted.
+                    self.slot.set_idle_since(self.epoch, self.since);
+                    self.told_idle = true;
+                }
+                match self.expired(cx) {
+                    Some(err) => Poll::Ready(Err(err)),
+                    None => Poll::Pending,
+                }
+            }
         }
     }
 }
@@ -284,6 +303,10 @@ pub fn open_files_limit() -> Option<u64> {
 /// File descriptors kept for everything but client connections: stdio, the
 /// listener, the runtime's epoll and wakers, signal pipes, reading the config.
 pub const RESERVED_FDS: u64 = 32;
+
+/// Below this limit of open files the sidecar does not start: it needs about a
+/// dozen before its first client (and tokio's signal setup panics without them).
+pub const MIN_OPEN_FILES: u64 = 16;
 
 /// Backs off after failures, doubling from 10 ms up to a cap.
 pub struct Backoff {

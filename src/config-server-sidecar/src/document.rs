@@ -4,9 +4,14 @@
 //! Each rendering carries a strong `ETag`, a 64-bit hash of its bytes: equal
 //! documents give equal tags, across reloads and restarts, so an app can poll
 //! with `If-None-Match` and get `304` until the content really changes.
+//!
+//! A top-level value is served as the slice of the whole rendering that holds
+//! it (the same bytes), and the values' tags share one buffer: a document of
+//! many small values costs little more than its text.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hasher};
+use std::ops::Range;
 
 use bytes::Bytes;
 use hyper::header::HeaderValue;
@@ -16,6 +21,9 @@ use serde_json::{Map, Value};
 /// demo served it.
 pub const DEMO: &str = r#"{"Scope":"some-service.admin","Password":"not-a-real-p4$$w0rd"}"#;
 
+/// The length of an entity tag: 16 hex digits in quotes.
+const TAG_LEN: usize = 18;
+
 /// One rendered JSON body and its entity tag.
 #[derive(Clone)]
 pub struct Rendered {
@@ -23,41 +31,74 @@ pub struct Rendered {
     pub etag: HeaderValue,
 }
 
-impl Rendered {
-    fn new(json: String) -> Self {
-        let mut hasher = DefaultHasher::new();
-        hasher.write(json.as_bytes());
-        let etag = HeaderValue::from_str(&format!("\"{:016x}\"", hasher.finish()))
-            .expect("hex digits in quotes are a valid header value");
-        Self {
-            body: Bytes::from(json),
-            etag,
-        }
-    }
+/// `"0123456789abcdef"`: the tag of `body`.
+fn etag(body: &[u8]) -> [u8; TAG_LEN] {
+    let mut hasher = DefaultHasher::new();
+    hasher.write(body);
+    let mut tag = [b'"'; TAG_LEN];
+    let hex = format!("{:016x}", hasher.finish());
+    tag[1..TAG_LEN - 1].copy_from_slice(hex.as_bytes());
+    tag
 }
 
-/// Pre-rendered JSON: the whole mapping, and each top-level value on its own.
+fn header(tag: Bytes) -> HeaderValue {
+    HeaderValue::from_maybe_shared(tag).expect("hex digits in quotes are a valid header value")
+}
+
+/// Pre-rendered JSON: the whole mapping, and where each top-level value is in it.
 pub struct Document {
     whole: Rendered,
-    values: HashMap<String, Rendered>,
+    values: HashMap<String, Part>,
+    /// The values' tags, [`TAG_LEN`] bytes each, in the order of the keys.
+    etags: Bytes,
+}
+
+/// Where a top-level value is rendered in the whole, and which tag is its.
+struct Part {
+    body: Range<usize>,
+    tag: usize,
 }
 
 impl PartialEq for Document {
-    // The values are renderings of parts of the whole.
+    // The values are parts of the whole.
     fn eq(&self, other: &Self) -> bool {
         self.whole.body == other.whole.body
     }
 }
 
 impl Document {
-    /// Renders a top-level mapping, keeping its key order.
+    /// Renders a top-level mapping, keeping its key order: the same bytes as
+    /// `serde_json` renders the object, each value's slice among them.
     pub fn from_map(map: Map<String, Value>) -> Self {
-        let values = map
-            .iter()
-            .map(|(key, value)| (key.clone(), Rendered::new(value.to_string())))
-            .collect();
-        let whole = Rendered::new(Value::Object(map).to_string());
-        Self { whole, values }
+        let mut body = Vec::new();
+        let mut values = HashMap::with_capacity(map.len());
+        let mut etags = Vec::with_capacity(map.len() * TAG_LEN);
+        body.push(b'{');
+        for (i, (key, value)) in map.into_iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            write_json(&mut body, &key);
+            body.push(b':');
+            let start = body.len();
+            write_json(&mut body, &value);
+            etags.extend_from_slice(&etag(&body[start..]));
+            let part = Part {
+                body: start..body.len(),
+                tag: i,
+            };
+            values.insert(key, part);
+        }
+        body.push(b'}');
+        let tag = etag(&body);
+        Self {
+            whole: Rendered {
+                body: Bytes::from(body),
+                etag: header(Bytes::copy_from_slice(&tag)),
+            },
+            values,
+            etags: Bytes::from(etags),
+        }
     }
 
     /// The built-in demo document.
@@ -72,9 +113,18 @@ impl Document {
     }
 
     /// One top-level value as JSON.
-    pub fn get(&self, key: &str) -> Option<&Rendered> {
-        self.values.get(key)
+    pub fn get(&self, key: &str) -> Option<Rendered> {
+        let part = self.values.get(key)?;
+        let tag = part.tag * TAG_LEN;
+        Some(Rendered {
+            body: self.whole.body.slice(part.body.clone()),
+            etag: header(self.etags.slice(tag..tag + TAG_LEN)),
+        })
     }
+}
+
+fn write_json(out: &mut Vec<u8>, value: &(impl serde::Serialize + ?Sized)) {
+    serde_json::to_writer(out, value).expect("a JSON value or key always renders");
 }
 
 #[cfg(test)]
@@ -85,7 +135,7 @@ mod tests {
     fn demo_renders_to_exactly_the_original_bytes() {
         let demo = Document::demo();
         assert_eq!(demo.whole().body, DEMO.as_bytes());
-        let body = |key| demo.get(key).map(|r| r.body.clone());
+        let body = |key| demo.get(key).map(|r| r.body);
         assert_eq!(
             body("Scope").as_deref(),
             Some(&b"\"some-service.admin\""[..])
@@ -106,12 +156,31 @@ mod tests {
             doc.whole().body,
             &br#"{"z":1,"a":{"y":[true,null],"b":"s"},"m":2.5}"#[..]
         );
-        let body = |key| doc.get(key).map(|r| r.body.clone());
+        let body = |key| doc.get(key).map(|r| r.body);
         assert_eq!(
             body("a").as_deref(),
             Some(&br#"{"y":[true,null],"b":"s"}"#[..])
         );
         assert_eq!(body("m").as_deref(), Some(&b"2.5"[..]));
+    }
+
+    #[test]
+    fn renders_as_serde_json_does_and_serves_each_value_as_its_slice() {
+        let text = r#"{"q\"k":"v\n\u0001","é":{"a":[1,2.5,null]},"":"","\\":[],"n":-0}"#;
+        let map: Map<String, Value> = serde_json::from_str(text).expect("object");
+        let doc = Document::from_map(map.clone());
+        assert_eq!(
+            doc.whole().body,
+            Value::Object(map.clone()).to_string().as_bytes()
+        );
+        for (key, value) in &map {
+            let part = doc.get(key).expect("every key");
+            let json = value.to_string();
+            assert_eq!(part.body, json.as_bytes(), "{key}");
+            assert_eq!(part.etag.as_bytes(), etag(json.as_bytes()), "{key}");
+        }
+        let empty = Document::from_map(Map::new());
+        assert_eq!(empty.whole().body, &b"{}"[..]);
     }
 
     #[test]
@@ -125,8 +194,8 @@ mod tests {
         assert_eq!(a.whole().etag, b.whole().etag);
         assert_ne!(a.whole().etag, c.whole().etag);
         // A key's tag follows its own value only.
-        assert_eq!(a.get("k").map(|r| &r.etag), c.get("k").map(|r| &r.etag));
-        assert_ne!(a.get("j").map(|r| &r.etag), c.get("j").map(|r| &r.etag));
+        assert_eq!(a.get("k").map(|r| r.etag), c.get("k").map(|r| r.etag));
+        assert_ne!(a.get("j").map(|r| r.etag), c.get("j").map(|r| r.etag));
         let tag = a.whole().etag.to_str().expect("ascii").to_owned();
         assert!(
             tag.len() == 18 && tag.starts_with('"') && tag.ends_with('"'),

@@ -10,7 +10,7 @@
 //! | code | meaning |
 //! |------|---------|
 //! | 0    | stopped by SIGTERM or SIGINT (connections drained, log flushed) |
-//! | 1    | unexpected failure: the runtime or a signal handler could not be set up |
+//! | 1    | the runtime or a signal handler could not be set up, or the open-files limit is too low to run |
 //! | 2    | a bad setting: `CONFIG_SERVER_PORT` not a number from 1 to 65535 or equal to `PORT`, or another `CONFIG_SERVER_*` knob out of its range |
 //! | 3    | configuration not loadable at startup: `CONFIG_SERVER_FILE`, `CONFIG_SERVER_SERVICE`, `SERVICE_BINDING_ROOT`, `VCAP_SERVICES_FILE_PATH` or `VCAP_SERVICES` is wrong |
 //! | 4    | cannot listen on `127.0.0.1:CONFIG_SERVER_PORT` (port in use, or not allowed) |
@@ -26,7 +26,8 @@ use std::path::{Path, PathBuf};
 
 use crate::parse::ParseError;
 
-/// The runtime or a signal handler could not be set up.
+/// The runtime or a signal handler could not be set up (or the open-files
+/// limit leaves no room to).
 pub const EXIT_INTERNAL: u8 = 1;
 /// `CONFIG_SERVER_PORT` or another knob is unusable.
 pub const EXIT_SETTING: u8 = 2;
@@ -139,11 +140,26 @@ pub enum Error {
         origin: Bindings,
     },
 
+    /// The chosen instance's credentials hold what a configuration file may not.
+    #[error("service instance {name:?} in {origin}: its credentials: {error}")]
+    CredentialsInvalid {
+        name: String,
+        origin: Bindings,
+        error: Box<ParseError>,
+    },
+
     /// The chosen instance has no `credentials` object.
     #[error(
         "service instance {name:?} in {origin}: its credentials are missing or not a JSON object"
     )]
     NoCredentials { name: String, origin: Bindings },
+
+    /// The files changed while they were read, every time they were read.
+    #[error(
+        "{what}: the files changed while they were being read, {tries} times in a row; \
+         write them in one step (a rename, or Kubernetes' ..data swap)"
+    )]
+    KeptChanging { what: String, tries: usize },
 
     /// The listening socket could not be opened.
     #[error("cannot listen on 127.0.0.1:{port} (CONFIG_SERVER_PORT)")]
@@ -156,6 +172,14 @@ pub enum Error {
     /// The tokio runtime could not be built.
     #[error("cannot start the async runtime")]
     Runtime(#[source] io::Error),
+
+    /// The limit of open files leaves no room to run, let alone serve.
+    #[error(
+        "the limit of open files (ulimit -n) is {limit}: config-server needs at least {} \
+         (its runtime, signals, the listener, a configuration file and a client); raise it",
+        crate::conn::MIN_OPEN_FILES
+    )]
+    TooFewFiles { limit: u64 },
 
     /// A signal handler could not be installed.
     #[error("cannot install the {signal} handler")]
@@ -185,10 +209,26 @@ impl Error {
             | Self::BindingsInvalid { .. }
             | Self::ServiceNotBound { .. }
             | Self::AmbiguousTag { .. }
-            | Self::NoCredentials { .. } => EXIT_CONFIG,
+            | Self::NoCredentials { .. }
+            | Self::CredentialsInvalid { .. }
+            | Self::KeptChanging { .. } => EXIT_CONFIG,
             Self::Listen { .. } => EXIT_LISTEN,
-            Self::Runtime(_) | Self::Signal { .. } => EXIT_INTERNAL,
+            Self::Runtime(_) | Self::Signal { .. } | Self::TooFewFiles { .. } => EXIT_INTERNAL,
         }
+    }
+
+    /// Whether a load that failed so may well succeed later with the files as
+    /// they are: they could not be read (out of file descriptors, a file gone
+    /// for a moment in a non-atomic replace) or kept changing while read. A
+    /// watcher tries such a load again at its next check; anything else waits
+    /// for the files to change.
+    pub fn may_pass(&self) -> bool {
+        matches!(
+            self,
+            Self::FileUnreadable { .. }
+                | Self::BindingsUnreadable { .. }
+                | Self::KeptChanging { .. }
+        )
     }
 }
 
@@ -245,6 +285,26 @@ pub struct Position(pub Option<(usize, usize)>);
 impl Position {
     pub fn of_json(err: &serde_json::Error) -> Self {
         Self(Some((err.line(), err.column())))
+    }
+
+    /// This position, in a part of `text` starting at byte `start`, as a
+    /// position in the whole of `text` (columns count bytes, as serde_json's do).
+    pub fn within(self, text: &[u8], start: usize) -> Self {
+        let Some((line, column)) = self.0 else {
+            return self;
+        };
+        let before = &text[..start.min(text.len())];
+        let lines = before.iter().filter(|&&b| b == b'\n').count();
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let column = if line == 1 {
+            start - line_start + column
+        } else {
+            column
+        };
+        Self(Some((lines + line, column)))
     }
 }
 

@@ -4,8 +4,9 @@
 //! author wrote is worse than a refusal. So, beyond plain syntax, this refuses:
 //! a key written twice in one mapping (parsers keep the last one silently);
 //! numbers JSON cannot carry (`.nan`, `.inf`, `1e999`); nesting deeper than
-//! [`MAX_DEPTH`]; YAML aliases that repeat more than [`MAX_ALIAS_VALUES`]
-//! values in all (a small file must not expand into a huge document); YAML
+//! [`MAX_DEPTH`]; more than [`MAX_VALUES`] values; YAML aliases that repeat
+//! more than [`MAX_ALIAS_VALUES`] values in all (a small file must not expand
+//! into a huge document); YAML
 //! tags other than the core schema's; and more than one YAML document. Every
 //! refusal names the key path and a line and column, never a value.
 //!
@@ -17,10 +18,11 @@
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::rc::Rc;
 
-use saphyr_parser::{Event, Marker, Parser, ScalarStyle, Tag};
+use saphyr_parser::{BufferedInput, Event, Marker, Parser, ScalarStyle, ScanError, Span, Tag};
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
@@ -32,6 +34,19 @@ pub const MAX_DEPTH: usize = 100;
 /// YAML aliases may repeat at most this many values in all (a value is a
 /// scalar, a sequence or a mapping, counted with everything inside it).
 pub const MAX_ALIAS_VALUES: usize = 1000;
+/// The YAML scanner may read at most this many flow indicators (`,[]{}`)
+/// ahead of the last event it handed over. It keeps every token of a flow
+/// collection that could still turn out to be a mapping key (one that opens a
+/// line, or an entry of another flow collection) until the collection closes,
+/// at up to 0.9 KB per flow indicator; this bounds that to some 7 MB. Quoted
+/// and block scalars are read whole too, so one holding more of these
+/// characters is refused as well.
+pub const MAX_FLOW_AHEAD: usize = 8192;
+/// A document may hold at most this many values, aliases counted as what they
+/// repeat. Held in memory, a value takes about a hundred bytes whatever its
+/// text, so a 1 MiB source of `{},{},...` would otherwise need some 30 MB at
+/// once: about all the sidecar has on Cloud Foundry.
+pub const MAX_VALUES: usize = 50_000;
 
 /// Why a text was refused, with where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,12 +71,19 @@ pub enum Problem {
     TooDeep,
     /// Aliases repeat more than [`MAX_ALIAS_VALUES`] values.
     AliasLimit,
+    /// More than [`MAX_VALUES`] values in all.
+    TooManyValues,
     /// A mapping or a sequence used as a mapping key.
     KeyNotScalar,
     /// A tag outside the YAML core schema, or a value its tag does not fit.
     Tag { tag: String, path: String },
     /// A second YAML document in the same file.
     SeveralDocuments,
+    /// A merge key (`<<`) whose value is not a mapping or a list of them;
+    /// holds the key's path.
+    MergeNotMapping(String),
+    /// More than [`MAX_FLOW_AHEAD`] flow indicators read ahead of the next event.
+    FlowTooLong,
 }
 
 impl fmt::Display for ParseError {
@@ -85,6 +107,11 @@ impl fmt::Display for ParseError {
                 "aliases repeat more than {MAX_ALIAS_VALUES} values in all; the alias at \
                  {at} goes over the limit: write the values out, or use fewer aliases"
             ),
+            Problem::TooManyValues => write!(
+                f,
+                "holds more than {MAX_VALUES} values (scalars, lists and mappings, aliases \
+                 counted as what they repeat); the one at {at} goes over the limit"
+            ),
             Problem::KeyNotScalar => write!(
                 f,
                 "a mapping key must be a plain value, not a mapping or a sequence ({at})"
@@ -99,16 +126,39 @@ impl fmt::Display for ParseError {
                 f,
                 "holds more than one YAML document; the second starts at {at}"
             ),
+            Problem::MergeNotMapping(path) => write!(
+                f,
+                "`{path}` merges what is not a mapping ({at}): the merge key `<<` takes a \
+                 mapping or a list of mappings; quote it ('<<') if it is meant as a plain key"
+            ),
+            Problem::FlowTooLong => write!(
+                f,
+                "the YAML after {at} holds more than {MAX_FLOW_AHEAD} commas and brackets \
+                 before its next value is complete, all of which the YAML reader would keep in \
+                 memory (a flow collection `[...]` or `{{...}}` that opens a line or sits in \
+                 another one is read whole, and so is a string); write a collection this large \
+                 in block style (`- item` lines), or the file as JSON"
+            ),
         }
     }
 }
 
 /// Parses `text` in `format`; a leading UTF-8 byte-order mark is skipped.
+///
+/// YAML that is JSON (YAML 1.2 is a superset of it) is parsed as JSON, to the
+/// same value: the YAML scanner holds a whole flow collection in memory, at
+/// some 400 bytes a token, before it hands over its first value.
 pub fn parse(format: Format, text: &[u8]) -> Result<Value, ParseError> {
     let text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
     match format {
         Format::Json => parse_json(text),
-        Format::Yaml => parse_yaml(text),
+        Format::Yaml => match parse_json(text) {
+            Err(ParseError {
+                problem: Problem::Syntax,
+                ..
+            }) => parse_yaml(text),
+            json => json,
+        },
     }
 }
 
@@ -175,12 +225,22 @@ struct JsonContext {
     path: RefCell<Vec<Step>>,
     /// Set by the visitor before it fails; the serde error then only carries the position.
     problem: Cell<Option<Problem>>,
+    values: Cell<usize>,
 }
 
 impl JsonContext {
     fn fail<E: de::Error>(&self, problem: Problem) -> E {
         self.problem.set(Some(problem));
         E::custom("refused")
+    }
+
+    /// Counts one more value against [`MAX_VALUES`].
+    fn count<E: de::Error>(&self) -> Result<(), E> {
+        self.values.set(self.values.get() + 1);
+        if self.values.get() > MAX_VALUES {
+            return Err(self.fail(Problem::TooManyValues));
+        }
+        Ok(())
     }
 }
 
@@ -200,32 +260,40 @@ impl<'de> Visitor<'de> for JsonSeed<'_> {
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
-    fn visit_unit<E>(self) -> Result<Value, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        self.0.count()?;
         Ok(Value::Null)
     }
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        self.0.count()?;
         Ok(Value::Bool(v))
     }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        self.0.count()?;
         Ok(Value::from(v))
     }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        self.0.count()?;
         Ok(Value::from(v))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        self.0.count()?;
         Number::from_f64(v).map(Value::Number).ok_or_else(|| {
             self.0
                 .fail(Problem::NotFinite(render_path(&self.0.path.borrow())))
         })
     }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        self.0.count()?;
         Ok(Value::String(v.to_owned()))
     }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        self.0.count()?;
         Ok(Value::String(v))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        self.0.count()?;
         if self.0.path.borrow().len() >= MAX_DEPTH {
             return Err(self.0.fail(Problem::TooDeep));
         }
@@ -243,6 +311,7 @@ impl<'de> Visitor<'de> for JsonSeed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        self.0.count()?;
         if self.0.path.borrow().len() >= MAX_DEPTH {
             return Err(self.0.fail(Problem::TooDeep));
         }
@@ -281,22 +350,125 @@ fn parse_yaml(text: &[u8]) -> Result<Value, ParseError> {
             + 1;
         fail(Problem::NotUtf8, Position(Some((line, column))))
     })?;
-    let mut builder = YamlBuilder::default();
-    for event in Parser::new_from_str(text) {
+    let mut builder = YamlBuilder {
+        referenced: referenced_anchors(text),
+        ..YamlBuilder::default()
+    };
+    let mut events = Events::new(text);
+    while let Some(event) = events.next() {
         let (event, span) = event.map_err(|e| {
-            // The scanner's own guard against runaway flow nesting.
-            let problem = if e.info() == "recursion limit exceeded" {
+            let problem = if events.cut() {
+                Problem::FlowTooLong
+            } else if e.info() == "recursion limit exceeded" {
+                // The scanner's own guard against runaway flow nesting.
                 Problem::TooDeep
             } else {
                 Problem::Syntax
             };
-            fail(problem, at(e.marker()))
+            let marker = if events.cut() {
+                &events.last
+            } else {
+                e.marker()
+            };
+            fail(problem, at(marker))
         })?;
         builder
             .event(event)
             .map_err(|problem| fail(problem, at(&span.start)))?;
     }
+    if events.cut() {
+        return Err(fail(Problem::FlowTooLong, at(&events.last)));
+    }
     Ok(builder.root.unwrap_or(Value::Null))
+}
+
+/// The YAML parser's events, with the scanner kept from reading more than
+/// [`MAX_FLOW_AHEAD`] flow indicators ahead of the last event: past that,
+/// its input ends there, and [`Events::cut`] says so.
+struct Events<'a> {
+    parser: Parser<'a, BufferedInput<Guarded<'a>>>,
+    ahead: Rc<Cell<Option<usize>>>,
+    /// Where the last event ended.
+    last: Marker,
+}
+
+/// Characters for the scanner, counting flow indicators in `ahead`; `None`
+/// once the input was cut.
+struct Guarded<'a> {
+    chars: std::str::Chars<'a>,
+    ahead: Rc<Cell<Option<usize>>>,
+}
+
+impl Iterator for Guarded<'_> {
+    type Item = char;
+
+    fn next(&mut self) -> Option<char> {
+        let ahead = self.ahead.get()?;
+        let c = self.chars.next()?;
+        if matches!(c, ',' | '[' | ']' | '{' | '}') {
+            let ahead = ahead + 1;
+            if ahead > MAX_FLOW_AHEAD {
+                self.ahead.set(None);
+                return None;
+            }
+            self.ahead.set(Some(ahead));
+        }
+        Some(c)
+    }
+}
+
+impl<'a> Events<'a> {
+    fn new(text: &'a str) -> Self {
+        let ahead = Rc::new(Cell::new(Some(0)));
+        let chars = Guarded {
+            chars: text.chars(),
+            ahead: Rc::clone(&ahead),
+        };
+        Self {
+            parser: Parser::new_from_iter(chars),
+            ahead,
+            last: Marker::new(0, 1, 0),
+        }
+    }
+
+    /// Whether the input was cut short.
+    fn cut(&self) -> bool {
+        self.ahead.get().is_none()
+    }
+}
+
+impl<'a> Iterator for Events<'a> {
+    type Item = Result<(Event<'a>, Span), ScanError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let next = self.parser.next()?;
+        if let Ok((_, span)) = &next {
+            self.last = span.end;
+            if !self.cut() {
+                self.ahead.set(Some(0));
+            }
+        }
+        Some(next)
+    }
+}
+
+/// The anchors that aliases refer to, from a first pass over the events.
+///
+/// Only those are kept while building, and only while what they hold could be
+/// repeated within [`MAX_ALIAS_VALUES`]: keeping every anchored value on the
+/// chance that an alias comes let 90 nested anchors, and no alias at all, make
+/// a 1 MiB file take gigabytes. Each alias repeats at least one value, so past
+/// the first `MAX_ALIAS_VALUES + 1` aliases the document is refused anyway,
+/// and later ones need not be looked at.
+fn referenced_anchors(text: &str) -> HashSet<usize> {
+    Events::new(text)
+        .map_while(Result::ok)
+        .filter_map(|(event, _)| match event {
+            Event::Alias(id) => Some(id),
+            _ => None,
+        })
+        .take(MAX_ALIAS_VALUES + 1)
+        .collect()
 }
 
 fn at(marker: &Marker) -> Position {
@@ -313,18 +485,48 @@ enum Frame {
     Map {
         map: Map<String, Value>,
         key: Option<String>,
+        /// Whether the merge key `<<` was read: 0 no, 1 it is the pending key,
+        /// 2 its value was merged.
+        merge: u8,
+        /// Keys that came from a merge and were not written in the mapping itself.
+        merged: HashSet<String>,
         anchor: usize,
         values: usize,
     },
 }
 
+/// YAML's merge key (yaml.org/type/merge.html): `<<: *defaults` puts the keys
+/// of the mapping (or of each mapping in a list of them) into the mapping
+/// that holds it, except those the mapping writes itself.
+const MERGE_KEY: &str = "<<";
+
+/// What an anchor that an alias refers to stands for.
+#[derive(Clone)]
+enum Anchored {
+    /// Its value, how many values that holds, and a scalar's text (an alias
+    /// to it may be a mapping key).
+    Kept {
+        value: Value,
+        values: usize,
+        text: Option<String>,
+    },
+    /// More than the aliases may repeat: any alias to it goes over the limit.
+    TooBig,
+}
+
 #[derive(Default)]
 struct YamlBuilder {
     stack: Vec<Frame>,
-    /// Anchored values by anchor id, with how many values each holds.
-    anchors: HashMap<usize, (Value, usize)>,
+    /// Anchor ids that aliases refer to ([`referenced_anchors`]).
+    referenced: HashSet<usize>,
+    /// Those anchors, once their values are complete.
+    anchors: HashMap<usize, Anchored>,
+    /// Values held by `anchors`.
+    kept: usize,
     /// Values repeated by aliases so far.
     aliased: usize,
+    /// Values in the document so far.
+    values: usize,
     documents: usize,
     root: Option<Value>,
 }
@@ -339,36 +541,47 @@ impl YamlBuilder {
                 }
             }
             Event::Scalar(text, style, anchor, tag) => {
-                if let Some(Frame::Map {
-                    key: key @ None, ..
-                }) = self.stack.last_mut()
-                {
+                if self.awaits_key() {
                     // A key: its text as written, whatever it would resolve to.
-                    *key = Some(text.into_owned());
-                    return self.check_duplicate();
+                    let key = text.into_owned();
+                    self.remember(anchor, &Value::String(key.clone()), 1, Some(&key));
+                    let merge = key == MERGE_KEY && style == ScalarStyle::Plain && tag.is_none();
+                    return if merge {
+                        self.set_merge_key()
+                    } else {
+                        self.set_key(key)
+                    };
                 }
+                self.count(1)?;
+                let written = (anchor != 0).then(|| text.to_string());
                 let value = self.scalar(text, style, tag.as_deref())?;
-                self.add(value, 1, anchor)?;
+                self.remember(anchor, &value, 1, written.as_deref());
+                self.add(value, 1)?;
             }
             Event::Alias(id) => {
-                let (value, values) = self.anchors.get(&id).cloned().ok_or(Problem::Syntax)?;
+                let Some(Anchored::Kept {
+                    value,
+                    values,
+                    text,
+                }) = self.anchors.get(&id).cloned()
+                else {
+                    return Err(match self.anchors.get(&id) {
+                        Some(Anchored::TooBig) => Problem::AliasLimit,
+                        _ => Problem::Syntax,
+                    });
+                };
                 self.aliased += values;
                 if self.aliased > MAX_ALIAS_VALUES {
                     return Err(Problem::AliasLimit);
                 }
-                if let Some(Frame::Map {
-                    key: key @ None, ..
-                }) = self.stack.last_mut()
-                {
-                    let Value::String(text) = value else {
-                        return Err(Problem::KeyNotScalar);
-                    };
-                    *key = Some(text);
-                    return self.check_duplicate();
+                if self.awaits_key() {
+                    return self.set_key(text.ok_or(Problem::KeyNotScalar)?);
                 }
-                self.add(value, values, 0)?;
+                self.count(values)?;
+                self.add(value, values)?;
             }
             Event::SequenceStart(anchor, tag) => {
+                self.count(1)?;
                 self.open(tag.as_deref(), "seq")?;
                 self.stack.push(Frame::Seq {
                     items: Vec::new(),
@@ -377,10 +590,13 @@ impl YamlBuilder {
                 });
             }
             Event::MappingStart(anchor, tag) => {
+                self.count(1)?;
                 self.open(tag.as_deref(), "map")?;
                 self.stack.push(Frame::Map {
                     map: Map::new(),
                     key: None,
+                    merge: 0,
+                    merged: HashSet::new(),
                     anchor,
                     values: 1,
                 });
@@ -400,7 +616,8 @@ impl YamlBuilder {
                     }) => (Value::Object(map), values, anchor),
                     None => return Err(Problem::Syntax),
                 };
-                self.add(value, values, anchor)?;
+                self.remember(anchor, &value, values, None);
+                self.add(value, values)?;
             }
             Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
         }
@@ -421,26 +638,74 @@ impl YamlBuilder {
         }
     }
 
-    /// A mapping's key was just set: it must be new in its mapping.
-    fn check_duplicate(&self) -> Result<(), Problem> {
+    /// Whether the next node is a mapping's key.
+    fn awaits_key(&self) -> bool {
+        matches!(self.stack.last(), Some(Frame::Map { key: None, .. }))
+    }
+
+    /// Sets the key of the mapping being read; it must be new in its mapping,
+    /// though it may replace a key that a merge brought in.
+    fn set_key(&mut self, text: String) -> Result<(), Problem> {
         if let Some(Frame::Map {
-            map,
-            key: Some(key),
-            ..
-        }) = self.stack.last()
+            map, key, merged, ..
+        }) = self.stack.last_mut()
         {
-            if map.contains_key(key) {
+            let duplicate = map.contains_key(&text) && !merged.remove(&text);
+            *key = Some(text);
+            if duplicate {
                 return Err(Problem::DuplicateKey(self.path()));
             }
         }
         Ok(())
     }
 
+    /// The key of the mapping being read is the merge key; once per mapping.
+    fn set_merge_key(&mut self) -> Result<(), Problem> {
+        if let Some(Frame::Map { key, merge, .. }) = self.stack.last_mut() {
+            *key = Some(MERGE_KEY.to_owned());
+            if *merge != 0 {
+                return Err(Problem::DuplicateKey(self.path()));
+            }
+            *merge = 1;
+        }
+        Ok(())
+    }
+
+    /// Counts `values` more values in the document against [`MAX_VALUES`].
+    fn count(&mut self, values: usize) -> Result<(), Problem> {
+        self.values += values;
+        if self.values > MAX_VALUES {
+            return Err(Problem::TooManyValues);
+        }
+        Ok(())
+    }
+
+    /// Keeps a copy of a complete value under its anchor, if an alias uses it
+    /// and it fits in what aliases may repeat.
+    fn remember(&mut self, anchor: usize, value: &Value, values: usize, text: Option<&str>) {
+        if anchor == 0 || !self.referenced.contains(&anchor) {
+            return;
+        }
+        // Every kept anchor is repeated at least once, so keeping more than the
+        // aliases may repeat can only end in the alias limit.
+        let anchored = if self.kept + values > MAX_ALIAS_VALUES {
+            Anchored::TooBig
+        } else {
+            self.kept += values;
+            Anchored::Kept {
+                value: value.clone(),
+                values,
+                text: text.map(str::to_owned),
+            }
+        };
+        self.anchors.insert(anchor, anchored);
+    }
+
     /// Puts a finished value (holding `values` values) into its parent, or makes
-    /// it the document, and remembers it under its anchor.
-    fn add(&mut self, value: Value, values: usize, anchor: usize) -> Result<(), Problem> {
-        if anchor != 0 {
-            self.anchors.insert(anchor, (value.clone(), values));
+    /// it the document.
+    fn add(&mut self, value: Value, values: usize) -> Result<(), Problem> {
+        if let Some(Frame::Map { merge: 1, .. }) = self.stack.last() {
+            return self.merge(value, values);
         }
         match self.stack.last_mut() {
             Some(Frame::Seq {
@@ -464,6 +729,44 @@ impl YamlBuilder {
         Ok(())
     }
 
+    /// Merges the value of a merge key, a mapping or a list of them (earlier
+    /// ones first), into the mapping being read: the keys it does not hold yet.
+    fn merge(&mut self, value: Value, values: usize) -> Result<(), Problem> {
+        let not_mapping = || Problem::MergeNotMapping(self.path());
+        let sources = match value {
+            Value::Object(source) => vec![source],
+            Value::Array(items) => items
+                .into_iter()
+                .map(|item| match item {
+                    Value::Object(source) => Some(source),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(not_mapping)?,
+            _ => return Err(not_mapping()),
+        };
+        if let Some(Frame::Map {
+            map,
+            key,
+            merge,
+            merged,
+            values: n,
+            ..
+        }) = self.stack.last_mut()
+        {
+            *key = None;
+            *merge = 2;
+            *n += values;
+            for (k, v) in sources.into_iter().flatten() {
+                if !map.contains_key(&k) {
+                    merged.insert(k.clone());
+                    map.insert(k, v);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The path to the value being read, for messages.
     fn path(&self) -> String {
         let steps: Vec<Step> = self
@@ -478,8 +781,13 @@ impl YamlBuilder {
     }
 
     fn tag_problem(&self, tag: &Tag) -> Problem {
+        // As written: saphyr shows `!!binary` as `tag:yaml.org,2002:!binary`.
+        let shown = match core_suffix(tag) {
+            Some(suffix) => format!("!!{suffix}"),
+            None => tag.to_string(),
+        };
         Problem::Tag {
-            tag: sanitize::cut(&tag.to_string(), 64),
+            tag: sanitize::cut(&shown, 64),
             path: self.path(),
         }
     }
@@ -742,6 +1050,125 @@ mod tests {
     }
 
     #[test]
+    fn yaml_anchors_on_keys_and_aliases_as_keys() {
+        assert_eq!(
+            yaml("&k name: 1\nother: *k\n").unwrap(),
+            r#"{"name":1,"other":"name"}"#
+        );
+        // An alias to a scalar is a key as the scalar was written.
+        assert_eq!(
+            yaml("n: &n 5\nm: {*n : x}\n").unwrap(),
+            r#"{"n":5,"m":{"5":"x"}}"#
+        );
+        assert!(yaml("s: &s [1]\nm: {*s : x}\n")
+            .unwrap_err()
+            .starts_with("a mapping key must be a plain value"));
+        assert!(yaml("k: &k name\n*k : 1\nname: 2\n")
+            .unwrap_err()
+            .starts_with("key `name` appears twice"));
+    }
+
+    #[test]
+    fn yaml_anchors_no_alias_uses_are_not_kept() {
+        // Kept, each of these would copy everything inside it.
+        let nested: String = (0..90)
+            .map(|i| format!("{}k: &a{i}\n", " ".repeat(2 * i)))
+            .collect();
+        let text = format!(
+            "{nested}{}k: [{}]\n",
+            " ".repeat(180),
+            vec!["0"; 5000].join(",")
+        );
+        assert!(yaml(&text).is_ok());
+        // An alias to an anchor bigger than the aliases may repeat goes over the limit.
+        let big = format!("a: &a [{}]\nb: *a\n", vec!["0"; MAX_ALIAS_VALUES].join(","));
+        assert!(yaml(&big)
+            .unwrap_err()
+            .starts_with("aliases repeat more than 1000 values in all; the alias at line 2"));
+    }
+
+    #[test]
+    fn values_are_counted_aliases_as_what_they_repeat() {
+        let list = |n: usize| vec!["0"; n].join(",");
+        // The mapping, the list and its items.
+        assert!(yaml(&format!("a: [{}]\n", list(MAX_VALUES - 2))).is_ok());
+        assert!(yaml(&format!("a: [{}]\n", list(MAX_VALUES - 1)))
+            .unwrap_err()
+            .starts_with(&format!("holds more than {MAX_VALUES} values")));
+        assert!(json(&format!("{{\"a\": [{}]}}", list(MAX_VALUES - 1)))
+            .unwrap_err()
+            .starts_with(&format!("holds more than {MAX_VALUES} values")));
+        let aliased = format!(
+            "a: &a [{}]\nb: [{}]\nc: *a\n",
+            list(900),
+            list(MAX_VALUES - 900 - 4)
+        );
+        assert!(yaml(&aliased)
+            .unwrap_err()
+            .starts_with(&format!("holds more than {MAX_VALUES} values")));
+    }
+
+    #[test]
+    fn yaml_that_is_json_is_read_as_json_to_the_same_value() {
+        let text = r#"{"a": [1, 2.5, -3, 1e3, "x\u00e9"], "b": {"c": null, "d": true}}"#;
+        let as_json = json(text).unwrap();
+        assert_eq!(yaml(text).unwrap(), as_json);
+        assert_eq!(
+            parse_yaml(text.as_bytes()).unwrap().to_string(),
+            as_json,
+            "the YAML reader agrees"
+        );
+        // JSON's refusals still apply, YAML's too when it is not JSON.
+        assert!(yaml(r#"{"a": 1, "a": 2}"#)
+            .unwrap_err()
+            .starts_with("key `a` appears twice"));
+        assert!(yaml("{a: 1, a: 2}")
+            .unwrap_err()
+            .starts_with("key `a` appears twice"));
+    }
+
+    #[test]
+    fn yaml_merge_keys() {
+        let base = "base: &b {user: u, pw: p}\n";
+        // The mapping's own keys win, wherever they are written; merged keys
+        // come where the merge key is.
+        assert_eq!(
+            yaml(&format!("{base}prod:\n  <<: *b\n  pw: q\n")).unwrap(),
+            r#"{"base":{"user":"u","pw":"p"},"prod":{"user":"u","pw":"q"}}"#
+        );
+        assert_eq!(
+            yaml(&format!("{base}prod: {{pw: q, <<: *b}}\n")).unwrap(),
+            r#"{"base":{"user":"u","pw":"p"},"prod":{"pw":"q","user":"u"}}"#
+        );
+        // A list of mappings: the earlier ones win.
+        assert_eq!(
+            yaml("a: &a {x: 1, z: 1}\nb: &b {y: 2, z: 2}\nc: {<<: [*a, *b]}\n").unwrap(),
+            r#"{"a":{"x":1,"z":1},"b":{"y":2,"z":2},"c":{"x":1,"z":1,"y":2}}"#
+        );
+        // Quoted or tagged, `<<` is a plain key.
+        assert_eq!(
+            yaml("c: {'<<': {x: 1}}\nd: {!!str <<: 1}\n").unwrap(),
+            r#"{"c":{"<<":{"x":1}},"d":{"<<":1}}"#
+        );
+        // A key the mapping writes twice is still a duplicate, merged or not.
+        assert_eq!(
+            yaml(&format!("{base}c:\n  <<: *b\n  pw: 1\n  pw: 2\n")).unwrap_err(),
+            "key `c.pw` appears twice in the same mapping (line 5, column 3): keep one of them"
+        );
+        assert!(yaml(&format!("{base}c:\n  <<: *b\n  <<: *b\n"))
+            .unwrap_err()
+            .starts_with("key `c.<<` appears twice"));
+        assert_eq!(
+            yaml("c:\n  <<: 5\n").unwrap_err(),
+            "`c.<<` merges what is not a mapping (line 2, column 7): the merge key `<<` takes \
+             a mapping or a list of mappings; quote it ('<<') if it is meant as a plain key"
+        );
+        assert!(yaml("c: {<<: [{a: 1}, [2]]}\n")
+            .unwrap_err()
+            .starts_with("`c.<<` merges what is not a mapping"));
+    }
+
+    #[test]
     fn yaml_depth_is_capped() {
         let deep = format!("{}1{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
         assert!(yaml(&deep).is_ok());
@@ -780,7 +1207,10 @@ mod tests {
             .starts_with("`a` has the tag !secret"));
         assert!(yaml("a: !!int x\n")
             .unwrap_err()
-            .starts_with("`a` has the tag"));
+            .starts_with("`a` has the tag !!int, "));
+        assert!(yaml("a: !!binary aGk=\n")
+            .unwrap_err()
+            .starts_with("`a` has the tag !!binary, "));
         assert_eq!(
             yaml("a: !!str 12\nb: !!int '12'\nc: ! 5\n").unwrap(),
             r#"{"a":"12","b":12,"c":"5"}"#

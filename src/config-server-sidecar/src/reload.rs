@@ -9,10 +9,13 @@
 //! A version that fails to load is refused with one warning naming the file
 //! and the reason (never a value) and the last good document stays served;
 //! the same failure is not repeated at every poll, and a later good version is
-//! picked up. A reload that finds nothing at all (no file, no binding) while a
+//! picked up; so is the same version once a failure that may pass by itself
+//! (out of file descriptors, files changing while read) has passed. A reload
+//! that finds nothing at all (no file, no binding) while a
 //! real configuration is served is refused too: falling back to the demo
 //! document would hand the app the wrong secrets.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -21,7 +24,7 @@ use serde_json::{json, Value};
 
 use crate::config::Source;
 use crate::document::Document;
-use crate::error;
+use crate::error::{self, Error};
 use crate::source::{self, Loaded, Origin};
 
 /// What one request is answered from.
@@ -70,6 +73,9 @@ impl Snapshot {
 /// The configuration being served.
 pub struct Live {
     current: Mutex<Arc<Snapshot>>,
+    /// The last attempt failed in a way that may pass with the files unchanged
+    /// ([`crate::error::Error::may_pass`]).
+    retry: AtomicBool,
 }
 
 impl Live {
@@ -79,7 +85,13 @@ impl Live {
         let first = Snapshot::new(Arc::new(loaded.document), loaded.origin, 1, now, now, None);
         Self {
             current: Mutex::new(Arc::new(first)),
+            retry: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the last attempt should be made again even if nothing changes.
+    pub fn wants_retry(&self) -> bool {
+        self.retry.load(Ordering::Relaxed)
     }
 
     /// What a request is answered from; cheap (a lock and an `Arc` clone).
@@ -97,7 +109,12 @@ impl Live {
     pub fn reload(&self, source: &Source, why: &str) {
         let now = SystemTime::now();
         let current = self.snapshot();
-        let failure = match source::load(source) {
+        let loaded = source::load(source);
+        self.retry.store(
+            loaded.as_ref().is_err_and(Error::may_pass),
+            Ordering::Relaxed,
+        );
+        let failure = match loaded {
             Ok(loaded) if loaded.origin == Origin::Demo && current.origin != Origin::Demo => {
                 format!(
                     "no configuration found any more (no CONFIG_SERVER_FILE, and no binding \

@@ -58,7 +58,7 @@ pub fn respond(
             let raw = path.strip_prefix("/config/").unwrap_or_default();
             let value = percent_decode(raw).and_then(|key| doc.get(&key));
             match value {
-                Some(value) => tagged(value, headers),
+                Some(value) => tagged(&value, headers),
                 None => json(StatusCode::NOT_FOUND, no_key(raw)),
             }
         }

@@ -48,6 +48,9 @@ const BUSY_BODY: &str = r#"{"error":"too many connections, try again"}"#;
 
 /// Serves what was loaded at startup on `127.0.0.1:port` until SIGTERM or SIGINT.
 pub fn serve(config: Config, loaded: Loaded) -> Result<(), Error> {
+    if let Some(limit) = conn::open_files_limit().filter(|&n| n < conn::MIN_OPEN_FILES) {
+        return Err(Error::TooFewFiles { limit });
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -114,14 +117,10 @@ async fn run(config: Config, loaded: Loaded) -> Result<(), Error> {
         tokio::select! {
             accepted = listener.accept(), if paused_until.is_none() => match accepted {
                 Ok((stream, _peer)) => {
-                    if accept_failures.failing() {
-                        println!(
-                            "accepting connections again, after {} failed attempt(s)",
-                            accept_failures.total
-                        );
-                        accept_failures.clear();
-                        backoff.reset();
+                    if let Some(failed) = accept_failures.recover() {
+                        println!("accepting connections again, after {failed} failed attempt(s)");
                     }
+                    backoff.reset();
                     if tracker.open() >= limits.max_connections && !tracker.evict_longest_idle() {
                         at_limit.warn(|| format!(
                             "{} connections are open (CONFIG_SERVER_MAX_CONNECTIONS) and none is \
@@ -279,12 +278,19 @@ impl App {
 }
 
 /// A warning about a condition that may repeat many times a second, written at
-/// most once per [`WARN_EVERY`] with a count of what was left out.
+/// most once per [`WARN_EVERY`] with a count of what was left out. The
+/// condition may also come and go many times a second (out of file
+/// descriptors, a closed idle connection makes room for one accept, and the
+/// next runs out again): the interval holds across such episodes, and only an
+/// episode that was warned about is said to be over.
 struct Throttled {
+    /// When a warning was last written.
     last: Option<Instant>,
     suppressed: u64,
-    /// Occurrences since the condition began.
+    /// Occurrences in the current episode.
     total: u64,
+    /// Whether the current episode was warned about.
+    shown: bool,
 }
 
 impl Throttled {
@@ -293,6 +299,7 @@ impl Throttled {
             last: None,
             suppressed: 0,
             total: 0,
+            shown: false,
         }
     }
 
@@ -317,13 +324,15 @@ impl Throttled {
         );
         self.last = Some(now);
         self.suppressed = 0;
+        self.shown = true;
     }
 
-    fn failing(&self) -> bool {
-        self.total > 0
-    }
-
-    fn clear(&mut self) {
-        *self = Self::new();
+    /// Ends the current episode; `Some(occurrences)` if it was warned about, so
+    /// that its end is worth a line too.
+    fn recover(&mut self) -> Option<u64> {
+        let warned = (self.total > 0 && self.shown).then_some(self.total);
+        self.total = 0;
+        self.shown = false;
+        warned
     }
 }

@@ -9,19 +9,20 @@
 //! gives the built-in demo document.
 
 use std::fmt;
-use std::fs::{self, File, Metadata};
+use std::fs::{self, Metadata, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::bindings::{self, Binding};
+use crate::bindings::{self, Binding, Listing};
 use crate::config::{BindingsInput, Source};
 use crate::document::Document;
 use crate::error::{Bindings, Error, Format, Unsafe};
 use crate::parse;
 use crate::sanitize;
+use crate::watch;
 
 /// The tag (or binding type) that marks the service binding holding the configuration.
 pub const TAG: &str = "config-server";
@@ -83,8 +84,50 @@ pub struct Loaded {
     pub origin: Origin,
 }
 
+/// How many times a load is tried while its files keep changing under it.
+const LOAD_TRIES: usize = 5;
+
 /// Reads, checks and renders the configuration.
+///
+/// A source of several files (a binding tree) can change half way through
+/// its reading, say a Kubernetes `..data` swap between the user file and
+/// the password file: the files' state is taken before and after, and a
+/// load that saw them change is thrown away and tried again, so that what
+/// is served is one version or the other, never a mix.
 pub fn load(source: &Source) -> Result<Loaded, Error> {
+    let targets = watch::targets(source);
+    for _ in 0..LOAD_TRIES {
+        let before = watch::fingerprint(&targets);
+        let loaded = load_once(source);
+        if watch::fingerprint(&targets) == before {
+            return loaded;
+        }
+    }
+    Err(Error::KeptChanging {
+        what: what_changes(source),
+        tries: LOAD_TRIES,
+    })
+}
+
+/// The variables naming the files behind `source`, for a message.
+fn what_changes(source: &Source) -> String {
+    match source {
+        Source::File(path) => format!("CONFIG_SERVER_FILE={}", path.display()),
+        Source::Services { bindings, .. } => {
+            let files: Vec<String> = bindings
+                .iter()
+                .filter_map(|input| match input {
+                    BindingsInput::Root(root) => Some(Bindings::Root(root.clone()).to_string()),
+                    BindingsInput::File(path) => Some(Bindings::File(path.clone()).to_string()),
+                    BindingsInput::Env(_) => None,
+                })
+                .collect();
+            files.join(" or ")
+        }
+    }
+}
+
+fn load_once(source: &Source) -> Result<Loaded, Error> {
     match source {
         Source::File(path) => Ok(Loaded {
             document: load_file(path)?,
@@ -105,19 +148,32 @@ pub enum Capped {
 /// Reads a regular file of at most `budget` bytes, refusing a larger one before
 /// reading it whole (and one that grows past `budget` while it is read).
 pub fn read_capped(path: &Path, budget: u64) -> Result<Vec<u8>, Capped> {
-    // stat before open: opening a FIFO for reading would block forever.
     let meta = fs::metadata(path).map_err(Capped::Io)?;
     read_regular(path, &meta, budget)
 }
 
+/// Reads `path`, which `meta` (a stat of it) says is a regular file.
+///
+/// The path may be swapped between the stat and the open, so the stat only
+/// spares opening a device; what counts is what was opened. It is opened
+/// without blocking (opening a FIFO for reading would wait for a writer, and
+/// the sidecar with it, forever) and checked again through its descriptor.
 fn read_regular(path: &Path, meta: &Metadata, budget: u64) -> Result<Vec<u8>, Capped> {
+    if !meta.is_file() {
+        return Err(Capped::NotRegular);
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(Capped::Io)?;
+    let meta = file.metadata().map_err(Capped::Io)?;
     if !meta.is_file() {
         return Err(Capped::NotRegular);
     }
     if meta.len() > budget {
         return Err(Capped::TooBig(meta.len()));
     }
-    let file = File::open(path).map_err(Capped::Io)?;
     let mut text = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     file.take(budget + 1)
         .read_to_end(&mut text)
@@ -172,32 +228,88 @@ fn load_file(path: &Path) -> Result<Document, Error> {
 }
 
 /// The configuration file must not be changeable by users other than its
-/// owner: refuse a world-writable file, and a file whose directory is
-/// world-writable without the sticky bit (anyone could replace it). For a
-/// symlink, both the directory holding the link and the directory holding the
-/// file it resolves to are checked. `meta` is the resolved file's metadata.
+/// owner: refuse a world-writable file, and a file that any directory on the
+/// way to it is world-writable without the sticky bit (anyone could rename
+/// what such a directory holds: the file, a directory above it, or a symlink
+/// it goes through). The path is walked as the kernel resolves it, one
+/// component and one symlink at a time. `meta` is the resolved file's metadata.
 fn check_file_safety(path: &Path, meta: &Metadata) -> Result<(), Unsafe> {
     let mode = meta.permissions().mode() & 0o7777;
-    // canonicalize cannot fail for a path that was just stat'ed, except in a race;
-    // then fall back to the path as given.
-    let target = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     if mode & 0o002 != 0 {
+        // canonicalize cannot fail for a path that was just stat'ed, except in a
+        // race; then fall back to the path as given.
+        let target = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         return Err(Unsafe::WorldWritableFile { path: target, mode });
     }
-    let link_dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
+    let start = if path.is_absolute() {
+        PathBuf::from("/")
+    } else {
+        std::env::current_dir().unwrap_or_default()
     };
-    let dirs = [target.parent(), Some(link_dir)];
-    for dir in dirs.into_iter().flatten() {
-        let dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-        let Ok(dir_meta) = fs::metadata(&dir) else {
-            continue;
+    // The components still to walk, the next one last.
+    let mut pending = parts(path);
+    let mut dir = start;
+    // What the kernel allows (MAXSYMLINKS); past it the read fails anyway.
+    let mut links = 40;
+    while let Some(part) = pending.pop() {
+        let name = match part {
+            Part::Root => {
+                dir = PathBuf::from("/");
+                continue;
+            }
+            Part::Parent => {
+                dir.pop();
+                continue;
+            }
+            Part::Name(name) => name,
         };
-        let mode = dir_meta.mode() & 0o7777;
-        if mode & 0o002 != 0 && mode & 0o1000 == 0 {
-            return Err(Unsafe::WorldWritableDir { path: dir, mode });
+        check_dir(&dir)?;
+        let next = dir.join(name);
+        let is_link = fs::symlink_metadata(&next).is_ok_and(|m| m.file_type().is_symlink());
+        if !is_link {
+            dir = next;
+            continue;
         }
+        links -= 1;
+        let Ok(target) = fs::read_link(&next) else {
+            break; // Replaced in a race: the read that follows tells.
+        };
+        if links == 0 {
+            break;
+        }
+        pending.extend(parts(&target));
+    }
+    Ok(())
+}
+
+/// A path's components to walk, last first (a stack).
+enum Part {
+    Root,
+    Parent,
+    Name(std::ffi::OsString),
+}
+
+fn parts(path: &Path) -> Vec<Part> {
+    path.components()
+        .rev()
+        .filter_map(|c| match c {
+            Component::RootDir => Some(Part::Root),
+            Component::ParentDir => Some(Part::Parent),
+            Component::Normal(name) => Some(Part::Name(name.to_owned())),
+            Component::CurDir | Component::Prefix(_) => None,
+        })
+        .collect()
+}
+
+/// A directory on the way to the file must not let anyone rename what it holds.
+fn check_dir(dir: &Path) -> Result<(), Unsafe> {
+    let Ok(meta) = fs::metadata(dir) else {
+        return Ok(()); // Gone in a race: the read that follows tells.
+    };
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o002 != 0 && mode & 0o1000 == 0 {
+        let path = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        return Err(Unsafe::WorldWritableDir { path, mode });
     }
     Ok(())
 }
@@ -211,9 +323,9 @@ fn load_services(inputs: &[BindingsInput], service: Option<&str>) -> Result<Load
 
     let found = match service {
         Some(name) => {
-            let found = sources.iter().find_map(|(origin, list)| {
-                let binding = list.iter().find(|b| b.name == name)?;
-                Some((origin, binding, Match::Name))
+            let found = sources.iter().find_map(|listing| {
+                let binding = listing.bindings.iter().find(|b| b.name == name)?;
+                Some((listing, binding, Match::Name))
             });
             let Some(found) = found else {
                 return Err(Error::ServiceNotBound {
@@ -225,35 +337,34 @@ fn load_services(inputs: &[BindingsInput], service: Option<&str>) -> Result<Load
         }
         None => by_tag_or_type(&sources)?,
     };
-    let Some((origin, binding, matched)) = found else {
+    let Some((listing, binding, matched)) = found else {
         return Ok(Loaded {
             document: Document::demo(),
             origin: Origin::Demo,
         });
     };
-    let Some(credentials) = &binding.credentials else {
+    let Some(credentials) = listing.credentials(binding)? else {
         return Err(Error::NoCredentials {
             name: binding.name.clone(),
-            origin: origin.clone(),
+            origin: listing.origin.clone(),
         });
     };
     Ok(Loaded {
-        document: Document::from_map(credentials.clone()),
+        document: Document::from_map(credentials),
         origin: Origin::Service {
             name: binding.name.clone(),
             matched,
-            bindings: origin.clone(),
+            bindings: listing.origin.clone(),
         },
     })
 }
 
 /// The one binding tagged or typed `config-server` in the first source that has
 /// any; several in that source are an error: which secrets did the app mean?
-fn by_tag_or_type(
-    sources: &[(Bindings, Vec<Binding>)],
-) -> Result<Option<(&Bindings, &Binding, Match)>, Error> {
-    for (origin, list) in sources {
-        let matches: Vec<(&Binding, Match)> = list
+fn by_tag_or_type(sources: &[Listing]) -> Result<Option<(&Listing, &Binding, Match)>, Error> {
+    for listing in sources {
+        let matches: Vec<(&Binding, Match)> = listing
+            .bindings
             .iter()
             .filter_map(|b| {
                 if b.tags.iter().any(|t| t == TAG) {
@@ -267,13 +378,13 @@ fn by_tag_or_type(
             .collect();
         match matches[..] {
             [] => continue,
-            [(binding, matched)] => return Ok(Some((origin, binding, matched))),
+            [(binding, matched)] => return Ok(Some((listing, binding, matched))),
             _ => {
                 let names: Vec<&str> = matches.iter().map(|(b, _)| b.name.as_str()).collect();
                 return Err(Error::AmbiguousTag {
                     count: matches.len(),
                     names: list_or_none(&names),
-                    origin: origin.clone(),
+                    origin: listing.origin.clone(),
                 });
             }
         }
@@ -282,7 +393,7 @@ fn by_tag_or_type(
 }
 
 /// "VCAP_SERVICES; bound: \"a\", \"b\"", one such part per source.
-fn looked_in(sources: &[(Bindings, Vec<Binding>)]) -> String {
+fn looked_in(sources: &[Listing]) -> String {
     if sources.is_empty() {
         return "SERVICE_BINDING_ROOT, VCAP_SERVICES_FILE_PATH and VCAP_SERVICES, none of \
                 which is set"
@@ -290,9 +401,9 @@ fn looked_in(sources: &[(Bindings, Vec<Binding>)]) -> String {
     }
     let parts: Vec<String> = sources
         .iter()
-        .map(|(origin, list)| {
-            let names: Vec<&str> = list.iter().map(|b| b.name.as_str()).collect();
-            format!("{origin}; bound: {}", list_or_none(&names))
+        .map(|listing| {
+            let names: Vec<&str> = listing.bindings.iter().map(|b| b.name.as_str()).collect();
+            format!("{}; bound: {}", listing.origin, list_or_none(&names))
         })
         .collect();
     parts.join("; and in ")

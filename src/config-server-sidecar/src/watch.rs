@@ -15,6 +15,7 @@
 //! microseconds of CPU and holds no file descriptor. An idle sidecar with
 //! nothing to watch (the demo document, or VCAP_SERVICES) runs no timer at all.
 
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::os::unix::fs::MetadataExt;
@@ -61,7 +62,7 @@ pub fn fingerprint(targets: &[Target]) -> u64 {
     for target in targets {
         match target {
             Target::File(path) => {
-                stat(path, &mut hasher);
+                stat(path, Follow::Yes, &mut hasher);
                 // Its directory's mode: the file safety rule depends on it.
                 if let Some(dir) = path.parent() {
                     fs::metadata(dir)
@@ -70,18 +71,25 @@ pub fn fingerprint(targets: &[Target]) -> u64 {
                         .hash(&mut hasher);
                 }
             }
-            Target::Tree(root) => {
-                let mut budget = MAX_TREE_ENTRIES;
-                walk(root, 0, &mut budget, &mut hasher);
-            }
+            Target::Tree(root) => walk_tree(root, &mut hasher),
         }
     }
     hasher.finish()
 }
 
-fn stat(path: &Path, hasher: &mut DefaultHasher) -> Option<fs::Metadata> {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Follow {
+    Yes,
+    No,
+}
+
+fn stat(path: &Path, follow: Follow, hasher: &mut DefaultHasher) -> Option<fs::Metadata> {
     path.hash(hasher);
-    match fs::metadata(path) {
+    let meta = match follow {
+        Follow::Yes => fs::metadata(path),
+        Follow::No => fs::symlink_metadata(path),
+    };
+    match meta {
         Ok(m) => {
             (
                 m.dev(),
@@ -103,34 +111,70 @@ fn stat(path: &Path, hasher: &mut DefaultHasher) -> Option<fs::Metadata> {
     }
 }
 
-/// The tree as `bindings` reads it: the root, the binding directories, their files.
-fn walk(dir: &Path, depth: usize, budget: &mut usize, hasher: &mut DefaultHasher) {
-    let Some(meta) = stat(dir, hasher) else {
-        return;
-    };
-    if !meta.is_dir() || depth > 1 {
+fn is_hidden(name: &OsStr) -> bool {
+    name.as_encoded_bytes().starts_with(b".")
+}
+
+/// The tree as `bindings` reads it: the root, the binding directories and their
+/// files, followed through symlinks. Hidden entries (`..data`, `..2024_...`)
+/// are stat'ed themselves, not followed: a Kubernetes swap replaces the
+/// `..data` symlink, which shows even when the swap goes back to files that
+/// look the same as before. At most [`MAX_TREE_ENTRIES`] entries are listed,
+/// as many as a load would accept.
+fn walk_tree(root: &Path, hasher: &mut DefaultHasher) {
+    let mut budget = MAX_TREE_ENTRIES;
+    if !stat(root, Follow::Yes, hasher).is_some_and(|m| m.is_dir()) {
         return;
     }
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    let mut names: Vec<_> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.file_name())
-        .filter(|n| !n.as_encoded_bytes().starts_with(b"."))
-        .collect();
-    names.sort();
-    for name in names {
-        if *budget == 0 {
-            return;
+    for name in entries(root, &mut budget, hasher) {
+        let dir = root.join(&name);
+        if is_hidden(&name) {
+            stat(&dir, Follow::No, hasher);
+            continue;
         }
-        *budget -= 1;
-        walk(&dir.join(name), depth + 1, budget, hasher);
+        if !stat(&dir, Follow::Yes, hasher).is_some_and(|m| m.is_dir()) {
+            continue;
+        }
+        for name in entries(&dir, &mut budget, hasher) {
+            let follow = if is_hidden(&name) {
+                Follow::No
+            } else {
+                Follow::Yes
+            };
+            stat(&dir.join(name), follow, hasher);
+        }
     }
 }
 
-/// Polls the targets every `interval` and reloads when they change; never
-/// returns (and does nothing when there is nothing to watch).
+/// The names in `dir`, sorted; no more than `budget` of them, which they use up.
+fn entries(dir: &Path, budget: &mut usize, hasher: &mut DefaultHasher) -> Vec<OsString> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) => {
+            err.kind().hash(hasher);
+            return Vec::new();
+        }
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        if *budget == 0 {
+            "over the limit".hash(hasher);
+            break;
+        }
+        *budget -= 1;
+        match entry {
+            Ok(entry) => names.push(entry.file_name()),
+            Err(err) => err.kind().hash(hasher),
+        }
+    }
+    names.sort();
+    names
+}
+
+/// Polls the targets every `interval` and reloads when they change, or when
+/// the last reload failed in a way that may pass without a change (see
+/// [`Live::wants_retry`]); never returns (and does nothing when there is
+/// nothing to watch).
 pub async fn run(live: Arc<Live>, source: Arc<Source>, interval: Duration) {
     let targets = targets(&source);
     if targets.is_empty() {
@@ -142,7 +186,7 @@ pub async fn run(live: Arc<Live>, source: Arc<Source>, interval: Duration) {
     loop {
         ticks.tick().await;
         let mut now = fingerprint(&targets);
-        if now == seen {
+        if now == seen && !live.wants_retry() {
             continue;
         }
         for _ in 0..SETTLE_TRIES {
@@ -203,8 +247,27 @@ mod tests {
         symlink("..data/password", binding.join("password")).unwrap();
         let targets = [Target::Tree(root.path().to_path_buf())];
         let before = fingerprint(&targets);
-        symlink("..v2", binding.join("..data_tmp")).unwrap();
-        fs::rename(binding.join("..data_tmp"), binding.join("..data")).unwrap();
+        let swap = |version: &str| {
+            symlink(version, binding.join("..data_tmp")).unwrap();
+            fs::rename(binding.join("..data_tmp"), binding.join("..data")).unwrap();
+        };
+        swap("..v2");
         assert_ne!(fingerprint(&targets), before);
+        // Back to the same files: still a change (a read may have straddled both swaps).
+        swap("..v1");
+        assert_ne!(fingerprint(&targets), before);
+    }
+
+    #[test]
+    fn a_tree_is_listed_no_further_than_a_load_reads_it() {
+        let root = tempfile::tempdir().unwrap();
+        let binding = root.path().join("cfg");
+        fs::create_dir(&binding).unwrap();
+        for i in 0..MAX_TREE_ENTRIES + 10 {
+            fs::write(binding.join(format!(".{i}")), "").unwrap();
+        }
+        let mut budget = MAX_TREE_ENTRIES;
+        let listed = entries(&binding, &mut budget, &mut DefaultHasher::new());
+        assert_eq!((listed.len(), budget), (MAX_TREE_ENTRIES, 0));
     }
 }

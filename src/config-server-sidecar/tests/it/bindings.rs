@@ -3,6 +3,7 @@
 //! `VCAP_SERVICES`, with the same rules as `VCAP_SERVICES`.
 
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
@@ -225,6 +226,7 @@ fn hostile_trees_are_refused() {
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path().join("cfg");
     fs::create_dir(&dir).expect("mkdir");
+    fs::write(dir.join("type"), "config-server").expect("write");
     for i in 0..3 {
         fs::File::create(dir.join(format!("part{i}")))
             .and_then(|f| f.set_len(400 * 1024))
@@ -236,15 +238,18 @@ fn hostile_trees_are_refused() {
         .assert_error(
             3,
             &format!(
-                "SERVICE_BINDING_ROOT={}: refusing to read it: more than 1048576 bytes, over the \
-                 limit of 1048576 bytes (1 MiB) for a configuration source",
-                root.path().display()
+                "SERVICE_BINDING_ROOT={}: {}: refusing to read it: with the binding's files read \
+                 before it, more than 1048576 bytes, over the limit of 1048576 bytes (1 MiB) for \
+                 a configuration source",
+                root.path().display(),
+                dir.join("part2").display()
             ),
         );
     // A FIFO, which would block a reader forever.
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path().join("cfg");
     fs::create_dir(&dir).expect("mkdir");
+    fs::write(dir.join("type"), "config-server").expect("write");
     let fifo = dir.join("password");
     let made = std::process::Command::new("mkfifo")
         .arg(&fifo)
@@ -262,4 +267,87 @@ fn hostile_trees_are_refused() {
                 fifo.display()
             ),
         );
+}
+
+#[test]
+fn other_bindings_files_are_not_read() {
+    // Kubernetes-style bindings of other services commonly hold binary keystores
+    // and large CA bundles; config-server serves one binding and reads only it.
+    let root = tempfile::tempdir().expect("tempdir");
+    cf_binding(
+        root.path(),
+        "app-config",
+        "user-provided",
+        &["config-server"],
+        &[("pw", SECRET)],
+    );
+    cf_binding(root.path(), "db", "p.mysql", &["mysql"], &[("user", "u")]);
+    let db = root.path().join("db");
+    fs::write(db.join("keystore.p12"), b"\x30\x82\xff\xfe\x00").expect("binary");
+    fs::File::create(db.join("ca.crt"))
+        .and_then(|f| f.set_len(2 * 1024 * 1024))
+        .expect("big");
+    let made = std::process::Command::new("mkfifo")
+        .arg(db.join("pipe"))
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let odd_name = std::ffi::OsStr::from_bytes(b"\xffkey");
+    fs::write(db.join(odd_name), "x").expect("a name that is not UTF-8");
+    let sidecar = Sidecar::new()
+        .env("SERVICE_BINDING_ROOT", root.path())
+        .start();
+    sidecar
+        .get("/config/")
+        .assert_json(200, &format!(r#"{{"pw":"{SECRET}"}}"#));
+    drop(sidecar);
+    // Named, the same binding is refused, naming the file.
+    let named = |message: String| {
+        Sidecar::new()
+            .env("SERVICE_BINDING_ROOT", root.path())
+            .env("CONFIG_SERVER_SERVICE", "db")
+            .run_to_exit()
+            .assert_error(3, &message);
+    };
+    named(format!(
+        "SERVICE_BINDING_ROOT={}: {}: the name is not UTF-8",
+        root.path().display(),
+        db.join(odd_name).display()
+    ));
+    fs::remove_file(db.join(odd_name)).expect("rm");
+    fs::remove_file(db.join("ca.crt")).expect("rm");
+    named(format!(
+        "SERVICE_BINDING_ROOT={}: {}: not UTF-8 text, and config-server serves text values only",
+        root.path().display(),
+        db.join("keystore.p12").display()
+    ));
+}
+
+#[test]
+fn vcap_services_credentials_are_parsed_strictly_for_the_binding_served_only() {
+    let maps = vec!["{}"; 60_000].join(",");
+    let vcap = format!(
+        "{{\"user-provided\": [\n  {{\"name\": \"other\", \"credentials\": {{\"x\": [{maps}], \"x\": 1}}}},\n  \
+         {{\"name\": \"cfg\", \"tags\": [\"config-server\"],\n   \"credentials\": {{\"pw\": \"{SECRET}\", \"pw\": \"again\"}}}}\n]}}"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("vcap_services");
+    fs::write(&file, &vcap).expect("write");
+    Sidecar::new()
+        .env("VCAP_SERVICES_FILE_PATH", &file)
+        .run_to_exit()
+        .assert_error(
+            3,
+            &format!(
+                "service instance \"cfg\" in VCAP_SERVICES_FILE_PATH={}: its credentials: key \
+                 `pw` appears twice in the same mapping (line 4, column 48): keep one of them",
+                file.display()
+            ),
+        );
+    // What other bindings hold (60,000 values, a key twice) is none of its business.
+    fs::write(&file, vcap.replace(", \"pw\": \"again\"", "")).expect("write");
+    let sidecar = Sidecar::new().env("VCAP_SERVICES_FILE_PATH", &file).start();
+    sidecar
+        .get("/config/")
+        .assert_json(200, &format!(r#"{{"pw":"{SECRET}"}}"#));
 }

@@ -122,6 +122,51 @@ fn symlink_into_world_writable_directory() {
         );
 }
 
+/// `CONFIG_SERVER_FILE` refused with the world-writable directory `open`.
+fn refused_for_directory(file: &std::path::Path, open: &std::path::Path) {
+    let real = fs::canonicalize(open).expect("canonicalize");
+    Sidecar::new()
+        .env("CONFIG_SERVER_FILE", file)
+        .run_to_exit()
+        .assert_error(
+            3,
+            &format!(
+                "CONFIG_SERVER_FILE={}: refusing to read it: directory {} is world-writable \
+                 without the sticky bit (mode 0777), so anyone can replace the file; run \
+                 `chmod o-w {}` or move the file",
+                file.display(),
+                real.display(),
+                real.display()
+            ),
+        );
+}
+
+#[test]
+fn a_world_writable_directory_anywhere_on_the_way_to_the_file() {
+    // Anyone can rename what a world-writable directory holds: a directory on
+    // the path, or a symlink half way along a chain of them, as much as the file.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let open = dir.path().join("open");
+    fs::create_dir_all(open.join("safe")).expect("mkdir");
+    let file = open.join("safe/config.yml");
+    fs::write(&file, format!("password: {SECRET}\n")).expect("write");
+    fs::set_permissions(&open, Permissions::from_mode(0o777)).expect("chmod");
+    refused_for_directory(&file, &open);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (open, safe) = (dir.path().join("open"), dir.path().join("safe"));
+    fs::create_dir(&open).expect("mkdir");
+    fs::create_dir(&safe).expect("mkdir");
+    let file = safe.join("real.yml");
+    fs::write(&file, format!("password: {SECRET}\n")).expect("write");
+    // config.yml -> open/hop -> safe/real.yml
+    std::os::unix::fs::symlink(&file, open.join("hop")).expect("symlink");
+    let link = safe.join("config.yml");
+    std::os::unix::fs::symlink(open.join("hop"), &link).expect("symlink");
+    fs::set_permissions(&open, Permissions::from_mode(0o777)).expect("chmod");
+    refused_for_directory(&link, &open);
+}
+
 #[test]
 fn named_service_not_bound() {
     let vcap = format!(

@@ -11,7 +11,10 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::Duration;
 
-use crate::support::{read_response, request, wait_for, Running, Sidecar, DEMO};
+use crate::support::{
+    lowest_free_fd, open_fds, read_response, request, set_open_files, wait_for, Running, Sidecar,
+    DEMO,
+};
 
 const PATIENCE: Duration = Duration::from_secs(10);
 const LONG: &str = "600000";
@@ -32,6 +35,7 @@ fn assert_closed_by_server(stream: &mut TcpStream) -> Vec<u8> {
             Ok(0) => return got,
             Ok(n) => got.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == ErrorKind::ConnectionReset => return got,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => panic!("connection still open after {PATIENCE:?} ({e})"),
         }
     }
@@ -220,48 +224,33 @@ fn oversized_head_gets_431_and_long_paths_are_cut_in_the_log() {
     assert_eq!(sidecar.get("/health").status, 200);
 }
 
-/// The number of file descriptors the process has open.
-fn open_fds(pid: u32) -> usize {
-    fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("read fd dir")
-        .count()
-}
-
-/// Sets the sidecar's soft limit of open files.
-fn set_open_files(pid: u32, files: usize) {
-    use rustix::process::{prlimit, Pid, Resource, Rlimit};
-    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).expect("read limits");
-    let pid = Pid::from_raw(i32::try_from(pid).expect("pid")).expect("a pid");
-    let maximum = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| l.split_whitespace().nth(4))
-        .and_then(|n| n.parse().ok());
-    prlimit(
-        Some(pid),
-        Resource::Nofile,
-        Rlimit {
-            current: Some(files as u64),
-            maximum,
-        },
-    )
-    .expect("prlimit on the sidecar");
-}
-
 #[test]
 fn running_out_of_file_descriptors_backs_off_and_warns_once() {
     let sidecar = Sidecar::new()
         .env("CONFIG_SERVER_HEADER_TIMEOUT_MS", LONG)
         .start();
     let pid = sidecar.pid();
-    // Room for two more connections, lowered after startup so that the connection
-    // limit (sized at startup) does not stop them first.
-    set_open_files(pid, open_fds(pid) + 2);
-    // Busy connections (half-sent heads) cannot be evicted to make room.
-    let mut held: Vec<TcpStream> = (0..6)
+    // Busy connections (half-sent heads) cannot be closed to make room; they must
+    // have been read before the file descriptors run out, or they would count as idle.
+    let base = open_fds(pid);
+    let mut held: Vec<TcpStream> = (0..3)
         .map(|_| {
             let mut c = connect(&sidecar);
             c.write_all(b"GET /health HTTP/1.1\r\n").expect("write");
+            c
+        })
+        .collect();
+    wait_for(PATIENCE, || (open_fds(pid) == base + 3).then_some(())).expect("3 accepted");
+    thread::sleep(Duration::from_millis(200));
+    // No room left, lowered after startup so that the connection limit (sized at
+    // startup) does not stop the clients first: these wait in the listen backlog,
+    // their requests sent.
+    set_open_files(pid, lowest_free_fd(pid));
+    let mut waiting: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut c = connect(&sidecar);
+            c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                .expect("write");
             c
         })
         .collect();
@@ -280,6 +269,9 @@ fn running_out_of_file_descriptors_backs_off_and_warns_once() {
     set_open_files(pid, 1024);
     for c in &mut held {
         c.write_all(b"Host: x\r\n\r\n").expect("write");
+        assert_eq!(read_response(c).status, 200);
+    }
+    for c in &mut waiting {
         assert_eq!(read_response(c).status, 200);
     }
     let stdout = sidecar.wait_stdout("accepting connections again, after ");
@@ -312,4 +304,48 @@ fn connection_limit_is_lowered_to_fit_the_open_files_limit() {
         .then_some(()))
     .is_some());
     drop(conns);
+}
+
+#[test]
+fn out_of_file_descriptors_with_idle_clients_to_close_still_warns_once() {
+    let sidecar = Sidecar::new()
+        .env("CONFIG_SERVER_IDLE_TIMEOUT_MS", LONG)
+        .start();
+    let pid = sidecar.pid();
+    set_open_files(pid, open_fds(pid) + 2);
+    // Every new client finds no file descriptor, the sidecar closes an idle one
+    // to make room, accepts, and runs out again: the condition comes and goes
+    // dozens of times, and must still be logged once per interval.
+    let mut conns: Vec<TcpStream> = (0..40).map(|_| connect(&sidecar)).collect();
+    let last = conns.last_mut().expect("40 connections");
+    assert_eq!(keep_alive_request(last, "/health"), 200);
+    let stderr = sidecar.stderr();
+    let warned = stderr
+        .lines()
+        .filter(|l| l.contains("cannot accept connections"))
+        .count();
+    assert_eq!(warned, 1, "{stderr}");
+    let recovered = sidecar
+        .stdout()
+        .matches("accepting connections again")
+        .count();
+    assert!(recovered <= 1, "{}", sidecar.stdout());
+}
+
+#[test]
+fn an_open_files_limit_too_low_to_run_is_an_error_not_a_crash() {
+    // Below a dozen, tokio's signal setup used to panic (SIGABRT) or the listener
+    // failed as if the port were the problem.
+    for limit in [7, 9, 15] {
+        Sidecar::wrap_in_shell(&format!("ulimit -n {limit};"))
+            .run_to_exit()
+            .assert_error(
+                1,
+                &format!(
+                    "the limit of open files (ulimit -n) is {limit}: config-server needs at \
+                     least 16 (its runtime, signals, the listener, a configuration file and a \
+                     client); raise it"
+                ),
+            );
+    }
 }

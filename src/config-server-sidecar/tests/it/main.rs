@@ -8,6 +8,7 @@ mod hostile;
 mod logging;
 mod network;
 mod port;
+mod races;
 mod reload;
 mod rubyapp;
 mod shutdown;

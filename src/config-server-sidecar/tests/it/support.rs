@@ -1,8 +1,9 @@
 //! Runs the real `config-server` binary on a free loopback port and talks
 //! plain HTTP/1.1 to it over a `TcpStream`.
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -46,6 +47,8 @@ pub fn wait_for<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Op
 pub struct Sidecar {
     command: Command,
     port: u16,
+    /// Whether the port was picked here (and may be picked again if taken).
+    picked_port: bool,
 }
 
 impl Sidecar {
@@ -61,7 +64,11 @@ impl Sidecar {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        Self { command, port }
+        Self {
+            command,
+            port,
+            picked_port: true,
+        }
     }
 
     /// Runs the sidecar as `bash -c '<prefix> exec config-server'`, e.g. to set a ulimit.
@@ -83,6 +90,7 @@ impl Sidecar {
 
     pub fn port(mut self, port: u16) -> Self {
         self.port = port;
+        self.picked_port = false;
         self.command.env("CONFIG_SERVER_PORT", port.to_string());
         self
     }
@@ -92,7 +100,7 @@ impl Sidecar {
         self
     }
 
-    fn spawn(mut self) -> Running {
+    fn spawn(&mut self) -> Running {
         let mut child = self.command.spawn().expect("spawn config-server");
         let stdout = capture(child.stdout.take().expect("piped stdout"));
         let stderr = capture(child.stderr.take().expect("piped stderr"));
@@ -104,9 +112,28 @@ impl Sidecar {
         }
     }
 
-    /// Starts the sidecar and waits until `/health` answers 200.
-    pub fn start(self) -> Running {
+    /// Starts the sidecar and waits until `/health` answers 200. A port picked
+    /// here that something else took in the meantime (tests and other work run
+    /// in parallel) is picked again.
+    pub fn start(mut self) -> Running {
         let mut running = self.spawn();
+        for _ in 0..3 {
+            let exited = wait_for(PATIENCE, || {
+                let exited = running.child.try_wait().ok().flatten().map(Some);
+                let healthy = || running.try_get("/health").filter(|r| r.status == 200);
+                exited.or_else(|| healthy().map(|_| None))
+            });
+            let Some(Some(status)) = exited else { break };
+            let exited = running.exited(status);
+            let taken = exited.code == Some(4) && exited.stderr.contains("Address already in use");
+            if !(taken && self.picked_port) {
+                break;
+            }
+            self.port = free_port();
+            self.command
+                .env("CONFIG_SERVER_PORT", self.port.to_string());
+            running = self.spawn();
+        }
         let healthy = wait_for(PATIENCE, || {
             if let Ok(Some(status)) = running.child.try_wait() {
                 panic!(
@@ -128,7 +155,7 @@ impl Sidecar {
     }
 
     /// Runs a sidecar that is expected to fail at startup, and waits for it to exit.
-    pub fn run_to_exit(self) -> Exited {
+    pub fn run_to_exit(mut self) -> Exited {
         let mut running = self.spawn();
         let status = running.wait_exit(PATIENCE).unwrap_or_else(|| {
             panic!(
@@ -340,7 +367,12 @@ pub fn read_response(stream: &mut TcpStream) -> Response {
     let mut raw = Vec::new();
     let mut buf = [0; 4096];
     loop {
-        let n = stream.read(&mut buf).expect("read response");
+        // With a read timeout set, a signal interrupts read(2) even under SA_RESTART
+        // (signal(7)), and glibc signals every thread of the test process now and then.
+        let n = match stream.read(&mut buf) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            read => read.expect("read response"),
+        };
         assert!(
             n > 0,
             "connection closed mid-response: {:?}",
@@ -394,4 +426,42 @@ pub fn parse_response(raw: &[u8]) -> Response {
         headers,
         body: body.to_owned(),
     }
+}
+
+/// The number of file descriptors the process has open.
+pub fn open_fds(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read fd dir")
+        .count()
+}
+
+/// The file descriptor the process would get next: a limit of open files this
+/// low leaves it none (the count of open ones may be higher, with gaps below).
+pub fn lowest_free_fd(pid: u32) -> usize {
+    let open: BTreeSet<usize> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read fd dir")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    (0..).find(|fd| !open.contains(fd)).unwrap_or_default()
+}
+
+/// Sets the sidecar's soft limit of open files.
+pub fn set_open_files(pid: u32, files: usize) {
+    use rustix::process::{prlimit, Pid, Resource, Rlimit};
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).expect("read limits");
+    let pid = Pid::from_raw(i32::try_from(pid).expect("pid")).expect("a pid");
+    let maximum = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .and_then(|n| n.parse().ok());
+    prlimit(
+        Some(pid),
+        Resource::Nofile,
+        Rlimit {
+            current: Some(files as u64),
+            maximum,
+        },
+    )
+    .expect("prlimit on the sidecar");
 }
