@@ -34,6 +34,11 @@ pub struct StagingLog {
     debug: bool,
 }
 
+/// Whether `BP_DEBUG` asks for debug lines: set and not empty, as libbuildpack reads it.
+pub fn debug_wanted(bp_debug: Option<&String>) -> bool {
+    bp_debug.is_some_and(|v| !v.is_empty())
+}
+
 impl StagingLog {
     pub fn new(out: Box<dyn Write + Send>, debug: bool) -> Self {
         StagingLog {

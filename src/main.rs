@@ -28,7 +28,11 @@ struct Args {
 fn main() {
     let args = Args::parse();
     let env = sidecar_buildpack::settings::lossy_env(std::env::vars_os());
-    StagingLog::new(Box::new(std::io::stdout()), env.contains_key("BP_DEBUG")).install();
+    StagingLog::new(
+        Box::new(std::io::stdout()),
+        sidecar_buildpack::log::debug_wanted(env.get("BP_DEBUG")),
+    )
+    .install();
     let code = match buildpack_dir(env.get(DIR_VAR)) {
         Ok(buildpack_dir) => {
             let ctx = Context {

@@ -483,3 +483,19 @@ fn sidecars_larger_than_the_app_get_a_warning() {
         );
     }
 }
+
+/// libbuildpack turns debug lines on for a non-empty BP_DEBUG only.
+#[test]
+fn an_empty_bp_debug_adds_no_debug_lines() {
+    let bp = Buildpack::new().cached().write();
+    Stage::new(&bp, &Dirs::new())
+        .env("BP_DEBUG", "")
+        .run()
+        .success()
+        .lacks("DEBUG:");
+    Stage::new(&bp, &Dirs::new())
+        .env("BP_DEBUG", "1")
+        .run()
+        .success()
+        .has("DEBUG:");
+}

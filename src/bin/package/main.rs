@@ -206,7 +206,11 @@ fn main() {
         }
         _ => Box::new(std::io::stdout()),
     };
-    StagingLog::new(out, env.contains_key("BP_DEBUG")).install();
+    StagingLog::new(
+        out,
+        sidecar_buildpack::log::debug_wanted(env.get("BP_DEBUG")),
+    )
+    .install();
     let code = match run(command, &env) {
         Ok(()) => exit::OK,
         Err(e) => {
