@@ -32,6 +32,7 @@ fn noise(n: usize) -> Vec<u8> {
 }
 
 #[test]
+#[ignore = "needs root: mounts a filesystem"]
 fn full_deps_dir_while_downloading_is_a_clear_error() {
     let (bp, server) =
         served(Buildpack::new().artifact(tgz(&[("bin/config-server", &noise(2 << 20), 0o755)])));
@@ -51,6 +52,7 @@ fn full_deps_dir_while_downloading_is_a_clear_error() {
 }
 
 #[test]
+#[ignore = "needs root: mounts a filesystem"]
 fn full_deps_dir_while_unpacking_is_a_clear_error() {
     // 2 MiB of zeros gzip to a few KiB: the download fits, the unpacked file does not.
     let bp = Buildpack::new()
@@ -73,6 +75,7 @@ fn full_deps_dir_while_unpacking_is_a_clear_error() {
 }
 
 #[test]
+#[ignore = "needs root: mounts a filesystem"]
 fn read_only_deps_dir_is_a_clear_error() {
     let bp = Buildpack::new().cached().write();
     let dirs = Dirs::new();
@@ -89,6 +92,7 @@ fn read_only_deps_dir_is_a_clear_error() {
 }
 
 #[test]
+#[ignore = "needs root: mounts a filesystem"]
 fn read_only_cache_dir_warns_and_stages() {
     let (bp, server) = served(Buildpack::new());
     let dirs = Dirs::new();
@@ -102,6 +106,7 @@ fn read_only_cache_dir_warns_and_stages() {
 }
 
 #[test]
+#[ignore = "needs root: mounts a filesystem"]
 fn read_only_cache_with_a_hit_still_serves_it() {
     let (bp, server) = served(Buildpack::new());
     let dirs = Dirs::new();
@@ -300,6 +305,7 @@ fn concurrent_stagings_share_one_cache() {
 // Any failure with the app cache's copy is a miss (#10 item 7).
 
 #[test]
+#[ignore = "needs root: mounts a filesystem"]
 fn an_app_cache_entry_that_cannot_be_used_is_a_miss() {
     let (bp, server) = served(Buildpack::new());
     let entry = |dirs: &Dirs| {
@@ -353,6 +359,7 @@ fn earlier_install(dirs: &Dirs, idx: &str, unpadded: &str) {
 }
 
 #[test]
+#[ignore = "needs root: mounts a filesystem"]
 fn a_failed_run_leaves_the_deps_dir_as_it_found_it() {
     let sha = sha256_hex(b"anything");
     let bad_archive = tgz(&[("bin/other", b"x", 0o755)]);

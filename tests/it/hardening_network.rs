@@ -299,6 +299,7 @@ fn certificate_for_another_host_is_refused() {
 }
 
 #[test]
+#[ignore = "needs tinyproxy, a real proxy (apt-get install tinyproxy)"]
 fn http_proxy_in_either_case_is_used() {
     for var in ["http_proxy", "HTTP_PROXY"] {
         let proxy = Tinyproxy::start();
@@ -320,6 +321,7 @@ fn http_proxy_in_either_case_is_used() {
 }
 
 #[test]
+#[ignore = "needs tinyproxy, a real proxy (apt-get install tinyproxy)"]
 fn https_proxy_in_either_case_is_used() {
     for var in ["https_proxy", "HTTPS_PROXY"] {
         let proxy = Tinyproxy::start();
@@ -343,6 +345,7 @@ fn https_proxy_in_either_case_is_used() {
 }
 
 #[test]
+#[ignore = "needs tinyproxy, a real proxy (apt-get install tinyproxy)"]
 fn no_proxy_bypasses_the_proxy() {
     for (var, value) in [
         ("no_proxy", "127.0.0.1"),
@@ -418,6 +421,7 @@ fn proxy_without_a_scheme_never_shows_its_password() {
 }
 
 #[test]
+#[ignore = "needs root: runs inside unshare -n (no network)"]
 fn no_network_at_all_with_an_app_cache_hit() {
     let bp = Buildpack::new();
     let server = Server::start(vec![Reply::Body(bp.artifact.clone())]);
@@ -437,6 +441,7 @@ fn no_network_at_all_with_an_app_cache_hit() {
 }
 
 #[test]
+#[ignore = "needs root: runs inside unshare -n (no network)"]
 fn no_network_at_all_with_a_cached_buildpack() {
     let bp = Buildpack::new()
         .uri(format!(
@@ -518,6 +523,7 @@ fn packager_gives_up_on_a_server_that_is_always_down() {
 }
 
 #[test]
+#[ignore = "needs tinyproxy, a real proxy (apt-get install tinyproxy)"]
 fn packager_uses_the_proxy() {
     let proxy = Tinyproxy::start();
     let (src, server, _) = served_source(|a| vec![Reply::Body(a.to_vec())]);
@@ -654,6 +660,7 @@ fn proxy_credentials_go_only_to_the_proxy() {
 }
 
 #[test]
+#[ignore = "needs tinyproxy, a real proxy (apt-get install tinyproxy)"]
 fn https_through_a_proxy_keeps_its_credentials_in_the_connect() {
     let proxy = Tinyproxy::start();
     let bp = Buildpack::new();

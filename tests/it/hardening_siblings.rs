@@ -265,6 +265,7 @@ fn a_uri_file_name_that_decodes_to_control_characters_or_too_long_is_refused() {
 // named; and the fix says where the credentials go.
 
 #[test]
+#[ignore = "needs tinyproxy, a real proxy (apt-get install tinyproxy)"]
 fn a_proxy_that_wants_credentials_says_so() {
     let proxy = Tinyproxy::with_auth("proxyuser", "hunter2");
     let bp = Buildpack::new();
@@ -349,6 +350,7 @@ fn the_entry_point_refuses_an_empty_argument_before_writing() {
 // uploaded either).
 
 #[test]
+#[ignore = "needs root: mounts a filesystem"]
 fn a_failed_run_keeps_nothing_in_the_app_cache() {
     let no_exe = tgz(&[("bin/other", b"x", 0o755)]);
     let server = Server::start(vec![Reply::Body(no_exe.clone())]);
@@ -421,6 +423,7 @@ fn a_manifest_without_sidecars_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root: mounts a filesystem"]
 fn the_entry_point_cuts_a_body_without_a_length_at_its_cap() {
     use crate::git_entry::checkout;
     let server = Server::start(vec![Reply::Endless]);

@@ -135,6 +135,7 @@ fn pin_adds_a_new_dependency_with_its_stacks() {
 }
 
 #[test]
+#[ignore = "needs root: mounts a filesystem"]
 fn a_refused_pin_leaves_the_file_untouched() {
     let (dir, m) = manifest_copy();
     let before = fs::read(&m).expect("read");
@@ -226,6 +227,7 @@ fn get_reads_values_and_refuses_unknown_keys() {
 }
 
 #[test]
+#[ignore = "needs root: runs inside unshare -n (no network)"]
 fn a_dev_buildpack_stages_a_local_build_with_no_network() {
     let work = tempfile::tempdir().expect("work");
     let artifact = work.path().join("config-server");

@@ -245,6 +245,7 @@ fn uncached_zip_is_what_cf_create_buildpack_accepts() {
 }
 
 #[test]
+#[ignore = "needs root: runs inside unshare -n (no network)"]
 fn cached_stack_zip_stages_with_no_network_at_all() {
     let src = Source::new();
     let out = tempfile::tempdir().expect("out");
@@ -481,6 +482,7 @@ fn a_yaml_alias_bomb_is_never_expanded_and_errors_name_the_file() {
 }
 
 #[test]
+#[ignore = "needs root: mounts a filesystem"]
 fn a_full_output_disk_gives_one_clean_error_and_leaves_nothing() {
     let src = Source::new();
     let out = tempfile::tempdir().expect("out");
