@@ -8,6 +8,7 @@ mod hardening_network;
 mod hostile_archives;
 mod hostile_config;
 mod manifest_tool;
+mod operators;
 mod packaging;
 mod pins;
 mod supply;
