@@ -293,3 +293,47 @@ fn an_sbom_dir_that_is_a_symlink_is_replaced_not_written_through() {
         "theirs"
     );
 }
+
+// --- packaging ----------------------------------------------------------------------
+
+/// The packager copies the section as it is: CF's tools and operators read it there.
+#[test]
+fn the_packager_copies_the_deprecation_dates_unchanged() {
+    use crate::packaging::Source;
+    let section = "\n# When each line of config-server goes out of support.\n\
+                   dependency_deprecation_dates:\n\
+                   - name: config-server   # the sidecar\n  version_line: \"0.1.x\"\n  \
+                   date: 2027-04-01\n  link: https://example.com/eol\n  match: kept as written\n\
+                   - version_line: '>= 0.2.0, < 0.3.0'\n  name: config-server\n  date: \"2028-01-31\"\n";
+    let src = Source::new();
+    let mut text = fs::read_to_string(src.manifest()).expect("manifest");
+    text.push_str(section);
+    fs::write(src.manifest(), &text).expect("manifest");
+    let source =
+        sidecar_buildpack::manifest::Manifest::parse(&text, &src.manifest()).expect("loads");
+    for flags in [&[][..], &["--cached", "--stack", "cflinuxfs5"][..]] {
+        let out = tempfile::tempdir().expect("out");
+        let (code, log) = src.package(out.path(), flags);
+        assert_eq!(code, 0, "{log}");
+        let zip = fs::read_dir(out.path())
+            .expect("out")
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "zip"))
+            .expect("a zip");
+        let mut z = zip::ZipArchive::new(fs::File::open(zip).expect("zip")).expect("zip");
+        let mut packaged = String::new();
+        std::io::Read::read_to_string(
+            &mut z.by_name("manifest.yml").expect("manifest"),
+            &mut packaged,
+        )
+        .expect("read");
+        assert!(packaged.ends_with(section), "{flags:?}:\n{packaged}");
+        let loaded = sidecar_buildpack::manifest::Manifest::parse(&packaged, &src.manifest())
+            .expect("loads");
+        assert_eq!(
+            loaded.dependency_deprecation_dates,
+            source.dependency_deprecation_dates
+        );
+    }
+}
