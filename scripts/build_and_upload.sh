@@ -10,6 +10,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 source "$ROOT/scripts/lib.sh"
 
 readonly EXIT_USAGE=2 EXIT_SETUP=3 EXIT_BUILD=4 EXIT_PUBLISH=5 EXIT_PIN=6
+# The stacks config-server's portable build runs on (glibc 2.17 symbols; lib.sh).
+readonly CONFIG_SERVER_STACKS=(cflinuxfs3 cflinuxfs4 cflinuxfs5)
 
 usage() {
   cat <<'USAGE'
@@ -25,8 +27,11 @@ and for config-server .downloadurl. supply is always released with it, so that
 bin/supply.lock pins the supply built from the same commit as the rest.
 
 config-server is built here (scripts/build-portable; its version is the one in
-src/config-server-sidecar/Cargo.toml). Any other dependency is built by its owners
-and released from a file:
+src/config-server-sidecar/Cargo.toml) and pinned for the stacks its portable build
+runs on: cflinuxfs3, cflinuxfs4 and cflinuxfs5. supply and config-server each come
+with a CycloneDX SBOM (config-server's also inside its .tgz), published beside the
+artifact as <artifact name without .tgz>.cdx.json. Any other dependency is built by
+its owners and released from a file:
 
   --artifact FILE        the artifact to release (a .tgz holding the executable, or the
                          executable itself); its file name must contain --version
@@ -117,6 +122,9 @@ prefix=${prefix:-$dep}
 if [[ $dep == config-server ]]; then
   [[ -z $artifact && -z $version ]] ||
     die "$EXIT_USAGE" "config-server is built here: --artifact and --version are for other dependencies"
+  if ((${#stacks[@]} == 0)); then
+    for s in "${CONFIG_SERVER_STACKS[@]}"; do stacks+=(--stack "$s"); done
+  fi
 else
   [[ -n $artifact && -n $version ]] ||
     die "$EXIT_USAGE" "$dep is not built here: give its --artifact FILE and --version VERSION"
@@ -175,29 +183,36 @@ trap 'rm -rf "$work" "${tmps[@]}"' EXIT
 
 # --- build ----------------------------------------------------------------------
 
-# build PACKAGE: scripts/build-portable --only PACKAGE, then a private copy of the
-# output in $work checked against the digest the build printed: what is published is
-# what was built, even if bin/ or build/ is rebuilt meanwhile. Prints "<sha256> <path
-# relative to the repo>".
+# build PACKAGE: scripts/build-portable --only PACKAGE, then a private copy of each
+# output (the artifact, on the last line, and its SBOM, on the line before) in $work,
+# checked against the digest the build printed: what is published is what was built,
+# even if bin/ or build/ is rebuilt meanwhile. Prints "<sha256> <path relative to the
+# repo>" for the artifact, then for the SBOM.
 build() {
-  local out sha rel
+  local out sha rel line
   out=$("$ROOT/scripts/build-portable" --only "$1") ||
     die "$EXIT_BUILD" "scripts/build-portable --only $1 failed (its error is above)"
-  read -r sha rel <<<"$(tail -1 <<<"$out")"
-  [[ $sha =~ ^[0-9a-f]{64}$ && -f $ROOT/$rel ]] || die 1 "unexpected output from scripts/build-portable --only $1: $out"
-  cp "$ROOT/$rel" "$work/${rel##*/}" || die 1 "cannot copy $rel to $work"
-  [[ $(sha256_of "$work/${rel##*/}") == "$sha" ]] || die "$EXIT_BUILD" "$rel changed while it was being copied; run again"
-  printf '%s %s\n' "$sha" "$rel"
+  for line in "$(tail -1 <<<"$out")" "$(tail -2 <<<"$out" | head -1)"; do
+    read -r sha rel <<<"$line"
+    [[ $sha =~ ^[0-9a-f]{64}$ && -f $ROOT/$rel ]] || die 1 "unexpected output from scripts/build-portable --only $1: $out"
+    cp "$ROOT/$rel" "$work/${rel##*/}" || die 1 "cannot copy $rel to $work"
+    [[ $(sha256_of "$work/${rel##*/}") == "$sha" ]] || die "$EXIT_BUILD" "$rel changed while it was being copied; run again"
+    printf '%s %s\n' "$sha" "$rel"
+  done
+  [[ $rel == *.cdx.json ]] || die 1 "scripts/build-portable --only $1 printed no SBOM: $out"
 }
 
-# The two artifacts, by index: 0 supply, 1 the dependency.
+# The files, by index: 0 supply, 1 the dependency, the only two that are pinned; then
+# the SBOMs, published beside their artifacts (same prefix, .cdx.json for the .tgz).
 built=$(build supply) || exit $?
-read -r sha rel <<<"$built"
+{ read -r sha rel && read -r sbom_sha sbom_rel; } <<<"$built"
 names=(supply "$dep") rels=("$rel") shas=("$sha") files=("supply-$bp_version-linux-x86_64")
 srcs=("$work/${rel##*/}") versions=("$bp_version")
+sboms=("$sbom_sha $sbom_rel")
 if [[ $dep == config-server ]]; then
   built=$(build config-server) || exit $?
-  read -r sha rel <<<"$built"
+  { read -r sha rel && read -r sbom_sha sbom_rel; } <<<"$built"
+  sboms+=("$sbom_sha $sbom_rel")
   version=$(crate_version config-server)
 else
   rel=$artifact
@@ -208,7 +223,13 @@ rels+=("$rel") shas+=("$sha") files+=("${rel##*/}") srcs+=("$work/${rel##*/}") v
 prefixes=("$supply_prefix" "$prefix") bases=("$supply_public_base" "$public_base")
 bumps=("a changed supply needs a new buildpack version in VERSION"
   "a changed build needs a new version of $dep")
-for i in 0 1; do log "built ${rels[i]} (${names[i]} ${versions[i]}, sha256 ${shas[i]})"; done
+for i in "${!sboms[@]}"; do
+  read -r sha rel <<<"${sboms[i]}"
+  names+=("${names[i]} SBOM") rels+=("$rel") shas+=("$sha") files+=("${files[i]%.tgz}.cdx.json")
+  srcs+=("$work/${rel##*/}") versions+=("${versions[i]}") prefixes+=("${prefixes[i]}")
+  bases+=("${bases[i]}") bumps+=("${bumps[i]}")
+done
+for i in "${!rels[@]}"; do log "built ${rels[i]} (${names[i]} ${versions[i]}, sha256 ${shas[i]})"; done
 
 # --- where they go, and the uris they will have ----------------------------------
 
@@ -219,7 +240,7 @@ if [[ -n $dest_dir ]]; then
     die "$EXIT_USAGE" "--dest-dir $dest_abs must be a path of letters, digits and . _ / + -"
 fi
 dests=() uris=()
-for i in 0 1; do
+for i in "${!rels[@]}"; do
   if [[ -n $dest_dir ]]; then
     dests[i]=$dest_abs/${files[i]}
     default_uri=file://${dests[i]}
@@ -269,13 +290,17 @@ diff_plan >"$work/diff"
 [[ -s $work/diff ]] || echo "(manifest.yml and bin/supply.lock already pin this build)" >"$work/diff"
 
 if [[ -n $dry_run ]]; then
-  for i in 0 1; do
+  for i in "${!rels[@]}"; do
     if [[ -n $no_upload ]]; then
       echo "would upload nothing for ${names[i]} (--no-upload)"
     else
       echo "would upload ${rels[i]} (sha256 ${shas[i]}) to ${dests[i]}${endpoint:+ (at $endpoint)}"
     fi
-    echo "would pin ${names[i]} uri ${uris[i]}"
+    if ((i < 2)); then
+      echo "would pin ${names[i]} uri ${uris[i]}"
+    else
+      echo "would publish ${names[i]} beside it at ${uris[i]}"
+    fi
   done
   echo "would apply to $repo:"
   cat "$work/diff"
@@ -336,7 +361,7 @@ if [[ -n $no_upload ]]; then
 else
   # Both checked before either is uploaded: a refusal leaves nothing half-released.
   missing=()
-  for i in 0 1; do
+  for i in "${!rels[@]}"; do
     published "$i" || missing+=("$i")
   done
   for i in ${missing[@]+"${missing[@]}"}; do
@@ -344,7 +369,7 @@ else
   done
   if [[ -n $verify_public ]]; then
     # What staging fetches, fetched as staging does: anonymously, same client.
-    for i in 0 1; do
+    for i in "${!rels[@]}"; do
       "$PACKAGE" verify "${names[i]}" --uri "${uris[i]}" --sha256 "${shas[i]}" >&2 ||
         die "$EXIT_PUBLISH" "the public uri of ${names[i]} does not serve this build; fix the bucket's public read (or --public-url-base / --supply-public-url-base), or pass --no-verify-public for a mirror this machine cannot reach"
     done
@@ -367,3 +392,6 @@ done
 cat "$work/diff"
 log "pinned $dep $version (${uris[1]}) in $manifest${plan[6]:+ and .downloadurl}"
 log "pinned supply $bp_version (${uris[0]}) in $lock"
+for ((i = 2; i < ${#rels[@]}; i++)); do
+  [[ -n $no_upload ]] || log "published ${names[i]} beside it: ${uris[i]}"
+done

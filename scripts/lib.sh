@@ -8,6 +8,12 @@
 # Pinned because the linker (zig) and its driver shape the binaries we ship.
 ZIGLANG_VERSION=0.14.1
 CARGO_ZIGBUILD_VERSION=0.24.1
+# Pinned because they write into what we ship: cargo-auditable embeds the dependency
+# tree in each binary (0.7.3 and later drive cargo-zigbuild), cargo-cyclonedx writes
+# the SBOM packed beside config-server. rust-audit-info only reads (tests).
+CARGO_AUDITABLE_VERSION=0.7.7
+CARGO_CYCLONEDX_VERSION=0.5.9
+RUST_AUDIT_INFO_VERSION=0.5.4
 
 # log MSG...: a line on stderr, prefixed with the calling script's name.
 log() { printf '%s: %s\n' "${0##*/}" "$*" >&2; }
@@ -90,11 +96,25 @@ ensure_zig() {
     PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check \
       --no-input "ziglang==$ZIGLANG_VERSION" || die 1 "pip install ziglang==$ZIGLANG_VERSION failed"
   fi
-  if [[ $(cargo-zigbuild --version 2>/dev/null) != "cargo-zigbuild $CARGO_ZIGBUILD_VERSION" ]]; then
-    log "installing cargo-zigbuild $CARGO_ZIGBUILD_VERSION (cargo install; takes a few minutes once)"
-    cargo install --quiet --locked "cargo-zigbuild@$CARGO_ZIGBUILD_VERSION" ||
-      die 1 "cargo install cargo-zigbuild@$CARGO_ZIGBUILD_VERSION failed"
-  fi
+  ensure_cargo_tool cargo-zigbuild "$CARGO_ZIGBUILD_VERSION"
+}
+
+# ensure_cargo_tool CRATE VERSION: `cargo install --locked CRATE@VERSION` from crates.io
+# unless cargo already lists that version as installed.
+ensure_cargo_tool() {
+  ensure_rust
+  local installed
+  installed=$(cargo install --list 2>/dev/null) || installed=
+  grep -qxF "$1 v$2:" <<<"$installed" && return 0
+  log "installing $1 $2 (cargo install; takes a few minutes once)"
+  cargo install --quiet --locked "$1@$2" || die 1 "cargo install $1@$2 failed"
+}
+
+# ensure_sbom_tools: cargo-auditable (`cargo auditable zigbuild` embeds the dependency
+# tree in the binary) and cargo-cyclonedx (writes the SBOM), at their pinned versions.
+ensure_sbom_tools() {
+  ensure_cargo_tool cargo-auditable "$CARGO_AUDITABLE_VERSION"
+  ensure_cargo_tool cargo-cyclonedx "$CARGO_CYCLONEDX_VERSION"
 }
 
 # ensure_objdump: binutils' objdump, to read the glibc symbol versions a binary needs.
@@ -129,7 +149,7 @@ newest_glibc() {
   printf '%s\n' "${newest#GLIBC_}"
 }
 
-# glibc_ok BIN: true if BIN runs on cflinuxfs3 and cflinuxfs4 (needs glibc <= MAX_GLIBC);
+# glibc_ok BIN: true if BIN runs on cflinuxfs3, cflinuxfs4 and cflinuxfs5 (needs glibc <= MAX_GLIBC);
 # says what it found either way.
 glibc_ok() {
   local newest

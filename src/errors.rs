@@ -44,13 +44,16 @@ pub enum Error {
         value: String,
         accepted: String,
     },
-    /// `CF_STACK` names a stack that no dependency supports.
+    /// `CF_STACK` names a stack that a sidecar's dependency has no build for.
     #[error("{dependency} {version} does not support the stack {stack}")]
     UnsupportedStack {
+        /// `<language>_buildpack`, as operators know it.
+        buildpack: String,
         dependency: String,
         version: String,
         /// As it may be shown: quoted, escaped, cut (`redact::quoted`).
         stack: String,
+        /// The stacks the buildpack stages on (`Manifest::stacks`).
         supported: Vec<String>,
     },
     /// A staging directory given on the command line is unusable.
@@ -240,14 +243,27 @@ impl Error {
                     vec![],
                 ),
             },
-            Error::UnsupportedStack { supported, .. } => (
-                "the app runs on a stack this buildpack has no build for".into(),
+            Error::UnsupportedStack {
+                buildpack,
+                stack,
+                supported,
+                ..
+            } => (
+                format!("this release of {buildpack} has no build for the app's stack"),
                 format!(
-                    "push the app with one of the supported stacks (cf push -s {}), or add a \
-                     build for this stack to manifest.yml",
-                    supported.first().map(String::as_str).unwrap_or("STACK")
+                    "use a release of {buildpack} that supports the stack {stack} (the platform \
+                     team installs it with cf update-buildpack), or push the app on a stack \
+                     this release supports (cf push -s {})",
+                    supported.last().map(String::as_str).unwrap_or("STACK")
                 ),
-                vec![format!("supported stacks: {}", supported.join(", "))],
+                vec![format!(
+                    "stacks this release supports: {}",
+                    if supported.is_empty() {
+                        "none (its sidecars have no stack in common)".to_string()
+                    } else {
+                        supported.join(", ")
+                    }
+                )],
             ),
             Error::Directory { .. } => (
                 "Cloud Foundry calls bin/supply BUILD_DIR CACHE_DIR DEPS_DIR DEPS_IDX with usable \

@@ -1,8 +1,11 @@
 //! Making the executable from a verified artifact, in the run's staging dir (the
 //! commit puts it in `<deps>/<idx>/bin/`): a bare executable is taken as it is; a `.tgz`
-//! is unpacked into a temp dir beside it first. The unpacker takes only plain files and
-//! directories, inside its target, under caps on every byte it reads: file data,
-//! extension headers, paths, entries and the decompressed stream itself.
+//! is unpacked into a temp dir beside it first, and only two of its files are kept: the
+//! executable, and its CycloneDX SBOM if the archive carries one (`sbom_entry`), which
+//! the commit puts in `<deps>/<idx>/sbom/`. Both come from the verified archive. The
+//! unpacker takes only plain files and directories, inside its target, under caps on
+//! every byte it reads: file data, extension headers, paths, entries and the
+//! decompressed stream itself.
 
 use crate::errors::Error;
 use crate::manifest::{basename, relative_inside, Dependency, Sidecar};
@@ -35,15 +38,23 @@ pub fn is_tarball(dep: &Dependency) -> bool {
     basename(&dep.uri).is_some_and(|n| n.ends_with(".tgz") || n.ends_with(".tar.gz"))
 }
 
+/// Where an archive carries the SBOM of its executable `.../<name>`:
+/// `sbom/<name>.cdx.json`, the way `scripts/build-portable` packs config-server's.
+pub fn sbom_entry(sidecar: &Sidecar) -> String {
+    format!("sbom/{}.cdx.json", sidecar.installed_name())
+}
+
 /// Makes `sidecar`'s executable from `verified` as `dest` (in the staging dir), mode
-/// 0755. `work_dir` (same filesystem) holds the unpacked archive until the rename.
+/// 0755, and its SBOM as `sbom_dest`, mode 0644, when the archive has one. True when
+/// it had. `work_dir` (same filesystem) holds the unpacked archive until the renames.
 pub fn install(
     verified: Verified,
     sidecar: &Sidecar,
     dep: &Dependency,
     dest: &Path,
+    sbom_dest: &Path,
     work_dir: &Path,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     if !is_tarball(dep) {
         fs::set_permissions(verified.file.path(), Permissions::from_mode(0o755))
             .map_err(Error::write(verified.file.path()))?;
@@ -51,7 +62,7 @@ pub fn install(
             .file
             .persist(dest)
             .map_err(|e| Error::write(dest)(e.error))?;
-        return Ok(());
+        return Ok(false);
     }
 
     let unpacked = tempfile::Builder::new()
@@ -76,7 +87,14 @@ pub fn install(
     }
     fs::set_permissions(&exe, Permissions::from_mode(0o755)).map_err(Error::write(&exe))?;
     fs::rename(&exe, dest).map_err(Error::write(dest))?;
-    Ok(())
+    // Optional: a third party's sidecar may come without one.
+    let sbom = unpacked.path().join(sbom_entry(sidecar));
+    if !fs::symlink_metadata(&sbom).is_ok_and(|m| m.is_file()) {
+        return Ok(false);
+    }
+    fs::set_permissions(&sbom, Permissions::from_mode(0o644)).map_err(Error::write(&sbom))?;
+    fs::rename(&sbom, sbom_dest).map_err(Error::write(sbom_dest))?;
+    Ok(true)
 }
 
 /// Unpacks a gzipped tar into `target`, which must be empty. Any entry that is not a

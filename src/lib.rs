@@ -3,6 +3,7 @@
 //! everything else lives here so the packager can share it.
 
 pub mod cache;
+pub mod deprecation;
 pub mod digest;
 pub mod errors;
 pub mod fetch;
@@ -18,4 +19,5 @@ pub mod staging;
 pub mod supply;
 pub mod transport;
 pub mod verify;
+pub mod version_line;
 pub mod yaml;

@@ -42,6 +42,7 @@ fn main() {
                 deps_idx: args.deps_idx,
                 buildpack_dir,
                 env,
+                now: std::time::SystemTime::now(),
             };
             match supply::run(&ctx) {
                 Ok(()) => exit::OK,

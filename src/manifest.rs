@@ -1,6 +1,7 @@
 //! The buildpack's `manifest.yml`: libbuildpack's schema plus our `sidecars:` section.
 //! Parsed into types at load time, so a bad value fails there, naming the file and key.
 
+use crate::deprecation::{Date, Deprecation, Line};
 use crate::digest::Sha256;
 use crate::errors::Error;
 use crate::fsutil::read_text;
@@ -33,6 +34,9 @@ pub struct Manifest {
     /// Our own section: which dependency becomes which sidecar.
     #[serde(default)]
     pub sidecars: Vec<Sidecar>,
+    /// libbuildpack's end-of-life dates: a warning at staging when one is near.
+    #[serde(default, deserialize_with = "de_deprecations")]
+    pub dependency_deprecation_dates: Vec<Deprecation>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -118,6 +122,38 @@ fn de_dependencies<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Depende
                 sha256,
                 cf_stacks: r.cf_stacks,
                 file: r.file,
+            })
+        })
+        .collect()
+}
+
+/// A `dependency_deprecation_dates` entry as written (unknown keys are ignored, as
+/// libbuildpack does: some buildpacks add `match:`); typed in `de_deprecations`.
+#[derive(Deserialize)]
+struct RawDeprecation {
+    name: String,
+    version_line: String,
+    date: String,
+    #[serde(default)]
+    link: Option<String>,
+}
+
+fn de_deprecations<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Deprecation>, D::Error> {
+    use serde::de::Error as _;
+    let raw = Option::<Vec<RawDeprecation>>::deserialize(d)?.unwrap_or_default();
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let key = |k: &str| format!("dependency_deprecation_dates[{i}].{k}");
+            let date = Date::parse(&r.date)
+                .map_err(|e| D::Error::custom(format!("{}: {e}", key("date"))))?;
+            Ok(Deprecation {
+                line: Line::parse(&r.version_line),
+                name: r.name,
+                version_line: r.version_line,
+                date,
+                // libbuildpack prints no link for an empty one.
+                link: r.link.filter(|l| !l.is_empty()),
             })
         })
         .collect()
@@ -359,6 +395,39 @@ impl Manifest {
                 ));
             }
         }
+        for (i, e) in self.dependency_deprecation_dates.iter().enumerate() {
+            let key = |k: &str| format!("dependency_deprecation_dates[{i}].{k}");
+            identifier(key("name"), &e.name)?;
+            if let Line::Text { why } = &e.line {
+                // libbuildpack compares a version that is not semver as text; a line
+                // that is neither a range nor such a version would never match.
+                let exact = self.dependencies.iter().any(|d| {
+                    d.name == e.name
+                        && d.version == e.version_line
+                        && crate::version_line::Version::parse(&d.version).is_none()
+                });
+                if !exact {
+                    return Err(bad(
+                        key("version_line"),
+                        format!(
+                            "must be a semver range such as 0.1.x, ~0.1.2 or >= 0.1.0, < 0.2.0: \
+                             {}",
+                            crate::redact::shown(why)
+                        ),
+                    ));
+                }
+            }
+            if let Some(link) = &e.link {
+                let web = Url::parse(link)
+                    .is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.has_host());
+                if !web || !printable(link) {
+                    return Err(bad(
+                        key("link"),
+                        format!("must be an https:// or http:// URL; {TEXT_RULE}"),
+                    ));
+                }
+            }
+        }
         if let Some((i, j)) = self.sidecar_name_clash() {
             let (a, b) = (&self.sidecars[j].name, &self.sidecars[i].name);
             return Err(bad(
@@ -408,18 +477,46 @@ impl Manifest {
                 .find(|d| d.cf_stacks.iter().any(|s| s == stack))
                 .copied(),
         };
-        chosen.ok_or_else(|| {
-            let mut supported: Vec<String> =
-                builds.iter().flat_map(|d| d.cf_stacks.clone()).collect();
-            supported.sort();
-            supported.dedup();
-            Error::UnsupportedStack {
-                dependency: name.to_string(),
-                version: version.to_string(),
-                stack: crate::redact::quoted_value(stack.unwrap_or_default()),
-                supported,
-            }
+        chosen.ok_or_else(|| Error::UnsupportedStack {
+            buildpack: buildpack_name(self),
+            dependency: name.to_string(),
+            version: version.to_string(),
+            stack: crate::redact::quoted_value(stack.unwrap_or_default()),
+            supported: self.stacks(),
         })
+    }
+
+    /// The stacks this buildpack stages on: those for which every sidecar's
+    /// dependency has a build of its default version (all of the builds' stacks when
+    /// there is no sidecar), sorted.
+    pub fn stacks(&self) -> Vec<String> {
+        let builds_of = |name: &str| {
+            let version = self
+                .default_versions
+                .iter()
+                .find(|d| d.name == name)
+                .map(|d| d.version.as_str());
+            self.dependencies
+                .iter()
+                .filter(move |d| d.name == name && Some(d.version.as_str()) == version)
+                .flat_map(|d| d.cf_stacks.iter().cloned())
+                .collect::<std::collections::BTreeSet<String>>()
+        };
+        let mut sidecars = self.sidecars.iter();
+        let Some(first) = sidecars.next() else {
+            let all: std::collections::BTreeSet<String> = self
+                .dependencies
+                .iter()
+                .flat_map(|d| d.cf_stacks.iter().cloned())
+                .collect();
+            return all.into_iter().collect();
+        };
+        let mut stacks = builds_of(&first.dependency);
+        for s in sidecars {
+            let theirs = builds_of(&s.dependency);
+            stacks.retain(|stack| theirs.contains(stack));
+        }
+        stacks.into_iter().collect()
     }
 }
 
@@ -800,6 +897,162 @@ sidecars:
         }
         let ok = good().replace("version: 0.1.0", "version: 1.2.3+build.7~rc_1");
         assert!(load(&ok).is_ok());
+    }
+
+    /// Line and column (1-based) where `needle` starts in `text`.
+    fn where_is(text: &str, needle: &str) -> (usize, usize) {
+        let at = text
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} not in text"));
+        let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+        (text[..at].matches('\n').count() + 1, at - line_start + 1)
+    }
+
+    #[test]
+    fn deprecation_dates_are_typed_at_load() {
+        let with = |entries: &str| format!("{}dependency_deprecation_dates:\n{entries}", good());
+        let m = load(&with(
+            "- name: config-server\n  version_line: 0.1.x\n  date: 2027-04-01\n  \
+             link: https://example.com/eol\n  match: ignored, as libbuildpack ignores it\n\
+             - name: retired-agent\n  version_line: '>= 1.0, < 2.0'\n  date: \"2026-01-31\"\n  link: ''\n",
+        ))
+        .expect("loads");
+        let e = &m.dependency_deprecation_dates;
+        assert_eq!(
+            (e[0].date.to_string(), e[0].link.as_deref()),
+            ("2027-04-01".into(), Some("https://example.com/eol"))
+        );
+        assert_eq!(
+            (e[1].version_line.as_str(), e[1].link.as_deref()),
+            (">= 1.0, < 2.0", None)
+        );
+        assert!(
+            load(&format!("{}dependency_deprecation_dates:\n", good())).is_ok(),
+            "empty"
+        );
+
+        for (entry, key, value, why) in [
+            (
+                "  version_line: 0.1.x\n  date: 2027-4-1\n",
+                "date",
+                "2027-4-1",
+                "must be a date written as YYYY-MM-DD",
+            ),
+            (
+                "  version_line: 0.1.x\n  date: 2027-02-30\n",
+                "date",
+                "2027-02-30",
+                "is not a day of the calendar",
+            ),
+            (
+                "  version_line: latest\n  date: 2027-04-01\n",
+                "version_line",
+                "latest",
+                "must be a semver range such as 0.1.x",
+            ),
+            (
+                "  version_line: 0.1.x 0.2.x\n  date: 2027-04-01\n",
+                "version_line",
+                "0.1.x 0.2.x",
+                "separate comparators with ','",
+            ),
+            (
+                "  version_line: ''\n  date: 2027-04-01\n",
+                "version_line",
+                "''",
+                "empty comparator",
+            ),
+            (
+                "  version_line: 0.1.x\n  date: 2027-04-01\n  link: ftp://x/y\n",
+                "link",
+                "ftp://x/y",
+                "must be an https:// or http:// URL",
+            ),
+            (
+                "  version_line: 0.1.x\n  date: 2027-04-01\n  link: \"https://x/\\n-----> Fake\"\n",
+                "link",
+                "\"https",
+                "must be an https:// or http:// URL",
+            ),
+        ] {
+            let text = with(&format!("- name: config-server\n{entry}"));
+            let err = load(&text).expect_err(entry);
+            let (line, column) = where_is(&text, &format!("{key}: {value}"));
+            let column = column + key.len() + 2;
+            assert!(
+                err.starts_with(&format!(
+                    "/bp/manifest.yml: `dependency_deprecation_dates[0].{key}` "
+                )),
+                "{err}"
+            );
+            assert!(err.contains(why), "{entry}: {err}");
+            assert_eq!(position(&err), (line, column), "{err}");
+        }
+        for (entry, key) in [
+            (
+                "- version_line: 0.1.x\n  date: 2027-04-01\n",
+                "missing field `name`",
+            ),
+            (
+                "- name: config-server\n  date: 2027-04-01\n",
+                "missing field `version_line`",
+            ),
+            (
+                "- name: config-server\n  version_line: 0.1.x\n",
+                "missing field `date`",
+            ),
+            (
+                "- name: ../x\n  version_line: 0.1.x\n  date: 2027-04-01\n",
+                "`dependency_deprecation_dates[0].name`",
+            ),
+            (
+                "- name: config-server\n  version_line: 0.1.x\n  date: 20270401\n",
+                "dependency_deprecation_dates[0].date",
+            ),
+        ] {
+            let err = load(&with(entry)).expect_err(entry);
+            assert!(err.contains(key), "{entry}: {err}");
+            assert!(err.contains(" at line "), "{err}");
+        }
+        // A line that is not a range is kept only for a version that is not semver,
+        // which libbuildpack compares as text.
+        let odd = good().replace("0.1.0", "0.1.0_7");
+        let text = format!("{odd}dependency_deprecation_dates:\n- name: config-server\n  version_line: 0.1.0_7\n  date: 2027-04-01\n");
+        assert!(load(&text).is_ok(), "{:?}", load(&text));
+        let err = load(&text.replace("version_line: 0.1.0_7", "version_line: 0.1.0_8"))
+            .expect_err("no such version");
+        assert!(
+            err.contains("`dependency_deprecation_dates[0].version_line` must be a semver range"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_stack_without_a_build_lists_the_stacks_the_buildpack_has() {
+        let two = format!(
+            "{}- name: other\n  dependency: agent\n  executable: bin/agent\n  memory_mb: 8\n",
+            good().replace(
+                "dependencies:\n",
+                &format!("- name: agent\n  version: 1.0.0\ndependencies:\n- name: agent\n  version: 1.0.0\n  uri: https://h/agent.tgz\n  sha256: {SHA}\n  cf_stacks: [cflinuxfs4, cflinuxfs5]\n"),
+            )
+        );
+        let m = load(&two).expect("loads");
+        assert_eq!(
+            m.stacks(),
+            ["cflinuxfs4"],
+            "only where every sidecar has a build"
+        );
+        match m.pick("config-server", Some("cflinuxfs5")) {
+            Err(Error::UnsupportedStack {
+                buildpack,
+                supported,
+                ..
+            }) => {
+                assert_eq!(buildpack, "sidecar_buildpack");
+                assert_eq!(supported, ["cflinuxfs4"]);
+            }
+            other => panic!("expected unsupported stack, got {other:?}"),
+        }
     }
 
     #[test]

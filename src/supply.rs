@@ -22,6 +22,7 @@ use crate::{detail, step};
 use std::collections::HashMap;
 use std::fs;
 use std::path::PathBuf;
+use std::time::SystemTime;
 use tracing::{debug, warn};
 
 /// Everything one run needs, built once by `main`.
@@ -35,6 +36,8 @@ pub struct Context {
     pub buildpack_dir: PathBuf,
     /// The staging environment (CF_STACK, proxies, the app's env vars).
     pub env: HashMap<String, String>,
+    /// The clock the end-of-life warnings are judged by (`main` reads the real one).
+    pub now: SystemTime,
 }
 
 /// What the run will do, decided before it writes anything.
@@ -44,6 +47,8 @@ struct Plan {
     net: Network,
     memory_limit: Option<u64>,
     sidecars: Vec<(Sidecar, Dependency, SidecarSettings)>,
+    /// End-of-life warnings by the `<name> <version>` of the dependency they are about.
+    eol: HashMap<String, Vec<String>>,
 }
 
 pub fn run(ctx: &Context) -> Result<(), Error> {
@@ -69,9 +74,17 @@ fn decide(ctx: &Context) -> Result<Plan, Error> {
         warn!("CF_STACK is not set (a local run?); taking the first build of each dependency");
     }
     let mut sidecars = Vec::new();
+    let mut eol = HashMap::new();
     for sidecar in &manifest.sidecars {
         let settings = env.sidecar(sidecar)?;
         let dep = manifest.pick(&sidecar.dependency, stack)?.clone();
+        let warnings = manifest
+            .dependency_deprecation_dates
+            .iter()
+            .filter(|e| e.covers(&dep))
+            .filter_map(|e| e.warning(ctx.now))
+            .collect();
+        eol.insert(format!("{} {}", dep.name, dep.version), warnings);
         sidecars.push((sidecar.clone(), dep, settings));
     }
     Ok(Plan {
@@ -80,6 +93,7 @@ fn decide(ctx: &Context) -> Result<Plan, Error> {
         net,
         memory_limit,
         sidecars,
+        eol,
     })
 }
 
@@ -113,15 +127,23 @@ fn act(ctx: &Context, plan: &Plan) -> Result<(), Error> {
 struct Report {
     /// Downloaded artifacts, linked in the staging dir, for the app cache.
     to_cache: Vec<(Dependency, PathBuf)>,
-    installed: Vec<PathBuf>,
+    /// Each executable, with its SBOM when its archive carried one.
+    installed: Vec<(PathBuf, Option<PathBuf>)>,
     not_declared: Vec<String>,
     launch: Option<(LaunchYml, Vec<PathBuf>)>,
 }
 
 impl Report {
     fn print(&self, memory_limit: Option<u64>) {
-        for exe in &self.installed {
+        for (exe, sbom) in &self.installed {
             detail!("Installed {}", exe.display());
+            if let Some(sbom) = sbom {
+                detail!(
+                    "Installed {}, the CycloneDX SBOM of {} from its archive",
+                    sbom.display(),
+                    exe.file_name().unwrap_or_default().to_string_lossy()
+                );
+            }
         }
         for line in &self.not_declared {
             detail!("{line}");
@@ -163,13 +185,15 @@ fn stage_and_commit(
     let work = staging.path().to_path_buf();
     let mut processes = Vec::new();
     let mut not_declared = Vec::new();
-    // bin/<name> -> its staged file; one binary may serve two sidecars.
-    let mut exes: Vec<(String, PathBuf)> = Vec::new();
+    // bin/<name> -> its staged file and SBOM; one binary may serve two sidecars.
+    let mut exes: Vec<(String, PathBuf, Option<PathBuf>)> = Vec::new();
     let mut to_cache = Vec::new();
+    let mut warned = std::collections::HashSet::new();
     for (sidecar, dep, settings) in &plan.sidecars {
         let name = sidecar.installed_name().to_string();
-        if !exes.iter().any(|(n, _)| *n == name) {
-            step!("Installing {} {}", dep.name, dep.version);
+        if !exes.iter().any(|(n, _, _)| *n == name) {
+            let id = format!("{} {}", dep.name, dep.version);
+            step!("Installing {id}");
             let verified = obtain(&fetcher, limits, dep, &ctx.buildpack_dir, cache, &work)?;
             if matches!(verified.origin, Origin::Network(_)) {
                 let copy = work.join(format!("cache-{}", to_cache.len()));
@@ -183,9 +207,17 @@ fn stage_and_commit(
                     ),
                 }
             }
+            // Where libbuildpack warns (after the fetch), once per dependency even when
+            // two of its executables are installed.
+            if warned.insert(id.clone()) {
+                for w in plan.eol.get(&id).into_iter().flatten() {
+                    warn!("{w}");
+                }
+            }
             let staged = work.join(format!("new-bin-{}", exes.len()));
-            install(verified, sidecar, dep, &staged, &work)?;
-            exes.push((name.clone(), staged));
+            let sbom = work.join(format!("new-sbom-{}", exes.len()));
+            let has_sbom = install(verified, sidecar, dep, &staged, &sbom, &work)?;
+            exes.push((name.clone(), staged, has_sbom.then_some(sbom)));
         }
         let command = launch::command(&ctx.deps_idx, &name, &sidecar.args);
         if settings.declare {
@@ -236,11 +268,28 @@ fn stage_and_commit(
     let bin_dir = idx_dir.join("bin");
     staging.ensure_dir(&idx_dir)?;
     staging.ensure_dir(&bin_dir)?;
+    let sbom_dir = idx_dir.join("sbom");
     let mut installed = Vec::new();
-    for (name, staged) in &exes {
+    for (name, staged, sbom) in &exes {
         let dest = bin_dir.join(name);
         staging.place(staged, &dest)?;
-        installed.push(dest);
+        let sbom_dest = sbom_dir.join(format!("{name}.cdx.json"));
+        let sbom_placed = match sbom {
+            Some(staged_sbom) => {
+                staging.ensure_dir(&sbom_dir)?;
+                staging.place(staged_sbom, &sbom_dest)?;
+                Some(sbom_dest)
+            }
+            None => {
+                // One left by an earlier run would describe another build. Never
+                // through a symlink: only inside a real sbom/ directory.
+                if fs::symlink_metadata(&sbom_dir).is_ok_and(|m| m.is_dir()) {
+                    staging.remove(&sbom_dest)?;
+                }
+                None
+            }
+        };
+        installed.push((dest, sbom_placed));
     }
     staging.place(&work.join("new-config.yml"), &idx_dir.join("config.yml"))?;
     match &launch {

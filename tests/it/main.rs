@@ -9,6 +9,7 @@ mod hardening_siblings;
 mod hostile_archives;
 mod hostile_config;
 mod manifest_tool;
+mod operators;
 mod packaging;
 mod pins;
 mod supply;

@@ -78,14 +78,28 @@ impl Source {
             .to_string()
     }
 
-    /// Pins config-server (version 0.1.0, its stacks kept) to `uri` and `sha`.
+    /// config-server's pinned version and stacks, as the packager lists them:
+    /// `config-server 0.2.0 [cflinuxfs3, cflinuxfs4, cflinuxfs5]`.
+    pub(crate) fn config_server(&self) -> String {
+        format!(
+            "config-server {} [{}]",
+            self.get("default_versions[config-server]"),
+            self.get("dependencies[config-server].cf_stacks")
+                .lines()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+
+    /// Pins config-server (its version and stacks kept) to `uri` and `sha`.
     pub(crate) fn pin(&self, uri: &str, sha: &str) {
         let m = self.manifest();
+        let version = self.get("default_versions[config-server]");
         tool(&[
             "pin",
             "config-server",
             "--version",
-            "0.1.0",
+            &version,
             "--uri",
             uri,
             "--sha256",
@@ -208,7 +222,7 @@ fn uncached_zip_is_what_cf_create_buildpack_accepts() {
         "{text}"
     );
     assert!(
-        text.contains("config-server 0.1.0 [cflinuxfs3, cflinuxfs4] not cached"),
+        text.contains(&format!("{} not cached", src.config_server())),
         "{text}"
     );
     let z = entries(&zip);
@@ -252,14 +266,15 @@ fn cached_stack_zip_stages_with_no_network_at_all() {
     let (code, text) = src.package(out.path(), &["--cached", "--stack", "cflinuxfs4"]);
     assert_eq!(code, 0, "{text}");
     assert!(
-        text.contains("config-server 0.1.0 [cflinuxfs3, cflinuxfs4] cached"),
+        text.contains(&format!("{} cached", src.config_server())),
         "{text}"
     );
     let zip = zip_in(out.path(), "sidecar_buildpack-cached-cflinuxfs4-v0.1.0.zip");
     let z = entries(&zip);
     let uri = src.get("dependencies[config-server].uri");
     let md5 = format!("{:x}", md5::Md5::digest(uri.as_bytes()));
-    let dep_path = format!("dependencies/{md5}/config-server-0.1.0-linux-x86_64.tgz");
+    let name = uri.rsplit('/').next().expect("file name");
+    let dep_path = format!("dependencies/{md5}/{name}");
     assert_eq!(z[&dep_path], (0o644, src.artifact.clone()));
     let manifest = String::from_utf8(z["manifest.yml"].1.clone()).expect("utf8");
     let golden_path = Path::new(REPO).join("tests/golden/packaged-manifest.yml");
@@ -349,7 +364,10 @@ fn checksum_mismatch_aborts_and_leaves_no_zip() {
     assert_eq!(code, 4, "{text}");
     assert!(text.contains("**WARNING** not using"), "{text}");
     assert!(
-        text.contains("**ERROR** checksum mismatch for config-server 0.1.0 from"),
+        text.contains(&format!(
+            "**ERROR** checksum mismatch for config-server {} from",
+            src.get("default_versions[config-server]")
+        )),
         "{text}"
     );
     assert_eq!(
@@ -587,7 +605,10 @@ fn a_stack_without_builds_is_refused_before_any_zip() {
     let (code, text) = src.package(out.path(), &["--stack", "windows2019"]);
     assert_eq!(code, 3, "{text}");
     assert!(
-        text.contains("**ERROR** config-server 0.1.0 does not support the stack \"windows2019\""),
+        text.contains(&format!(
+            "**ERROR** config-server {} does not support the stack \"windows2019\"",
+            src.get("default_versions[config-server]")
+        )),
         "{text}"
     );
     assert_eq!(fs::read_dir(out.path()).expect("out").count(), 0);

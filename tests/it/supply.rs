@@ -341,18 +341,6 @@ fn undeclared_sidecar_removes_both_launch_yml_copies() {
 }
 
 #[test]
-fn unsupported_stack_names_the_supported_ones() {
-    let bp = Buildpack::new().cached().write();
-    Stage::new(&bp, &Dirs::new())
-        .env("CF_STACK", "windows2019")
-        .run()
-        .code(3)
-        .has("**ERROR** config-server 0.1.0 does not support the stack \"windows2019\"")
-        .has("supported stacks: cflinuxfs3, cflinuxfs4")
-        .not_installed();
-}
-
-#[test]
 fn missing_stack_warns_and_takes_any() {
     let bp = Buildpack::new().cached().write();
     Stage::new(&bp, &Dirs::new())

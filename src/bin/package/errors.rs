@@ -116,7 +116,10 @@ fn explain(e: &Error) -> Explanation {
                  stack first (package pin NAME --stack STACK ...)",
                 supported.first().map(String::as_str).unwrap_or("STACK")
             ),
-            vec![format!("stacks with a build: {}", supported.join(", "))],
+            vec![format!(
+                "stacks with a build of every sidecar: {}",
+                supported.join(", ")
+            )],
         ),
         Error::Directory { .. } => (
             "a directory given to the packager is unusable".into(),
@@ -283,6 +286,7 @@ mod tests {
                 accepted: "1-3600".into(),
             },
             Error::UnsupportedStack {
+                buildpack: "sidecar_buildpack".into(),
                 dependency: "d".into(),
                 version: "1".into(),
                 stack: "s".into(),

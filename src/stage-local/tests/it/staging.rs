@@ -502,3 +502,42 @@ fn droplet_tgz_is_laid_out_as_cfs_builder_writes_it() {
     by_tar.sort();
     assert_eq!(by_tar, names);
 }
+
+/// `cf push -s cflinuxfs5`: Cloud Controller stages on that stack, and every supply
+/// buildpack sees it as CF_STACK (#14).
+#[test]
+fn stack_is_passed_to_every_supply_buildpack_as_cf_stack() {
+    let sb = Sandbox::new();
+    sb.file("manifest.yml", "applications:\n- name: demo\n")
+        .file("Procfile", "web: sleep 1\n");
+    let probe = |name: &str| {
+        sb.buildpack(
+            name,
+            r#"printf '%s\n' "$CF_STACK" > "$deps/$idx/stack"; echo "-----> on $CF_STACK""#,
+        )
+    };
+    let (first, second) = (probe("first"), probe("second"));
+    for (flags, want) in [
+        (vec!["--stack", "cflinuxfs5"], "cflinuxfs5"),
+        (vec!["--stack=cflinuxfs3"], "cflinuxfs3"),
+        (vec![], "cflinuxfs4"),
+    ] {
+        let mut run = sb
+            .stage()
+            .buildpack(&first)
+            .buildpack(&second)
+            .arg("--stage-only");
+        for f in &flags {
+            run = run.arg(f);
+        }
+        run.run().success().has(&format!("-----> on {want}\n"));
+        let droplet = sb.area("demo").join("droplet");
+        for idx in ["0", "1"] {
+            assert_eq!(
+                lines(&droplet.join(format!("deps/{idx}/stack"))),
+                [want],
+                "{flags:?}"
+            );
+        }
+    }
+}
