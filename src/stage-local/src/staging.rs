@@ -28,6 +28,7 @@ use crate::settings::Settings;
 use anyhow::Context as _;
 use std::fs::{self, File};
 use std::io::Write as _;
+use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -84,6 +85,17 @@ impl Area {
                 .and_then(|t| t.trim().parse::<u32>().ok());
             return Err(Error::Locked { path: root, holder }.into());
         }
+        // The lock dies with the run that held it, but a run killed with SIGKILL leaves
+        // its processes running from the droplet (or its bin/supply in the staging area).
+        let pids = leftovers(&root);
+        if !pids.is_empty() {
+            return Err(Error::Leftovers {
+                app: app.name.clone(),
+                path: root,
+                pids,
+            }
+            .into());
+        }
         lock.set_len(0)
             .and_then(|()| lock.write_all(format!("{}\n", std::process::id()).as_bytes()))
             .with_context(|| format!("cannot write {}", lock_path.display()))?;
@@ -107,6 +119,46 @@ impl Area {
         }
         Ok(())
     }
+}
+
+/// Live processes that a run of the app under `root` started: every process it
+/// launches has `DEPS_DIR=<root>/droplet/deps`, every `bin/supply` has
+/// `HOME=<root>/home`, and nothing else sets either. Read from `/proc/<pid>/environ`
+/// (the environment each was started with); processes we may not read are skipped.
+fn leftovers(root: &Path) -> Vec<(i32, String)> {
+    let canon = |p: &Path| fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let marks = [
+        ("DEPS_DIR", canon(&root.join("droplet/deps"))),
+        ("HOME", canon(&root.join("home"))),
+    ];
+    let me = std::process::id();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return vec![];
+    };
+    let mut found: Vec<(i32, String)> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            let Ok(environ) = fs::read(format!("/proc/{pid}/environ")) else {
+                return false;
+            };
+            environ.split(|b| *b == 0).any(|kv| {
+                marks.iter().any(|(name, dir)| {
+                    kv.strip_prefix(name.as_bytes())
+                        .and_then(|rest| rest.strip_prefix(b"="))
+                        .is_some_and(|v| canon(Path::new(std::ffi::OsStr::from_bytes(v))) == *dir)
+                })
+            })
+        })
+        .filter_map(|pid| {
+            let pid = i32::try_from(pid).ok()?;
+            let (_, argv) = crate::process::running_as(pid)?;
+            Some((pid, argv))
+        })
+        .collect();
+    found.sort();
+    found
 }
 
 /// An app name as a directory name.
