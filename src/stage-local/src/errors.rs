@@ -316,8 +316,9 @@ impl Error {
             Error::LaunchYml { problems, .. } => (
                 s("CF's builder parses launch.yml with Go's yaml.v2 and strict types, and fails \
                    staging with exit 1 and a yaml message that does not name the file"),
-                s("write `memory:` as a plain integer of megabytes and `sidecar_for:` as a \
-                   list, e.g. `sidecar_for: [web]`; write launch.yml with a serializer"),
+                s("write launch.yml with a YAML serializer, in UTF-8, with `memory:` a plain \
+                   integer of megabytes and `sidecar_for:` a list (`sidecar_for: [web]`), \
+                   and read it back typed before exiting 0"),
                 problems.clone(),
             ),
             Error::SidecarClash { .. } => (

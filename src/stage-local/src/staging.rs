@@ -412,9 +412,21 @@ fn merge_declarations(
         None => entries(defaults, &final_origin),
     };
     merge(&mut merged, finals);
+    // CF's readProcfile: only a missing Procfile is no Procfile; one it cannot read
+    // fails staging ("Failed to read command from Procfile").
     let procfile = layout.build_dir.join("Procfile");
-    if let Ok(text) = fs::read_to_string(&procfile) {
-        let declared = launch_yml::parse_procfile(&text).map_err(|problem| Error::Procfile {
+    let bytes = match fs::read(&procfile) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(Error::Procfile {
+                path: procfile,
+                problem: e.to_string(),
+            })
+        }
+    };
+    if let Some(bytes) = bytes {
+        let declared = launch_yml::parse_procfile(&bytes).map_err(|problem| Error::Procfile {
             path: procfile.clone(),
             problem,
         })?;
@@ -437,14 +449,17 @@ fn entries(declared: Vec<Declared>, origin: &str) -> Vec<Entry> {
 /// without leading zeros (buildpackapplifecycle's MergeLaunchYML joins
 /// `strconv.Itoa(index)`), not at DEPS_IDX. With 10 or more buildpacks, a launch.yml
 /// written only at the padded `deps/03/` is skipped there, so it is skipped here too,
-/// with a warning that names what is lost.
+/// with a warning that names what is lost. As CF's launchYMLExists, whatever `stat`
+/// finds there counts: one that cannot be read (a directory) fails staging.
 fn read_launch_yml(layout: &Layout, i: usize, origin: &str) -> Result<Option<Vec<Entry>>, Error> {
     let unpadded = layout.deps_dir.join(i.to_string()).join("launch.yml");
-    if let Ok(text) = fs::read_to_string(&unpadded) {
-        let declared = launch_yml::parse(&text).map_err(|problems| Error::LaunchYml {
+    if unpadded.exists() {
+        let fail = |problems| Error::LaunchYml {
             path: unpadded.clone(),
             problems,
-        })?;
+        };
+        let bytes = fs::read(&unpadded).map_err(|e| fail(vec![format!("cannot read it: {e}")]))?;
+        let declared = launch_yml::parse(&bytes).map_err(fail)?;
         return Ok(Some(entries(declared, origin)));
     }
     let padded = layout.idx_dir(i).join("launch.yml");
@@ -457,7 +472,7 @@ fn read_launch_yml(layout: &Layout, i: usize, origin: &str) -> Result<Option<Vec
 /// Says what a launch.yml at the padded DEPS_IDX would have declared, and that CF's
 /// builder never reads it.
 fn warn_skipped_launch_yml(layout: &Layout, i: usize, origin: &str, padded: &Path) {
-    let lost = match fs::read_to_string(padded).map(|t| launch_yml::parse(&t)) {
+    let lost = match fs::read(padded).map(|t| launch_yml::parse(&t)) {
         Ok(Ok(declared)) if !declared.is_empty() => declared
             .iter()
             .map(|d| {
@@ -486,30 +501,15 @@ fn warn_skipped_launch_yml(layout: &Layout, i: usize, origin: &str, padded: &Pat
 /// result.json's name, version and config of a buildpack, from its `config.yml` read
 /// at the padded DEPS_IDX (CF reads it there; it ignores a missing or broken one).
 fn metadata(key: String, idx_dir: &Path) -> BuildpackMetadata {
-    #[derive(serde::Deserialize)]
-    struct Config {
-        #[serde(default)]
-        name: Option<serde_yaml::Value>,
-        #[serde(default)]
-        version: Option<serde_yaml::Value>,
-        #[serde(default)]
-        config: Option<serde_yaml::Value>,
-    }
     let path = idx_dir.join("config.yml");
-    let config = fs::read_to_string(&path)
+    let doc = fs::read(&path)
         .ok()
-        .and_then(|t| serde_yaml::from_str::<Config>(&t).ok());
-    if config.is_none() {
+        .and_then(|bytes| launch_yml::document(&bytes).ok());
+    let Some(serde_yaml::Value::Mapping(c)) = doc else {
         out::warn(format!(
             "{} is missing or unreadable: CF shows this buildpack without a name or version",
             path.display()
         ));
-    }
-    let text = |v: Option<serde_yaml::Value>| {
-        v.and_then(|v| crate::app::scalar(&v))
-            .filter(|s| !s.is_empty())
-    };
-    let Some(c) = config else {
         return BuildpackMetadata {
             key,
             name: String::new(),
@@ -517,9 +517,14 @@ fn metadata(key: String, idx_dir: &Path) -> BuildpackMetadata {
             config: None,
         };
     };
-    let map = match c.config {
+    let text = |k: &str| {
+        c.get(k)
+            .and_then(crate::app::scalar)
+            .filter(|s| !s.is_empty())
+    };
+    let map = match c.get("config") {
         None | Some(serde_yaml::Value::Null) => None,
-        Some(v @ serde_yaml::Value::Mapping(_)) => Some(yaml_to_json(&v)),
+        Some(v @ serde_yaml::Value::Mapping(_)) => Some(yaml_to_json(v)),
         Some(_) => {
             out::warn(format!(
                 "{}: `config:` is not a map, so it is left out of result.json",
@@ -530,8 +535,8 @@ fn metadata(key: String, idx_dir: &Path) -> BuildpackMetadata {
     };
     BuildpackMetadata {
         key,
-        name: text(c.name).unwrap_or_default(),
-        version: text(c.version),
+        name: text("name").unwrap_or_default(),
+        version: text("version"),
         config: map,
     }
 }
