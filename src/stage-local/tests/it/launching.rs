@@ -19,7 +19,10 @@ fn app_with_sidekick() -> (Sandbox, std::path::PathBuf) {
         ".profile.d/a.sh",
         "export ORDER=\"${ORDER:-}app-profile.d,\"\n",
     )
-    .file(".profile", "export ORDER=\"${ORDER}profile\"\n");
+    .file(".profile", "export ORDER=\"${ORDER}profile\"\n")
+    // What CF's launcher gives a profile script: its own path as $0, the app's
+    // directory and the command as $1 and $2.
+    .file(".profile.d/b.sh", "export LAUNCHER_ARGS=\"$0|$1|$2|$#\"\n");
     let bp = sb.sidecar_buildpack(
         "sidekick",
         "16",
@@ -114,6 +117,31 @@ fn runs_web_and_its_sidecar_like_cfs_launcher() {
     assert_eq!(env["DEPS_DIR"], d("deps"));
     assert_eq!(env["MEMORY_LIMIT"], "240m", "256 MB less the sidecar's 16");
     assert_eq!(env["ORDER"], "deps-profile.d,app-profile.d,profile");
+    // The launcher starts in the droplet's root (/home/vcap on CF) and cds into app/.
+    assert_eq!(
+        env["LAUNCHER_ARGS"],
+        format!(
+            "/tmp/lifecycle/launcher|{}|exec python3 server.py|2",
+            d("app")
+        )
+    );
+    assert_eq!(env["OLDPWD"], droplet.display().to_string());
+    // What the launcher says before and after the profile scripts, in each process's log.
+    for source in ["APP/PROC/WEB/0", "APP/PROC/WEB/SIDECAR/SIDEKICK/0"] {
+        let lines: Vec<&str> = o
+            .out
+            .lines()
+            .filter(|l| l.starts_with(&format!("[{source}] ")))
+            .collect();
+        assert_eq!(
+            lines[..2],
+            [
+                format!("[{source}] OUT Invoking pre-start scripts."),
+                format!("[{source}] OUT Invoking start command."),
+            ],
+            "{lines:?}"
+        );
+    }
     let vcap: serde_json::Value =
         serde_json::from_str(env["VCAP_APPLICATION"].as_str().expect("set")).expect("json");
     assert_eq!(
