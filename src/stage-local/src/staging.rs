@@ -541,14 +541,18 @@ fn metadata(key: String, idx_dir: &Path) -> BuildpackMetadata {
     }
 }
 
-/// A YAML value as JSON, map keys sorted as Go's encoder sorts them.
+/// A YAML value as JSON, map keys sorted as Go's encoder sorts them, and a whole float
+/// written as Go writes a float64 (`1.0` and `1e3` as `1` and `1000`).
 fn yaml_to_json(v: &serde_yaml::Value) -> serde_json::Value {
     use serde_json::Value as J;
     use serde_yaml::Value as Y;
     match v {
         Y::Null => J::Null,
         Y::Bool(b) => J::Bool(*b),
-        Y::Number(n) => serde_json::to_value(n).unwrap_or(J::Null),
+        Y::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => J::from(f as i64),
+            _ => serde_json::to_value(n).unwrap_or(J::Null),
+        },
         Y::String(s) => J::String(s.clone()),
         Y::Sequence(items) => J::Array(items.iter().map(yaml_to_json).collect()),
         Y::Mapping(m) => {
@@ -639,6 +643,17 @@ mod tests {
         assert_eq!(deps_idx(9, 10), "09");
         assert_eq!(deps_idx(10, 11), "10");
         assert_eq!(deps_idx(7, 100), "007");
+    }
+
+    #[test]
+    fn config_values_become_json_as_go_writes_them() {
+        let yaml: serde_yaml::Value =
+            serde_yaml::from_str("z: 1.0\na: 1e3\nm: [1.5, 7, -2.0, true, null, x]\n")
+                .expect("yaml");
+        assert_eq!(
+            yaml_to_json(&yaml).to_string(),
+            r#"{"a":1000,"m":[1.5,7,-2,true,null,"x"],"z":1}"#
+        );
     }
 
     #[test]

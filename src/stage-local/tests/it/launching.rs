@@ -541,3 +541,29 @@ fn a_supply_a_killed_run_left_behind_keeps_its_staging_area() {
         .has(&format!("pid {supply} (sleep 600)"));
     assert!(contents[0].join("deps/0/supply.pid").exists(), "kept");
 }
+
+/// The launcher re-encodes VCAP_APPLICATION with Go's encoding/json, which escapes `&`,
+/// `<` and `>` in strings (and sorts the keys).
+#[test]
+fn vcap_application_is_encoded_as_gos_json_encodes_it() {
+    let sb = Sandbox::web_app();
+    sb.file(
+        "manifest.yml",
+        "applications:\n- name: R&D <team>\n  memory: 256M\n",
+    );
+    let o = sb
+        .stage()
+        .arg("--stop-after-answers")
+        .arg("--get")
+        .arg("/env")
+        .run();
+    o.success();
+    let env = env_answer(&o);
+    let vcap = env["env"]["VCAP_APPLICATION"].as_str().expect("set");
+    assert!(
+        vcap.contains(r#""application_name":"R\u0026D \u003cteam\u003e""#),
+        "{vcap}"
+    );
+    let parsed: serde_json::Value = serde_json::from_str(vcap).expect("json");
+    assert_eq!(parsed["name"], "R&D <team>");
+}
