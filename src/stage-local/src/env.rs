@@ -177,7 +177,8 @@ pub fn running(s: &Settings, app: &App, i: &Instance<'_>) -> Vars {
 
 /// VCAP_APPLICATION as CF's launcher rewrites it for every process (env.CalcEnv): with
 /// `host` 0.0.0.0, `instance_id` (INSTANCE_GUID), `port` (PORT) and `instance_index`
-/// (INSTANCE_INDEX) added, re-encoded by Go with its keys sorted.
+/// (INSTANCE_INDEX) added, re-encoded by Go's `json.Marshal`: keys sorted, `&`, `<`, `>`
+/// escaped.
 fn launcher_vcap_application(cloud_controllers: &str, ids: &Ids, port: u16) -> String {
     let Ok(serde_json::Value::Object(mut v)) = serde_json::from_str(cloud_controllers) else {
         return cloud_controllers.to_string();
@@ -186,7 +187,7 @@ fn launcher_vcap_application(cloud_controllers: &str, ids: &Ids, port: u16) -> S
     v.insert("instance_id".into(), json!(ids.instance));
     v.insert("port".into(), json!(port));
     v.insert("instance_index".into(), json!(0));
-    sorted(serde_json::Value::Object(v)).to_string()
+    crate::result::go_marshal(&sorted(serde_json::Value::Object(v)))
 }
 
 /// A JSON value with every object's keys in order, as Go encodes a map.

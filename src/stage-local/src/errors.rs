@@ -15,8 +15,9 @@ pub mod exit {
     /// together (`--get` without the web process).
     pub const USAGE: i32 = 2;
     /// Bad input: the app dir, its manifest.yml or Procfile, `--vcap-services`, a
-    /// `--buildpack` that is no zip or dir (or holds an unsafe entry), a locked work dir,
-    /// a `--process` type the staged app does not have.
+    /// `--buildpack` that is no zip or dir (or holds an unsafe entry), a locked work dir
+    /// (or one that processes of a killed run still use), a `--process` type the staged
+    /// app does not have.
     pub const INPUT: i32 = 3;
     /// A `launch.yml` that CF's builder would reject (CF itself fails staging with 1).
     pub const LAUNCH_YML: i32 = 4;
@@ -85,6 +86,14 @@ pub enum Error {
     /// Another stage-local run holds this app's work dir (while it stages or runs).
     #[error("another stage-local run{} is using {}", holder.map(|p| format!(" (pid {p})")).unwrap_or_default(), path.display())]
     Locked { path: PathBuf, holder: Option<u32> },
+    /// Processes of an earlier run that was killed (so it could not stop them) still use
+    /// this app's work dir: its droplet, or its staging area.
+    #[error("processes of an earlier run of {app} still use {}: {}", path.display(), pids.iter().map(|(p, c)| format!("pid {p} ({c})")).collect::<Vec<_>>().join(", "))]
+    Leftovers {
+        app: String,
+        path: PathBuf,
+        pids: Vec<(i32, String)>,
+    },
     /// A supply buildpack's `bin/supply` cannot run.
     #[error("Failed to run all supply scripts: {}", supply_problem(path, problem))]
     SupplyScript {
@@ -190,6 +199,7 @@ impl Error {
             | Error::Buildpack { .. }
             | Error::UnsafeZipEntry { .. }
             | Error::Locked { .. }
+            | Error::Leftovers { .. }
             | Error::NoProcessType { .. } => exit::INPUT,
             Error::Usage { .. } => exit::USAGE,
             Error::SupplyScript { .. } | Error::SupplyFailed { .. } => exit::SUPPLY_FAILED,
@@ -257,6 +267,18 @@ impl Error {
                    --work-dir"),
                 vec![],
             ),
+            Error::Leftovers { pids, .. } => (
+                s("the run that started them was killed before it could stop them, and \
+                   replacing the droplet under them would leave them running deleted files"),
+                format!(
+                    "stop them (`kill {}`), then run again",
+                    pids.iter()
+                        .map(|(p, _)| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+                vec![],
+            ),
             Error::SupplyScript { problem, .. } => match problem {
                 SupplyProblem::NoBinDir | SupplyProblem::Missing => (
                     s("every buildpack listed before the last one runs as a supply buildpack, \
@@ -294,8 +316,9 @@ impl Error {
             Error::LaunchYml { problems, .. } => (
                 s("CF's builder parses launch.yml with Go's yaml.v2 and strict types, and fails \
                    staging with exit 1 and a yaml message that does not name the file"),
-                s("write `memory:` as a plain integer of megabytes and `sidecar_for:` as a \
-                   list, e.g. `sidecar_for: [web]`; write launch.yml with a serializer"),
+                s("write launch.yml with a YAML serializer, in UTF-8, with `memory:` a plain \
+                   integer of megabytes and `sidecar_for:` a list (`sidecar_for: [web]`), \
+                   and read it back typed before exiting 0"),
                 problems.clone(),
             ),
             Error::SidecarClash { .. } => (

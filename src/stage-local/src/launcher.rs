@@ -23,14 +23,29 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// What CF's launcher runs for a buildpack app (launcher_unix.go), with the command as
-/// `$1` so that no quoting can break it. The working directory is `<droplet>/app`.
+/// What CF's launcher execs for a buildpack app (buildpackapplifecycle
+/// launcher_unix.go), step for step: `bash -c <this> <launcher> <app dir> <command>`,
+/// started in the droplet's root (`/home/vcap` on CF). So a profile script sees what
+/// it sees on CF: `$0` the launcher, `$1` the app's directory, `$2` the command, and
+/// `OLDPWD` the droplet's root; it is sourced by its unquoted name, as CF sources it.
+/// The two lines it echoes open every process's log on CF.
 const LAUNCHER: &str = r#"
-for env_file in ../profile.d/*; do [ -f "$env_file" ] && source "$env_file"; done
-for env_file in .profile.d/*; do [ -f "$env_file" ] && source "$env_file"; done
-[ -f .profile ] && source .profile
-exec bash -c "$1"
+cd "$1"
+echo 'Invoking pre-start scripts.'
+if [ -n "$(ls ../profile.d/* 2> /dev/null)" ]; then
+  for env_file in ../profile.d/*; do source $env_file; done
+fi
+if [ -n "$(ls .profile.d/* 2> /dev/null)" ]; then
+  for env_file in .profile.d/*; do source $env_file; done
+fi
+if [ -f .profile ]; then source .profile; fi
+shift
+echo 'Invoking start command.'
+exec bash -c "$@"
 "#;
+
+/// The launcher's path on CF, `$0` of the script above.
+const LAUNCHER_PATH: &str = "/tmp/lifecycle/launcher";
 
 /// How long one readiness probe or one GET may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -308,12 +323,14 @@ impl Launch<'_> {
             key: &self.creds.key,
         };
         let vars = env::running(self.s, self.app, &instance);
+        let droplet = &self.staged.droplet;
         let mut cmd = Command::new("bash");
         cmd.arg("-c")
             .arg(LAUNCHER)
-            .arg("launcher")
+            .arg(LAUNCHER_PATH)
+            .arg(droplet.join("app"))
             .arg(command)
-            .current_dir(self.staged.droplet.join("app"));
+            .current_dir(droplet);
         env::apply(&mut cmd, &vars);
         let g = sup
             .spawn(&mut cmd, &format!("{label} [{source}]"), Some(source))

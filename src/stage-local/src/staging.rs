@@ -28,6 +28,7 @@ use crate::settings::Settings;
 use anyhow::Context as _;
 use std::fs::{self, File};
 use std::io::Write as _;
+use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -84,6 +85,17 @@ impl Area {
                 .and_then(|t| t.trim().parse::<u32>().ok());
             return Err(Error::Locked { path: root, holder }.into());
         }
+        // The lock dies with the run that held it, but a run killed with SIGKILL leaves
+        // its processes running from the droplet (or its bin/supply in the staging area).
+        let pids = leftovers(&root);
+        if !pids.is_empty() {
+            return Err(Error::Leftovers {
+                app: app.name.clone(),
+                path: root,
+                pids,
+            }
+            .into());
+        }
         lock.set_len(0)
             .and_then(|()| lock.write_all(format!("{}\n", std::process::id()).as_bytes()))
             .with_context(|| format!("cannot write {}", lock_path.display()))?;
@@ -107,6 +119,46 @@ impl Area {
         }
         Ok(())
     }
+}
+
+/// Live processes that a run of the app under `root` started: every process it
+/// launches has `DEPS_DIR=<root>/droplet/deps`, every `bin/supply` has
+/// `HOME=<root>/home`, and nothing else sets either. Read from `/proc/<pid>/environ`
+/// (the environment each was started with); processes we may not read are skipped.
+fn leftovers(root: &Path) -> Vec<(i32, String)> {
+    let canon = |p: &Path| fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let marks = [
+        ("DEPS_DIR", canon(&root.join("droplet/deps"))),
+        ("HOME", canon(&root.join("home"))),
+    ];
+    let me = std::process::id();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return vec![];
+    };
+    let mut found: Vec<(i32, String)> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            let Ok(environ) = fs::read(format!("/proc/{pid}/environ")) else {
+                return false;
+            };
+            environ.split(|b| *b == 0).any(|kv| {
+                marks.iter().any(|(name, dir)| {
+                    kv.strip_prefix(name.as_bytes())
+                        .and_then(|rest| rest.strip_prefix(b"="))
+                        .is_some_and(|v| canon(Path::new(std::ffi::OsStr::from_bytes(v))) == *dir)
+                })
+            })
+        })
+        .filter_map(|pid| {
+            let pid = i32::try_from(pid).ok()?;
+            let (_, argv) = crate::process::running_as(pid)?;
+            Some((pid, argv))
+        })
+        .collect();
+    found.sort();
+    found
 }
 
 /// An app name as a directory name.
@@ -360,9 +412,21 @@ fn merge_declarations(
         None => entries(defaults, &final_origin),
     };
     merge(&mut merged, finals);
+    // CF's readProcfile: only a missing Procfile is no Procfile; one it cannot read
+    // fails staging ("Failed to read command from Procfile").
     let procfile = layout.build_dir.join("Procfile");
-    if let Ok(text) = fs::read_to_string(&procfile) {
-        let declared = launch_yml::parse_procfile(&text).map_err(|problem| Error::Procfile {
+    let bytes = match fs::read(&procfile) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(Error::Procfile {
+                path: procfile,
+                problem: e.to_string(),
+            })
+        }
+    };
+    if let Some(bytes) = bytes {
+        let declared = launch_yml::parse_procfile(&bytes).map_err(|problem| Error::Procfile {
             path: procfile.clone(),
             problem,
         })?;
@@ -385,14 +449,17 @@ fn entries(declared: Vec<Declared>, origin: &str) -> Vec<Entry> {
 /// without leading zeros (buildpackapplifecycle's MergeLaunchYML joins
 /// `strconv.Itoa(index)`), not at DEPS_IDX. With 10 or more buildpacks, a launch.yml
 /// written only at the padded `deps/03/` is skipped there, so it is skipped here too,
-/// with a warning that names what is lost.
+/// with a warning that names what is lost. As CF's launchYMLExists, whatever `stat`
+/// finds there counts: one that cannot be read (a directory) fails staging.
 fn read_launch_yml(layout: &Layout, i: usize, origin: &str) -> Result<Option<Vec<Entry>>, Error> {
     let unpadded = layout.deps_dir.join(i.to_string()).join("launch.yml");
-    if let Ok(text) = fs::read_to_string(&unpadded) {
-        let declared = launch_yml::parse(&text).map_err(|problems| Error::LaunchYml {
+    if unpadded.exists() {
+        let fail = |problems| Error::LaunchYml {
             path: unpadded.clone(),
             problems,
-        })?;
+        };
+        let bytes = fs::read(&unpadded).map_err(|e| fail(vec![format!("cannot read it: {e}")]))?;
+        let declared = launch_yml::parse(&bytes).map_err(fail)?;
         return Ok(Some(entries(declared, origin)));
     }
     let padded = layout.idx_dir(i).join("launch.yml");
@@ -405,7 +472,7 @@ fn read_launch_yml(layout: &Layout, i: usize, origin: &str) -> Result<Option<Vec
 /// Says what a launch.yml at the padded DEPS_IDX would have declared, and that CF's
 /// builder never reads it.
 fn warn_skipped_launch_yml(layout: &Layout, i: usize, origin: &str, padded: &Path) {
-    let lost = match fs::read_to_string(padded).map(|t| launch_yml::parse(&t)) {
+    let lost = match fs::read(padded).map(|t| launch_yml::parse(&t)) {
         Ok(Ok(declared)) if !declared.is_empty() => declared
             .iter()
             .map(|d| {
@@ -434,30 +501,15 @@ fn warn_skipped_launch_yml(layout: &Layout, i: usize, origin: &str, padded: &Pat
 /// result.json's name, version and config of a buildpack, from its `config.yml` read
 /// at the padded DEPS_IDX (CF reads it there; it ignores a missing or broken one).
 fn metadata(key: String, idx_dir: &Path) -> BuildpackMetadata {
-    #[derive(serde::Deserialize)]
-    struct Config {
-        #[serde(default)]
-        name: Option<serde_yaml::Value>,
-        #[serde(default)]
-        version: Option<serde_yaml::Value>,
-        #[serde(default)]
-        config: Option<serde_yaml::Value>,
-    }
     let path = idx_dir.join("config.yml");
-    let config = fs::read_to_string(&path)
+    let doc = fs::read(&path)
         .ok()
-        .and_then(|t| serde_yaml::from_str::<Config>(&t).ok());
-    if config.is_none() {
+        .and_then(|bytes| launch_yml::document(&bytes).ok());
+    let Some(serde_yaml::Value::Mapping(c)) = doc else {
         out::warn(format!(
             "{} is missing or unreadable: CF shows this buildpack without a name or version",
             path.display()
         ));
-    }
-    let text = |v: Option<serde_yaml::Value>| {
-        v.and_then(|v| crate::app::scalar(&v))
-            .filter(|s| !s.is_empty())
-    };
-    let Some(c) = config else {
         return BuildpackMetadata {
             key,
             name: String::new(),
@@ -465,9 +517,14 @@ fn metadata(key: String, idx_dir: &Path) -> BuildpackMetadata {
             config: None,
         };
     };
-    let map = match c.config {
+    let text = |k: &str| {
+        c.get(k)
+            .and_then(crate::app::scalar)
+            .filter(|s| !s.is_empty())
+    };
+    let map = match c.get("config") {
         None | Some(serde_yaml::Value::Null) => None,
-        Some(v @ serde_yaml::Value::Mapping(_)) => Some(yaml_to_json(&v)),
+        Some(v @ serde_yaml::Value::Mapping(_)) => Some(yaml_to_json(v)),
         Some(_) => {
             out::warn(format!(
                 "{}: `config:` is not a map, so it is left out of result.json",
@@ -478,20 +535,24 @@ fn metadata(key: String, idx_dir: &Path) -> BuildpackMetadata {
     };
     BuildpackMetadata {
         key,
-        name: text(c.name).unwrap_or_default(),
-        version: text(c.version),
+        name: text("name").unwrap_or_default(),
+        version: text("version"),
         config: map,
     }
 }
 
-/// A YAML value as JSON, map keys sorted as Go's encoder sorts them.
+/// A YAML value as JSON, map keys sorted as Go's encoder sorts them, and a whole float
+/// written as Go writes a float64 (`1.0` and `1e3` as `1` and `1000`).
 fn yaml_to_json(v: &serde_yaml::Value) -> serde_json::Value {
     use serde_json::Value as J;
     use serde_yaml::Value as Y;
     match v {
         Y::Null => J::Null,
         Y::Bool(b) => J::Bool(*b),
-        Y::Number(n) => serde_json::to_value(n).unwrap_or(J::Null),
+        Y::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => J::from(f as i64),
+            _ => serde_json::to_value(n).unwrap_or(J::Null),
+        },
         Y::String(s) => J::String(s.clone()),
         Y::Sequence(items) => J::Array(items.iter().map(yaml_to_json).collect()),
         Y::Mapping(m) => {
@@ -582,6 +643,17 @@ mod tests {
         assert_eq!(deps_idx(9, 10), "09");
         assert_eq!(deps_idx(10, 11), "10");
         assert_eq!(deps_idx(7, 100), "007");
+    }
+
+    #[test]
+    fn config_values_become_json_as_go_writes_them() {
+        let yaml: serde_yaml::Value =
+            serde_yaml::from_str("z: 1.0\na: 1e3\nm: [1.5, 7, -2.0, true, null, x]\n")
+                .expect("yaml");
+        assert_eq!(
+            yaml_to_json(&yaml).to_string(),
+            r#"{"a":1000,"m":[1.5,7,-2,true,null,"x"],"z":1}"#
+        );
     }
 
     #[test]

@@ -139,6 +139,87 @@ fn launch_yml_files_cf_would_reject() {
     }
 }
 
+/// A buildpack whose bin/supply copies `file` (bytes) to `<DEPS_DIR>/<DEPS_IDX>/launch.yml`.
+fn writing_launch_yml(sb: &Sandbox, bytes: &[u8]) -> std::path::PathBuf {
+    let file = sb.root.path().join("launch.in");
+    fs::write(&file, bytes).expect("write");
+    sb.buildpack(
+        "odd",
+        &format!(
+            "cp {} \"$deps/$idx/launch.yml\"\nprintf 'name: odd\\n' > \"$deps/$idx/config.yml\"",
+            file.display()
+        ),
+    )
+}
+
+/// CF's builder reads launch.yml and the Procfile with Go's yaml.v2, which decodes the
+/// first document only, skips a UTF-8 byte-order mark, reads UTF-16 after its mark,
+/// takes the last of duplicate keys and applies `<<` merge keys.
+#[test]
+fn launch_yml_and_procfile_are_read_as_yaml_v2_reads_them() {
+    let sb = Sandbox::new();
+    let procfile: Vec<u8> = [0xFF, 0xFE]
+        .into_iter()
+        .chain(
+            "web: sleep 1\nworker: sleep 2\n"
+                .encode_utf16()
+                .flat_map(u16::to_le_bytes),
+        )
+        .collect();
+    fs::write(sb.app().join("Procfile"), procfile).expect("write");
+    let yml = "\u{feff}base: &side\n  command: from-the-merge\n  platforms: {cloudfoundry: {sidecar_for: [web]}}\n\
+               processes:\n- <<: *side\n  type: first\n  type: side\n  limits: {memory: 16}\n\
+               ---\nprocesses:\n- type: never\n  command: the second document\n";
+    let bp = writing_launch_yml(&sb, yml.as_bytes());
+    sb.stage()
+        .buildpack(&bp)
+        .arg("--stage-only")
+        .run()
+        .success()
+        .has("    side for [web], 16 MB: from-the-merge   (from buildpack 0: odd in odd)\n")
+        .has("    worker: sleep 2   (from the Procfile)\n")
+        .lacks("never");
+}
+
+/// yaml.v2 fails on a file that is not valid UTF-8, and CF's builder fails staging on a
+/// launch.yml or Procfile that is there but cannot be read; neither is skipped.
+#[test]
+fn launch_yml_and_procfile_that_cf_cannot_read() {
+    for (script, want) in [
+        (
+            "printf 'processes:\\n- type: w\\n  command: caf\\xe9\\n' > \"$deps/$idx/launch.yml\"",
+            "yaml: invalid UTF-8 at byte 35",
+        ),
+        ("mkdir \"$deps/$idx/launch.yml\"", "cannot read it: "),
+    ] {
+        let sb = app();
+        let bp = sb.buildpack("unreadable", script);
+        sb.stage()
+            .buildpack(&bp)
+            .arg("--stage-only")
+            .run()
+            .code(LAUNCH_YML)
+            .has("/deps/0/launch.yml would fail staging on Cloud Foundry\n")
+            .has(want);
+    }
+
+    let sb = Sandbox::new();
+    fs::write(sb.app().join("Procfile"), b"web: caf\xe9\n").expect("write");
+    sb.stage()
+        .arg("--stage-only")
+        .run()
+        .code(INPUT)
+        .has("Procfile: Failed to read command from Procfile: invalid YAML (yaml: invalid UTF-8 at byte 8)");
+
+    let sb = Sandbox::new();
+    fs::create_dir(sb.app().join("Procfile")).expect("mkdir");
+    sb.stage()
+        .arg("--stage-only")
+        .run()
+        .code(INPUT)
+        .has("Procfile: Failed to read command from Procfile: ");
+}
+
 #[test]
 fn staging_results_cloud_controller_would_refuse() {
     let cases = [

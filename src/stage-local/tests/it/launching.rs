@@ -19,7 +19,10 @@ fn app_with_sidekick() -> (Sandbox, std::path::PathBuf) {
         ".profile.d/a.sh",
         "export ORDER=\"${ORDER:-}app-profile.d,\"\n",
     )
-    .file(".profile", "export ORDER=\"${ORDER}profile\"\n");
+    .file(".profile", "export ORDER=\"${ORDER}profile\"\n")
+    // What CF's launcher gives a profile script: its own path as $0, the app's
+    // directory and the command as $1 and $2.
+    .file(".profile.d/b.sh", "export LAUNCHER_ARGS=\"$0|$1|$2|$#\"\n");
     let bp = sb.sidecar_buildpack(
         "sidekick",
         "16",
@@ -114,6 +117,31 @@ fn runs_web_and_its_sidecar_like_cfs_launcher() {
     assert_eq!(env["DEPS_DIR"], d("deps"));
     assert_eq!(env["MEMORY_LIMIT"], "240m", "256 MB less the sidecar's 16");
     assert_eq!(env["ORDER"], "deps-profile.d,app-profile.d,profile");
+    // The launcher starts in the droplet's root (/home/vcap on CF) and cds into app/.
+    assert_eq!(
+        env["LAUNCHER_ARGS"],
+        format!(
+            "/tmp/lifecycle/launcher|{}|exec python3 server.py|2",
+            d("app")
+        )
+    );
+    assert_eq!(env["OLDPWD"], droplet.display().to_string());
+    // What the launcher says before and after the profile scripts, in each process's log.
+    for source in ["APP/PROC/WEB/0", "APP/PROC/WEB/SIDECAR/SIDEKICK/0"] {
+        let lines: Vec<&str> = o
+            .out
+            .lines()
+            .filter(|l| l.starts_with(&format!("[{source}] ")))
+            .collect();
+        assert_eq!(
+            lines[..2],
+            [
+                format!("[{source}] OUT Invoking pre-start scripts."),
+                format!("[{source}] OUT Invoking start command."),
+            ],
+            "{lines:?}"
+        );
+    }
     let vcap: serde_json::Value =
         serde_json::from_str(env["VCAP_APPLICATION"].as_str().expect("set")).expect("json");
     assert_eq!(
@@ -406,4 +434,136 @@ fn a_second_run_is_refused_while_the_first_one_runs() {
         .arg("--stage-only")
         .run()
         .success();
+}
+
+/// Processes that outlive a killed run (stage-local got SIGKILL, so it could not stop
+/// them) still run from the droplet: the next run must not replace it under them, not
+/// even with --stage-only, and must say which processes to stop.
+#[test]
+fn processes_a_killed_run_left_behind_keep_their_droplet() {
+    let (sb, bp) = app_with_sidekick();
+    let mut first = sb.stage().buildpack(&bp).spawn();
+    let out = first.wait_for("running; Ctrl-C stops");
+    let web = started_pid(&out, "APP/PROC/WEB/0");
+    let side = started_pid(&out, "APP/PROC/WEB/SIDECAR/SIDEKICK/0");
+    // Whatever happens below, the orphans are killed at the end.
+    let _orphans = KillGroupsOnDrop(vec![web, side]);
+    first.kill_hard();
+    assert!(!gone(web) && !gone(side), "the orphans run on");
+
+    let droplet = sb.area("demo").join("droplet");
+    let info = fs::read_to_string(droplet.join("staging_info.yml")).expect("staging_info");
+    for extra in ["--stage-only", "--stop-after-answers"] {
+        let o = sb.stage().buildpack(&bp).arg(extra).run();
+        o.code(INPUT)
+            .has(&format!(
+                "processes of an earlier run of demo still use {}",
+                sb.area("demo").display()
+            ))
+            .has(&format!("pid {web} ("))
+            .has(&format!("pid {side} (sleep 600)"));
+        // The fix names them all: the web process, the sidecar and its background job.
+        let kill = o
+            .err
+            .split("stop them (`kill ")
+            .nth(1)
+            .and_then(|rest| rest.split('`').next())
+            .unwrap_or_else(|| panic!("no kill command in {}", o.err));
+        let named: Vec<i32> = kill.split(' ').map(|p| p.parse().expect("pid")).collect();
+        assert!(
+            named.contains(&web) && named.contains(&side) && named.len() == 3,
+            "{named:?}"
+        );
+    }
+    assert_eq!(
+        fs::read_to_string(droplet.join("staging_info.yml")).expect("staging_info"),
+        info
+    );
+    for pid in [web, side] {
+        let cwd = fs::read_link(format!("/proc/{pid}/cwd")).expect("it runs");
+        assert!(
+            !cwd.to_string_lossy().ends_with("(deleted)"),
+            "{}",
+            cwd.display()
+        );
+    }
+    drop(_orphans);
+    sb.stage()
+        .buildpack(&bp)
+        .arg("--stage-only")
+        .run()
+        .success();
+}
+
+/// Kills the process groups led by these pids when dropped.
+struct KillGroupsOnDrop(Vec<i32>);
+
+impl Drop for KillGroupsOnDrop {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = rustix::process::kill_process_group(pid(*p), Signal::KILL);
+        }
+        let deadline = std::time::Instant::now() + LIMIT;
+        while self.0.iter().any(|p| !gone(*p)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+/// A run killed while a bin/supply runs leaves that supply writing into the staging
+/// area: the next run must not clear it under the supply.
+#[test]
+fn a_supply_a_killed_run_left_behind_keeps_its_staging_area() {
+    let sb = Sandbox::web_app();
+    let bp = sb.buildpack(
+        "slow",
+        r#"echo $$ > "$deps/$idx/supply.pid"; echo "-----> slow supply started"; exec sleep 600"#,
+    );
+    let mut first = sb.stage().buildpack(&bp).arg("--stage-only").spawn();
+    first.wait_for("-----> slow supply started");
+    let contents: Vec<_> = fs::read_dir(sb.area("demo"))
+        .expect("area")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("contents"))
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(contents.len(), 1, "{contents:?}");
+    let supply = pid_in(&contents[0].join("deps/0/supply.pid"));
+    let _orphan = KillGroupsOnDrop(vec![supply]);
+    first.kill_hard();
+    assert!(!gone(supply));
+
+    sb.stage()
+        .buildpack(&bp)
+        .arg("--stage-only")
+        .run()
+        .code(INPUT)
+        .has(&format!("pid {supply} (sleep 600)"));
+    assert!(contents[0].join("deps/0/supply.pid").exists(), "kept");
+}
+
+/// The launcher re-encodes VCAP_APPLICATION with Go's encoding/json, which escapes `&`,
+/// `<` and `>` in strings (and sorts the keys).
+#[test]
+fn vcap_application_is_encoded_as_gos_json_encodes_it() {
+    let sb = Sandbox::web_app();
+    sb.file(
+        "manifest.yml",
+        "applications:\n- name: R&D <team>\n  memory: 256M\n",
+    );
+    let o = sb
+        .stage()
+        .arg("--stop-after-answers")
+        .arg("--get")
+        .arg("/env")
+        .run();
+    o.success();
+    let env = env_answer(&o);
+    let vcap = env["env"]["VCAP_APPLICATION"].as_str().expect("set");
+    assert!(
+        vcap.contains(r#""application_name":"R\u0026D \u003cteam\u003e""#),
+        "{vcap}"
+    );
+    let parsed: serde_json::Value = serde_json::from_str(vcap).expect("json");
+    assert_eq!(parsed["name"], "R&D <team>");
 }

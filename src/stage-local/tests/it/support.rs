@@ -279,6 +279,16 @@ impl Running {
         kill_process(pid(self.pid()), sig).expect("signal stage-local");
     }
 
+    /// Kills stage-local with SIGKILL, as `kill -9` or the OOM killer would: it cannot
+    /// stop what it started. Its output readers are left behind, since an orphan may
+    /// hold the other end of its pipes.
+    pub fn kill_hard(mut self) {
+        let mut child = self.child.take().expect("running");
+        let _ = kill_process(pid(child.id() as i32), Signal::KILL);
+        let _ = child.wait();
+        self.readers.clear();
+    }
+
     /// Waits for the end (within `LIMIT`, else kills it and fails).
     pub fn finish(mut self) -> Outcome {
         let mut child = self.child.take().expect("running");
