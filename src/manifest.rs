@@ -571,9 +571,16 @@ fn yaml_error(path: &Path, e: &serde_yaml::Error) -> Error {
     }
 }
 
+/// The line and column of the value at `key` (`dependencies[0].sha256`) in `text`, or
+/// of the deepest part of that path that is there.
+pub fn key_position(text: &str, key: &str) -> Option<(usize, usize)> {
+    locate(text, key, "")
+}
+
 /// Ends a manifest error with the line and column of the key it names, found in the
 /// text itself: serde_yaml reports custom errors at the start of the enclosing list.
-fn with_position(err: Error, text: &str) -> Error {
+/// The packager's own errors about a key get theirs here too.
+pub fn with_position(err: Error, text: &str) -> Error {
     let Error::Manifest { path, key, problem } = err else {
         return err;
     };
@@ -606,6 +613,7 @@ fn split_location(problem: &str) -> (&str, Option<(usize, usize)>) {
 /// The line and column `key` names in `text`: the value for a bad value, the key
 /// itself for an unknown or duplicate field, the entry for a missing one.
 fn locate(text: &str, key: &str, problem: &str) -> Option<(usize, usize)> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let root = match crate::yaml::parse(text) {
         Ok(root) => root?,
         Err(e) => return (key == "(document)").then_some((e.line, e.column)),

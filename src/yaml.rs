@@ -59,7 +59,12 @@ pub struct SyntaxError {
     pub message: String,
     pub line: usize,
     pub column: usize,
+    /// Nested deeper than a loader should follow (see `check_depth`).
+    pub too_deep: bool,
 }
+
+/// saphyr's own message when flow collections nest past its limit.
+const SAPHYR_TOO_DEEP: &str = "recursion limit exceeded";
 
 /// Fails if `text` nests collections deeper than `MAX_DEPTH`, reading events only as
 /// far as that. serde_yaml's parser (libyaml) takes time quadratic in the depth of flow
@@ -77,6 +82,7 @@ pub fn check_depth(text: &str) -> Result<(), SyntaxError> {
                         message: format!("nested deeper than {MAX_DEPTH} levels"),
                         line: span.start.line(),
                         column: span.start.col() + 1,
+                        too_deep: true,
                     });
                 }
             }
@@ -89,6 +95,7 @@ pub fn check_depth(text: &str) -> Result<(), SyntaxError> {
                     message: format!("nested deeper than {MAX_DEPTH} levels"),
                     line: e.marker().line(),
                     column: e.marker().col() + 1,
+                    too_deep: true,
                 })
             }
             Err(_) => break,
@@ -100,13 +107,26 @@ pub fn check_depth(text: &str) -> Result<(), SyntaxError> {
 /// Parses the first document of `text`; `None` for an empty stream.
 pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
     let offsets = CharOffsets::new(text);
+    // libyaml, which loads the manifest (serde_yaml), reads a tab after `:` as a space;
+    // saphyr refuses `key:<tab>value`. A space in its place has the same length, so
+    // every offset still points into `text`. (Values that hold `:<tab>` read here with
+    // a space: the tool edits none of them, as manifest values hold no control character.)
+    let spaced = text.contains(":\t").then(|| text.replace(":\t", ": "));
     let mut stack: Vec<Partial> = Vec::new();
     let mut root = None;
-    for event in Parser::new_from_str(text) {
-        let (event, span) = event.map_err(|e| SyntaxError {
-            message: e.info().to_string(),
-            line: e.marker().line(),
-            column: e.marker().col() + 1,
+    for event in Parser::new_from_str(spaced.as_deref().unwrap_or(text)) {
+        let (event, span) = event.map_err(|e| {
+            let too_deep = e.info() == SAPHYR_TOO_DEEP;
+            SyntaxError {
+                message: if too_deep {
+                    format!("nested deeper than {MAX_DEPTH} levels")
+                } else {
+                    e.info().to_string()
+                },
+                line: e.marker().line(),
+                column: e.marker().col() + 1,
+                too_deep,
+            }
         })?;
         let node = match event {
             Event::StreamEnd | Event::DocumentEnd => break,
@@ -117,17 +137,31 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                         message: format!("nested deeper than {MAX_DEPTH} levels"),
                         line: span.start.line(),
                         column: span.start.col() + 1,
+                        too_deep: true,
                     });
                 }
-                let start = offsets.byte(span.start.index());
                 let is_map = matches!(event, Event::MappingStart(..));
-                let flow = text[start..].starts_with(if is_map { '{' } else { '[' });
+                // The span covers the node's properties (`&anchor`, `!tag`) too: a flow
+                // collection starts at the bracket that ends it, a block one after it.
+                let (from, to) = (
+                    offsets.byte(span.start.index()),
+                    offsets.byte(span.end.index()),
+                );
+                let props = text[from..to].trim_end();
+                let flow = props.ends_with(if is_map { '{' } else { '[' });
+                let (start, line, column) = if flow {
+                    (from + props.len() - 1, span.end.line(), span.end.col())
+                } else if props.is_empty() {
+                    (from, span.start.line(), span.start.col() + 1)
+                } else {
+                    (to, span.end.line(), span.end.col() + 1)
+                };
                 stack.push(Partial {
                     node: Node {
                         start,
                         end: start,
-                        line: span.start.line(),
-                        column: span.start.col() + 1,
+                        line,
+                        column,
                         anchored: anchor != 0,
                         kind: if is_map {
                             Kind::Mapping {
@@ -154,7 +188,8 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                     Kind::Sequence { flow: true, .. } | Kind::Mapping { flow: true, .. }
                 );
                 if flow {
-                    done.node.end = offsets.byte(span.end.index());
+                    // The end event's span runs on over a comment after the bracket.
+                    done.node.end = offsets.byte(span.start.index()) + 1;
                 } else if let Kind::Sequence { items, .. } = &done.node.kind {
                     // saphyr starts an indented block sequence at its `-` and one at
                     // the parent's indent at its first item: always use the `-`.
@@ -162,7 +197,8 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                         let before = text[..first.start].trim_end();
                         if before.ends_with('-') && first.start < done.node.start + 1 {
                             done.node.start = before.len() - 1;
-                            (done.node.line, done.node.column) = line_column(text, done.node.start);
+                            (done.node.line, done.node.column) =
+                                offsets.line_column(done.node.start);
                         }
                     }
                 }
@@ -208,9 +244,12 @@ fn scalar(
         _ => Style::Block,
     };
     // The parser's span of a quoted scalar can run on over the spaces and comment
-    // that follow it; the closing quote is where it really ends.
+    // that follow it; the closing quote is where it really ends. A block scalar's runs
+    // on over the line breaks, blank lines and indent after its last line.
     if let Some(close) = closing_quote(&text[start..], style) {
         end = start + close + 1;
+    } else if style == Style::Block && start <= end {
+        end = start + text[start..end].trim_end().len();
     }
     Node {
         start,
@@ -253,16 +292,6 @@ fn closing_quote(s: &str, style: Style) -> Option<usize> {
     None
 }
 
-/// The 1-based line and column (in characters) of a byte offset.
-fn line_column(text: &str, byte: usize) -> (usize, usize) {
-    let before = &text[..byte];
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    (
-        before.matches('\n').count() + 1,
-        before[line_start..].chars().count() + 1,
-    )
-}
-
 /// A collection whose children are still being read.
 struct Partial {
     node: Node,
@@ -287,21 +316,44 @@ impl Partial {
     }
 }
 
-/// saphyr counts in characters; Rust strings are sliced in bytes.
-struct CharOffsets(Vec<usize>);
+/// saphyr counts in characters; Rust strings are sliced in bytes. Both ways, and lines,
+/// by lookup: a walk of the text per node would take quadratic time on a large file.
+struct CharOffsets {
+    /// The byte offset of each character, then the text's length.
+    bytes: Vec<usize>,
+    /// The character index at which each line starts.
+    lines: Vec<usize>,
+}
 
 impl CharOffsets {
     fn new(text: &str) -> Self {
-        let mut v: Vec<usize> = text.char_indices().map(|(b, _)| b).collect();
-        v.push(text.len());
-        CharOffsets(v)
+        let mut bytes = Vec::with_capacity(text.len() + 1);
+        let mut lines = vec![0];
+        let mut chars = text.char_indices().enumerate().peekable();
+        while let Some((i, (b, c))) = chars.next() {
+            bytes.push(b);
+            // A line ends at `\n`, `\r\n` or a lone `\r`, as saphyr counts them.
+            let lone_cr = c == '\r' && chars.peek().is_none_or(|(_, (_, n))| *n != '\n');
+            if c == '\n' || lone_cr {
+                lines.push(i + 1);
+            }
+        }
+        bytes.push(text.len());
+        CharOffsets { bytes, lines }
     }
 
     fn byte(&self, char_index: usize) -> usize {
-        self.0
+        self.bytes
             .get(char_index)
             .copied()
-            .unwrap_or_else(|| self.0.last().copied().unwrap_or(0))
+            .unwrap_or_else(|| self.bytes.last().copied().unwrap_or(0))
+    }
+
+    /// The 1-based line and column (in characters) of a byte offset.
+    fn line_column(&self, byte: usize) -> (usize, usize) {
+        let char_index = self.bytes.partition_point(|&b| b < byte);
+        let line = self.lines.partition_point(|&start| start <= char_index);
+        (line, char_index - self.lines[line - 1] + 1)
     }
 }
 

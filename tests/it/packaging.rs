@@ -382,8 +382,12 @@ fn include_files_must_exist() {
     let src = Source::new();
     fs::remove_file(src.root.path().join("bin/detect")).expect("rm");
     let out = tempfile::tempdir().expect("out");
-    let (code, text) = src.package(out.path(), &[]);
+    // Found before anything is downloaded: a cached zip's dependencies come from here.
+    let server = Server::start(vec![Reply::Body(src.artifact.clone())]);
+    src.served_from(&server.url("/config-server-0.1.0-linux-x86_64.tgz"));
+    let (code, text) = src.package(out.path(), &["--cached"]);
     assert_eq!(code, 3, "{text}");
+    assert_eq!(server.hits(), 0, "{text}");
     assert!(
         text.contains(&format!(
             "**ERROR** {}: include_files lists \"bin/detect\", which is not a file at {}",
@@ -406,13 +410,22 @@ fn include_files_outside_the_buildpack_are_refused_by_name() {
     let outside = tempfile::tempdir().expect("outside");
     fs::write(outside.path().join("secret"), "not the buildpack's").expect("secret");
     let link_target = outside.path().join("secret");
-    for entry in [
-        "/etc/hostname".to_string(),
-        "../other/manifest.yml".to_string(),
-        "bin/../../escape".to_string(),
-        "./VERSION".to_string(),
-        "bin/link-out".to_string(),
-        "linked-dir/secret".to_string(),
+    let plain = "must be a plain relative path (no empty or '.' part, no trailing '/')";
+    for (entry, problem) in [
+        ("/etc/hostname", "is outside the buildpack"),
+        ("../other/manifest.yml", "is outside the buildpack"),
+        ("bin/../../escape", "is outside the buildpack"),
+        ("./VERSION", plain),
+        ("VERSION/", plain),
+        ("bin//detect", plain),
+        (
+            "bin/link-out",
+            "is outside the buildpack (a symlink leads out of it)",
+        ),
+        (
+            "linked-dir/secret",
+            "is outside the buildpack (a symlink leads out of it)",
+        ),
     ] {
         let bp = Buildpack::new()
             .top_level(&format!("include_files:\n- VERSION\n- {entry}\n"))
@@ -430,9 +443,15 @@ fn include_files_outside_the_buildpack_are_refused_by_name() {
             .expect("run");
         let text = String::from_utf8_lossy(&o.stdout);
         assert_eq!(o.status.code(), Some(3), "{entry}: {text}");
+        // The entry's own line, as manifest errors name it.
+        let manifest = fs::read_to_string(bp.manifest()).expect("manifest");
+        let line = 1 + manifest
+            .lines()
+            .position(|l| l == format!("- {entry}"))
+            .expect("entry line");
         assert!(
             text.contains(&format!(
-                "**ERROR** {}: include_files entry {entry:?} is outside the buildpack",
+                "**ERROR** {}: include_files entry {entry:?} {problem} at line {line} column 3\n",
                 bp.manifest().display()
             )),
             "{entry}: {text}"

@@ -8,10 +8,10 @@ use crate::pin::{pin, Pin};
 use crate::zip::{contents, is_free, packaged_manifest, read, write_dir, WorkDir};
 use sidecar_buildpack::digest::copy_hashed;
 use sidecar_buildpack::errors::Error;
-use sidecar_buildpack::manifest::Manifest;
+use sidecar_buildpack::manifest::{with_position, Manifest};
+use sidecar_buildpack::verify::open_regular;
 use sidecar_buildpack::{detail, step};
 use std::collections::HashMap;
-use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use url::Url;
@@ -32,8 +32,13 @@ pub fn run(args: &DevArgs<'_>) -> anyhow::Result<()> {
         .into());
     }
     let manifest_file = args.root.join("manifest.yml");
-    let mut text = read(&manifest_file)?;
+    let source = read(&manifest_file)?;
+    let mut text = source.clone();
     let mut manifest = Manifest::parse(&text, &manifest_file)?;
+    // Every name first: a typo in the last one fails before any file is hashed.
+    for (name, _) in args.artifacts {
+        crate::pin::known_dependency(&manifest, &manifest_file, name)?;
+    }
     step!("Making a development buildpack at {}", args.out.display());
     for (name, file) in args.artifacts {
         let unreadable = |e: io::Error| PackError::Artifact {
@@ -41,20 +46,26 @@ pub fn run(args: &DevArgs<'_>) -> anyhow::Result<()> {
             reason: e.to_string(),
         };
         let path = file.canonicalize().map_err(unreadable)?;
+        // A regular file only: a FIFO would hang here, a device never end.
         let (sha256, bytes, _) =
-            copy_hashed(&mut File::open(&path).map_err(unreadable)?, io::sink())
+            copy_hashed(&mut open_regular(&path).map_err(unreadable)?, io::sink())
                 .map_err(unreadable)?;
         let version = manifest
             .default_versions
             .iter()
             .find(|d| &d.name == name)
             .map(|d| d.version.clone())
-            .ok_or_else(|| Error::Manifest {
-                path: manifest_file.clone(),
-                key: "default_versions".into(),
-                problem: format!(
-                    "has no {name}: add it (package pin) before pinning a local build"
-                ),
+            .ok_or_else(|| {
+                with_position(
+                    Error::Manifest {
+                        path: manifest_file.clone(),
+                        key: "default_versions".into(),
+                        problem: format!(
+                            "has no {name}: add it (package pin) before pinning a local build"
+                        ),
+                    },
+                    &text,
+                )
             })?;
         let uri = Url::from_file_path(&path)
             .map_err(|()| unreadable(io::Error::other("not an absolute path")))?
@@ -82,11 +93,20 @@ pub fn run(args: &DevArgs<'_>) -> anyhow::Result<()> {
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(Error::write(parent))?;
     let work = WorkDir::new(parent)?;
-    let items = contents(args.root, &manifest, args.supply, &packaged, work.path())?;
+    let items = contents(
+        args.root,
+        &source,
+        &manifest,
+        args.supply,
+        &packaged,
+        work.path(),
+    )?;
     write_dir(&items, args.out)?;
+    let supply =
+        std::path::absolute(args.out.join("bin/supply")).map_err(Error::write(args.out))?;
     detail!(
-        "Run it: {}/bin/supply BUILD_DIR CACHE_DIR DEPS_DIR 0",
-        args.out.display()
+        "Run it: {} BUILD_DIR CACHE_DIR DEPS_DIR 0",
+        sidecar_buildpack::launch::shell_quote(&supply.to_string_lossy())
     );
     Ok(())
 }

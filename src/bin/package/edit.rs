@@ -26,14 +26,19 @@ pub struct Refused(pub String);
 /// Pending replacements of `text`, applied all at once by `finish`.
 pub struct Editor<'t> {
     text: &'t str,
+    /// The file's line break (`\r\n` in a file written on Windows), for the lines added.
+    newline: &'static str,
     /// (start, end, replacement), in the order they were made.
     edits: Vec<(usize, usize, String)>,
 }
 
 impl<'t> Editor<'t> {
     pub fn new(text: &'t str) -> Self {
+        let first_break = text.find('\n');
+        let crlf = first_break.is_some_and(|i| text[..i].ends_with('\r'));
         Editor {
             text,
+            newline: if crlf { "\r\n" } else { "\n" },
             edits: Vec::new(),
         }
     }
@@ -45,8 +50,7 @@ impl<'t> Editor<'t> {
             Kind::Scalar { style, .. } if *style != Style::Block && !node.anchored => *style,
             _ => return Err(not_plain(node)),
         };
-        self.edits
-            .push((node.start, node.end, scalar(value, style)));
+        self.push(node.start, node.end, scalar(value, style));
         Ok(())
     }
 
@@ -58,59 +62,84 @@ impl<'t> Editor<'t> {
                 style: Style::Plain,
                 ..
             } if !node.anchored => {
-                self.edits.push((node.start, node.end, value.to_string()));
+                self.push(node.start, node.end, value.to_string());
                 Ok(())
             }
             _ => Err(not_plain(node)),
         }
     }
 
-    /// Makes a list of scalars hold `values`: item by item in a block list (so the
-    /// comments on kept lines stay), as `[a, b]` otherwise.
+    /// Makes a list of scalars hold `values`. A block list is edited as a person would:
+    /// the items that stay keep their lines and comments, an item that takes another's
+    /// place takes its line, the rest are removed or added with their own lines. Any
+    /// other list is written `[a, b]`.
     pub fn set_list(&mut self, key: &Node, node: &Node, values: &[String]) -> Result<(), Refused> {
-        if node.anchored {
-            return Err(not_plain(node));
-        }
         match &node.kind {
-            Kind::Sequence { flow: false, items } if !values.is_empty() => {
-                for (item, value) in items.iter().zip(values) {
-                    self.set_scalar(item, value)?;
-                }
-                let indent = node.column - 1;
-                if let Some(last) = items.last() {
-                    let at = self.line_end(last.end);
-                    let mut added = String::new();
-                    for value in values.iter().skip(items.len()) {
-                        let _ = writeln!(added, "{:indent$}- {}", "", scalar(value, Style::Plain));
-                    }
-                    if !added.is_empty() {
-                        self.insert(at, added);
-                    }
-                }
-                for item in items.iter().skip(values.len()) {
-                    self.remove_item_lines(item)?;
-                }
-                Ok(())
-            }
             Kind::Sequence { items, .. }
                 if items
                     .iter()
                     .map(Node::as_str)
                     .eq(values.iter().map(|v| Some(v.as_str()))) =>
             {
-                Ok(())
+                return Ok(());
+            }
+            _ if node.anchored => return Err(not_plain(node)),
+            _ => {}
+        }
+        match &node.kind {
+            Kind::Sequence { flow: false, items } if !values.is_empty() && !items.is_empty() => {
+                self.set_block_list(node, items, values)
             }
             Kind::Sequence { flow: true, .. } => {
-                self.edits.push((node.start, node.end, flow_list(values)));
+                self.push(node.start, node.end, flow_list(values));
                 Ok(())
             }
             _ => self.replace_value(key, node, &Value::List(values.to_vec())),
         }
     }
 
+    fn set_block_list(
+        &mut self,
+        node: &Node,
+        items: &[Node],
+        values: &[String],
+    ) -> Result<(), Refused> {
+        let old: Vec<Option<&str>> = items.iter().map(Node::as_str).collect();
+        let kept = common_subsequence(&old, values);
+        let indent = node.column - 1;
+        let line = |value: &str| format!("{:indent$}- {}\n", "", scalar(value, Style::Plain));
+        // Between two kept items (and before the first, after the last) old items give
+        // their places to new values one by one; the rest go, or come after them.
+        let mut bounds = kept.clone();
+        bounds.push((items.len(), values.len()));
+        let (mut i, mut j) = (0, 0);
+        for (next_i, next_j) in bounds {
+            let (gone, new) = (&items[i..next_i], &values[j..next_j]);
+            for (item, value) in gone.iter().zip(new) {
+                self.set_scalar(item, value)?;
+            }
+            for item in gone.iter().skip(new.len()) {
+                self.remove_item_lines(item)?;
+            }
+            let added: String = new.iter().skip(gone.len()).map(|v| line(v)).collect();
+            if !added.is_empty() {
+                let at = match (gone.first(), i.checked_sub(1), items.get(next_i)) {
+                    (Some(_), _, _) => self.line_end(gone[gone.len().min(new.len()) - 1].end),
+                    (None, Some(before), _) => self.line_end(items[before].end),
+                    (None, None, Some(after)) => self.item_line_start(after)?,
+                    (None, None, None) => return Err(Refused("has no item".into())),
+                };
+                self.insert(at, added);
+            }
+            (i, j) = (next_i + 1, next_j + 1);
+        }
+        Ok(())
+    }
+
     /// Adds `key: value` as the last entry of a block mapping.
     pub fn insert_entry(&mut self, map: &Node, key: &str, value: &Value) -> Result<(), Refused> {
         match &map.kind {
+            _ if map.anchored => Err(not_plain(map)),
             Kind::Mapping { flow: false, .. } => {
                 let indent = map.column - 1;
                 let at = self.line_end(map.end);
@@ -127,6 +156,7 @@ impl<'t> Editor<'t> {
     /// Adds an item at the end of a block list.
     pub fn append_item(&mut self, key: &Node, seq: &Node, item: &Value) -> Result<(), Refused> {
         match &seq.kind {
+            _ if seq.anchored => Err(not_plain(seq)),
             Kind::Sequence { flow: false, .. } => {
                 let indent = seq.column - 1;
                 let at = self.line_end(seq.end);
@@ -170,11 +200,12 @@ impl<'t> Editor<'t> {
             ));
         }
         let end = self.line_end(value.end.max(key.end));
-        self.edits.push((start, end, String::new()));
+        self.push(start, end, String::new());
         Ok(())
     }
 
-    /// Replaces whatever follows `key` (its `:` and value) with `: <value>`.
+    /// Replaces whatever follows `key` (its `:` and value) with `: <value>`. A value of
+    /// several lines goes below the key, whose line keeps its comment.
     pub fn replace_value(&mut self, key: &Node, value: &Node, new: &Value) -> Result<(), Refused> {
         let colon = self.text[key.end..]
             .find(':')
@@ -194,17 +225,23 @@ impl<'t> Editor<'t> {
             Value::Int(n) => format!(": {n}"),
             Value::List(l) => format!(": {}", flow_list(l)),
             Value::Items(items) if items.is_empty() => ": []".to_string(),
-            other => format!(":\n{}", block(indent, other).trim_end()),
+            other => {
+                self.push(colon, end, ":".into());
+                let at = self.line_end(end);
+                self.insert(at, block(indent, other));
+                return Ok(());
+            }
         };
-        self.edits.push((colon, end, text));
+        self.push(colon, end, text);
         Ok(())
     }
 
     /// The text with every edit applied; refused if two edits overlap (a bug).
     pub fn finish(self) -> Result<String, Refused> {
         let mut edits = self.edits;
-        // Stable: insertions at one point keep the order they were made in.
-        edits.sort_by_key(|e| e.0);
+        // Stable: insertions at one point keep the order they were made in, and come
+        // before a removal that starts there.
+        edits.sort_by_key(|e| (e.0, e.1));
         let mut out = String::with_capacity(self.text.len());
         let mut pos = 0;
         for (start, end, text) in edits {
@@ -219,16 +256,34 @@ impl<'t> Editor<'t> {
         Ok(out)
     }
 
+    /// Records a replacement, its line breaks written as the file writes them.
+    fn push(&mut self, start: usize, end: usize, text: String) {
+        let text = if self.newline == "\n" {
+            text
+        } else {
+            text.replace('\n', self.newline)
+        };
+        self.edits.push((start, end, text));
+    }
+
     fn insert(&mut self, at: usize, text: String) {
         let text = if at == self.text.len() && !self.text.is_empty() && !self.text.ends_with('\n') {
             format!("\n{text}")
         } else {
             text
         };
-        self.edits.push((at, at, text));
+        self.push(at, at, text);
     }
 
     fn remove_item_lines(&mut self, item: &Node) -> Result<(), Refused> {
+        let start = self.item_line_start(item)?;
+        let end = self.line_end(item.end);
+        self.push(start, end, String::new());
+        Ok(())
+    }
+
+    /// The start of the line that holds a block list item's `-`.
+    fn item_line_start(&self, item: &Node) -> Result<usize, Refused> {
         let before = self.text[..item.start].trim_end_matches([' ', '\t']);
         let dash = before
             .strip_suffix('-')
@@ -245,21 +300,56 @@ impl<'t> Editor<'t> {
                 "shares its line with another node, so it cannot be removed".into(),
             ));
         }
-        let end = self.line_end(item.end);
-        self.edits.push((start, end, String::new()));
-        Ok(())
+        Ok(start)
     }
 
     fn line_start(&self, pos: usize) -> usize {
         self.text[..pos].rfind('\n').map_or(0, |i| i + 1)
     }
 
-    /// Just past the newline that ends the line holding `pos` (comments included).
+    /// Just past the newline that ends the line holding `pos` (comments included);
+    /// `pos` itself when it already starts a line.
     fn line_end(&self, pos: usize) -> usize {
+        if pos > 0 && self.text[..pos].ends_with('\n') {
+            return pos;
+        }
         self.text[pos..]
             .find('\n')
             .map_or(self.text.len(), |i| pos + i + 1)
     }
+}
+
+/// The pairs `(i, j)` of a longest common subsequence of `old` and `new`, in order: the
+/// items of a list that an edit keeps. Lists that are too long for the table are
+/// matched by position instead (nothing real comes near).
+fn common_subsequence(old: &[Option<&str>], new: &[String]) -> Vec<(usize, usize)> {
+    let (n, m) = (old.len(), new.len());
+    if n.saturating_mul(m) > 1 << 20 {
+        return Vec::new();
+    }
+    // longest[i][j]: the length of a longest common subsequence of old[i..] and new[j..].
+    let mut longest = vec![vec![0u32; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            longest[i][j] = if old[i] == Some(new[j].as_str()) {
+                longest[i + 1][j + 1] + 1
+            } else {
+                longest[i + 1][j].max(longest[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut pairs) = (0, 0, Vec::new());
+    while i < n && j < m {
+        if old[i] == Some(new[j].as_str()) {
+            pairs.push((i, j));
+            (i, j) = (i + 1, j + 1);
+        } else if longest[i + 1][j] >= longest[i][j + 1] {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    pairs
 }
 
 fn not_plain(node: &Node) -> Refused {
@@ -272,9 +362,7 @@ fn not_plain(node: &Node) -> Refused {
             _ => "is not a single value",
         }
     };
-    Refused(format!(
-        "{what}; write it as a plain or quoted value so that it can be edited"
-    ))
+    Refused(what.to_string())
 }
 
 /// `value` as a YAML scalar that reads back as exactly this string: in `style` where

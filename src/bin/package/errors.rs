@@ -12,16 +12,23 @@ use std::path::PathBuf;
 /// Failures only the packager and the tool can hit.
 #[derive(Debug, thiserror::Error)]
 pub enum PackError {
-    /// An `include_files` entry names a path outside the buildpack's root.
-    #[error("{}: include_files entry {entry:?} is outside the buildpack", manifest.display())]
-    IncludeOutside { manifest: PathBuf, entry: String },
+    /// An `include_files` entry names a path outside the buildpack's root, or is not
+    /// written as a plain relative path.
+    #[error("{}: include_files entry {entry:?} {problem}{}", manifest.display(), at(*position))]
+    IncludeOutside {
+        manifest: PathBuf,
+        entry: String,
+        problem: &'static str,
+        position: Option<(usize, usize)>,
+    },
     /// An `include_files` entry names no file.
-    #[error("{}: include_files lists {entry:?}, which is not a file at {}", manifest.display(), path.display())]
+    #[error("{}: include_files lists {entry:?}, which is not a file at {}{}", manifest.display(), path.display(), at(*position))]
     IncludeMissing {
         manifest: PathBuf,
         entry: String,
         path: PathBuf,
         reason: String,
+        position: Option<(usize, usize)>,
     },
     /// A local artifact given to the tool cannot be read.
     #[error("cannot read the artifact {}", path.display())]
@@ -32,12 +39,44 @@ pub enum PackError {
     /// `package get` was asked for a key it does not read.
     #[error("{0}")]
     Key(String),
+    /// A dependency named on the command line is not in the manifest.
+    #[error("{}: dependencies has no {name:?} (it has {})", manifest.display(), known.join(", "))]
+    NoDependency {
+        manifest: PathBuf,
+        name: String,
+        known: Vec<String>,
+    },
+    /// A command-line value that clap would echo whole (a uri may carry a secret).
+    #[error("invalid value for {arg}: {problem}")]
+    Argument { arg: &'static str, problem: String },
+    /// A key is written in a way the tool will not edit in place (an alias, an anchor,
+    /// a block scalar, a flow mapping, YAML its span parser reads otherwise).
+    #[error("{}: `{key}` {why}{}", manifest.display(), at(*position))]
+    Uneditable {
+        manifest: PathBuf,
+        key: String,
+        why: String,
+        position: Option<(usize, usize)>,
+    },
+    /// The change asked for would leave manifest.yml invalid.
+    #[error("{}: {change} would make `{key}` invalid: {problem}", manifest.display())]
+    WouldBreak {
+        manifest: PathBuf,
+        change: &'static str,
+        key: String,
+        problem: String,
+    },
+}
+
+/// ` at line L column C`, the way manifest errors end.
+fn at(position: Option<(usize, usize)>) -> String {
+    position.map_or_else(String::new, |(l, c)| format!(" at line {l} column {c}"))
 }
 
 impl PackError {
     fn exit_code(&self) -> i32 {
         match self {
-            PackError::Key(_) => exit::USAGE,
+            PackError::Key(_) | PackError::Argument { .. } => exit::USAGE,
             _ => exit::CONFIG,
         }
     }
@@ -48,8 +87,8 @@ impl PackError {
                 "include_files names files relative to the buildpack's root, and the zip may \
                  only hold the buildpack's own files"
                     .into(),
-                "list a relative path inside the buildpack (no leading '/', no '..', no symlink \
-                 that leads out of it)"
+                "list a plain relative path inside the buildpack, such as bin/supply (no \
+                 leading '/' or './', no '..', no trailing '/', no symlink that leads out of it)"
                     .into(),
                 vec![],
             ),
@@ -74,6 +113,38 @@ impl PackError {
             PackError::Key(_) => (
                 "package get reads the keys it lists in `package get --help`".into(),
                 "ask for one of those keys".into(),
+                vec![],
+            ),
+            PackError::NoDependency { .. } => (
+                "the name given on the command line is not a `dependencies` name in manifest.yml"
+                    .into(),
+                "use one of the names listed, or add the dependency first (package pin NAME \
+                 --stack STACK ...)"
+                    .into(),
+                vec![],
+            ),
+            PackError::Argument { .. } => (
+                "the command line has a value the tool cannot use".into(),
+                "correct it (see --help) and run it again".into(),
+                vec![],
+            ),
+            PackError::Uneditable { .. } => (
+                "package changes a value in place, by its position in the file, and only where \
+                 that changes nothing else; this one is written in a way it cannot edit so"
+                    .into(),
+                "nothing was written: write that key as a plain or quoted value (a list as \
+                 [a, b] or one '- item' per line, without anchors or aliases), or make the \
+                 change by hand and check it with `package get`"
+                    .into(),
+                vec![],
+            ),
+            PackError::WouldBreak { .. } => (
+                "a value given on the command line is one manifest.yml cannot hold: supply would \
+                 refuse the result"
+                    .into(),
+                "nothing was written: give a value the key accepts (the rule is above) and run \
+                 it again"
+                    .into(),
                 vec![],
             ),
         };
@@ -141,7 +212,10 @@ fn explain(e: &Error) -> Explanation {
                 Fault::WrongHostCertificate => {
                     "the server's TLS certificate is not valid for the host in the uri"
                 }
-                Fault::Redirect => "the server redirected in a loop, or from https to http",
+                Fault::Redirect => {
+                    "the server's redirects cannot be followed: a loop, more than 10, from https \
+                     to http, or to a location that is not http(s)"
+                }
                 Fault::LocalFile => "the file:// uri names a file that is not on this machine",
                 Fault::Unreachable => "the host in the uri could not be reached from this machine",
                 Fault::Interrupted => {

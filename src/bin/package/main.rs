@@ -86,7 +86,7 @@ enum Command {
         #[arg(long)]
         version: String,
         /// https://, http:// or file://
-        #[arg(long, value_parser = uri)]
+        #[arg(long)]
         uri: String,
         #[arg(long)]
         sha256: Sha256,
@@ -162,7 +162,7 @@ enum Command {
         /// The dependency whose pinned uri to check (its default build)
         #[arg(required_unless_present = "uri")]
         name: Option<String>,
-        #[arg(long, value_parser = uri, requires = "sha256")]
+        #[arg(long, requires = "sha256")]
         uri: Option<String>,
         #[arg(long, requires = "uri")]
         sha256: Option<Sha256>,
@@ -182,8 +182,16 @@ fn stack_name(s: &str) -> Result<String, String> {
     }
 }
 
-fn uri(s: &str) -> Result<String, String> {
-    parse_uri(s).map(|_| s.to_string())
+/// Checks a `--uri` here rather than in clap, whose error would print it whole:
+/// a presigned uri carries its credentials in the query. Its secrets are scrubbed
+/// from every line the tool prints from now on.
+fn checked_uri(s: &str) -> anyhow::Result<()> {
+    let url = parse_uri(s).map_err(|problem| errors::PackError::Argument {
+        arg: "--uri",
+        problem,
+    })?;
+    sidecar_buildpack::redact::remember_url(&url);
+    Ok(())
 }
 
 fn artifact(s: &str) -> Result<(String, PathBuf), String> {
@@ -244,6 +252,7 @@ fn run(command: Command, env: &HashMap<String, String>) -> anyhow::Result<()> {
             manifest,
             output,
         } => {
+            checked_uri(&uri)?;
             let text = zip::read(&manifest)?;
             let pinned = pin::pin(
                 &text,
@@ -263,11 +272,12 @@ fn run(command: Command, env: &HashMap<String, String>) -> anyhow::Result<()> {
                 Some(p) if p == Path::new("-") => {
                     std::io::stdout().write_all(pinned.text.as_bytes())?;
                 }
-                Some(p) => write_atomic(p, &pinned.text, None)?,
+                Some(p) => write_atomic(p, &pinned.text, Some(&manifest))?,
                 None if pinned.text == text => {
                     detail!(
-                        "{} already pins {name} {version} at {uri}",
-                        manifest.display()
+                        "{} already pins {name} {version} at {}",
+                        manifest.display(),
+                        Redacted::str(&uri)
                     );
                 }
                 None => {
@@ -321,7 +331,7 @@ fn run(command: Command, env: &HashMap<String, String>) -> anyhow::Result<()> {
             manifest,
         } => {
             let m = Manifest::parse(&zip::read(&manifest)?, &manifest)?;
-            let values = pin::get(&m, &key, stack.as_deref()).map_err(errors::PackError::Key)?;
+            let values = pin::get(&m, &manifest, &key, stack.as_deref())?;
             let mut out = std::io::stdout();
             for v in values {
                 writeln!(out, "{v}")?;
@@ -347,12 +357,14 @@ fn run(command: Command, env: &HashMap<String, String>) -> anyhow::Result<()> {
             manifest,
         } => match (uri, sha256) {
             (Some(uri), Some(sha256)) => {
+                checked_uri(&uri)?;
                 let name = name.unwrap_or_else(|| "the artifact".into());
                 verify::run(&name, "", &uri, sha256, env)
             }
             _ => {
                 let m = Manifest::parse(&zip::read(&manifest)?, &manifest)?;
                 let name = name.unwrap_or_default();
+                pin::known_dependency(&m, &manifest, &name)?;
                 let dep = m.pick(&name, stack.as_deref())?;
                 verify::run(&dep.name, &dep.version, &dep.uri_text, dep.sha256, env)
             }
@@ -362,10 +374,13 @@ fn run(command: Command, env: &HashMap<String, String>) -> anyhow::Result<()> {
 
 /// Replaces `path` with `text` all at once: a temp file beside it, with the mode of
 /// `like` (else 0644), fsynced, renamed over it, then the directory fsynced. On any
-/// failure `path` is as it was.
+/// failure `path` is as it was. A symlink stays one: the file it leads to is replaced,
+/// as an editor would write it.
 fn write_atomic(path: &Path, text: &str, like: Option<&Path>) -> anyhow::Result<()> {
     use sidecar_buildpack::errors::Error;
     use std::os::unix::fs::PermissionsExt;
+    let target = std::fs::canonicalize(path).ok();
+    let path = target.as_deref().unwrap_or(path);
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

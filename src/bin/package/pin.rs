@@ -5,10 +5,12 @@
 //! exactly the planned manifest before anyone may write it.
 
 use crate::edit::{Editor, Refused, Value};
+use crate::errors::PackError;
 use sidecar_buildpack::digest::Sha256;
 use sidecar_buildpack::errors::Error;
 use sidecar_buildpack::manifest::{
-    parse_uri, valid_name, DefaultVersion, Dependency, Manifest, Sidecar,
+    key_position, parse_uri, valid_name, with_position, DefaultVersion, Dependency, Manifest,
+    Sidecar,
 };
 use sidecar_buildpack::yaml::{self, Node};
 use std::path::Path;
@@ -94,11 +96,116 @@ fn target(m: &Manifest, path: &Path, p: &Pin) -> anyhow::Result<Option<usize>> {
 
 /// Pins `p` in the manifest `text` read from `path`. Nothing is written here.
 pub fn pin(text: &str, path: &Path, p: &Pin) -> anyhow::Result<Pinned> {
+    plan_pin(text, path, p).map_err(|e| positioned(e, text))
+}
+
+/// The tool's own errors about a key of the file end with its line and column, as
+/// the loader's do.
+fn positioned(e: anyhow::Error, text: &str) -> anyhow::Error {
+    match e.downcast::<Error>() {
+        Ok(m @ Error::Manifest { .. }) => with_position(m, text).into(),
+        Ok(other) => other.into(),
+        Err(e) => e,
+    }
+}
+
+/// The file as a tree of spans, for the editor. It reads YAML as the loader does, but
+/// where the two parsers disagree (libyaml takes a few things saphyr refuses), the
+/// tool cannot edit safely and says so.
+pub fn spans(text: &str, path: &Path) -> anyhow::Result<Node> {
+    let uneditable = |why: String, position| PackError::Uneditable {
+        manifest: path.to_path_buf(),
+        key: "(document)".into(),
+        why,
+        position,
+    };
+    match yaml::parse(text) {
+        Ok(Some(root)) => Ok(root),
+        Ok(None) => Err(uneditable("is empty".into(), None).into()),
+        Err(e) => Err(uneditable(
+            format!(
+                "is YAML that supply reads but the editor's parser does not ({})",
+                e.message
+            ),
+            Some((e.line, e.column)),
+        )
+        .into()),
+    }
+}
+
+/// A refusal of the editor, as the error that names the key and its place.
+pub fn refusal(path: &Path, text: &str, key: &str, change: &str, r: Refused) -> anyhow::Error {
+    PackError::Uneditable {
+        manifest: path.to_path_buf(),
+        key: key.to_string(),
+        why: format!("cannot be {change}: it {}", r.0),
+        position: key_position(text, key),
+    }
+    .into()
+}
+
+/// Loads the edited text: it must load, and as exactly the planned manifest. A value
+/// the manifest refuses is the command line's, not the file's: its position in a text
+/// that was never written would mislead.
+pub fn check_result(
+    text: &str,
+    path: &Path,
+    change: &'static str,
+    expected: &Manifest,
+) -> anyhow::Result<()> {
+    let after = Manifest::parse(text, path).map_err(|e| match e {
+        Error::Manifest { path, key, problem } => {
+            let problem = match problem.rsplit_once(" at line ") {
+                Some((head, tail))
+                    if tail.split(" column ").all(|n| n.parse::<usize>().is_ok()) =>
+                {
+                    head.to_string()
+                }
+                _ => problem,
+            };
+            PackError::WouldBreak {
+                manifest: path,
+                change,
+                key,
+                problem,
+            }
+            .into()
+        }
+        other => anyhow::Error::from(other),
+    })?;
+    if after != *expected {
+        return Err(PackError::Uneditable {
+            manifest: path.to_path_buf(),
+            key: "(document)".into(),
+            why: format!(
+                "would change in more places than {change}: an anchor or alias shares one of \
+                 the values it sets"
+            ),
+            position: None,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// The dependency `name` must be in the manifest: a typo gets the names it has.
+pub fn known_dependency(m: &Manifest, path: &Path, name: &str) -> Result<(), PackError> {
+    if m.dependencies.iter().any(|d| d.name == name) {
+        return Ok(());
+    }
+    let mut known: Vec<String> = m.dependencies.iter().map(|d| d.name.clone()).collect();
+    known.dedup();
+    Err(PackError::NoDependency {
+        manifest: path.to_path_buf(),
+        name: sidecar_buildpack::redact::shown(name),
+        known,
+    })
+}
+
+fn plan_pin(text: &str, path: &Path, p: &Pin) -> anyhow::Result<Pinned> {
     let before = Manifest::parse(text, path)?;
     check_values(path, p)?;
-    let root = yaml::parse(text)
-        .map_err(|e| bad(path, "(document)", e.to_string()))?
-        .ok_or_else(|| bad(path, "(document)", "is empty"))?;
+    let root = spans(text, path)?;
     let index = target(&before, path, p)?;
     let stacks = match index {
         Some(i) if p.stacks.is_empty() => before.dependencies[i].cf_stacks.clone(),
@@ -167,16 +274,7 @@ pub fn pin(text: &str, path: &Path, p: &Pin) -> anyhow::Result<Pinned> {
 
     // The same change, by span.
     let mut ed = Editor::new(text);
-    let refused = |key: String, node: &Node| {
-        let at = format!("line {} column {}", node.line, node.column);
-        move |r: Refused| {
-            bad(
-                path,
-                key,
-                format!("cannot be pinned: it {} ({at}); nothing was written", r.0),
-            )
-        }
-    };
+    let refused = |key: String| move |r: Refused| refusal(path, text, &key, "pinned", r);
     let fields = [
         ("version", Value::Scalar(p.version.clone())),
         ("uri", Value::Scalar(p.uri.clone())),
@@ -190,22 +288,17 @@ pub fn pin(text: &str, path: &Path, p: &Pin) -> anyhow::Result<Pinned> {
             "is set, as only a packaged manifest has it: pin the buildpack's source manifest.yml",
         ));
     }
-    upsert(&mut ed, &root, "dependencies", index, &p.name, &fields).map_err(|f| {
-        bad(
-            path,
-            f.key,
-            format!("cannot be pinned: it {}; nothing was written", f.why),
-        )
-    })?;
+    upsert(&mut ed, &root, "dependencies", index, &p.name, &fields)
+        .map_err(|(key, r)| refusal(path, text, &key, "pinned", r))?;
     let dv = before
         .default_versions
         .iter()
         .position(|d| d.name == p.name);
     match dv.and_then(|j| root.at(&yaml::path_steps(&format!("default_versions[{j}].version")))) {
-        Some(node) => ed.set_scalar(node, &p.version).map_err(refused(
-            format!("default_versions[{}].version", dv.unwrap_or_default()),
-            node,
-        ))?,
+        Some(node) => ed.set_scalar(node, &p.version).map_err(refused(format!(
+            "default_versions[{}].version",
+            dv.unwrap_or_default()
+        )))?,
         None => add_item(
             &mut ed,
             &root,
@@ -215,28 +308,16 @@ pub fn pin(text: &str, path: &Path, p: &Pin) -> anyhow::Result<Pinned> {
                 ("version".into(), Value::Scalar(p.version.clone())),
             ],
         )
-        .map_err(refused("default_versions".into(), &root))?,
+        .map_err(refused("default_versions".into()))?,
     }
-    let text = ed
+    let new = ed
         .finish()
-        .map_err(|r| bad(path, "(document)", format!("cannot be pinned: {}", r.0)))?;
-
-    let after = Manifest::parse(&text, path)?;
-    if after != expected {
-        return Err(bad(
-            path,
-            "(document)",
-            "would change in more places than the pin (does an anchor or alias share one of \
-             its values?); nothing was written",
-        ));
-    }
-    Ok(Pinned { text, warnings })
-}
-
-/// Where an edit was refused: the key, and why (with its line and column).
-struct Failed {
-    key: String,
-    why: String,
+        .map_err(|r| refusal(path, text, "(document)", "pinned", r))?;
+    check_result(&new, path, "the pin", &expected)?;
+    Ok(Pinned {
+        text: new,
+        warnings,
+    })
 }
 
 /// Sets `fields` on the entry `index` of the top-level list `list` (adding the keys it
@@ -248,44 +329,31 @@ fn upsert(
     index: Option<usize>,
     name: &str,
     fields: &[(&str, Value)],
-) -> Result<(), Failed> {
-    let failed = |key: String, node: &Node| {
-        let at = format!("line {} column {}", node.line, node.column);
-        move |r: Refused| Failed {
-            key,
-            why: format!("{} ({at})", r.0),
-        }
-    };
+) -> Result<(), (String, Refused)> {
+    let failed = |key: String| move |r: Refused| (key, r);
     let Some(i) = index else {
         let mut item = vec![("name".to_string(), Value::Scalar(name.to_string()))];
         item.extend(fields.iter().map(|(k, v)| (k.to_string(), v.clone())));
-        return add_item(ed, root, list, item).map_err(failed(list.to_string(), root));
+        return add_item(ed, root, list, item).map_err(failed(list.to_string()));
     };
-    let key = |k: &str| format!("{list}[{i}].{k}");
+    let key = |k: &str| format!("{list}[{i}]{}{k}", if k.is_empty() { "" } else { "." });
     let entry = root
-        .at(&yaml::path_steps(&format!("{list}[{i}]")))
-        .ok_or_else(|| Failed {
-            key: key(""),
-            why: "is not where the parser put it".into(),
-        })?;
+        .at(&yaml::path_steps(&key("")))
+        .ok_or_else(|| (key(""), Refused("is not where the parser put it".into())))?;
     for (field, value) in fields {
         match (entry.entries_named(field).first().copied(), value) {
             (Some((_, node)), Value::Scalar(v)) => {
-                ed.set_scalar(node, v).map_err(failed(key(field), node))?
+                ed.set_scalar(node, v).map_err(failed(key(field)))?
             }
-            (Some((_, node)), Value::Int(n)) => {
-                ed.set_int(node, *n).map_err(failed(key(field), node))?
-            }
+            (Some((_, node)), Value::Int(n)) => ed.set_int(node, *n).map_err(failed(key(field)))?,
             (Some((k, node)), Value::List(l)) => {
-                ed.set_list(k, node, l).map_err(failed(key(field), node))?
+                ed.set_list(k, node, l).map_err(failed(key(field)))?
             }
             (None, value) => ed
                 .insert_entry(entry, field, value)
-                .map_err(failed(key(""), entry))?,
-            (Some((_, node)), _) => {
-                return Err(failed(key(field), node)(Refused(
-                    "cannot hold that value".into(),
-                )))
+                .map_err(failed(key("")))?,
+            (Some(_), _) => {
+                return Err((key(field), Refused("cannot hold that value".into())));
             }
         }
     }
@@ -321,10 +389,13 @@ pub struct SidecarSpec {
 /// Adds the sidecar `s` to the manifest `text`, or makes the one of that name match
 /// it. Like a pin: planned on the types, applied by span, checked by re-parsing.
 pub fn sidecar(text: &str, path: &Path, s: &SidecarSpec) -> anyhow::Result<String> {
+    plan_sidecar(text, path, s).map_err(|e| positioned(e, text))
+}
+
+fn plan_sidecar(text: &str, path: &Path, s: &SidecarSpec) -> anyhow::Result<String> {
     let before = Manifest::parse(text, path)?;
-    let root = yaml::parse(text)
-        .map_err(|e| bad(path, "(document)", e.to_string()))?
-        .ok_or_else(|| bad(path, "(document)", "is empty"))?;
+    known_dependency(&before, path, &s.dependency)?;
+    let root = spans(text, path)?;
     let spec = Sidecar {
         name: s.name.clone(),
         dependency: s.dependency.clone(),
@@ -347,25 +418,13 @@ pub fn sidecar(text: &str, path: &Path, s: &SidecarSpec) -> anyhow::Result<Strin
         ("process_types", Value::List(s.process_types.clone())),
     ];
     let mut ed = Editor::new(text);
-    upsert(&mut ed, &root, "sidecars", index, &s.name, &fields).map_err(|f| {
-        bad(
-            path,
-            f.key,
-            format!("cannot be set: it {}; nothing was written", f.why),
-        )
-    })?;
-    let text = ed
+    upsert(&mut ed, &root, "sidecars", index, &s.name, &fields)
+        .map_err(|(key, r)| refusal(path, text, &key, "set", r))?;
+    let new = ed
         .finish()
-        .map_err(|r| bad(path, "(document)", format!("cannot be set: {}", r.0)))?;
-    if Manifest::parse(&text, path)? != expected {
-        return Err(bad(
-            path,
-            "(document)",
-            "would change in more places than this sidecar (does an anchor or alias share one \
-             of its values?); nothing was written",
-        ));
-    }
-    Ok(text)
+        .map_err(|r| refusal(path, text, "(document)", "set", r))?;
+    check_result(&new, path, "this sidecar", &expected)?;
+    Ok(new)
 }
 
 /// The values a pin writes must be ones the manifest can hold.
@@ -402,20 +461,30 @@ fn check_values(path: &Path, p: &Pin) -> anyhow::Result<()> {
 /// `stack`, `pre_package`, `include_files`, `default_versions[NAME]`, or
 /// `dependencies[NAME].FIELD` and `sidecars[NAME].FIELD`, where NAME may also be an
 /// index and a dependency is its default build (for `stack`, if given).
-pub fn get(m: &Manifest, key: &str, stack: Option<&str>) -> Result<Vec<String>, String> {
+pub fn get(
+    m: &Manifest,
+    path: &Path,
+    key: &str,
+    stack: Option<&str>,
+) -> anyhow::Result<Vec<String>> {
     let one = |s: &str| Ok(vec![s.to_string()]);
+    let wrong = |msg: String| anyhow::Error::from(PackError::Key(msg));
     let (top, rest) = key.split_once('[').unwrap_or((key, ""));
     let (selector, field) = match rest.split_once(']') {
-        Some((sel, f)) => (Some(sel), f.strip_prefix('.').unwrap_or(f)),
+        Some((sel, "")) => (Some(sel), ""),
+        Some((sel, f)) => match f.strip_prefix('.') {
+            Some(f) => (Some(sel), f),
+            None => return Err(wrong(format!("{key:?} needs a '.' after its ']'"))),
+        },
         None if rest.is_empty() => (None, ""),
-        None => return Err(format!("{key:?} has a '[' without its ']'")),
+        None => return Err(wrong(format!("{key:?} has a '[' without its ']'"))),
     };
     let pick = |len: usize, by_name: &dyn Fn(&str) -> Option<usize>, sel: &str| {
         sel.parse::<usize>()
             .ok()
             .filter(|&i| i < len)
             .or_else(|| by_name(sel))
-            .ok_or_else(|| format!("{top} has no entry {sel:?}"))
+            .ok_or_else(|| wrong(format!("{top} has no entry {sel:?}")))
     };
     match (top, selector, field) {
         ("language", None, _) => one(&m.language),
@@ -432,8 +501,14 @@ pub fn get(m: &Manifest, key: &str, stack: Option<&str>) -> Result<Vec<String>, 
         }
         ("dependencies", Some(sel), field) => {
             let dep = match sel.parse::<usize>() {
-                Ok(i) => m.dependencies.get(i).ok_or_else(|| format!("dependencies has no entry {i}"))?,
-                Err(_) => m.pick(sel, stack).map_err(|e| e.to_string())?,
+                Ok(i) => m
+                    .dependencies
+                    .get(i)
+                    .ok_or_else(|| wrong(format!("dependencies has no entry {i}")))?,
+                Err(_) => {
+                    known_dependency(m, path, sel)?;
+                    m.pick(sel, stack)?
+                }
             };
             match field {
                 "name" => one(&dep.name),
@@ -442,9 +517,9 @@ pub fn get(m: &Manifest, key: &str, stack: Option<&str>) -> Result<Vec<String>, 
                 "sha256" => one(&dep.sha256.to_string()),
                 "cf_stacks" => Ok(dep.cf_stacks.clone()),
                 "file" => one(dep.file.as_deref().unwrap_or_default()),
-                _ => Err(format!(
+                _ => Err(wrong(format!(
                     "a dependency has name, version, uri, sha256, cf_stacks and file, not {field:?}"
-                )),
+                ))),
             }
         }
         ("sidecars", Some(sel), field) => {
@@ -461,15 +536,15 @@ pub fn get(m: &Manifest, key: &str, stack: Option<&str>) -> Result<Vec<String>, 
                 "args" => Ok(s.args.clone()),
                 "memory_mb" => one(&s.memory_mb.to_string()),
                 "process_types" => Ok(s.process_types.clone()),
-                _ => Err(format!(
+                _ => Err(wrong(format!(
                     "a sidecar has name, dependency, executable, args, memory_mb and process_types, not {field:?}"
-                )),
+                ))),
             }
         }
-        _ => Err(format!(
+        _ => Err(wrong(format!(
             "{key:?} is not a key this tool reads: use language, stack, pre_package, include_files, \
              default_versions[NAME], dependencies[NAME].FIELD or sidecars[NAME].FIELD"
-        )),
+        ))),
     }
 }
 
@@ -555,11 +630,11 @@ mod tests {
         );
         let m = Manifest::parse(&out, Path::new("m")).expect("loads");
         assert_eq!(
-            get(&m, "dependencies[my-agent].uri", None).expect("uri"),
+            get(&m, Path::new("m"), "dependencies[my-agent].uri", None).expect("uri"),
             ["https://h/my-agent-1.0.0.tgz"]
         );
         assert_eq!(
-            get(&m, "default_versions[my-agent]", None).expect("dv"),
+            get(&m, Path::new("m"), "default_versions[my-agent]", None).expect("dv"),
             ["1.0.0"]
         );
     }
@@ -607,8 +682,13 @@ mod tests {
                 "- name: config-server\n  version: *v\n  uri",
             );
         let err = run(&anchored, &p("config-server", "0.2.0", &[])).expect_err("anchor");
-        assert!(err.contains("cannot be pinned: it is an alias"), "{err}");
-        assert!(err.contains("nothing was written"), "{err}");
+        assert!(
+            err.ends_with(
+                "`dependencies[0].version` cannot be pinned: it is an alias (*name) of another \
+                 value at line 10 column 12"
+            ),
+            "{err}"
+        );
         let err = run("language: \"x", &p("config-server", "0.2.0", &[])).expect_err("yaml");
         assert!(err.starts_with("/bp/manifest.yml: `(document)`"), "{err}");
     }
@@ -643,7 +723,7 @@ mod tests {
             .expect_err("unknown dependency")
             .to_string();
         assert!(
-            err.contains("`sidecars[1].dependency` names \"nope\""),
+            err.ends_with("dependencies has no \"nope\" (it has config-server, my-agent)"),
             "{err}"
         );
     }
@@ -651,21 +731,42 @@ mod tests {
     #[test]
     fn get_reads_typed_values() {
         let m = Manifest::parse(&manifest(), Path::new("m")).expect("loads");
-        assert_eq!(get(&m, "language", None).expect("l"), ["sidecar"]);
         assert_eq!(
-            get(&m, "dependencies[config-server].sha256", None).expect("s"),
+            get(&m, Path::new("m"), "language", None).expect("l"),
+            ["sidecar"]
+        );
+        assert_eq!(
+            get(
+                &m,
+                Path::new("m"),
+                "dependencies[config-server].sha256",
+                None
+            )
+            .expect("s"),
             [SHA]
         );
         assert_eq!(
-            get(&m, "dependencies[0].cf_stacks", None).expect("c"),
+            get(&m, Path::new("m"), "dependencies[0].cf_stacks", None).expect("c"),
             ["cflinuxfs3", "cflinuxfs4"]
         );
         assert_eq!(
-            get(&m, "sidecars[config-server].memory_mb", None).expect("m"),
+            get(
+                &m,
+                Path::new("m"),
+                "sidecars[config-server].memory_mb",
+                None
+            )
+            .expect("m"),
             ["32"]
         );
-        assert!(get(&m, "dependencies[config-server].sha256", Some("windows")).is_err());
-        assert!(get(&m, "dependencies[nope].uri", None).is_err());
-        assert!(get(&m, "colour", None).is_err());
+        assert!(get(
+            &m,
+            Path::new("m"),
+            "dependencies[config-server].sha256",
+            Some("windows")
+        )
+        .is_err());
+        assert!(get(&m, Path::new("m"), "dependencies[nope].uri", None).is_err());
+        assert!(get(&m, Path::new("m"), "colour", None).is_err());
     }
 }

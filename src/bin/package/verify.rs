@@ -17,6 +17,12 @@ pub fn run(
     sha256: Sha256,
     env: &HashMap<String, String>,
 ) -> anyhow::Result<()> {
+    // Messages say "<name> <version>"; a uri from the command line has no version.
+    let version = if version.is_empty() {
+        "(--uri)"
+    } else {
+        version
+    };
     let dep = Dependency {
         name: name.to_string(),
         version: version.to_string(),

@@ -5,16 +5,18 @@
 
 use crate::edit::{Editor, Refused, Value};
 use crate::errors::PackError;
+use crate::pin::{check_result, refusal, spans};
 use md5::{Digest, Md5};
 use sidecar_buildpack::digest::copy_hashed;
 use sidecar_buildpack::errors::Error;
+use sidecar_buildpack::fsutil::read_text;
 use sidecar_buildpack::manifest::{
-    basename, buildpack_name, read_version, relative_inside, Dependency, Manifest,
+    basename, buildpack_name, key_position, read_version, relative_inside, with_position,
+    Dependency, Manifest, MAX_MANIFEST_BYTES,
 };
 use sidecar_buildpack::settings::Env;
 use sidecar_buildpack::transport::Fetcher;
 use sidecar_buildpack::verify::{copy_verified, Verified};
-use sidecar_buildpack::yaml::{self, Node};
 use sidecar_buildpack::{detail, step};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
@@ -69,8 +71,25 @@ pub fn run(args: &ZipArgs<'_>, env: &HashMap<String, String>) -> anyhow::Result<
         })
         .collect();
 
+    // Every file and edit is checked before the first download: the packaged manifest
+    // without `file:` entries now, with them once the dependencies are cached.
+    let uncached = packaged_manifest(
+        &text,
+        &manifest_file,
+        &manifest,
+        args.stack,
+        &HashMap::new(),
+    )?;
+    let mut items = contents(
+        args.root,
+        &text,
+        &manifest,
+        args.supply,
+        &uncached,
+        work.path(),
+    )?;
+
     let mut files: HashMap<usize, String> = HashMap::new();
-    let mut cached_items = BTreeMap::new();
     if args.cached {
         let net = Env(env).network()?;
         let fetcher = Fetcher::new(&net);
@@ -84,7 +103,7 @@ pub fn run(args: &ZipArgs<'_>, env: &HashMap<String, String>) -> anyhow::Result<
                 .persist(&kept)
                 .map_err(|e| Error::write(&kept)(e.error))?;
             detail!("{} ({} bytes, sha256 {})", rel, verified.bytes, dep.sha256);
-            cached_items.insert(
+            items.insert(
                 rel.clone(),
                 Item {
                     source: kept,
@@ -93,19 +112,20 @@ pub fn run(args: &ZipArgs<'_>, env: &HashMap<String, String>) -> anyhow::Result<
             );
             files.insert(*i, rel);
         }
+        let packaged = packaged_manifest(&text, &manifest_file, &manifest, args.stack, &files)?;
+        let path = work.path().join("manifest.yml");
+        fs::write(&path, packaged).map_err(Error::write(&path))?;
     }
-
-    let packaged = packaged_manifest(&text, &manifest_file, &manifest, args.stack, &files)?;
-    let mut items = contents(args.root, &manifest, args.supply, &packaged, work.path())?;
-    items.extend(cached_items);
     let dest = args.output.join(&zip_name);
     write_zip(&items, work.path(), &dest)?;
     summary(&dest, &deps, args.cached)?;
     Ok(())
 }
 
+/// Reads a manifest as supply does: a regular file (a FIFO would hang the tool), at
+/// most the 1 MB Cloud Controller accepts.
 pub fn read(path: &Path) -> anyhow::Result<String> {
-    let text = fs::read_to_string(path).map_err(|e| Error::BuildpackFile {
+    let text = read_text(path, MAX_MANIFEST_BYTES).map_err(|e| Error::BuildpackFile {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
@@ -117,6 +137,7 @@ pub fn read(path: &Path) -> anyhow::Result<String> {
 /// (written into `work`). Every entry must be a file inside `root`.
 pub fn contents(
     root: &Path,
+    text: &str,
     manifest: &Manifest,
     supply: &Path,
     packaged: &str,
@@ -130,14 +151,23 @@ pub fn contents(
         reason: e.to_string(),
     })?;
     let mut items = BTreeMap::new();
-    for name in &manifest.include_files {
+    for (i, name) in manifest.include_files.iter().enumerate() {
+        let position = key_position(text, &format!("include_files[{i}]"));
         // Checked before anything is read: the zip holds only the buildpack's files.
-        let outside = || PackError::IncludeOutside {
+        let outside = |problem| PackError::IncludeOutside {
             manifest: manifest_file.clone(),
             entry: name.clone(),
+            problem,
+            position,
         };
         if !relative_inside(name) {
-            return Err(outside().into());
+            let escapes = name.starts_with('/') || name.split('/').any(|c| c == "..");
+            return Err(outside(if escapes {
+                "is outside the buildpack"
+            } else {
+                "must be a plain relative path (no empty or '.' part, no trailing '/')"
+            })
+            .into());
         }
         let source = match name.as_str() {
             "manifest.yml" => packaged_path.clone(),
@@ -151,11 +181,14 @@ pub fn contents(
                     entry: name.clone(),
                     path: path.clone(),
                     reason,
+                    position,
                 };
                 // A symlink in the checkout may not lead out of it.
                 let real = path.canonicalize().map_err(|e| missing(e.to_string()))?;
                 if !real.starts_with(&real_root) {
-                    return Err(outside().into());
+                    return Err(
+                        outside("is outside the buildpack (a symlink leads out of it)").into(),
+                    );
                 }
                 if !real.is_file() {
                     return Err(missing("not a regular file".into()).into());
@@ -185,12 +218,12 @@ pub fn contents(
         "VERSION",
     ] {
         if !items.contains_key(required) {
-            return Err(Error::Manifest {
+            let missing = Error::Manifest {
                 path: manifest_file.clone(),
                 key: "include_files".into(),
                 problem: format!("must list {required}"),
-            }
-            .into());
+            };
+            return Err(with_position(missing, text).into());
         }
     }
     Ok(items)
@@ -250,25 +283,23 @@ pub fn packaged_manifest(
         .retain(|d| stack.is_none_or(|s| d.cf_stacks.iter().any(|c| c == s)));
     expected.stack = stack.map(str::to_string);
 
-    let root = yaml::parse(text)
-        .map_err(|e| bad(path, "(document)", e.to_string()))?
-        .ok_or_else(|| bad(path, "(document)", "is empty".into()))?;
+    let root = spans(text, path)?;
     let mut ed = Editor::new(text);
-    let refused = |key: String, node: &Node| {
-        let at = format!("line {} column {}", node.line, node.column);
-        move |r: Refused| bad(path, &key, format!("cannot be packaged: it {} ({at})", r.0))
-    };
+    let refused = |key: String| move |r: Refused| refusal(path, text, &key, "packaged", r);
     if let Some((key, seq)) = root.entries_named("dependencies").first().copied() {
         let keep = |d: &Dependency| stack.is_none_or(|s| d.cf_stacks.iter().any(|c| c == s));
         if expected.dependencies.is_empty() && !manifest.dependencies.is_empty() {
             ed.replace_value(key, seq, &Value::Items(vec![]))
-                .map_err(refused("dependencies".into(), seq))?;
+                .map_err(refused("dependencies".into()))?;
         }
-        for (i, (dep, node)) in manifest.dependencies.iter().zip(seq.items()).enumerate() {
+        for (i, dep) in manifest.dependencies.iter().enumerate() {
+            let Some(node) = seq.items().get(i) else {
+                break;
+            };
             if !keep(dep) {
                 if !expected.dependencies.is_empty() {
                     ed.remove_item(seq, i)
-                        .map_err(refused(format!("dependencies[{i}]"), node))?;
+                        .map_err(refused(format!("dependencies[{i}]")))?;
                 }
                 continue;
             }
@@ -277,7 +308,7 @@ pub fn packaged_manifest(
                 Some((_, value)) => ed.set_scalar(value, file),
                 None => ed.insert_entry(node, "file", &Value::Scalar(file.clone())),
             }
-            .map_err(refused(format!("dependencies[{i}].file"), node))?;
+            .map_err(refused(format!("dependencies[{i}]")))?;
         }
     }
     match (root.entries_named("stack").first().copied(), stack) {
@@ -286,33 +317,17 @@ pub fn packaged_manifest(
         (None, Some(s)) => ed.insert_entry(&root, "stack", &Value::Scalar(s.to_string())),
         (None, None) => Ok(()),
     }
-    .map_err(refused("stack".into(), &root))?;
+    .map_err(refused("stack".into()))?;
     let packaged = ed
         .finish()
-        .map_err(|r| bad(path, "(document)", format!("cannot be packaged: {}", r.0)))?;
+        .map_err(|r| refusal(path, text, "(document)", "packaged", r))?;
 
     // What supply will read must load as planned, with a build of every sidecar.
-    let check = Manifest::parse(&packaged, path)?;
-    if check != expected {
-        return Err(bad(
-            path,
-            "(document)",
-            "cannot be packaged: an anchor or alias shares a value that packaging changes".into(),
-        ));
-    }
-    for sidecar in &check.sidecars {
-        check.pick(&sidecar.dependency, stack)?;
+    check_result(&packaged, path, "packaging", &expected)?;
+    for sidecar in &expected.sidecars {
+        expected.pick(&sidecar.dependency, stack)?;
     }
     Ok(packaged)
-}
-
-fn bad(path: &Path, key: &str, problem: String) -> anyhow::Error {
-    Error::Manifest {
-        path: path.to_path_buf(),
-        key: key.to_string(),
-        problem,
-    }
-    .into()
 }
 
 /// A work directory in the output directory (so the zip's rename stays on one
