@@ -1,5 +1,6 @@
 //! The manifest tool (`package pin|get|dev|verify`) as scripts call it: the real
-//! binary on copies of the repo's manifest, real files and a real server on loopback.
+//! binary on copies of a manifest laid out as the repo's, real files and a real server
+//! on loopback.
 
 use crate::packaging::tool;
 use crate::support::*;
@@ -12,12 +13,54 @@ const PACKAGE: &str = env!("CARGO_BIN_EXE_package");
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const SHA: &str = "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789";
 
-/// A copy of the repo's manifest.yml in a temp dir.
+/// The repo's manifest.yml, comments and layout included, with config-server pinned
+/// at 0.1.0 for cflinuxfs3 and cflinuxfs4: tests that pin, and expect what a pin
+/// changes, must not follow the release's own pins (a re-pin would break them).
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/it/fixtures/manifest.yml"
+);
+
+/// A copy of the fixture manifest in a temp dir, named manifest.yml.
 fn manifest_copy() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("manifest.yml");
-    fs::copy(Path::new(REPO).join("manifest.yml"), &path).expect("copy");
+    fs::copy(FIXTURE, &path).expect("copy");
     (dir, path)
+}
+
+/// The fixture stays the repo's manifest: pinned as the repo is, by the tool the
+/// release uses, it is the same file byte for byte.
+#[test]
+fn the_fixture_is_the_repo_manifest_with_other_pins() {
+    let repo = Path::new(REPO).join("manifest.yml");
+    let (_dir, m) = manifest_copy();
+    let version = get(&repo, "default_versions[config-server]");
+    let uri = get(&repo, "dependencies[config-server].uri");
+    let sha = get(&repo, "dependencies[config-server].sha256");
+    let stacks = get(&repo, "dependencies[config-server].cf_stacks");
+    let mut args = vec![
+        "pin",
+        "config-server",
+        "--version",
+        &version,
+        "--uri",
+        &uri,
+        "--sha256",
+        &sha,
+        "--manifest",
+        s(&m),
+    ];
+    for stack in stacks.lines() {
+        args.extend(["--stack", stack]);
+    }
+    tool(&args);
+    assert_eq!(
+        fs::read_to_string(&m).expect("pinned"),
+        fs::read_to_string(&repo).expect("repo"),
+        "{FIXTURE} must be manifest.yml with config-server 0.1.0 for cflinuxfs3 and \
+         cflinuxfs4: copy manifest.yml over it and set those pins back"
+    );
 }
 
 fn package(args: &[&str]) -> Output {
@@ -435,26 +478,34 @@ fn manifest_with(dv: &str, deps: &str) -> String {
     format!("language: sidecar\n{dv}{deps}")
 }
 
+/// The one sidecar every manifest must list, in block style.
+const SIDECAR: &str =
+    "sidecars:\n- name: cs\n  dependency: cs\n  executable: bin/cs\n  memory_mb: 32\n";
+
 #[test]
 fn pins_are_the_edit_a_careful_person_would_make_in_every_yaml_style() {
-    let block_dv = "default_versions:\n- name: cs\n  version: 1.0.0\n";
-    let pinned_dv = "default_versions:\n- name: cs\n  version: 2.0.0\n";
+    // Default versions and the sidecar, which no pin of `cs` changes.
+    let block_dv = format!("default_versions:\n- name: cs\n  version: 1.0.0\n{SIDECAR}");
+    let pinned_dv = format!("default_versions:\n- name: cs\n  version: 2.0.0\n{SIDECAR}");
+    let flow_sidecar =
+        "sidecars: [{name: cs, dependency: cs, executable: bin/cs, memory_mb: 32}]  # s\n";
+    let crlf_sidecar = SIDECAR.replace('\n', "\r\n");
     for (what, before, after) in [
         (
             "flow mappings and sequences, a comment after each",
             manifest_with(
                 "default_versions: [{name: cs, version: 1.0.0}]   # dv\n",
-                "dependencies: [{name: cs, version: 1.0.0, uri: 'https://h/cs.tgz', sha256: {OLD}, cf_stacks: [s1, s2]}] # d\n",
+                &format!("dependencies: [{{name: cs, version: 1.0.0, uri: 'https://h/cs.tgz', sha256: {{OLD}}, cf_stacks: [s1, s2]}}] # d\n{flow_sidecar}"),
             ),
             manifest_with(
                 "default_versions: [{name: cs, version: 2.0.0}]   # dv\n",
-                &format!("dependencies: [{{name: cs, version: 2.0.0, uri: 'https://h/new-2.0.tgz', sha256: {SHA}, cf_stacks: [s1, s2]}}] # d\n"),
+                &format!("dependencies: [{{name: cs, version: 2.0.0, uri: 'https://h/new-2.0.tgz', sha256: {SHA}, cf_stacks: [s1, s2]}}] # d\n{flow_sidecar}"),
             ),
         ),
         (
             "CRLF line endings, and a new dependency's lines",
-            "language: sidecar\r\ndependencies:\r\n- name: cs\r\n  version: 1.0.0\r\n  uri: https://h/cs.tgz\r\n  sha256: {OLD}\r\n  cf_stacks: [s1]\r\n".into(),
-            format!("language: sidecar\r\ndependencies:\r\n- name: cs\r\n  version: 1.0.0\r\n  uri: https://h/cs.tgz\r\n  sha256: {OLD}\r\n  cf_stacks: [s1]\r\n- name: new\r\n  version: 2.0.0\r\n  uri: https://h/new-2.0.tgz\r\n  sha256: {SHA}\r\n  cf_stacks: [s1]\r\ndefault_versions:\r\n- name: new\r\n  version: 2.0.0\r\n"),
+            format!("language: sidecar\r\ndependencies:\r\n- name: cs\r\n  version: 1.0.0\r\n  uri: https://h/cs.tgz\r\n  sha256: {{OLD}}\r\n  cf_stacks: [s1]\r\n{crlf_sidecar}default_versions:\r\n- name: cs\r\n  version: 1.0.0\r\n"),
+            format!("language: sidecar\r\ndependencies:\r\n- name: cs\r\n  version: 1.0.0\r\n  uri: https://h/cs.tgz\r\n  sha256: {OLD}\r\n  cf_stacks: [s1]\r\n- name: new\r\n  version: 2.0.0\r\n  uri: https://h/new-2.0.tgz\r\n  sha256: {SHA}\r\n  cf_stacks: [s1]\r\n{crlf_sidecar}default_versions:\r\n- name: cs\r\n  version: 1.0.0\r\n- name: new\r\n  version: 2.0.0\r\n"),
         ),
         (
             "a byte order mark, a tab after a colon, trailing spaces, no final newline",
@@ -469,11 +520,11 @@ fn pins_are_the_edit_a_careful_person_would_make_in_every_yaml_style() {
         (
             "an anchored and tagged neighbour, a block scalar before the next entry",
             manifest_with(
-                block_dv,
+                &block_dv,
                 "x-common: &common !!map\n  k: v\ndependencies:\n- name: cs\n  version: 1.0.0\n  uri: https://h/cs.tgz\n  sha256: {OLD}\n  cf_stacks: [s1]\n  notes: |\n    kept as written\n\n- name: other\n  version: 1.0.0\n  uri: https://h/o.tgz\n  sha256: {OLD}\n",
             ),
             manifest_with(
-                pinned_dv,
+                &pinned_dv,
                 &format!("x-common: &common !!map\n  k: v\ndependencies:\n- name: cs\n  version: 2.0.0\n  uri: https://h/new-2.0.tgz\n  sha256: {SHA}\n  cf_stacks: [s1]\n  notes: |\n    kept as written\n\n- name: other\n  version: 1.0.0\n  uri: https://h/o.tgz\n  sha256: {OLD}\n"),
             ),
         ),
@@ -483,35 +534,13 @@ fn pins_are_the_edit_a_careful_person_would_make_in_every_yaml_style() {
         assert_eq!(o.status.code(), Some(0), "{what}: {}", text(&o));
         assert_eq!(out, after, "{what}");
     }
-
-    // A section that is empty, or `[]`, gets its first entry below its key, which keeps
-    // its comment; a tagged `[]` too.
-    for (section, written) in [
-        ("dependencies: # none yet\n", "dependencies: # none yet\n"),
-        (
-            "dependencies: [] # none yet\n",
-            "dependencies: # none yet\n",
-        ),
-        ("dependencies: !!seq []\n", "dependencies:\n"),
-    ] {
-        let (o, out) = on_manifest(
-            &manifest_with("", section),
-            &pin_args("new", "2.0.0", &["s1"]),
-        );
-        assert_eq!(o.status.code(), Some(0), "{section}: {}", text(&o));
-        assert_eq!(
-            out,
-            format!("language: sidecar\n{written}- name: new\n  version: 2.0.0\n  uri: https://h/new-2.0.tgz\n  sha256: {SHA}\n  cf_stacks: [s1]\ndefault_versions:\n- name: new\n  version: 2.0.0\n"),
-            "{section}"
-        );
-    }
 }
 
 #[test]
 fn a_block_list_keeps_the_lines_and_comments_of_the_items_that_stay() {
     let before = manifest_with(
         "default_versions:\n- name: cs\n  version: 1.0.0\n",
-        "dependencies:\n- name: cs\n  version: 1.0.0\n  uri: https://h/cs.tgz\n  sha256: {OLD}\n  cf_stacks:\n  - cflinuxfs3   # old, going\n  # the current stack\n  - cflinuxfs4   # current\n",
+        &format!("dependencies:\n- name: cs\n  version: 1.0.0\n  uri: https://h/cs.tgz\n  sha256: {{OLD}}\n  cf_stacks:\n  - cflinuxfs3   # old, going\n  # the current stack\n  - cflinuxfs4   # current\n{SIDECAR}"),
     );
     let (o, out) = on_manifest(
         &before,
@@ -519,9 +548,9 @@ fn a_block_list_keeps_the_lines_and_comments_of_the_items_that_stay() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(
-        out.ends_with(
-            "  cf_stacks:\n  # the current stack\n  - cflinuxfs4   # current\n  - cflinuxfs5\n"
-        ),
+        out.ends_with(&format!(
+            "  cf_stacks:\n  # the current stack\n  - cflinuxfs4   # current\n  - cflinuxfs5\n{SIDECAR}"
+        )),
         "{out}"
     );
     // An item that takes another's place takes its line (and its comment).
@@ -530,7 +559,7 @@ fn a_block_list_keeps_the_lines_and_comments_of_the_items_that_stay() {
         &pin_args("cs", "1.0.0", &["cflinuxfs5", "cflinuxfs4"]),
     );
     assert!(
-        out.ends_with("  cf_stacks:\n  - cflinuxfs5   # old, going\n  # the current stack\n  - cflinuxfs4   # current\n"),
+        out.ends_with(&format!("  cf_stacks:\n  - cflinuxfs5   # old, going\n  # the current stack\n  - cflinuxfs4   # current\n{SIDECAR}")),
         "{out}"
     );
 }
@@ -736,7 +765,7 @@ fn secrets_in_a_uri_never_reach_the_output() {
 
 #[test]
 fn names_and_keys_that_are_not_there_get_words_of_their_own() {
-    let m = Path::new(REPO).join("manifest.yml");
+    let (_dir, m) = manifest_copy();
     for (args, code, says) in [
         (
             vec!["get", "dependencies[nope].uri"],

@@ -728,6 +728,37 @@ mod tests {
         );
     }
 
+    /// A manifest must list a sidecar, so `pin` never meets an empty `dependencies`;
+    /// the editing below it still must not lose the section's key or comment.
+    #[test]
+    fn an_empty_section_gets_its_first_item_below_its_key() {
+        let item = || {
+            vec![
+                ("name".to_string(), Value::Scalar("new".into())),
+                ("cf_stacks".to_string(), Value::List(vec!["s1".into()])),
+            ]
+        };
+        for (section, written) in [
+            ("dependencies: # none yet\n", "dependencies: # none yet\n"),
+            (
+                "dependencies: [] # none yet\n",
+                "dependencies: # none yet\n",
+            ),
+            ("dependencies: !!seq []\n", "dependencies:\n"),
+            ("", "dependencies:\n"),
+        ] {
+            let text = format!("language: sidecar\n{section}");
+            let root = spans(&text, Path::new("m")).expect("spans");
+            let mut ed = Editor::new(&text);
+            add_item(&mut ed, &root, "dependencies", item()).expect(section);
+            assert_eq!(
+                ed.finish().expect("finish"),
+                format!("language: sidecar\n{written}- name: new\n  cf_stacks: [s1]\n"),
+                "{section}"
+            );
+        }
+    }
+
     #[test]
     fn get_reads_typed_values() {
         let m = Manifest::parse(&manifest(), Path::new("m")).expect("loads");
