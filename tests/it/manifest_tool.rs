@@ -952,22 +952,27 @@ fn a_dev_buildpack_at_an_odd_path_prints_a_command_that_can_be_pasted() {
     fs::create_dir_all(&odd).expect("odd");
     let artifact = odd.join("config server #1");
     fs::write(&artifact, sidecar_bytes("odd")).expect("artifact");
+    let dev = |pins: &[&str]| {
+        Command::new(PACKAGE)
+            .current_dir(work.path())
+            .args([
+                "dev",
+                "--root",
+                REPO,
+                "--supply",
+                SUPPLY,
+                "--out",
+                "out dir/bp",
+            ])
+            .args(pins)
+            .output()
+            .expect("run")
+    };
     // A typo in any name fails before anything is hashed or made.
-    let o = Command::new(PACKAGE)
-        .current_dir(work.path())
-        .args([
-            "dev",
-            "--root",
-            REPO,
-            "--supply",
-            SUPPLY,
-            "--out",
-            "out dir/bp",
-        ])
-        .arg("config-server=my builds/日本/config server #1")
-        .arg("config-servr=my builds/日本/config server #1")
-        .output()
-        .expect("run");
+    let o = dev(&[
+        "config-server=my builds/日本/config server #1",
+        "config-servr=my builds/日本/config server #1",
+    ]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert!(
         text(&o).contains("dependencies has no \"config-servr\" (it has config-server)"),
@@ -975,20 +980,7 @@ fn a_dev_buildpack_at_an_odd_path_prints_a_command_that_can_be_pasted() {
         text(&o)
     );
     assert!(!work.path().join("out dir").exists());
-    let o = Command::new(PACKAGE)
-        .current_dir(work.path())
-        .args([
-            "dev",
-            "--root",
-            REPO,
-            "--supply",
-            SUPPLY,
-            "--out",
-            "out dir/bp",
-        ])
-        .arg("config-server=my builds/日本/config server #1")
-        .output()
-        .expect("run");
+    let o = dev(&["config-server=my builds/日本/config server #1"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let supply = work.path().join("out dir/bp/bin/supply");
     assert!(
