@@ -162,7 +162,10 @@ glibc_ok() {
 # writes manifest.yml (`package --help`), and sets PACKAGE to its path.
 ensure_package_tool() {
   ensure_rust
-  cargo build --locked --quiet --manifest-path "$ROOT/Cargo.toml" --bin package ||
-    die 1 "cargo build --bin package failed"
+  # The one dev build every script and suite uses (scripts/stage-local too): another
+  # package selection would unify features otherwise and compile much of it again.
+  log "building the workspace's tools (cargo build --workspace --bins)"
+  cargo build --locked --manifest-path "$ROOT/Cargo.toml" --workspace --bins ||
+    die 1 "cargo build failed"
   PACKAGE=${CARGO_TARGET_DIR:-$ROOT/target}/debug/package
 }
