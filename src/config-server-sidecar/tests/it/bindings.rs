@@ -163,7 +163,7 @@ fn the_tree_comes_first_and_a_name_is_looked_up_in_every_source() {
         .get("/config/")
         .assert_json(200, r#"{"src":"tree"}"#);
     assert_eq!(
-        sidecar.stderr(),
+        sidecar.wait_stderr("several binding sources"),
         "warning: several binding sources are set (SERVICE_BINDING_ROOT, VCAP_SERVICES): they \
          are searched in that order, and the first one holding a match wins\n"
     );

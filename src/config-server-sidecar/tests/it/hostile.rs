@@ -183,7 +183,7 @@ fn at_the_connection_limit_with_no_idle_connection_new_ones_get_503() {
         response.assert_json(503, r#"{"error":"too many connections, try again"}"#);
         assert_eq!(response.header("retry-after"), Some("1"));
     }
-    let warnings = sidecar.stderr();
+    let warnings = sidecar.wait_stderr("connections are open");
     let lines: Vec<&str> = warnings
         .lines()
         .filter(|l| l.contains("connections are open"))
@@ -261,7 +261,7 @@ fn running_out_of_file_descriptors_backs_off_and_warns_once() {
             .filter(|l| l.contains("cannot accept connections"))
             .count()
     };
-    let stderr = sidecar.stderr();
+    let stderr = sidecar.wait_stderr("cannot accept connections");
     assert_eq!(warned(&stderr), 1, "{stderr}");
     assert!(stderr.contains("Too many open files"), "{stderr}");
     // Make room again: the waiting clients are served, and the recovery says how many
@@ -292,7 +292,10 @@ fn running_out_of_file_descriptors_backs_off_and_warns_once() {
 fn connection_limit_is_lowered_to_fit_the_open_files_limit() {
     let sidecar = Sidecar::wrap_in_shell("ulimit -n 40;").start();
     assert_eq!(
-        sidecar.stderr().lines().find(|l| l.contains("lowered")),
+        sidecar
+            .wait_stderr("lowered")
+            .lines()
+            .find(|l| l.contains("lowered")),
         Some(
             "warning: CONFIG_SERVER_MAX_CONNECTIONS lowered from 128 to 8: the limit of open \
              files (ulimit -n) is 40"
@@ -319,7 +322,7 @@ fn out_of_file_descriptors_with_idle_clients_to_close_still_warns_once() {
     let mut conns: Vec<TcpStream> = (0..40).map(|_| connect(&sidecar)).collect();
     let last = conns.last_mut().expect("40 connections");
     assert_eq!(keep_alive_request(last, "/health"), 200);
-    let stderr = sidecar.stderr();
+    let stderr = sidecar.wait_stderr("cannot accept connections");
     let warned = stderr
         .lines()
         .filter(|l| l.contains("cannot accept connections"))

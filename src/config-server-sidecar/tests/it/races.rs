@@ -99,7 +99,7 @@ fn a_fifo_swapped_in_while_reloading_never_blocks_the_sidecar() {
     let swapper = fifo_swapper(dir.path(), &file, "a: 2\n");
     assert_answers_through_sighup_storms(&sidecar, 300);
     drop(swapper);
-    assert!(sidecar.stderr().contains("not a regular file"));
+    sidecar.wait_stderr("not a regular file");
 }
 
 #[test]
@@ -118,7 +118,7 @@ fn a_fifo_swapped_into_a_binding_tree_never_blocks_the_sidecar() {
     let swapper = fifo_swapper(spare.path(), &password, "two");
     assert_answers_through_sighup_storms(&sidecar, 300);
     drop(swapper);
-    assert!(sidecar.stderr().contains("password: not a regular file"));
+    sidecar.wait_stderr("password: not a regular file");
 }
 
 /// A Kubernetes-style binding: every file a symlink through `..data` to one of

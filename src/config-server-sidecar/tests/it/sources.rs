@@ -158,7 +158,7 @@ fn file_comes_before_services() {
         .get("/config/")
         .assert_json(200, r#"{"from":"file"}"#);
     assert_eq!(
-        sidecar.stderr(),
+        sidecar.wait_stderr("is ignored"),
         "warning: CONFIG_SERVER_SERVICE=\"app-config\" is ignored: CONFIG_SERVER_FILE is set and \
          comes first\n"
     );
@@ -179,7 +179,7 @@ fn demo_document_with_a_warning() {
         .as_deref()
     );
     assert_eq!(
-        sidecar.stderr(),
+        sidecar.wait_stderr("no configuration found"),
         "warning: no configuration found (CONFIG_SERVER_FILE is unset, and no bound service \
          instance is named by CONFIG_SERVER_SERVICE or tagged config-server): serving the \
          built-in demo document\n"

@@ -202,6 +202,16 @@ impl Running {
         self.child.id()
     }
 
+    /// Waits until stderr holds `text`; returns all of stderr. The sidecar's output
+    /// reaches the test through a reader thread: a line written just before an answer
+    /// may arrive just after it.
+    pub fn wait_stderr(&self, text: &str) -> String {
+        wait_for(PATIENCE, || {
+            Some(self.stderr()).filter(|err| err.contains(text))
+        })
+        .unwrap_or_else(|| panic!("stderr never showed {text:?}; it has:\n{}", self.stderr()))
+    }
+
     /// Waits until stdout holds `text`; returns all of stdout.
     pub fn wait_stdout(&self, text: &str) -> String {
         wait_for(PATIENCE, || {
