@@ -481,6 +481,9 @@ impl Manifest {
             .collect();
         let chosen = match stack {
             None => builds.first().copied(),
+            // A zip packaged with --stack is for that stack only, whatever else its
+            // builds list (libbuildpack's CheckStackSupport refuses any other too).
+            Some(stack) if self.stack.as_deref().is_some_and(|bound| bound != stack) => None,
             Some(stack) => builds
                 .iter()
                 .find(|d| d.cf_stacks.iter().any(|s| s == stack))
@@ -497,8 +500,16 @@ impl Manifest {
 
     /// The stacks this buildpack stages on: those for which every sidecar's
     /// dependency has a build of its default version (all of the builds' stacks when
-    /// there is no sidecar), sorted.
+    /// there is no sidecar), sorted; of those, only its `stack:` when it is bound to one.
     pub fn stacks(&self) -> Vec<String> {
+        let mut stacks = self.stacks_of_builds();
+        if let Some(bound) = &self.stack {
+            stacks.retain(|s| s == bound);
+        }
+        stacks
+    }
+
+    fn stacks_of_builds(&self) -> Vec<String> {
         let builds_of = |name: &str| {
             let version = self
                 .default_versions
@@ -1106,6 +1117,28 @@ sidecars:
                 assert_eq!(supported, ["cflinuxfs4"]);
             }
             other => panic!("expected unsupported stack, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_buildpack_packaged_for_one_stack_stages_only_there() {
+        // One build for every stack, as the repo's own manifest has; the zip made with
+        // --stack cflinuxfs4 says `stack: cflinuxfs4`.
+        let text = format!(
+            "{}stack: cflinuxfs4\n",
+            good().replace("[cflinuxfs4]", "[cflinuxfs4, cflinuxfs5]")
+        );
+        let m = load(&text).expect("loads");
+        assert_eq!(m.stacks(), ["cflinuxfs4"]);
+        assert!(m.pick("config-server", Some("cflinuxfs4")).is_ok());
+        assert!(m.pick("config-server", None).is_ok(), "a local run");
+        for other in ["cflinuxfs5", "cflinuxfs3"] {
+            match m.pick("config-server", Some(other)) {
+                Err(Error::UnsupportedStack { supported, .. }) => {
+                    assert_eq!(supported, ["cflinuxfs4"], "{other}")
+                }
+                got => panic!("{other}: expected unsupported stack, got {got:?}"),
+            }
         }
     }
 

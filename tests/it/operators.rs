@@ -44,6 +44,36 @@ fn an_unsupported_stack_lists_the_buildpacks_stacks_and_asks_for_a_release_that_
     }
 }
 
+/// `package zip --stack cflinuxfs4` of a manifest whose one build lists every stack (as
+/// the repo's own does) writes `stack: cflinuxfs4`: that zip is for cflinuxfs4 only, as
+/// libbuildpack's CheckStackSupport holds, and says so.
+#[test]
+fn a_zip_packaged_for_one_stack_refuses_the_others_and_lists_only_its_own() {
+    let mut bp = Buildpack::new().cached().top_level("stack: cflinuxfs4\n");
+    bp.stacks = vec![
+        "cflinuxfs3".into(),
+        "cflinuxfs4".into(),
+        "cflinuxfs5".into(),
+    ];
+    let bp = bp.write();
+    Stage::new(&bp, &Dirs::new())
+        .env("CF_STACK", "cflinuxfs4")
+        .run()
+        .success();
+    for stack in ["cflinuxfs5", "cflinuxfs3"] {
+        Stage::new(&bp, &Dirs::new())
+            .env("CF_STACK", stack)
+            .run()
+            .code(3)
+            .has(&format!(
+                "does not support the stack {stack:?}\n       \
+                 Cause: this release of sidecar_buildpack has no build for the app's stack"
+            ))
+            .has("(cf push -s cflinuxfs4)\n         stacks this release supports: cflinuxfs4\n")
+            .not_installed();
+    }
+}
+
 #[test]
 fn the_repos_own_manifest_has_a_cflinuxfs5_build_of_every_sidecar() {
     let m = sidecar_buildpack::manifest::Manifest::load(
