@@ -264,6 +264,27 @@ fn an_archive_without_an_sbom_installs_without_a_warning_and_drops_a_stale_one()
     o.success().lacks("WARNING").lacks("SBOM");
 }
 
+/// A directory where the SBOM belongs is a broken SBOM, not a missing one: the sidecar
+/// installs, and the log says why scanners will find no SBOM.
+#[test]
+fn a_directory_at_the_sbom_path_installs_the_sidecar_and_says_so() {
+    let bp = with_archive(&[
+        ("bin/config-server", &sidecar_bytes("v1"), 0o755),
+        ("sbom/config-server.cdx.json/bom.json", SBOM, 0o644),
+    ]);
+    let dirs = Dirs::new();
+    let o = Stage::new(&bp, &dirs).run();
+    o.success()
+        .has(
+            "       **WARNING** the config-server archive has \"sbom/config-server.cdx.json\" as \
+             a directory, not a file: no SBOM is installed for config-server; ask its \
+             publisher for a build with the SBOM as a file\n",
+        )
+        .lacks("CycloneDX SBOM of");
+    assert_eq!(o.installed(), sidecar_bytes("v1"));
+    assert!(!dirs.deps().join("0/sbom").exists());
+}
+
 #[test]
 fn a_failed_staging_leaves_no_sbom_and_restores_the_old_one() {
     let dirs = Dirs::new();
