@@ -248,7 +248,7 @@ impl Comparator {
         let (dirty, minor_dirty, patch_dirty) = p.dirt();
         // A prerelease only satisfies a comparator that names one; v1.5.0 forgets
         // this check for a `!=` without wildcards only.
-        if !v.pre.is_empty() && p.pre.is_empty() && !(self.op == Op::Ne && !dirty) {
+        if !v.pre.is_empty() && p.pre.is_empty() && (self.op != Op::Ne || dirty) {
             return false;
         }
         let ((v_major, v_minor, _), (c_major, c_minor, _)) = (v.triple, con.triple);
