@@ -11,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// libbuildpack warns once the end of life is less than this far away (installer.go).
 pub const WARN_WITHIN_SECS: i64 = 30 * 86_400;
+const NANOS: i128 = 1_000_000_000;
 
 /// One entry, typed at load.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,11 +102,12 @@ fn days_in_month(year: u16, month: u8) -> u8 {
     }
 }
 
-/// Seconds since the epoch, negative before it.
-fn unix_secs(t: SystemTime) -> i64 {
+/// Nanoseconds since the epoch, negative before it: Go compares time.Time to the
+/// nanosecond, so a clock half a second past the 30-day mark is inside the window.
+fn unix_nanos(t: SystemTime) -> i128 {
     match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+        Ok(d) => d.as_nanos() as i128,
+        Err(e) => -(e.duration().as_nanos() as i128),
     }
 }
 
@@ -126,12 +128,14 @@ impl Deprecation {
     /// The warning for a run at `now`: when the end of life (midnight UTC of `date`)
     /// is past or less than 30 days away, as libbuildpack decides it.
     pub fn warning(&self, now: SystemTime) -> Option<String> {
-        let now = unix_secs(now);
-        let eol = self.date.days_since_epoch() * 86_400;
-        if eol.saturating_sub(now) >= WARN_WITHIN_SECS {
+        let now = unix_nanos(now);
+        let eol = i128::from(self.date.days_since_epoch()) * 86_400 * NANOS;
+        if eol - now >= i128::from(WARN_WITHIN_SECS) * NANOS {
             return None;
         }
-        let days = self.date.days_since_epoch() - now.div_euclid(86_400);
+        let today = now.div_euclid(86_400 * NANOS);
+        let days =
+            i64::try_from(i128::from(self.date.days_since_epoch()) - today).unwrap_or(i64::MIN);
         let plural = |n: i64| if n == 1 { "" } else { "s" };
         let (when, tense) = match days {
             0 => (format!("today, {}", self.date), "do"),
@@ -226,6 +230,10 @@ mod tests {
         let e = entry("0.1.x", "2027-04-01", None);
         // Exactly 30 days before the end of life: not less than 30 days away.
         assert_eq!(e.warning(at("2027-03-02", 0, 0)), None);
+        // Half a second later it is, as Go's time.Sub measures it.
+        assert!(e
+            .warning(at("2027-03-02", 0, 0) + Duration::from_millis(500))
+            .is_some());
         // A minute later it is.
         let w = e.warning(at("2027-03-02", 0, 1)).expect("warns");
         assert!(

@@ -88,9 +88,23 @@ pub fn install(
     fs::set_permissions(&exe, Permissions::from_mode(0o755)).map_err(Error::write(&exe))?;
     fs::rename(&exe, dest).map_err(Error::write(dest))?;
     // Optional: a third party's sidecar may come without one.
-    let sbom = unpacked.path().join(sbom_entry(sidecar));
-    if !fs::symlink_metadata(&sbom).is_ok_and(|m| m.is_file()) {
-        return Ok(false);
+    let entry = sbom_entry(sidecar);
+    let sbom = unpacked.path().join(&entry);
+    match fs::symlink_metadata(&sbom) {
+        Ok(m) if m.is_file() => {}
+        // Something else there (unpack makes only files and directories) is a broken
+        // SBOM, not a missing one: say so, since scanners will not find it.
+        Ok(_) => {
+            tracing::warn!(
+                "the {} archive has {} as a directory, not a file: no SBOM is installed for \
+                 {}; ask its publisher for a build with the SBOM as a file",
+                dep.name,
+                quoted(&entry),
+                sidecar.installed_name()
+            );
+            return Ok(false);
+        }
+        Err(_) => return Ok(false),
     }
     fs::set_permissions(&sbom, Permissions::from_mode(0o644)).map_err(Error::write(&sbom))?;
     fs::rename(&sbom, sbom_dest).map_err(Error::write(sbom_dest))?;

@@ -127,15 +127,20 @@ fn de_dependencies<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Depende
         .collect()
 }
 
-/// A `dependency_deprecation_dates` entry as written (unknown keys are ignored, as
-/// libbuildpack does: some buildpacks add `match:`); typed in `de_deprecations`.
+/// A `dependency_deprecation_dates` entry as written; typed in `de_deprecations`.
+/// libbuildpack's four keys, and `match:`, which older CF buildpack manifests carry
+/// (compile-extensions read it) and which is ignored. Any other key is refused: a
+/// misspelt `link:` or `version-line:` would otherwise drop what operators plan by.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawDeprecation {
     name: String,
     version_line: String,
     date: String,
     #[serde(default)]
     link: Option<String>,
+    #[serde(default, rename = "match")]
+    _match: Option<serde::de::IgnoredAny>,
 }
 
 fn de_deprecations<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Deprecation>, D::Error> {
@@ -398,6 +403,10 @@ impl Manifest {
         for (i, e) in self.dependency_deprecation_dates.iter().enumerate() {
             let key = |k: &str| format!("dependency_deprecation_dates[{i}].{k}");
             identifier(key("name"), &e.name)?;
+            // Printed as written in the warning: one line, of a sane length.
+            if !printable(&e.version_line) {
+                return Err(bad(key("version_line"), TEXT_RULE.into()));
+            }
             if let Line::Text { why } = &e.line {
                 // libbuildpack compares a version that is not semver as text; a line
                 // that is neither a range nor such a version would never match.
@@ -472,6 +481,9 @@ impl Manifest {
             .collect();
         let chosen = match stack {
             None => builds.first().copied(),
+            // A zip packaged with --stack is for that stack only, whatever else its
+            // builds list (libbuildpack's CheckStackSupport refuses any other too).
+            Some(stack) if self.stack.as_deref().is_some_and(|bound| bound != stack) => None,
             Some(stack) => builds
                 .iter()
                 .find(|d| d.cf_stacks.iter().any(|s| s == stack))
@@ -488,8 +500,16 @@ impl Manifest {
 
     /// The stacks this buildpack stages on: those for which every sidecar's
     /// dependency has a build of its default version (all of the builds' stacks when
-    /// there is no sidecar), sorted.
+    /// there is no sidecar), sorted; of those, only its `stack:` when it is bound to one.
     pub fn stacks(&self) -> Vec<String> {
+        let mut stacks = self.stacks_of_builds();
+        if let Some(bound) = &self.stack {
+            stacks.retain(|s| s == bound);
+        }
+        stacks
+    }
+
+    fn stacks_of_builds(&self) -> Vec<String> {
         let builds_of = |name: &str| {
             let version = self
                 .default_versions
@@ -982,6 +1002,29 @@ sidecars:
                 "\"https",
                 "must be an https:// or http:// URL",
             ),
+            // Trimmed, these are ranges; printed as written, they would break the
+            // warning's line or flood the log.
+            (
+                "  version_line: \"0.1.x\\n\"\n  date: 2027-04-01\n",
+                "version_line",
+                "\"0.1.x",
+                "must not hold control characters",
+            ),
+            (
+                "  version_line: \"\\u2028 0.1.x\"\n  date: 2027-04-01\n",
+                "version_line",
+                "\"\\u2028",
+                "must not hold control characters",
+            ),
+            (
+                &format!(
+                    "  version_line: 0.1.x{}\n  date: 2027-04-01\n",
+                    " || 0.1.x".repeat(500)
+                ),
+                "version_line",
+                "0.1.x ||",
+                "or be longer than 4096 characters",
+            ),
         ] {
             let text = with(&format!("- name: config-server\n{entry}"));
             let err = load(&text).expect_err(entry);
@@ -1022,6 +1065,20 @@ sidecars:
             assert!(err.contains(key), "{entry}: {err}");
             assert!(err.contains(" at line "), "{err}");
         }
+        // libbuildpack's keys and `match:` only: a misspelt key is named where it is.
+        for (typo, column) in [("lnk", 3), ("version-line", 3), ("Date", 3)] {
+            let text = with(&format!(
+                "- name: config-server\n  version_line: 0.1.x\n  date: 2027-04-01\n  {typo}: x\n"
+            ));
+            let err = load(&text).expect_err(typo);
+            assert!(
+                err.starts_with(&format!(
+                    "/bp/manifest.yml: `dependency_deprecation_dates[0]` unknown field `{typo}`"
+                )),
+                "{err}"
+            );
+            assert_eq!(position(&err), (where_is(&text, typo).0, column), "{err}");
+        }
         // A line that is not a range is kept only for a version that is not semver,
         // which libbuildpack compares as text.
         let odd = good().replace("0.1.0", "0.1.0_7");
@@ -1060,6 +1117,28 @@ sidecars:
                 assert_eq!(supported, ["cflinuxfs4"]);
             }
             other => panic!("expected unsupported stack, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_buildpack_packaged_for_one_stack_stages_only_there() {
+        // One build for every stack, as the repo's own manifest has; the zip made with
+        // --stack cflinuxfs4 says `stack: cflinuxfs4`.
+        let text = format!(
+            "{}stack: cflinuxfs4\n",
+            good().replace("[cflinuxfs4]", "[cflinuxfs4, cflinuxfs5]")
+        );
+        let m = load(&text).expect("loads");
+        assert_eq!(m.stacks(), ["cflinuxfs4"]);
+        assert!(m.pick("config-server", Some("cflinuxfs4")).is_ok());
+        assert!(m.pick("config-server", None).is_ok(), "a local run");
+        for other in ["cflinuxfs5", "cflinuxfs3"] {
+            match m.pick("config-server", Some(other)) {
+                Err(Error::UnsupportedStack { supported, .. }) => {
+                    assert_eq!(supported, ["cflinuxfs4"], "{other}")
+                }
+                got => panic!("{other}: expected unsupported stack, got {got:?}"),
+            }
         }
     }
 

@@ -1,18 +1,22 @@
 //! The `version_line` of a `dependency_deprecation_dates` entry: a semver range in the
-//! syntax libbuildpack reads with the Go library Masterminds/semver, so that a manifest
-//! written for CF's own buildpacks means the same here.
+//! syntax and with the meaning libbuildpack gives it through the Go library
+//! Masterminds/semver v1.5.0 (its go.mod pins that version; v3 reads some ranges
+//! differently), so that a manifest written for CF's own buildpacks means the same here.
 //!
 //! - `||` separates alternatives; within one, `,` separates comparators that must all
 //!   hold: `>= 0.1.0, < 0.2.0 || 1.x`.
 //! - A comparator is `[OP]VERSION` or a hyphen range `A - B` (`>= A, <= B`). OP is one of
 //!   `=` (the default), `!=`, `>`, `>=` (`=>`), `<`, `<=` (`=<`), `~` (`~>`), `^`.
 //! - VERSION is `[v]MAJOR[.MINOR[.PATCH]][-PRERELEASE][+BUILD]`. MINOR and PATCH may be
-//!   `x`, `X` or `*`, and a missing part counts as one: `0.1` and `0.1.x` are the 0.1 line,
-//!   `0.x` and `0` the 0 line, `*` every version.
-//! - `~1.2.3` is `>= 1.2.3, < 1.3.0`; `^1.2.3` is `>= 1.2.3, < 2.0.0`, `^0.2.3`
-//!   `>= 0.2.3, < 0.3.0`, `^0.0.3` just `0.0.3`.
+//!   `x`, `X` or `*`: `0.1.x` is the 0.1 line, `0.x` (and `0`, a missing minor) the 0
+//!   line, `*` every version. A missing patch is 0, not a wildcard: `0.1` is 0.1.0.
+//! - `~1.2.3` is `>= 1.2.3, < 1.3.0`; `^1.2.3` is `>= 1.2.3, < 2.0.0`, and so is
+//!   `^0.2.3` `>= 0.2.3, < 1.0.0` (v1.5.0 keeps the major only).
+//! - v1.5.0's own quirks are kept: `>` ignores wildcards (`> 1.2.x` holds for 1.2.1), a
+//!   wildcard `<` or `<=` compares the major, then the minor unless it is the wildcard
+//!   (`< 1.x` holds for 1.9.0).
 //! - A version with a prerelease (`0.2.0-rc.1`) is only matched by a comparator that
-//!   names a prerelease itself, as in Masterminds/semver.
+//!   names a prerelease itself (except a `!=` without wildcards, as in v1.5.0).
 //!
 //! Anything else (an empty range, a space instead of `,`, a number after a wildcard) is
 //! refused when the manifest is loaded.
@@ -203,17 +207,17 @@ impl Pattern {
         }
     }
 
-    fn is_exact(&self) -> bool {
-        self.patch.is_some()
-    }
-
-    /// The first (major, minor, patch) above a partial pattern; `None` for `*`.
-    fn above(&self) -> Option<(u64, u64, u64)> {
-        match (self.major, self.minor) {
-            (None, _) => None,
-            (Some(major), None) => Some((major.saturating_add(1), 0, 0)),
-            (Some(major), Some(minor)) => Some((major, minor.saturating_add(1), 0)),
-        }
+    /// Masterminds/semver v1's "dirty" flags: `(dirty, minor_dirty, patch_dirty)`. A
+    /// wildcard or missing major or minor is dirty, and so is a wildcard patch; a
+    /// missing patch is not (`1.2` is `1.2.0`, as libbuildpack reads it).
+    fn dirt(&self) -> (bool, bool, bool) {
+        let minor_dirty = self.major.is_some() && self.minor.is_none();
+        let patch_dirty = self.minor.is_some() && self.patch.is_none() && self.wildcard;
+        (
+            self.major.is_none() || minor_dirty || patch_dirty,
+            minor_dirty,
+            patch_dirty,
+        )
     }
 }
 
@@ -234,53 +238,43 @@ impl Comparator {
         Ok(Comparator { op, pattern })
     }
 
+    /// As Masterminds/semver v1.5.0 (libbuildpack's) checks it, quirks included: a
+    /// wildcard `<` or `<=` compares only the major and minor (`< 1.x` holds for 1.9.0),
+    /// `>` ignores wildcards (`> 1.2.x` holds for 1.2.1), and `^` keeps only the major
+    /// (`^0.2.3` holds for 0.9.0).
     fn matches(&self, v: &Version) -> bool {
         let p = &self.pattern;
-        // Masterminds/semver: a prerelease only satisfies a comparator that names one.
-        if !v.pre.is_empty() && p.pre.is_empty() {
+        let con = p.low();
+        let (dirty, minor_dirty, patch_dirty) = p.dirt();
+        // A prerelease only satisfies a comparator that names one; v1.5.0 forgets
+        // this check for a `!=` without wildcards only.
+        if !v.pre.is_empty() && p.pre.is_empty() && (self.op != Op::Ne || dirty) {
             return false;
         }
-        let low = p.low();
-        // Below the first version after `limit`, prereleases of that version included.
-        let under = |limit: Option<(u64, u64, u64)>| limit.is_none_or(|t| v.triple < t);
-        let within = if p.is_exact() {
-            *v == low
-        } else {
-            low <= *v && under(p.above())
+        let ((v_major, v_minor, _), (c_major, c_minor, _)) = (v.triple, con.triple);
+        let tilde = || {
+            if *v < con {
+                return false;
+            }
+            if con.triple == (0, 0, 0) && !minor_dirty && !patch_dirty {
+                return true;
+            }
+            v_major == c_major && (v_minor == c_minor || minor_dirty)
         };
+        let not_above = || !(v_major > c_major || (v_minor > c_minor && !minor_dirty));
         match self.op {
-            Op::Eq => within,
-            Op::Ne => !within,
-            Op::Ge => *v >= low,
-            Op::Lt => *v < low,
-            Op::Gt if p.is_exact() => *v > low,
-            Op::Gt => p.above().is_some_and(|t| v.triple >= t),
-            Op::Le if p.is_exact() => *v <= low,
-            Op::Le => under(p.above()),
-            Op::Tilde => {
-                let limit = match (p.major, p.minor) {
-                    (None, _) => None,
-                    (Some(major), None) => Some((major.saturating_add(1), 0, 0)),
-                    (Some(major), Some(minor)) => Some((major, minor.saturating_add(1), 0)),
-                };
-                low <= *v && under(limit)
-            }
-            Op::Caret => {
-                let limit = match (p.major, p.minor, p.patch) {
-                    (None, _, _) => None,
-                    (Some(major), None, _) => Some((major.saturating_add(1), 0, 0)),
-                    (Some(major), Some(_), _) if major > 0 => Some((major.saturating_add(1), 0, 0)),
-                    // From here on the major is 0.
-                    (Some(_), Some(minor), None) => Some((0, minor.saturating_add(1), 0)),
-                    (Some(_), Some(minor), Some(_)) if minor > 0 => {
-                        Some((0, minor.saturating_add(1), 0))
-                    }
-                    (Some(_), Some(minor), Some(patch)) => {
-                        Some((0, minor, patch.saturating_add(1)))
-                    }
-                };
-                low <= *v && under(limit)
-            }
+            Op::Eq if dirty => tilde(),
+            Op::Eq => *v == con,
+            Op::Ne if dirty => v_major != c_major || (v_minor != c_minor && !minor_dirty),
+            Op::Ne => *v != con,
+            Op::Gt => *v > con,
+            Op::Ge => *v >= con,
+            Op::Lt if dirty => not_above(),
+            Op::Lt => *v < con,
+            Op::Le if dirty => not_above(),
+            Op::Le => *v <= con,
+            Op::Tilde => tilde(),
+            Op::Caret => *v >= con && v_major == c_major,
         }
     }
 }
@@ -356,7 +350,10 @@ mod tests {
             ("0.1.x", "0.0.9", false),
             ("0.1.X", "0.1.7", true),
             ("0.1.*", "0.1.7", true),
-            ("0.1", "0.1.7", true),
+            // libbuildpack (Masterminds/semver v1.5.0) reads a missing patch as 0, not
+            // as a wildcard: `0.1` is exactly 0.1.0. A missing minor is a wildcard.
+            ("0.1", "0.1.0", true),
+            ("0.1", "0.1.7", false),
             ("18.x.x", "18.20.1", true),
             ("18.x", "19.0.0", false),
             ("2", "2.9.9", true),
@@ -379,15 +376,23 @@ mod tests {
             (">= 0.1.0, < 0.2.0", "0.2.0", false),
             (">=0.1.0,<0.2.0", "0.0.9", false),
             ("=> 1.0", "1.0.0", true),
-            ("=< 1.2", "1.2.9", true),
+            ("=< 1.2", "1.2.0", true),
+            ("=< 1.2", "1.2.9", false),
             ("<= 1.2", "1.3.0", false),
             ("<= 1.2.3", "1.2.3", true),
             ("< 1.x", "0.9.0", true),
-            ("< 1.x", "1.0.0", false),
+            // v1.5.0's wildcard `<` and `<=` compare the major, then the minor
+            // unless it is the wildcard: `< 1.x` holds for 1.9.0, `< 1.2.x` fails 0.9.0.
+            ("< 1.x", "1.9.0", true),
+            ("< 1.x", "2.0.0", false),
+            ("< 1.2.x", "1.2.9", true),
+            ("< 1.2.x", "0.9.0", false),
             ("> 1.2.3", "1.2.4", true),
-            ("> 1.2", "1.2.9", false),
-            ("> 1.2", "1.3.0", true),
-            ("> *", "9.9.9", false),
+            // `>` compares with the pattern's lowest version, wildcards or not.
+            ("> 1.2", "1.2.9", true),
+            ("> 1.2", "1.2.0", false),
+            ("> 1.2.x", "1.2.1", true),
+            ("> *", "9.9.9", true),
             ("!= 1.2.x", "1.2.5", false),
             ("!= 1.2.x", "1.3.0", true),
             ("~1.2.3", "1.2.9", true),
@@ -399,16 +404,21 @@ mod tests {
             ("^1.2.3", "1.9.0", true),
             ("^1.2.3", "2.0.0", false),
             ("^0.2.3", "0.2.9", true),
-            ("^0.2.3", "0.3.0", false),
+            // v1.5.0's caret keeps the major only, for 0.y.z too (v3 changed that).
+            ("^0.2.3", "0.3.0", true),
+            ("^0.2.3", "0.2.2", false),
+            ("^0.2.3", "1.0.0", false),
             ("^0.0.3", "0.0.3", true),
-            ("^0.0.3", "0.0.4", false),
+            ("^0.0.3", "0.0.4", true),
             ("^0.x", "0.9.0", true),
             ("^0.0", "0.0.9", true),
-            ("^0.0", "0.1.0", false),
+            ("^0.0", "0.1.0", true),
             ("0.1.0 - 0.1.4", "0.1.4", true),
             ("0.1.0 - 0.1.4", "0.1.5", false),
-            ("1.2 - 1.4", "1.4.9", true),
-            ("1.2 - 1.4", "1.5.0", false),
+            ("1.2 - 1.4", "1.4.0", true),
+            ("1.2 - 1.4", "1.4.9", false),
+            ("1.2.x - 1.4.x", "1.4.9", true),
+            ("1.2.x - 1.4.x", "1.5.0", false),
             ("0.1.x || 0.3.x", "0.3.1", true),
             ("0.1.x || 0.3.x", "0.2.1", false),
             ("  0.1.x  ", "0.1.1", true),
@@ -430,6 +440,9 @@ mod tests {
             ("~1.2.3-beta.2", "1.2.4-beta.2", true),
             ("< 1.0.0-beta", "1.0.0-alpha.1", true),
             ("< 1.0.0-1", "1.0.0-alpha", false),
+            // v1.5.0 skips the prerelease rule for a `!=` without wildcards.
+            ("!= 1.2.3", "2.0.0-rc.1", true),
+            ("!= 1.2.x", "2.0.0-rc.1", false),
         ] {
             assert_eq!(check(line, version), want, "{line} vs {version}");
         }

@@ -44,6 +44,36 @@ fn an_unsupported_stack_lists_the_buildpacks_stacks_and_asks_for_a_release_that_
     }
 }
 
+/// `package zip --stack cflinuxfs4` of a manifest whose one build lists every stack (as
+/// the repo's own does) writes `stack: cflinuxfs4`: that zip is for cflinuxfs4 only, as
+/// libbuildpack's CheckStackSupport holds, and says so.
+#[test]
+fn a_zip_packaged_for_one_stack_refuses_the_others_and_lists_only_its_own() {
+    let mut bp = Buildpack::new().cached().top_level("stack: cflinuxfs4\n");
+    bp.stacks = vec![
+        "cflinuxfs3".into(),
+        "cflinuxfs4".into(),
+        "cflinuxfs5".into(),
+    ];
+    let bp = bp.write();
+    Stage::new(&bp, &Dirs::new())
+        .env("CF_STACK", "cflinuxfs4")
+        .run()
+        .success();
+    for stack in ["cflinuxfs5", "cflinuxfs3"] {
+        Stage::new(&bp, &Dirs::new())
+            .env("CF_STACK", stack)
+            .run()
+            .code(3)
+            .has(&format!(
+                "does not support the stack {stack:?}\n       \
+                 Cause: this release of sidecar_buildpack has no build for the app's stack"
+            ))
+            .has("(cf push -s cflinuxfs4)\n         stacks this release supports: cflinuxfs4\n")
+            .not_installed();
+    }
+}
+
 #[test]
 fn the_repos_own_manifest_has_a_cflinuxfs5_build_of_every_sidecar() {
     let m = sidecar_buildpack::manifest::Manifest::load(
@@ -232,6 +262,27 @@ fn an_archive_without_an_sbom_installs_without_a_warning_and_drops_a_stale_one()
         .write();
     let o = Stage::new(&bare, &Dirs::new()).run();
     o.success().lacks("WARNING").lacks("SBOM");
+}
+
+/// A directory where the SBOM belongs is a broken SBOM, not a missing one: the sidecar
+/// installs, and the log says why scanners will find no SBOM.
+#[test]
+fn a_directory_at_the_sbom_path_installs_the_sidecar_and_says_so() {
+    let bp = with_archive(&[
+        ("bin/config-server", &sidecar_bytes("v1"), 0o755),
+        ("sbom/config-server.cdx.json/bom.json", SBOM, 0o644),
+    ]);
+    let dirs = Dirs::new();
+    let o = Stage::new(&bp, &dirs).run();
+    o.success()
+        .has(
+            "       **WARNING** the config-server archive has \"sbom/config-server.cdx.json\" as \
+             a directory, not a file: no SBOM is installed for config-server; ask its \
+             publisher for a build with the SBOM as a file\n",
+        )
+        .lacks("CycloneDX SBOM of");
+    assert_eq!(o.installed(), sidecar_bytes("v1"));
+    assert!(!dirs.deps().join("0/sbom").exists());
 }
 
 #[test]
