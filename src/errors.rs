@@ -180,6 +180,24 @@ impl Explanation {
 }
 
 impl Error {
+    /// For a checksum mismatch, the detail lines both tools print: the pinned and the
+    /// received sha256, and how many bytes came.
+    pub fn checksum_details(&self) -> Vec<String> {
+        match self {
+            Error::Checksum {
+                expected,
+                actual,
+                bytes,
+                ..
+            } => vec![
+                format!("expected sha256: {expected}"),
+                format!("actual sha256:   {actual}"),
+                format!("bytes received:  {bytes}"),
+            ],
+            _ => Vec::new(),
+        }
+    }
+
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::BuildpackFile { .. }
@@ -400,13 +418,7 @@ impl Error {
                     vec![format!("attempts: {attempts}")],
                 )
             }
-            Error::Checksum {
-                expected,
-                actual,
-                bytes,
-                error_page,
-                ..
-            } => {
+            Error::Checksum { error_page, .. } => {
                 let cause = if *error_page {
                     "the server sent an HTML or XML page (an error page or a login form) instead \
                      of the file"
@@ -418,11 +430,7 @@ impl Error {
                     "do not use this file; check the uri and sha256 in the buildpack's \
                      manifest.yml, and re-pin only a file you built or trust"
                         .into(),
-                    vec![
-                        format!("expected sha256: {expected}"),
-                        format!("actual sha256:   {actual}"),
-                        format!("bytes received:  {bytes}"),
-                    ],
+                    self.checksum_details(),
                 )
             }
             Error::Archive { .. } => (

@@ -465,15 +465,18 @@ impl Manifest {
         (1..keys.len()).find_map(|i| (0..i).find(|&j| keys[j] == keys[i]).map(|j| (i, j)))
     }
 
-    /// The default version of `name` for `stack`. With no stack (a local run) any
-    /// build of the default version is taken.
-    pub fn pick(&self, name: &str, stack: Option<&str>) -> Result<&Dependency, Error> {
-        let version = self
-            .default_versions
+    /// The version `default_versions` gives for the dependency `name`.
+    pub fn default_version(&self, name: &str) -> Option<&str> {
+        self.default_versions
             .iter()
             .find(|d| d.name == name)
             .map(|d| d.version.as_str())
-            .unwrap_or_default();
+    }
+
+    /// The default version of `name` for `stack`. With no stack (a local run) any
+    /// build of the default version is taken.
+    pub fn pick(&self, name: &str, stack: Option<&str>) -> Result<&Dependency, Error> {
+        let version = self.default_version(name).unwrap_or_default();
         let builds: Vec<&Dependency> = self
             .dependencies
             .iter()
@@ -511,11 +514,7 @@ impl Manifest {
 
     fn stacks_of_builds(&self) -> Vec<String> {
         let builds_of = |name: &str| {
-            let version = self
-                .default_versions
-                .iter()
-                .find(|d| d.name == name)
-                .map(|d| d.version.as_str());
+            let version = self.default_version(name);
             self.dependencies
                 .iter()
                 .filter(move |d| d.name == name && Some(d.version.as_str()) == version)

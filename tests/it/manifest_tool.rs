@@ -67,6 +67,13 @@ fn package(args: &[&str]) -> Output {
     Command::new(PACKAGE).args(args).output().expect("run")
 }
 
+/// `o` exited with `code` and its output holds `says`.
+#[track_caller]
+fn exits_saying(o: &Output, code: i32, says: &str) {
+    assert_eq!(o.status.code(), Some(code), "{}", text(o));
+    assert!(text(o).contains(says), "{}", text(o));
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -152,12 +159,7 @@ fn pin_adds_a_new_dependency_with_its_stacks() {
         "--manifest",
         s(&m),
     ]);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    assert!(
-        text(&o).contains("has no my-agent yet: name the stacks"),
-        "{}",
-        text(&o)
-    );
+    exits_saying(&o, 3, "has no my-agent yet: name the stacks");
     tool(&[
         "pin",
         "my-agent",
@@ -328,12 +330,7 @@ fn a_dev_buildpack_stages_a_local_build_with_no_network() {
         s(&bp),
         &arg,
     ]);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    assert!(
-        text(&o).contains("already exists and is not an empty directory"),
-        "{}",
-        text(&o)
-    );
+    exits_saying(&o, 3, "already exists and is not an empty directory");
     let o = package(&[
         "dev",
         "--root",
@@ -344,12 +341,7 @@ fn a_dev_buildpack_stages_a_local_build_with_no_network() {
         s(&work.path().join("b2")),
         "config-server=/nonexistent",
     ]);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    assert!(
-        text(&o).contains("cannot read the artifact /nonexistent"),
-        "{}",
-        text(&o)
-    );
+    exits_saying(&o, 3, "cannot read the artifact /nonexistent");
     assert!(!work.path().join("b2").exists());
 }
 
@@ -360,23 +352,14 @@ fn verify_fetches_as_staging_does_and_compares_the_digest() {
     let url = server.url("/cs-0.1.0.tgz");
     let sha = sha256_hex(&bytes);
     let o = package(&["verify", "--uri", &url, "--sha256", &sha]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(
-        text(&o).contains(&format!(
-            "Verified sha256 {sha} ({} bytes) from {url}",
-            bytes.len()
-        )),
-        "{}",
-        text(&o)
+    exits_saying(
+        &o,
+        0,
+        &format!("Verified sha256 {sha} ({} bytes) from {url}", bytes.len()),
     );
 
     let o = package(&["verify", "--uri", &url, "--sha256", SHA]);
-    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
-    assert!(
-        text(&o).contains("**ERROR** checksum mismatch"),
-        "{}",
-        text(&o)
-    );
+    exits_saying(&o, 4, "**ERROR** checksum mismatch");
     assert!(
         text(&o).contains("To fix: package only the pinned build"),
         "{}",
@@ -398,20 +381,10 @@ fn verify_fetches_as_staging_does_and_compares_the_digest() {
         s(&m),
     ]);
     let o = package(&["verify", "config-server", "--manifest", s(&m)]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(
-        text(&o).contains("Checking config-server 0.1.0"),
-        "{}",
-        text(&o)
-    );
+    exits_saying(&o, 0, "Checking config-server 0.1.0");
     let gone = Server::start(vec![Reply::Status(404)]);
     let o = package(&["verify", "--uri", &gone.url("/x.tgz"), "--sha256", &sha]);
-    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
-    assert!(
-        text(&o).contains("nothing is published at the uri"),
-        "{}",
-        text(&o)
-    );
+    exits_saying(&o, 4, "nothing is published at the uri");
 }
 
 // --- Manifests as people write them -------------------------------------------------
@@ -891,11 +864,10 @@ fn large_and_deeply_nested_manifests_take_no_quadratic_time() {
         "]".repeat(400_000)
     );
     let (o, _) = on_manifest(&deep, &["get", "language"]);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    assert!(
-        text(&o).contains("`(document)` nested deeper than 128 levels at line 2"),
-        "{}",
-        text(&o)
+    exits_saying(
+        &o,
+        3,
+        "`(document)` nested deeper than 128 levels at line 2",
     );
     // 1 MB of short lists: a pin finds every span in one pass.
     let mut many = small();
@@ -973,11 +945,10 @@ fn a_dev_buildpack_at_an_odd_path_prints_a_command_that_can_be_pasted() {
         "config-server=my builds/日本/config server #1",
         "config-servr=my builds/日本/config server #1",
     ]);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    assert!(
-        text(&o).contains("dependencies has no \"config-servr\" (it has config-server)"),
-        "{}",
-        text(&o)
+    exits_saying(
+        &o,
+        3,
+        "dependencies has no \"config-servr\" (it has config-server)",
     );
     assert!(!work.path().join("out dir").exists());
     let o = dev(&["config-server=my builds/日本/config server #1"]);

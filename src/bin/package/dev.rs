@@ -51,10 +51,8 @@ pub fn run(args: &DevArgs<'_>) -> anyhow::Result<()> {
             copy_hashed(&mut open_regular(&path).map_err(unreadable)?, io::sink())
                 .map_err(unreadable)?;
         let version = manifest
-            .default_versions
-            .iter()
-            .find(|d| &d.name == name)
-            .map(|d| d.version.clone())
+            .default_version(name)
+            .map(str::to_string)
             .ok_or_else(|| {
                 with_position(
                     Error::Manifest {
@@ -82,7 +80,7 @@ pub fn run(args: &DevArgs<'_>) -> anyhow::Result<()> {
             },
         )?;
         text = pinned.text;
-        manifest = Manifest::parse(&text, &manifest_file)?;
+        manifest = pinned.manifest;
         detail!("{name} {version}: {uri} ({bytes} bytes, sha256 {sha256})");
     }
     let packaged = packaged_manifest(&text, &manifest_file, &manifest, None, &HashMap::new())?;

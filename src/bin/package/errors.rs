@@ -254,13 +254,7 @@ fn explain(e: &Error) -> Explanation {
                 .into(),
             vec![format!("attempts: {attempts}")],
         ),
-        Error::Checksum {
-            expected,
-            actual,
-            bytes,
-            error_page,
-            ..
-        } => (
+        Error::Checksum { error_page, .. } => (
             if *error_page {
                 "the server sent an HTML or XML page instead of the file".into()
             } else {
@@ -269,11 +263,7 @@ fn explain(e: &Error) -> Explanation {
             "package only the pinned build: fix the mirror or the uri, or re-pin a build you \
              trust (scripts/build_and_upload.sh, or package pin)"
                 .into(),
-            vec![
-                format!("expected sha256: {expected}"),
-                format!("actual sha256:   {actual}"),
-                format!("bytes received:  {bytes}"),
-            ],
+            e.checksum_details(),
         ),
         Error::Archive { .. } => (
             "the artifact is damaged, or was built wrongly".into(),

@@ -29,6 +29,8 @@ pub struct Pin {
 /// The pinned text, and what the person pinning should know.
 pub struct Pinned {
     pub text: String,
+    /// `text`, loaded (it was checked to load as exactly this).
+    pub manifest: Manifest,
     pub warnings: Vec<String>,
 }
 
@@ -43,11 +45,7 @@ fn bad(path: &Path, key: impl Into<String>, problem: impl Into<String>) -> anyho
 
 /// Which entry of `dependencies` a pin replaces, or none for a new one.
 fn target(m: &Manifest, path: &Path, p: &Pin) -> anyhow::Result<Option<usize>> {
-    let default = m
-        .default_versions
-        .iter()
-        .find(|d| d.name == p.name)
-        .map(|d| d.version.as_str());
+    let default = m.default_version(&p.name);
     let builds: Vec<usize> = (0..m.dependencies.len())
         .filter(|&i| {
             let d = &m.dependencies[i];
@@ -237,11 +235,7 @@ fn plan_pin(text: &str, path: &Path, p: &Pin) -> anyhow::Result<Pinned> {
     // Builds of the old default version that this pin does not replace stop being
     // the default: their stacks need a build of the new version too.
     let mut warnings = Vec::new();
-    let old_default = before
-        .default_versions
-        .iter()
-        .find(|d| d.name == p.name)
-        .map(|d| d.version.as_str());
+    let old_default = before.default_version(&p.name);
     if let Some(old) = old_default.filter(|v| *v != p.version) {
         for (i, other) in before.dependencies.iter().enumerate() {
             if other.name == p.name && other.version == old && Some(i) != index {
@@ -316,6 +310,7 @@ fn plan_pin(text: &str, path: &Path, p: &Pin) -> anyhow::Result<Pinned> {
     check_result(&new, path, "the pin", &expected)?;
     Ok(Pinned {
         text: new,
+        manifest: expected,
         warnings,
     })
 }

@@ -44,12 +44,6 @@ exec sleep 600"#,
     (sb, bp)
 }
 
-/// A loopback port nothing listens on right now.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 /// `KEY=VALUE` lines of `env` output.
 fn env_file(path: &std::path::Path) -> BTreeMap<String, String> {
     fs::read_to_string(path)

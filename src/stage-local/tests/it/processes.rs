@@ -51,11 +51,6 @@ YML"#,
     (sb, bp, shared_port)
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 #[test]
 fn each_process_type_runs_with_its_own_sidecars_port_and_memory() {
     let (sb, bp, shared_port) = app_with_two_sidecars("128M");

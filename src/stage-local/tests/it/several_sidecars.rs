@@ -203,11 +203,6 @@ fn web_and_worker_app() -> (Sandbox, u16, u16) {
     (sb, cs_port, sa_port)
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 /// The body of `GET http://127.0.0.1:<port><path>`, which must answer 200.
 fn get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};
