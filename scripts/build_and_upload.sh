@@ -27,7 +27,7 @@ and for config-server .downloadurl. supply is always released with it, so that
 bin/supply.lock pins the supply built from the same commit as the rest.
 
 config-server is built here (scripts/build-portable; its version is the one in
-src/config-server-sidecar/Cargo.toml) and pinned for the stacks its portable build
+src/config-server/Cargo.toml) and pinned for the stacks its portable build
 runs on: cflinuxfs3, cflinuxfs4 and cflinuxfs5. supply and config-server each come
 with a CycloneDX SBOM (config-server's also inside its .tgz), published beside the
 artifact as <artifact name without .tgz>.cdx.json. Any other dependency is built by

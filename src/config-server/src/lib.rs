@@ -9,7 +9,7 @@ mod bindings;
 mod config;
 mod conn;
 mod document;
-mod error;
+pub mod error;
 mod parse;
 mod reload;
 mod requestlog;
@@ -26,7 +26,10 @@ use config::Config;
 use error::Error;
 use source::Origin;
 
-fn main() -> ExitCode {
+/// Runs the sidecar with this process's environment until it is stopped; returns the
+/// exit code (see [`error`]).
+#[must_use]
+pub fn main_with_env() -> ExitCode {
     // Lossy, so a non-UTF-8 value fails loudly later (e.g. "cannot read it")
     // instead of silently counting as unset.
     let env: HashMap<String, String> = std::env::vars_os()
