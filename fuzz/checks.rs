@@ -1,22 +1,20 @@
 //! What must hold for any input, whatever a fuzzer throws at the readers of untrusted
 //! bytes. Shared by the fuzz targets (fuzz/fuzz_targets/) and by the regression test
-//! (tests/it/fuzz_regressions.rs), which replays fuzz/seeds/ and fuzz/regressions/.
+//! (src/supply/tests/it/fuzz_regressions.rs), which replays fuzz/seeds/ and fuzz/regressions/.
 //! Each function panics when an invariant breaks.
 
 // Each fuzz target uses one of these; the regression test uses all three.
 #![allow(dead_code)]
 
-use sidecar_buildpack::errors::Error;
-use sidecar_buildpack::install;
-use sidecar_buildpack::launch::LaunchYml;
-use sidecar_buildpack::manifest::{
-    relative_inside, valid_identifier, valid_name, Manifest, MEMORY_RANGE,
-};
-use sidecar_buildpack::redact::is_unsafe;
+use buildpack::errors::Error;
+use buildpack::launch::LaunchYml;
+use buildpack::manifest::{relative_inside, valid_identifier, valid_name, Manifest, MEMORY_RANGE};
+use buildpack::redact::is_unsafe;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
+use supply::install;
 
 /// The manifest loader: never panics; what it accepts is what the rest relies on; what
 /// it rejects names manifest.yml and a key.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Releases a dependency of this buildpack and the prebuilt supply, then pins both:
 # build, publish, check that the public uris serve the built bytes, pin. A thin
-# driver of `package` (src/bin/package), which owns manifest.yml: it pins, and it
+# driver of `package` (src/package), which owns manifest.yml: it pins, and it
 # fetches each uri the way staging does. Usage and options: --help.
 set -euo pipefail
 

@@ -34,7 +34,11 @@ pub fn main_with_args() -> i32 {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { exit::USAGE } else { exit::OK };
+            return if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
         }
     };
     // Lossy: a non-UTF-8 variable must not panic; it is passed on as best it can be.

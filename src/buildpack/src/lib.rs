@@ -1,0 +1,20 @@
+//! What the buildpack's tools share: the formats they read and write (`manifest.yml`,
+//! `launch.yml`, the YAML underneath), the staging log's format and its redaction, the
+//! settings read from the environment, the error type and its exit codes, and the
+//! download and verification of an artifact. `supply` stages with it; `package` packs
+//! and pins with it. Nothing here decides what a staging does: that is `supply`'s.
+
+pub mod deprecation;
+pub mod digest;
+pub mod errors;
+pub mod fsutil;
+pub mod launch;
+pub mod log;
+pub mod manifest;
+pub mod proxy;
+pub mod redact;
+pub mod settings;
+pub mod transport;
+pub mod verify;
+pub mod version_line;
+pub mod yaml;

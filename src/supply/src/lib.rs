@@ -1,0 +1,12 @@
+//! `supply`: one staging of a Cloud Foundry supply buildpack, step by step (see
+//! ARCHITECTURE.md). `main` parses the command line and the environment into a
+//! [`supply::Context`]; [`supply::run`] loads the manifest, takes each sidecar from the
+//! cached buildpack, the app cache or the network, verifies it, installs it and
+//! declares it in `launch.yml`. The formats, the log and the download live in the
+//! `buildpack` crate, which the packager shares.
+
+pub mod cache;
+pub mod fetch;
+pub mod install;
+pub mod staging;
+pub mod supply;
