@@ -37,14 +37,15 @@ ensure_apt() {
   done
   ((${#missing[@]})) || return 0
   command -v apt-get >/dev/null || die 1 "missing ${missing[*]} and apt-get is not available; install them by hand"
+  # Waits for another apt (a second script on the same machine) instead of failing.
   log "installing ${missing[*]} (apt)"
   local sudo=()
   ((EUID == 0)) || sudo=(sudo)
   if [[ -z $_apt_updated ]]; then
-    "${sudo[@]}" apt-get update -qq || die 1 "apt-get update failed"
+    "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 update -qq || die 1 "apt-get update failed"
     _apt_updated=1
   fi
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
     "${missing[@]}" >/dev/null || die 1 "apt-get install ${missing[*]} failed"
 }
 

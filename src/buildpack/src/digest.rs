@@ -124,6 +124,99 @@ impl<W: Write> Write for HashingWriter<W> {
 /// small enough that memory does not depend on the artifact.
 pub const STREAM_BUFFER: usize = 256 * 1024;
 
+/// Buffers in flight between a reader and [`BackgroundHasher`]'s thread: enough that
+/// neither waits for the other on a steady stream, few enough that memory stays flat
+/// (`HASH_DEPTH` × [`STREAM_BUFFER`]) whatever the artifact's size.
+const HASH_DEPTH: usize = 4;
+
+/// Hashes, on a thread of its own, the buffers it is handed, and hands each back to be
+/// filled again: the caller reads and writes one buffer while the one before is being
+/// hashed, so staging takes about as long as the slower of the transfer and the hash,
+/// not their sum (two cores at least; on one it is no slower than hashing inline).
+pub struct BackgroundHasher {
+    to_hash: Option<std::sync::mpsc::SyncSender<(Vec<u8>, usize)>>,
+    free: std::sync::mpsc::Receiver<Vec<u8>>,
+    thread: Option<std::thread::JoinHandle<Sha256>>,
+    allocated: usize,
+    bytes: u64,
+}
+
+impl Default for BackgroundHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BackgroundHasher {
+    /// Starts the hashing thread.
+    #[must_use]
+    pub fn new() -> Self {
+        let (to_hash, work) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(HASH_DEPTH);
+        let (give_back, free) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let mut hasher = Hasher::new();
+            for (buf, len) in work {
+                hasher.update(&buf[..len]);
+                // The reader may have finished and gone: then the buffer is dropped.
+                let _ = give_back.send(buf);
+            }
+            Sha256(hasher.finalize().into())
+        });
+        BackgroundHasher {
+            to_hash: Some(to_hash),
+            free,
+            thread: Some(thread),
+            allocated: 0,
+            bytes: 0,
+        }
+    }
+
+    /// A buffer of [`STREAM_BUFFER`] bytes to fill: a new one while fewer than
+    /// `HASH_DEPTH` exist, else the next one the hashing thread has finished with.
+    pub fn buffer(&mut self) -> Vec<u8> {
+        if self.allocated < HASH_DEPTH {
+            self.allocated += 1;
+            return vec![0u8; STREAM_BUFFER];
+        }
+        // The thread only stops once `to_hash` is dropped (in `finish`), so a buffer
+        // always comes back; a new one is the safe answer should it not.
+        self.free
+            .recv()
+            .unwrap_or_else(|_| vec![0u8; STREAM_BUFFER])
+    }
+
+    /// Hands `buf[..len]` to the hashing thread; blocks while `HASH_DEPTH` buffers
+    /// wait to be hashed.
+    pub fn hash(&mut self, buf: Vec<u8>, len: usize) {
+        self.bytes += len as u64;
+        if let Some(tx) = &self.to_hash {
+            let _ = tx.send((buf, len));
+        }
+    }
+
+    /// Bytes handed over so far.
+    #[must_use]
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The digest and byte count of everything handed over, once the thread is done.
+    ///
+    /// # Errors
+    ///
+    /// The hashing thread died (it cannot, short of running out of memory).
+    pub fn finish(mut self) -> io::Result<(Sha256, u64)> {
+        drop(self.to_hash.take());
+        let digest = self
+            .thread
+            .take()
+            .map(std::thread::JoinHandle::join)
+            .and_then(Result::ok)
+            .ok_or_else(|| io::Error::other("the hashing thread ended before the last byte"))?;
+        Ok((digest, self.bytes))
+    }
+}
+
 /// Copies `reader` into `writer`, hashing on the way. Returns the digest and byte count.
 pub fn copy_hashed<R: Read, W: Write>(reader: &mut R, writer: W) -> io::Result<(Sha256, u64, W)> {
     let mut hw = HashingWriter::new(writer);
@@ -180,5 +273,32 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!((n, out), (3, b"abc".to_vec()));
+    }
+
+    #[test]
+    fn the_background_hasher_agrees_with_hashing_inline() {
+        // Several times the buffers in flight, with a short last buffer.
+        let data: Vec<u8> = (0..(HASH_DEPTH * 3 * STREAM_BUFFER + 1234))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let (inline, n, _) = copy_hashed(&mut &data[..], io::sink()).expect("inline");
+        let mut h = BackgroundHasher::new();
+        for chunk in data.chunks(STREAM_BUFFER) {
+            let mut buf = h.buffer();
+            assert_eq!(buf.len(), STREAM_BUFFER);
+            buf[..chunk.len()].copy_from_slice(chunk);
+            h.hash(buf, chunk.len());
+        }
+        assert_eq!(h.bytes(), n);
+        assert_eq!(
+            h.allocated, HASH_DEPTH,
+            "buffers are reused, not allocated per chunk"
+        );
+        assert_eq!(h.finish().expect("digest"), (inline, n));
+        let empty = BackgroundHasher::new().finish().expect("digest of nothing");
+        assert_eq!(
+            empty.0,
+            copy_hashed(&mut &b""[..], io::sink()).expect("inline").0
+        );
     }
 }

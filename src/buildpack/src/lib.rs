@@ -6,6 +6,7 @@
 
 pub mod deprecation;
 pub mod digest;
+pub mod download;
 pub mod errors;
 pub mod fsutil;
 pub mod launch;

@@ -1,25 +1,27 @@
 //! The HTTP(S) transport: one client per run with explicit proxies, the system trust
-//! store plus CF_SYSTEM_CERT_PATH, a connect and a stall timeout, a size cap, redirects
+//! store plus CF_SYSTEM_CERT_PATH, a connect and a stall timeout, and redirects
 //! followed by this code (so no header of one hop, `Referer` included, reaches the
-//! next host), and bounded retries with backoff that honour `Retry-After`. Each failure
-//! is classed as worth retrying or final, and by what it says about the host.
+//! next host). It gives bytes: [`Fetcher::get`] answers a [`Body`] to read, or a
+//! [`Failed`] classed as worth retrying or final, by what it says about the host. It
+//! knows nothing of digests or manifests: `download` wires it to `verify`, and owns
+//! the retries (with the backoff and `Retry-After` rules here).
 
 use crate::detail;
 use crate::errors::{Error, Fault};
 use crate::fsutil::read_text;
-use crate::manifest::Dependency;
 use crate::proxy::Proxies;
-use crate::redact::{describe, error_chain, remember_url, scrub_urls, shown, Redacted};
+use crate::redact::{describe, error_chain, scrub_urls, shown, Redacted};
 use crate::settings::Network;
-use crate::verify::{
-    copy_local, stream_verified, Limits, LocalError, Origin, StreamError, Verified,
-};
 use reqwest::blocking::{Client, ClientBuilder, Response};
 use reqwest::header::{LOCATION, RETRY_AFTER};
 use std::cell::OnceCell;
 use std::fs;
+use std::future::Future;
+use std::net::{SocketAddr, ToSocketAddrs as _};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, SystemTime};
 use tracing::{debug, warn};
 use url::Url;
@@ -35,17 +37,47 @@ pub struct Fetcher<'a> {
     client: OnceCell<(Client, Arc<Proxies>)>,
 }
 
+/// Where a request ended up: the URL that answered (or failed), and whether a redirect
+/// led there. Tracked here, not read back from the response: reqwest moves a URL's
+/// user-info into a header and drops it from the URL it reports.
+#[derive(Debug, Clone)]
+pub struct At {
+    pub url: Url,
+    pub redirected: bool,
+}
+
 /// How one download attempt ended, when it did not succeed.
-enum Failed {
+#[derive(Debug)]
+pub enum Failed {
     /// No connection, or it broke off (`fault` says which): worth another attempt.
-    Transient(Fault, String, Url),
+    Transient(Fault, String, At),
     /// Final: the same answer every time (a certificate, a redirect loop, bad HTTP).
-    Final(Fault, String, Url),
-    /// An HTTP error status, with the wait a 429 or 503 asked for, and the URL that
-    /// answered it.
-    Status(u16, Option<Duration>, Url),
-    /// Final: a typed error (disk full, checksum mismatch, over the cap).
+    Final(Fault, String, At),
+    /// An HTTP error status, with the wait a 429 or 503 asked for, and where it
+    /// answered.
+    Status(u16, Option<Duration>, At),
+    /// Final: a typed error (no TLS set-up, disk full, checksum mismatch, over the cap).
     Fatal(Box<Error>),
+}
+
+/// A successful response's body, to read once.
+pub struct Body {
+    resp: Response,
+    pub at: At,
+}
+
+impl Body {
+    /// The length the server announced, if it did.
+    #[must_use]
+    pub fn content_length(&self) -> Option<u64> {
+        self.resp.content_length()
+    }
+}
+
+impl std::io::Read for Body {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.resp.read(buf)
+    }
 }
 
 impl<'a> Fetcher<'a> {
@@ -69,145 +101,23 @@ impl<'a> Fetcher<'a> {
         Ok(self.client.get_or_init(|| (client, proxies)))
     }
 
-    /// Fetches `dep` from its `uri` into a temp file in `dest_dir`, retrying transient
-    /// failures, and verifies it.
-    pub fn download(&self, dep: &Dependency, dest_dir: &Path) -> Result<Verified, Error> {
-        let url = &dep.uri;
-        remember_url(url);
-        let shown = Redacted::url(url);
-        let limits = Limits::of(self.net);
-        if url.scheme() == "file" {
-            detail!("Copying {shown}");
-            let local = |reason: String| Error::Download {
-                dependency: dep.name.clone(),
-                url: shown.clone(),
-                attempts: 1,
-                reason,
-                fault: Fault::LocalFile,
-                cert_path: None,
-                proxy: None,
-            };
-            let path = url
-                .to_file_path()
-                .map_err(|()| local("not a local path".into()))?;
-            let origin = Origin::Network(url.clone());
-            return copy_local(&path, dep, dest_dir, origin, limits).map_err(|e| match e {
-                LocalError::Fatal(e) => *e,
-                LocalError::TooLarge => too_large(dep, url, limits),
-                LocalError::Unusable(reason) | LocalError::Read(reason) => local(reason),
-            });
-        }
-
-        detail!("Downloading {shown}");
-        let (client, proxies) = self.client(&dep.name)?;
-        let attempts = self.net.attempts;
-        let mut last = (String::new(), Fault::Unreachable, url.clone());
-        let mut status = None;
-        for attempt in 1..=attempts {
-            let mut asked = None;
-            match self.attempt(client, dep, dest_dir, limits) {
-                Ok(v) => return Ok(v),
-                Err(Failed::Fatal(e)) => return Err(*e),
-                Err(Failed::Final(fault, reason, at)) => {
-                    return Err(self.download_error(dep, attempt, reason, fault, &at, proxies))
-                }
-                Err(Failed::Status(code, _, at)) if code != 429 && code < 500 => {
-                    through_proxy(proxies, &at);
-                    return Err(Error::HttpStatus {
-                        dependency: dep.name.clone(),
-                        url: shown,
-                        status: code,
-                        attempts: attempt,
-                    });
-                }
-                Err(Failed::Status(code, retry_after, at)) => {
-                    status = Some((code, at));
-                    last.0 = format!("HTTP {code}");
-                    asked = retry_after;
-                }
-                Err(Failed::Transient(fault, reason, at)) => {
-                    status = None;
-                    last = (reason, fault, at);
-                }
-            }
-            if attempt < attempts {
-                let mut wait = backoff(self.net.retry_delay, attempt);
-                let mut why = String::new();
-                if let Some(asked) = asked {
-                    let honoured = asked.min(self.net.max_retry_after);
-                    wait = wait.max(honoured);
-                    why = format!(
-                        " (the server asked for {} s with Retry-After{})",
-                        asked.as_secs(),
-                        if honoured < asked {
-                            format!(
-                                "; waiting at most SIDECAR_BUILDPACK_MAX_RETRY_AFTER = {} s",
-                                self.net.max_retry_after.as_secs()
-                            )
-                        } else {
-                            String::new()
-                        }
-                    );
-                }
-                warn!(
-                    "attempt {attempt} of {attempts} failed ({}); retrying in {:.1}s{why}",
-                    crate::redact::shown(&last.0),
-                    wait.as_secs_f64()
-                );
-                std::thread::sleep(wait);
-            }
-        }
-        if let Some((code, at)) = status {
-            through_proxy(proxies, &at);
-            return Err(Error::HttpStatus {
-                dependency: dep.name.clone(),
-                url: shown,
-                status: code,
-                attempts,
-            });
-        }
-        let (reason, fault, at) = last;
-        Err(self.download_error(dep, attempts, reason, fault, &at, proxies))
+    /// The settings this fetcher was made with.
+    #[must_use]
+    pub fn network(&self) -> &Network {
+        self.net
     }
 
-    fn download_error(
-        &self,
-        dep: &Dependency,
-        attempts: u32,
-        reason: String,
-        fault: Fault,
-        at: &Url,
-        proxies: &Proxies,
-    ) -> Error {
-        // Where it failed, when a redirect led elsewhere.
-        let reason = if *at == dep.uri {
-            reason
-        } else {
-            format!(
-                "{reason} (at {}, redirected from the uri)",
-                Redacted::url(at)
-            )
-        };
-        Error::Download {
-            dependency: dep.name.clone(),
-            url: Redacted::url(&dep.uri),
-            attempts,
-            reason,
-            fault,
-            cert_path: Some(self.net.cert_path.clone()),
-            proxy: proxies.for_url(at).map(|p| Redacted::url(&p.url)),
-        }
-    }
-
-    fn attempt(
-        &self,
-        client: &Client,
-        dep: &Dependency,
-        dest_dir: &Path,
-        limits: Limits,
-    ) -> Result<Verified, Failed> {
-        let mut resp = follow(client, &dep.uri)?;
-        let at = resp.url().clone();
+    /// One GET of `url`, redirects followed: the body of a 2xx answer, or why not.
+    /// `dependency` names what is fetched in an error about setting up TLS.
+    ///
+    /// # Errors
+    ///
+    /// [`Failed`], classed by what it says about the host.
+    pub fn get(&self, url: &Url, dependency: &str) -> Result<Body, Failed> {
+        let (client, _) = self
+            .client(dependency)
+            .map_err(|e| Failed::Fatal(Box::new(e)))?;
+        let (resp, at) = follow(client, url)?;
         let status = resp.status();
         if !status.is_success() {
             return Err(Failed::Status(status.as_u16(), retry_after(&resp), at));
@@ -215,49 +125,52 @@ impl<'a> Fetcher<'a> {
         debug!(
             "HTTP {} from {}, content-length {:?}",
             status.as_u16(),
-            Redacted::url(&at),
+            Redacted::url(&at.url),
             resp.content_length()
         );
-        // Refused from its announced length, before a byte is written.
-        if resp.content_length().is_some_and(|n| n > limits.max_bytes) {
-            return Err(Failed::Fatal(Box::new(too_large(dep, &dep.uri, limits))));
+        Ok(Body { resp, at })
+    }
+
+    /// The proxy a request to `url` goes through, redacted, with the variable that set
+    /// it; `None` before the first request or when it goes direct.
+    #[must_use]
+    pub fn proxy_for(&self, url: &Url) -> Option<(Redacted, String)> {
+        let (_, proxies) = self.client.get()?;
+        proxies
+            .for_url(url)
+            .map(|p| (Redacted::url(&p.url), p.var.clone()))
+    }
+
+    /// Says which proxy a request that got an HTTP error went through: the proxy may be
+    /// the one that answered (a 407, or its own 403 or 502).
+    pub fn say_proxy(&self, at: &Url) {
+        if let Some((proxy, var)) = self.proxy_for(at) {
+            detail!("The request went through the proxy {proxy} ({var})");
         }
-        let origin = Origin::Network(dep.uri.clone());
-        stream_verified(&mut resp, dep, dest_dir, origin, limits.max_bytes).map_err(|e| match e {
-            StreamError::Read(reason) => Failed::Transient(Fault::Interrupted, reason, at),
-            StreamError::TooLarge => Failed::Fatal(Box::new(too_large(dep, &dep.uri, limits))),
-            StreamError::Fatal(e) => Failed::Fatal(e),
-        })
     }
 }
 
 /// GETs `start`, following redirects here rather than in the client: each hop is a
 /// fresh request, so no header of an earlier one (Authorization from user-info,
 /// Proxy-Authorization, a Referer naming the presigned URL) can reach another host.
-fn follow(client: &Client, start: &Url) -> Result<Response, Failed> {
+fn follow(client: &Client, start: &Url) -> Result<(Response, At), Failed> {
     let first_https = start.scheme() == "https";
     let mut url = start.clone();
     let mut seen: Vec<Url> = Vec::new();
     loop {
-        let resp = client.get(url.clone()).send().map_err(|e| {
-            let reason = describe(&e, &url);
-            // The proxy answered CONNECT with 407: an HTTP status like any other (it
-            // has no typed form in hyper-util's tunnel error, only this wording).
-            if reason.contains("proxy authorization required") {
-                return Failed::Status(407, None, url.clone());
-            }
-            let fault = fault_of(&e, &reason);
-            if fault.is_transient() {
-                Failed::Transient(fault, reason, url.clone())
-            } else {
-                Failed::Final(fault, reason, url.clone())
-            }
-        })?;
+        let at = At {
+            url: url.clone(),
+            redirected: !seen.is_empty(),
+        };
+        let resp = match client.get(url.clone()).send() {
+            Ok(resp) => resp,
+            Err(e) => return Err(request_failed(&e, at)),
+        };
         let status = resp.status();
         if !status.is_redirection() {
-            return Ok(resp);
+            return Ok((resp, at));
         }
-        let refuse = |why: String| Failed::Final(Fault::Redirect, why, url.clone());
+        let refuse = |why: String| Failed::Final(Fault::Redirect, why, at.clone());
         let location = resp
             .headers()
             .get(LOCATION)
@@ -275,7 +188,9 @@ fn follow(client: &Client, start: &Url) -> Result<Response, Failed> {
                 crate::redact::quoted(Redacted::str(location).as_str())
             ))
         })?;
-        remember_url(&next);
+        // A redirect target's secrets are the server's choice: they are hidden where the
+        // target is printed (`Redacted`, `describe`), never scrubbed from every line by
+        // value (a password such as "Installed" would rewrite the staging log).
         if !matches!(next.scheme(), "http" | "https") {
             return Err(refuse(format!(
                 "refusing a redirect to {}: only http and https locations are followed",
@@ -305,23 +220,112 @@ fn follow(client: &Client, start: &Url) -> Result<Response, Failed> {
     }
 }
 
-/// Says which proxy a request that got an HTTP error went through: the proxy may be
-/// the one that answered (a 407, or its own 403 or 502).
-fn through_proxy(proxies: &Proxies, at: &Url) {
-    if let Some(p) = proxies.for_url(at) {
-        detail!(
-            "The request went through the proxy {} ({})",
-            Redacted::url(&p.url),
-            p.var
-        );
+/// A request that got no response, classed. A failed lookup says so in its own words;
+/// the reason never repeats a long URL's middle (the error around it names the URL).
+fn request_failed(err: &reqwest::Error, at: At) -> Failed {
+    if let Some(lookup) = error_sources(err).find_map(|e| e.downcast_ref::<LookupFailed>()) {
+        return Failed::Transient(Fault::Unreachable, lookup.to_string(), at);
+    }
+    if proxy_refused(err) {
+        return Failed::Status(407, None, at);
+    }
+    // reqwest's own line is "error sending request for url (URL)": the URL is said
+    // once, by the error around this reason, so only the causes below it are kept.
+    let reason = match std::error::Error::source(err) {
+        Some(cause) => describe(cause, &at.url),
+        None => describe(err, &at.url),
+    };
+    let fault = fault_of(err);
+    if fault.is_transient() {
+        Failed::Transient(fault, reason, at)
+    } else {
+        Failed::Final(fault, reason, at)
     }
 }
 
-fn too_large(dep: &Dependency, url: &Url, limits: Limits) -> Error {
-    Error::TooLarge {
-        dependency: format!("{} {}", dep.name, dep.version),
-        origin: Redacted::url(url),
-        limit: limits.max_bytes,
+/// The proxy answered CONNECT with 407: an HTTP status like any other. hyper-util's
+/// tunnel error is not a public type, so its wording is the only handle here; should it
+/// change, the failure is still reported as a connection failure naming the proxy.
+fn proxy_refused(err: &reqwest::Error) -> bool {
+    error_sources(err).any(|e| e.to_string().ends_with("proxy authorization required"))
+}
+
+/// A name lookup that found nothing: typed, so that [`request_failed`] tells it from
+/// other connect errors by its type, not by any library's wording.
+#[derive(Debug)]
+struct LookupFailed {
+    host: String,
+}
+
+impl std::fmt::Display for LookupFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "could not resolve host {}", shown(&self.host))
+    }
+}
+
+impl std::error::Error for LookupFailed {}
+
+/// The system's resolver (getaddrinfo, as reqwest's own uses), on a thread per lookup
+/// so that the connect timeout still ends a lookup that hangs; a failure is a
+/// [`LookupFailed`].
+struct SystemResolver;
+
+impl reqwest::dns::Resolve for SystemResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(Lookup::start(name.as_str().to_string()))
+    }
+}
+
+/// One lookup in flight: its thread fills the state and wakes the task that waits.
+struct Lookup {
+    host: String,
+    state: Arc<Mutex<LookupState>>,
+}
+
+#[derive(Default)]
+struct LookupState {
+    done: bool,
+    found: Option<Vec<SocketAddr>>,
+    waker: Option<Waker>,
+}
+
+impl Lookup {
+    fn start(host: String) -> Self {
+        let state = Arc::new(Mutex::new(LookupState::default()));
+        let shared = Arc::clone(&state);
+        let name = host.clone();
+        std::thread::spawn(move || {
+            let found = (name.as_str(), 0)
+                .to_socket_addrs()
+                .ok()
+                .map(Iterator::collect::<Vec<_>>)
+                .filter(|addrs| !addrs.is_empty());
+            let mut st = shared.lock().unwrap_or_else(PoisonError::into_inner);
+            st.found = found;
+            st.done = true;
+            if let Some(waker) = st.waker.take() {
+                waker.wake();
+            }
+        });
+        Lookup { host, state }
+    }
+}
+
+impl Future for Lookup {
+    type Output = Result<reqwest::dns::Addrs, Box<dyn std::error::Error + Send + Sync>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if !st.done {
+            st.waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        Poll::Ready(match st.found.take() {
+            Some(addrs) => Ok(Box::new(addrs.into_iter())),
+            None => Err(Box::new(LookupFailed {
+                host: self.host.clone(),
+            })),
+        })
     }
 }
 
@@ -343,43 +347,39 @@ fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 }
 
 /// Waits `base`, then twice that, and so on, capped at 30 s.
-fn backoff(base: Duration, attempt: u32) -> Duration {
+#[must_use]
+pub fn backoff(base: Duration, attempt: u32) -> Duration {
     let factor = 1u32 << attempt.saturating_sub(1).min(5);
     (base * factor).min(Duration::from_secs(30))
 }
 
-/// What kind of failure a request error is. rustls's wording is the only handle on
-/// certificate errors: reqwest has no typed one. hyper's error says whether the host
-/// answered with something unreadable.
-fn fault_of(err: &reqwest::Error, reason: &str) -> Fault {
+/// What kind of failure a request error is, from the types in its chain: rustls's
+/// certificate errors, hyper's parse errors, reqwest's own kinds.
+fn fault_of(err: &reqwest::Error) -> Fault {
+    use rustls::CertificateError as C;
     if err.is_redirect() {
         return Fault::Redirect;
     }
-    match reason.split_once("invalid peer certificate: ") {
-        Some((_, why))
-            if why.starts_with("certificate expired")
-                || why.starts_with("certificate not valid yet") =>
-        {
-            return Fault::ExpiredCertificate
-        }
-        Some((_, why)) if why.starts_with("certificate not valid for name") => {
-            return Fault::WrongHostCertificate
-        }
-        Some(_) => return Fault::UntrustedCertificate,
+    match error_sources(err).find_map(|e| e.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(
+            C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. },
+        )) => return Fault::ExpiredCertificate,
+        Some(rustls::Error::InvalidCertificate(
+            C::NotValidForName | C::NotValidForNameContext { .. },
+        )) => return Fault::WrongHostCertificate,
+        Some(rustls::Error::InvalidCertificate(_)) => return Fault::UntrustedCertificate,
+        // The host answered, but not in TLS, or in TLS this client cannot agree to
+        // (plain HTTP on an https:// uri, an alert): reached, and the same every time.
+        // Before the connect check, since the TLS handshake is part of connecting.
+        Some(_) => return Fault::BadResponse,
         None => {}
-    }
-    // The host answered, but not in TLS, or in TLS this client cannot agree to (plain
-    // HTTP on an https:// uri, an alert): reached, and the same every time. Before the
-    // connect check, since the TLS handshake is part of connecting.
-    if error_sources(err).any(|e| e.is::<rustls::Error>()) {
-        return Fault::BadResponse;
     }
     if err.is_connect() {
         return Fault::Unreachable;
     }
     if error_sources(err).any(|e| {
         e.downcast_ref::<hyper::Error>()
-            .is_some_and(|h| h.is_parse())
+            .is_some_and(hyper::Error::is_parse)
     }) {
         return Fault::BadResponse;
     }
@@ -457,6 +457,7 @@ fn builder(net: &Network, proxies: &Arc<Proxies>) -> ClientBuilder {
         // timeout, so a slow but moving download is never killed.
         .timeout(net.stall_timeout)
         .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(Arc::new(SystemResolver))
         .referer(false)
         .user_agent(concat!("sidecar-buildpack/", env!("CARGO_PKG_VERSION")));
     if !proxies.is_empty() {

@@ -3,7 +3,7 @@
 //! the pin (rustup's `download` does the same). Used for every source: the cached
 //! buildpack, the app cache and the network.
 
-use crate::digest::{HashingWriter, STREAM_BUFFER};
+use crate::digest::{BackgroundHasher, STREAM_BUFFER};
 use crate::errors::Error;
 use crate::manifest::Dependency;
 use crate::redact::{describe, Redacted};
@@ -75,7 +75,7 @@ impl Limits {
 }
 
 /// Why streaming an artifact into place failed.
-pub(crate) enum StreamError {
+pub enum StreamError {
     /// Reading the source failed (for a download: worth another attempt).
     Read(String),
     /// The source has more bytes than `Limits::max_bytes`.
@@ -86,52 +86,47 @@ pub(crate) enum StreamError {
 
 /// Streams `src` into a temp file in `dest_dir`, hashing as it goes, and keeps it only
 /// if the digest matches. Stops at `max_bytes`: an endless or hostile source cannot
-/// fill the disk. No fsync: every reader verifies the digest again, so a file torn by
-/// a crash is caught where it is used.
-pub(crate) fn stream_verified(
+/// fill the disk. The hash runs on a second thread ([`BackgroundHasher`]) while the
+/// next buffer is read and written, with a fixed number of buffers in flight. No
+/// fsync: every reader verifies the digest again, so a file torn by a crash is caught
+/// where it is used.
+pub fn stream_verified(
     src: &mut dyn Read,
     dep: &Dependency,
     dest_dir: &Path,
     origin: Origin,
     max_bytes: u64,
 ) -> Result<Verified, StreamError> {
-    let tmp = tempfile::Builder::new()
+    let write_failed = |e: io::Error| StreamError::Fatal(Box::new(Error::write(dest_dir)(e)));
+    let mut file = tempfile::Builder::new()
         .prefix(&format!(".{}-", dep.name))
         .suffix(".partial")
         .tempfile_in(dest_dir)
-        .map_err(|e| StreamError::Fatal(Box::new(Error::write(dest_dir)(e))))?;
-    let mut out = HashingWriter::new(io::BufWriter::with_capacity(STREAM_BUFFER, tmp));
-    let mut buf = vec![0u8; STREAM_BUFFER];
+        .map_err(write_failed)?;
+    let mut hasher = BackgroundHasher::new();
     let mut head = Vec::new();
     loop {
-        let n = match src.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                let reason = match &origin {
-                    Origin::Network(u) => describe(&e, u),
-                    _ => e.to_string(),
-                };
-                return Err(StreamError::Read(format!(
-                    "{reason} after {} bytes",
-                    out.bytes()
-                )));
-            }
-        };
-        if out.bytes() + n as u64 > max_bytes {
+        let mut buf = hasher.buffer();
+        let n = fill(src, &mut buf).map_err(|e| {
+            let reason = match &origin {
+                Origin::Network(u) => describe(&e, u),
+                _ => e.to_string(),
+            };
+            StreamError::Read(format!("{reason} after {} bytes", hasher.bytes()))
+        })?;
+        if n == 0 {
+            break;
+        }
+        if hasher.bytes() + n as u64 > max_bytes {
             return Err(StreamError::TooLarge);
         }
         if head.len() < 512 {
             head.extend_from_slice(&buf[..n.min(512 - head.len())]);
         }
-        out.write_all(&buf[..n])
-            .map_err(|e| StreamError::Fatal(Box::new(Error::write(dest_dir)(e))))?;
+        file.write_all(&buf[..n]).map_err(write_failed)?;
+        hasher.hash(buf, n);
     }
-    let (actual, bytes, writer) = out.finish();
-    let file = writer
-        .into_inner()
-        .map_err(|e| StreamError::Fatal(Box::new(Error::write(dest_dir)(e.into_error()))))?;
+    let (actual, bytes) = hasher.finish().map_err(write_failed)?;
     if actual != dep.sha256 {
         let shown = match &origin {
             Origin::Network(u) => Redacted::url(u),
@@ -151,6 +146,22 @@ pub(crate) fn stream_verified(
         origin,
         bytes,
     })
+}
+
+/// Reads into `buf` until it is full or the source ends: one large write and one hand-
+/// over per buffer, whatever size of chunks the source gives. Returns the bytes read
+/// (0 at the end).
+fn fill(src: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match src.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// An HTML or XML body (an error page, a login form, an S3 `<Error>`).

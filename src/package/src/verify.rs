@@ -3,6 +3,7 @@
 //! pinned bytes. The release checks each published uri with it before pinning.
 
 use buildpack::digest::Sha256;
+use buildpack::download::download;
 use buildpack::manifest::{parse_uri, Dependency};
 use buildpack::settings::Env;
 use buildpack::transport::Fetcher;
@@ -35,7 +36,7 @@ pub fn run(
     let net = Env(env).network()?;
     step!("Checking {name} {version}");
     let scratch = tempfile::tempdir()?;
-    let verified = Fetcher::new(&net).download(&dep, scratch.path())?;
+    let verified = download(&Fetcher::new(&net), &dep, scratch.path())?;
     detail!(
         "Verified sha256 {} ({} bytes) from {}",
         sha256,

@@ -7,6 +7,7 @@ use crate::edit::{Editor, Refused, Value};
 use crate::errors::PackError;
 use crate::pin::{check_result, refusal, spans};
 use buildpack::digest::copy_hashed;
+use buildpack::download::download;
 use buildpack::errors::Error;
 use buildpack::fsutil::read_text;
 use buildpack::manifest::{
@@ -251,7 +252,7 @@ fn fetch_dependency(
             }
         }
     }
-    Ok(fetcher.download(dep, work)?)
+    Ok(download(fetcher, dep, work)?)
 }
 
 /// `dependencies/<md5 hex of the exact uri>/<basename>`, where CF tools expect it.

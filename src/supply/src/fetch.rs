@@ -3,6 +3,7 @@
 
 use crate::cache::AppCache;
 use buildpack::detail;
+use buildpack::download::download;
 use buildpack::errors::Error;
 use buildpack::manifest::Dependency;
 use buildpack::redact::Redacted;
@@ -89,7 +90,7 @@ pub fn obtain(
         }
     }
 
-    let verified = fetcher.download(dep, dest_dir)?;
+    let verified = download(fetcher, dep, dest_dir)?;
     report_verified(dep, &verified);
     // Kept in the app cache by the caller, once the run has committed: a failed run
     // changes nothing there either.
