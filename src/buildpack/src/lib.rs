@@ -4,6 +4,10 @@
 //! download and verification of an artifact. `supply` stages with it; `package` packs
 //! and pins with it. Nothing here decides what a staging does: that is `supply`'s.
 
+// The library declares only what it compiles in: its binary's SBOM and audit data list
+// no more. (Its binary and tests see its dependencies too, and are not checked.)
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 pub mod deprecation;
 pub mod digest;
 pub mod download;

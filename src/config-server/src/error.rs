@@ -81,7 +81,7 @@ pub enum Error {
     #[error("CONFIG_SERVER_FILE={}: refusing to read it: {problem}", path.display())]
     FileUnsafe { path: PathBuf, problem: Unsafe },
 
-    /// A configuration source is over [`crate::source::MAX_SOURCE_BYTES`].
+    /// A configuration source is over `source::MAX_SOURCE_BYTES` (1 MiB).
     #[error(
         "{what}: refusing to read it: {size} bytes, over the limit of {} bytes (1 MiB) \
          for a configuration source",

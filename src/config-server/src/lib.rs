@@ -5,6 +5,10 @@
 //! See README.md for the variables, endpoints and sources; exit codes are in
 //! [`error`].
 
+// The library declares only what it compiles in: its binary's SBOM and audit data list
+// no more. (Its binary and tests see its dependencies too, and are not checked.)
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 mod bindings;
 mod config;
 mod conn;

@@ -2,6 +2,10 @@
 //! builder, then runs the droplet by the rules of CF's launcher. See docs/stage-local.md
 //! and `stage-local --help`; exit codes are in [`errors::exit`].
 
+// The library declares only what it compiles in: its binary's SBOM and audit data list
+// no more. (Its binary and tests see its dependencies too, and are not checked.)
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 mod app;
 mod buildpack;
 mod env;

@@ -6,6 +6,8 @@
 //! had during staging, as on CF: a staging path baked into anything breaks at run time.
 //!
 //! Work dir layout, per app (`<work>/<app>/`):
+//!
+//! ```text
 //!   .lock               held while a run uses the app's dirs
 //!   buildpacks/<id>/    unpacked zips, fresh each run
 //!   cache/<id>/         each supply buildpack's CACHE_DIR, kept between runs
@@ -14,6 +16,7 @@
 //!   contents<random>/   the staging area: deps/ (DEPS_DIR), profile.d/; kept on failure
 //!   droplet/            the last good droplet: app/ deps/ profile.d/ tmp/ logs/ staging_info.yml
 //!   result.json         the last staging result
+//! ```
 
 use crate::app::App;
 use crate::buildpack::Buildpack;
