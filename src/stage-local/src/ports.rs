@@ -124,6 +124,32 @@ pub fn plan(
     Ok(planned)
 }
 
+/// The ports of instances that each have their own network: a sidecar listens on the
+/// app's port in every one of them (no check: a new namespace has nothing on it), and
+/// each instance's `PORT` is reached from here at its own loopback port: `wanted` (web's
+/// `--port`) for web's first instance, a free one for every other.
+pub fn plan_own(
+    app: &App,
+    instances: &[(&str, Vec<&Sidecar>)],
+    wanted: Option<u16>,
+) -> anyhow::Result<Vec<InstancePorts>> {
+    let mut taken = BTreeSet::new();
+    let mut planned = Vec::new();
+    let mut wanted = wanted;
+    for (kind, sidecars) in instances {
+        let port = match wanted.take_if(|_| *kind == "web") {
+            Some(port) => pick(Some(port), &[], &taken)?,
+            None => free(&taken)?,
+        };
+        taken.insert(port);
+        planned.push(InstancePorts {
+            port,
+            sidecars: of_sidecars(app, sidecars),
+        });
+    }
+    Ok(planned)
+}
+
 /// The ports of `sidecars` that the app's env names.
 fn of_sidecars(app: &App, sidecars: &[&Sidecar]) -> Vec<SidecarPort> {
     sidecars

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod launching;
+mod own_network;
 mod processes;
 mod several_sidecars;
 mod staging;
