@@ -523,3 +523,13 @@ pub fn listens(pid: i32, port: u16) -> bool {
         })
     })
 }
+
+/// This process's umask (children inherit it), from `/proc/self/status`.
+pub fn umask() -> u32 {
+    fs::read_to_string("/proc/self/status")
+        .expect("/proc/self/status")
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .and_then(|m| u32::from_str_radix(m.trim(), 8).ok())
+        .expect("a Umask: line")
+}
