@@ -190,13 +190,15 @@ pub fn run(s: &Settings, app: &App, staged: &Staged, area: &Area) -> anyhow::Res
         ),
     };
     out::say(format!(
-        "{head}\n  {}\n  droplet: {}{}",
+        "{head}\n  {}\n  droplet: {}{}\n  app files: {} (a copy of APP_DIR: edit there \
+         to change what the running app reads, e.g. to try a rotation)",
         started.join("\n  "),
         staged.droplet.display(),
         s.droplet_tgz
             .as_ref()
             .map(|t| format!(" (and {})", t.display()))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        staged.droplet.join("app").display()
     ));
     if !s.stop_after_answers {
         out::say("running; Ctrl-C stops the app and its sidecars");

@@ -270,6 +270,11 @@ fn three_instances_answer_each_from_its_own_network() {
         .has(&format!("  web/{i}: pid "));
     }
     assert_eq!(guids.len(), 3, "every instance has its own guid: {guids:?}");
+    // Where to edit what the running app reads (the droplet's copy of the app).
+    o.has(&format!(
+        "  app files: {} (a copy of APP_DIR: edit there",
+        sb.area("demo").join("droplet/app").display()
+    ));
     o.has("stage-local: stopping 6 running process group(s)");
 }
 
