@@ -89,6 +89,18 @@ fn get(url: &str, path: &str) -> String {
     body.to_string()
 }
 
+/// Waits (within `LIMIT`) until process `pid` listens on `port` in its own network.
+fn wait_listening(pid: i32, port: u16) {
+    let deadline = std::time::Instant::now() + LIMIT;
+    while !listens(pid, port) {
+        assert!(
+            std::time::Instant::now() < deadline && !gone(pid),
+            "pid {pid} never listened on {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// The network helpers stage-local (`pid`) started: its children that run it as
 /// `--internal-instance-network`.
 fn helpers_of(pid: i32) -> Vec<i32> {
@@ -165,18 +177,16 @@ fn two_apps_with_sidecars_on_one_port_run_side_by_side() {
             out.contains("stage-local: each instance runs in its own network namespace"),
             "{out}"
         );
+        let web = started_pid(out, "APP/PROC/WEB/0");
+        let side = started_pid(out, "APP/PROC/WEB/SIDECAR/CONFIG-SERVER/0");
+        // Readiness is web's answer; its sidecar may still be starting.
+        wait_listening(side, port);
         let url = &urls(out)[0];
         let answer: serde_json::Value =
             serde_json::from_str(&get(url, "/config")).expect("JSON from the sidecar");
         assert_eq!(answer[0], name, "{answer}");
         assert_eq!(answer[1], "0");
         guids.insert(answer[2].to_string());
-        let web = started_pid(out, "APP/PROC/WEB/0");
-        let side = started_pid(out, "APP/PROC/WEB/SIDECAR/CONFIG-SERVER/0");
-        assert!(
-            listens(side, port),
-            "{name}'s sidecar holds {port} in its network"
-        );
         assert_eq!(environ(web)["PORT"], "8080");
         assert_eq!(netns_of(web), netns_of(side), "one network per instance");
         let helpers = helpers_of(run.pid());
@@ -219,26 +229,24 @@ fn two_apps_with_sidecars_on_one_port_run_side_by_side() {
 fn three_instances_answer_each_from_its_own_network() {
     let sidecar_port = free_port();
     let (sb, bp) = app_with_config_server("demo", sidecar_port);
-    let o = sb
+    let mut running = sb
         .stage()
         .arg("--network")
         .arg("own")
         .arg("--instances")
         .arg("3")
         .buildpack(&bp)
-        .arg("--stop-after-answers")
         .arg("--get")
         .arg("/env")
-        .arg("--get")
-        .arg("/config")
-        .run();
-    o.success();
-    let urls = urls(&o.out);
-    assert_eq!(urls.len(), 3, "{}", o.out);
+        .spawn();
+    let out = running.wait_for("running; Ctrl-C stops");
+    let urls = urls(&out);
+    assert_eq!(urls.len(), 3, "{out}");
     let mut guids = BTreeSet::new();
+    let mut pids = Vec::new();
     for (i, url) in urls.iter().enumerate() {
         let env: serde_json::Value =
-            serde_json::from_str(&answer_of(&o.out, url, "/env")).expect("JSON from /env");
+            serde_json::from_str(&answer_of(&out, url, "/env")).expect("JSON from /env");
         let env = &env["env"];
         let index = i.to_string();
         let host_port = url
@@ -257,25 +265,33 @@ fn three_instances_answer_each_from_its_own_network() {
         assert_eq!(vcap["instance_index"], i);
         assert_eq!(vcap["instance_id"], env["INSTANCE_GUID"]);
         guids.insert(env["INSTANCE_GUID"].to_string());
+        // Readiness is web's answer; its sidecar may still be starting.
+        let web = started_pid(&out, &format!("APP/PROC/WEB/{i}"));
+        let side = started_pid(&out, &format!("APP/PROC/WEB/SIDECAR/CONFIG-SERVER/{i}"));
+        wait_listening(side, sidecar_port);
         let config: serde_json::Value =
-            serde_json::from_str(&answer_of(&o.out, url, "/config")).expect("JSON from /config");
+            serde_json::from_str(&get(url, "/config")).expect("JSON from /config");
         assert_eq!(
             (config[1].as_str(), config[2].to_string()),
             (Some(index.as_str()), env["INSTANCE_GUID"].to_string()),
             "instance {i} asks its own sidecar"
         );
-        o.has(&format!(
-            "[APP/PROC/WEB/SIDECAR/CONFIG-SERVER/{i}] OUT Invoking start command."
-        ))
-        .has(&format!("  web/{i}: pid "));
+        assert!(
+            out.contains(&format!("\n  web/{i}: pid {web}, PORT=8080 (at {url}), ")),
+            "{out}"
+        );
+        pids.extend([web, side]);
     }
     assert_eq!(guids.len(), 3, "every instance has its own guid: {guids:?}");
     // Where to edit what the running app reads (the droplet's copy of the app).
-    o.has(&format!(
-        "  app files: {} (a copy of APP_DIR: edit there",
-        sb.area("demo").join("droplet/app").display()
-    ));
-    o.has("stage-local: stopping 6 running process group(s)");
+    assert!(
+        out.contains(&format!(
+            "  app files: {} (a copy of APP_DIR: edit there",
+            sb.area("demo").join("droplet/app").display()
+        )),
+        "{out}"
+    );
+    interrupt(running, &pids);
 }
 
 /// A machine without namespaces (here an `unshare` that is refused, as it is to a user
