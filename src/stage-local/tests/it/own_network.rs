@@ -349,3 +349,56 @@ fn without_namespaces_the_shared_loopback_stays() {
         .has("--network host")
         .lacks("stage-local: started [");
 }
+
+/// Without root (here `nobody`), the instance's network namespace belongs to a user
+/// namespace that maps the user to itself: the app runs with the caller's uid.
+#[test]
+#[ignore = "needs root (to run stage-local as nobody) and unprivileged user namespaces"]
+fn without_root_a_user_namespace_holds_the_network() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let sb = Sandbox::web_app();
+    sb.file(
+        "server.py",
+        &SERVER_PY.replace(
+            "\"cwd\": os.getcwd()",
+            "\"cwd\": os.getcwd(), \"uid\": os.getuid()",
+        ),
+    );
+    let bp = sb.buildpack("noop", "true");
+    fs::create_dir_all(sb.work()).expect("work dir");
+    for dir in [sb.root.path().to_path_buf(), sb.work()] {
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).expect("chmod");
+    }
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(BIN)
+        .arg("--work-dir")
+        .arg(sb.work())
+        .args(["--network", "own", "--stop-after-answers", "--get", "/env"])
+        .arg("--buildpack")
+        .arg(&bp)
+        .arg(sb.app())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", sb.work())
+        .output()
+        .expect("run setpriv");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(
+            "stage-local: each instance runs in its own network namespace (in a user namespace)"
+        ),
+        "{text}"
+    );
+    let url = &urls(&text)[0];
+    let answer: serde_json::Value =
+        serde_json::from_str(&answer_of(&text, url, "/env")).expect("JSON from /env");
+    assert_eq!(answer["env"]["PORT"], "8080");
+    assert_eq!(answer["uid"], 65534, "the app keeps the caller's uid");
+}
