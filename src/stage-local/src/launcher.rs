@@ -146,7 +146,8 @@ pub fn run(s: &Settings, app: &App, staged: &Staged, area: &Area) -> anyhow::Res
             overrides: &overrides,
             creds: &creds[n],
         };
-        let listens = |sp: &SidecarPort| listens_on(sp, &keeper_of(&planned, &ports, sp));
+        let listens =
+            |sp: &SidecarPort| listens_on(sp, &keeper_of(&planned, &ports, sp, s.instances));
         started.extend(instance.start_all(&mut sup, p, mine, &listens)?);
     }
 
@@ -241,7 +242,12 @@ fn listens_on(sp: &SidecarPort, first: &str) -> String {
 }
 
 /// The process type whose instance kept the app's value of `sp`'s variable.
-fn keeper_of(planned: &[Planned<'_>], ports: &[InstancePorts], sp: &SidecarPort) -> String {
+fn keeper_of(
+    planned: &[Planned<'_>],
+    ports: &[InstancePorts],
+    sp: &SidecarPort,
+    instances: u32,
+) -> String {
     planned
         .iter()
         .zip(ports)
@@ -250,7 +256,7 @@ fn keeper_of(planned: &[Planned<'_>], ports: &[InstancePorts], sp: &SidecarPort)
                 .iter()
                 .any(|o| o.var == sp.var && o.moved_from.is_none())
         })
-        .map(|(p, _)| p.kind.to_string())
+        .map(|(p, _)| p.name(instances))
         .unwrap_or_default()
 }
 

@@ -109,10 +109,12 @@ pub fn plan(
     };
     taken.extend(web_port);
     let mut planned = Vec::new();
+    let mut web_port = web_port;
     for ((kind, _), mut sidecars) in instances.iter().zip(per_instance) {
-        let port = match web_port {
-            Some(port) if *kind == "web" => port,
-            _ => free(&taken)?,
+        // Web's first instance has the picked port; every other instance a free one.
+        let port = match web_port.take_if(|_| *kind == "web") {
+            Some(port) => port,
+            None => free(&taken)?,
         };
         taken.insert(port);
         for p in sidecars.iter_mut().filter(|p| p.moved_from.is_some()) {
@@ -445,6 +447,15 @@ mod tests {
             worker.overrides(),
             vec![("SHARED_PORT".to_string(), moved.to_string())]
         );
+        // Two instances of web: the second gets its own PORT and sidecar port.
+        let two = plan(
+            &app,
+            &[("web", vec![&shared]), ("web", vec![&shared])],
+            None,
+        )
+        .expect("planned");
+        assert_ne!(two[0].port, two[1].port, "each instance its own PORT");
+        assert_eq!(two[1].sidecars[0].moved_from, Some(app_port));
         // Started alone, a worker keeps the app's port.
         let alone = plan(&app, &[("worker", vec![&shared])], None).expect("planned");
         assert_eq!(alone[0].sidecars[0].port, app_port);

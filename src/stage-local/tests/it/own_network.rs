@@ -294,6 +294,63 @@ fn three_instances_answer_each_from_its_own_network() {
     interrupt(running, &pids);
 }
 
+/// `--instances 2` on the shared loopback: each instance gets its own `PORT` and index,
+/// and the second one's sidecar a free port in place of the app's, which the first uses.
+#[test]
+fn instances_on_the_shared_loopback_get_their_own_ports() {
+    let sidecar_port = free_port();
+    let (sb, bp) = app_with_config_server("demo", sidecar_port);
+    let mut running = sb
+        .stage()
+        .host_network()
+        .arg("--instances")
+        .arg("2")
+        .buildpack(&bp)
+        .arg("--get")
+        .arg("/env")
+        .spawn();
+    let out = running.wait_for("running; Ctrl-C stops");
+    let urls = urls(&out);
+    assert_eq!(urls.len(), 2, "{out}");
+    let mut pids = Vec::new();
+    let mut sidecar_ports = BTreeSet::new();
+    for (i, url) in urls.iter().enumerate() {
+        let env: serde_json::Value =
+            serde_json::from_str(&answer_of(&out, url, "/env")).expect("JSON from /env");
+        let env = &env["env"];
+        assert_eq!(
+            format!("http://127.0.0.1:{}/", env["PORT"].as_str().expect("PORT")),
+            *url
+        );
+        assert_eq!(env["CF_INSTANCE_INDEX"], i.to_string());
+        let port: u16 = env["CONFIG_SERVER_PORT"]
+            .as_str()
+            .and_then(|p| p.parse().ok())
+            .expect("CONFIG_SERVER_PORT");
+        sidecar_ports.insert(port);
+        let web = started_pid(&out, &format!("APP/PROC/WEB/{i}"));
+        let side = started_pid(&out, &format!("APP/PROC/WEB/SIDECAR/CONFIG-SERVER/{i}"));
+        wait_listening(side, port);
+        let config: serde_json::Value =
+            serde_json::from_str(&get(url, "/config")).expect("JSON from /config");
+        assert_eq!(
+            config[1],
+            i.to_string(),
+            "instance {i} asks its own sidecar"
+        );
+        pids.extend([web, side]);
+    }
+    assert!(sidecar_ports.contains(&sidecar_port), "{sidecar_ports:?}");
+    assert_eq!(sidecar_ports.len(), 2, "{sidecar_ports:?}");
+    assert!(
+        out.contains(&format!(
+            "(in place of the app's {sidecar_port}, which web/0's instance uses)"
+        )),
+        "{out}"
+    );
+    interrupt(running, &pids);
+}
+
 /// A machine without namespaces (here an `unshare` that is refused, as it is to a user
 /// without them): `auto` says so and keeps the shared loopback; `own` is refused.
 #[test]
