@@ -464,9 +464,12 @@ fn write_zip(items: &BTreeMap<String, Item>, work: &Path, dest: &Path) -> anyhow
         zip::result::ZipError::Io(e) => Error::write(dest)(e),
         other => Error::write(dest)(io::Error::other(other)),
     };
+    // 0666 less the umask, as `zip` and any build output are created: the zip is for
+    // `cf create-buildpack`, not a secret (tempfile's default is 0600).
     let tmp = tempfile::Builder::new()
         .prefix(".zip-")
         .suffix(".partial")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .tempfile_in(work)
         .map_err(Error::write(work))?;
     let mut zip = zip::ZipWriter::new(Sticky::new(BufWriter::new(tmp)));

@@ -66,6 +66,22 @@ impl Ids {
         Ids::of_process(app_name, "web")
     }
 
+    /// The ids of instance `index` of process type `kind`: instance 0's are
+    /// [`Ids::of_process`]'s, every other instance has its own instance guid.
+    pub fn of_instance(app_name: &str, kind: &str, index: u32) -> Ids {
+        let mut ids = Ids::of_process(app_name, kind);
+        if index > 0 {
+            let index = index.to_string();
+            ids.instance = uuid(&[
+                app_name.as_bytes(),
+                b"instance",
+                kind.as_bytes(),
+                index.as_bytes(),
+            ]);
+        }
+        ids
+    }
+
     /// The ids of an instance of process type `kind`. Cloud Controller gives the web
     /// process the app's own guid (ProcessCreate) and every other type a guid of its
     /// own; each instance (its own container) has its own instance guid.
@@ -93,7 +109,13 @@ pub const INSTANCE_IP: &str = "127.0.0.1";
 /// What a process is given, beyond the app.
 pub struct Instance<'a> {
     pub droplet: &'a Path,
+    /// PORT, where the process listens.
     pub port: u16,
+    /// Where PORT is reached from this machine: PORT itself, or the loopback port
+    /// forwarded into the instance's own network (CF_INSTANCE_PORT, the host port).
+    pub host_port: u16,
+    /// INSTANCE_INDEX and CF_INSTANCE_INDEX.
+    pub index: u32,
     /// The process's own MEMORY_LIMIT in MB.
     pub memory_mb: u64,
     pub process_type: &'a str,
@@ -139,22 +161,25 @@ pub fn running(s: &Settings, app: &App, i: &Instance<'_>) -> Vars {
     v.set("PATH", &s.path);
     v.set("LANG", "en_US.UTF-8");
     // What Diego gives every process of an instance (sidecars too). Inside a container
-    // the internal and external ports differ (8080 and a host port); here they are one.
+    // the internal and external ports differ (8080 and a host port); on the machine's
+    // shared loopback they are one.
     let port = i.port.to_string();
+    let host_port = i.host_port.to_string();
+    let index = i.index.to_string();
     v.set("PORT", &port);
     v.set("VCAP_APP_PORT", &port);
     v.set("VCAP_APP_HOST", "0.0.0.0");
-    v.set("INSTANCE_INDEX", "0");
+    v.set("INSTANCE_INDEX", &index);
     v.set("INSTANCE_GUID", &ids.instance);
-    v.set("CF_INSTANCE_INDEX", "0");
+    v.set("CF_INSTANCE_INDEX", &index);
     v.set("CF_INSTANCE_GUID", &ids.instance);
     v.set("CF_INSTANCE_IP", INSTANCE_IP);
     v.set("CF_INSTANCE_INTERNAL_IP", INSTANCE_IP);
-    v.set("CF_INSTANCE_PORT", &port);
-    v.set("CF_INSTANCE_ADDR", format!("{INSTANCE_IP}:{port}"));
+    v.set("CF_INSTANCE_PORT", &host_port);
+    v.set("CF_INSTANCE_ADDR", format!("{INSTANCE_IP}:{host_port}"));
     v.set(
         "CF_INSTANCE_PORTS",
-        json!([{"external": i.port, "internal": i.port}]).to_string(),
+        json!([{"external": i.host_port, "internal": i.port}]).to_string(),
     );
     v.set("CF_INSTANCE_CERT", i.cert.display().to_string());
     v.set("CF_INSTANCE_KEY", i.key.display().to_string());
@@ -164,7 +189,7 @@ pub fn running(s: &Settings, app: &App, i: &Instance<'_>) -> Vars {
     let vcap = vcap_application(app, ids, i.memory_mb, APP_DISK_MB, Some(i.process_type));
     v.set(
         "VCAP_APPLICATION",
-        launcher_vcap_application(&vcap, ids, i.port),
+        launcher_vcap_application(&vcap, ids, i.port, i.index),
     );
     v.set("MEMORY_LIMIT", format!("{}m", i.memory_mb));
     v.set("VCAP_SERVICES", &s.vcap_services);
@@ -179,14 +204,14 @@ pub fn running(s: &Settings, app: &App, i: &Instance<'_>) -> Vars {
 /// `host` 0.0.0.0, `instance_id` (INSTANCE_GUID), `port` (PORT) and `instance_index`
 /// (INSTANCE_INDEX) added, re-encoded by Go's `json.Marshal`: keys sorted, `&`, `<`, `>`
 /// escaped.
-fn launcher_vcap_application(cloud_controllers: &str, ids: &Ids, port: u16) -> String {
+fn launcher_vcap_application(cloud_controllers: &str, ids: &Ids, port: u16, index: u32) -> String {
     let Ok(serde_json::Value::Object(mut v)) = serde_json::from_str(cloud_controllers) else {
         return cloud_controllers.to_string();
     };
     v.insert("host".into(), json!("0.0.0.0"));
     v.insert("instance_id".into(), json!(ids.instance));
     v.insert("port".into(), json!(port));
-    v.insert("instance_index".into(), json!(0));
+    v.insert("instance_index".into(), json!(index));
     crate::result::go_marshal(&sorted(serde_json::Value::Object(v)))
 }
 
@@ -296,6 +321,9 @@ mod tests {
             env: vec![],
             port: None,
             processes: vec!["web".into()],
+            instances: 1,
+            network: crate::settings::NetworkMode::Host,
+            exe: None,
             wait: Duration::from_secs(1),
             grace: Duration::from_secs(1),
             gets: vec![],
@@ -368,6 +396,8 @@ mod tests {
         let i = Instance {
             droplet,
             port: 4321,
+            host_port: 4321,
+            index: 0,
             memory_mb: 224,
             process_type: "web",
             ids: &ids,
@@ -430,7 +460,17 @@ mod tests {
     #[test]
     fn another_process_types_instance_has_its_own_ids_and_overrides() {
         let web = Ids::of("demo");
-        let ids = Ids::of_process("demo", "worker");
+        let ids = Ids::of_instance("demo", "worker", 2);
+        assert_eq!(
+            Ids::of_instance("demo", "worker", 0).instance,
+            Ids::of_process("demo", "worker").instance
+        );
+        assert_ne!(ids.instance, Ids::of_process("demo", "worker").instance);
+        assert_eq!(
+            ids.process,
+            Ids::of_process("demo", "worker").process,
+            "one process, several instances"
+        );
         assert_eq!(
             (ids.app.as_str(), ids.space.as_str()),
             (web.app.as_str(), web.space.as_str())
@@ -441,7 +481,9 @@ mod tests {
         let overrides = [("CONFIG_SERVER_PORT".to_string(), "9999".to_string())];
         let i = Instance {
             droplet: Path::new("/d"),
-            port: 5555,
+            port: 8080,
+            host_port: 5555,
+            index: 2,
             memory_mb: 1024,
             process_type: "worker",
             ids: &ids,
@@ -451,7 +493,16 @@ mod tests {
         };
         let v = running(&settings(), &app(256), &i);
         for (k, want) in [
-            ("PORT", "5555"),
+            ("PORT", "8080"),
+            ("VCAP_APP_PORT", "8080"),
+            ("CF_INSTANCE_PORT", "5555"),
+            ("CF_INSTANCE_ADDR", "127.0.0.1:5555"),
+            (
+                "CF_INSTANCE_PORTS",
+                r#"[{"external":5555,"internal":8080}]"#,
+            ),
+            ("INSTANCE_INDEX", "2"),
+            ("CF_INSTANCE_INDEX", "2"),
             ("MEMORY_LIMIT", "1024m"),
             ("CONFIG_SERVER_PORT", "9999"),
             ("INSTANCE_GUID", ids.instance.as_str()),
@@ -463,6 +514,10 @@ mod tests {
         assert_eq!(va["process_type"], "worker");
         assert_eq!(va["process_id"], ids.process.as_str());
         assert_eq!(va["instance_id"], ids.instance.as_str());
+        assert_eq!(
+            (va["port"].clone(), va["instance_index"].clone()),
+            (json!(8080), json!(2))
+        );
         assert_eq!(va["application_uris"], serde_json::json!([]));
         // The override keeps the variable's place among the app's env.
         let names: Vec<&str> = v.iter().map(|(k, _)| k).collect();

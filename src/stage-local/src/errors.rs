@@ -31,6 +31,8 @@ pub mod exit {
     pub const NO_ANSWER: i32 = 7;
     /// A process of the instance (web or a sidecar) exited: CF restarts the instance.
     pub const EXITED: i32 = 8;
+    /// `--network own`, and this machine cannot give an instance a network namespace.
+    pub const NO_NAMESPACE: i32 = 9;
     /// Interrupted (Ctrl-C, SIGTERM) before the app answered.
     pub const INTERRUPTED: i32 = 130;
     /// The final buildpack failed (CF's CompileFailCode): here, its local stand-in.
@@ -170,6 +172,9 @@ pub enum Error {
         pid: i32,
         status: String,
     },
+    /// `--network own`, and no network namespace can be made here.
+    #[error("--network own: this machine cannot give an instance a network namespace: {why}")]
+    NoNamespace { why: String },
     /// Ctrl-C or SIGTERM before the work was done.
     #[error("interrupted while {during}")]
     Interrupted { during: String },
@@ -211,6 +216,7 @@ impl Error {
             Error::PortInUse { .. } | Error::PortShared { .. } => exit::PORT_IN_USE,
             Error::NoAnswer { .. } => exit::NO_ANSWER,
             Error::Exited { .. } => exit::EXITED,
+            Error::NoNamespace { .. } => exit::NO_NAMESPACE,
             Error::Interrupted { .. } => exit::INTERRUPTED,
         }
     }
@@ -407,6 +413,14 @@ impl Error {
                 s("the app and its sidecars are codependent: when any one exits, even with \
                    status 0, CF stops the others and restarts the instance"),
                 s("read its last log lines above; a sidecar must run until stopped"),
+                vec![],
+            ),
+            Error::NoNamespace { .. } => (
+                s("a network namespace takes root, or unprivileged user namespaces \
+                   (kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0, and no \
+                   AppArmor rule against them), and util-linux's `unshare` and `nsenter`"),
+                s("run as root, allow unprivileged user namespaces, or use --network host \
+                   (every instance then shares this machine's loopback)"),
                 vec![],
             ),
             Error::Interrupted { .. } => (

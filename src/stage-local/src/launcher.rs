@@ -11,6 +11,7 @@ use crate::env::{self, Ids, Instance};
 use crate::errors::Error;
 use crate::http;
 use crate::identity::Credentials;
+use crate::netns::{self, Network};
 use crate::out;
 use crate::ports::{self, InstancePorts, SidecarPort};
 use crate::process::{describe, running_as, Supervisor, TICK};
@@ -18,6 +19,7 @@ use crate::result::Sidecar;
 use crate::settings::Settings;
 use crate::staging::{Area, Staged};
 use anyhow::Context as _;
+use std::net::TcpListener;
 use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::thread;
@@ -54,8 +56,20 @@ const PROBE_EVERY: Duration = Duration::from_millis(200);
 /// One instance of a process type, as Diego runs it: the process and its sidecars.
 struct Planned<'a> {
     kind: &'a str,
+    /// INSTANCE_INDEX: 0 up to `--instances`.
+    index: u32,
     command: String,
     sidecars: Vec<&'a Sidecar>,
+}
+
+impl Planned<'_> {
+    /// How the summary names the instance: `web`, or `web/1` when there are several.
+    fn name(&self, instances: u32) -> String {
+        match instances {
+            1 => self.kind.to_string(),
+            _ => format!("{}/{}", self.kind, self.index),
+        }
+    }
 }
 
 pub fn run(s: &Settings, app: &App, staged: &Staged, area: &Area) -> anyhow::Result<()> {
@@ -70,62 +84,82 @@ pub fn run(s: &Settings, app: &App, staged: &Staged, area: &Area) -> anyhow::Res
                 wanted: kind.clone(),
                 have: outcome.process_types.keys().cloned().collect(),
             })?;
-        planned.push(Planned {
-            kind,
-            command,
-            sidecars: outcome.sidecars_for(kind),
-        });
+        // `--instances N` of each type, as `cf scale TYPE -i N`.
+        for index in 0..s.instances {
+            planned.push(Planned {
+                kind,
+                index,
+                command: command.clone(),
+                sidecars: outcome.sidecars_for(kind),
+            });
+        }
     }
-    let ports = ports::plan(
-        app,
-        &planned
-            .iter()
-            .map(|p| (p.kind, p.sidecars.clone()))
-            .collect::<Vec<_>>(),
-        s.port,
-    )?;
+    let network = netns::choose(s)?;
+    let shapes: Vec<_> = planned
+        .iter()
+        .map(|p| (p.kind, p.sidecars.clone()))
+        .collect();
+    let ports = match network {
+        Network::Host => ports::plan(app, &shapes, s.port)?,
+        Network::Own(_) => ports::plan_own(app, &shapes, s.port)?,
+    };
     // Removed when the run ends, after each instance's own credentials.
     let creds_dir = RemovedAtTheEnd(area.path("instance-credentials"));
     let mut creds = Vec::new();
+    // The instances' network helpers: stopped after the instances (dropped after `sup`).
+    let mut nets = Supervisor::new(s.grace);
     let mut sup = Supervisor::new(s.grace);
     let mut started = Vec::new();
+    let mut web_ports = Vec::new();
     for (n, (p, mine)) in planned.iter().zip(&ports).enumerate() {
-        let ids = Ids::of_process(&app.name, p.kind);
+        let ids = Ids::of_instance(&app.name, p.kind, p.index);
         // Each instance is its own container on CF, with its own identity.
         creds.push(Credentials::create(
             &creds_dir.0.join(n.to_string()),
             &ids,
             env::INSTANCE_IP,
         )?);
+        let name = p.name(s.instances);
+        let (joined, port) = match &network {
+            Network::Host => (None, mine.port),
+            Network::Own(ns) => {
+                let listener = bind(mine.port)?;
+                let joined = ns.start(&mut nets, &format!("{name}'s instance"), listener)?;
+                (Some(joined), netns::INNER_PORT)
+            }
+        };
+        if p.kind == "web" {
+            web_ports.push(mine.port);
+        }
         let overrides = mine.overrides();
         let instance = Launch {
             s,
             app,
             staged,
             kind: p.kind,
-            port: mine.port,
+            index: p.index,
+            name,
+            port,
+            host_port: mine.port,
+            network: joined,
             ids: &ids,
             overrides: &overrides,
             creds: &creds[n],
         };
-        let listens = |sp: &SidecarPort| listens_on(sp, &keeper_of(&planned, &ports, sp));
+        let listens =
+            |sp: &SidecarPort| listens_on(sp, &keeper_of(&planned, &ports, sp, s.instances));
         started.extend(instance.start_all(&mut sup, p, mine, &listens)?);
     }
 
     // Only web gets a route and a port health check; other types get Cloud
     // Controller's `process` health check: running is ready.
-    let web_port = planned
-        .iter()
-        .zip(&ports)
-        .find(|(p, _)| p.kind == "web")
-        .map(|(_, ports)| ports.port);
-    if let Some(port) = web_port {
+    for port in &web_ports {
         let url = format!("http://127.0.0.1:{port}");
         out::say(format!(
             "waiting up to {} s for the app to answer on {url}/",
             s.wait.as_secs()
         ));
-        wait_ready(s, &mut sup, port, &url)?;
+        wait_ready(s, &mut sup, &mut nets, *port, &url)?;
     }
     for g in &sup.groups {
         if let Some((exe, argv)) = running_as(g.pid()) {
@@ -136,42 +170,64 @@ pub fn run(s: &Settings, app: &App, staged: &Staged, area: &Area) -> anyhow::Res
             ));
         }
     }
-    let head = match web_port {
-        Some(port) => {
-            print_answers(s, port, &format!("http://127.0.0.1:{port}"));
-            format!("{} answers at http://127.0.0.1:{port}/", app.name)
-        }
-        None => format!(
+    for port in &web_ports {
+        print_answers(s, *port, &format!("http://127.0.0.1:{port}"));
+    }
+    let urls: Vec<String> = web_ports
+        .iter()
+        .map(|port| format!("http://127.0.0.1:{port}/"))
+        .collect();
+    let head = match urls.len() {
+        0 => format!(
             "{} runs {} (no web process, so no route)",
             app.name,
             s.processes.join(", ")
         ),
+        1 => format!("{} answers at {}", app.name, urls[0]),
+        _ => format!(
+            "{} answers at {} (one port per instance)",
+            app.name,
+            urls.join(", ")
+        ),
     };
     out::say(format!(
-        "{head}\n  {}\n  droplet: {}{}",
+        "{head}\n  {}\n  droplet: {}{}\n  app files: {} (a copy of APP_DIR: edit there \
+         to change what the running app reads, e.g. to try a rotation)",
         started.join("\n  "),
         staged.droplet.display(),
         s.droplet_tgz
             .as_ref()
             .map(|t| format!(" (and {})", t.display()))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        staged.droplet.join("app").display()
     ));
     if !s.stop_after_answers {
         out::say("running; Ctrl-C stops the app and its sidecars");
     }
     loop {
-        sup.reap();
-        if let Some(g) = sup.exited() {
-            let err = exited(g);
-            stop(&mut sup);
+        if let Some(err) = exited(&mut sup, &mut nets) {
+            stop(&mut sup, &mut nets);
             return Err(err.into());
         }
         if s.stop_after_answers || s.interrupted.load(Ordering::SeqCst) {
-            stop(&mut sup);
+            stop(&mut sup, &mut nets);
             return Ok(());
         }
         thread::sleep(TICK);
     }
+}
+
+/// The listening socket of an instance's `PORT` on this machine's loopback, for its
+/// network helper to accept on.
+fn bind(port: u16) -> anyhow::Result<TcpListener> {
+    TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)).map_err(|_| {
+        Error::PortInUse {
+            port,
+            what: format!("the loopback port of an instance, {port},"),
+            holder: ports::holder(port),
+        }
+        .into()
+    })
 }
 
 /// `, CONFIG_SERVER_PORT=8082`, and, for a port moved off the app's, why.
@@ -186,7 +242,12 @@ fn listens_on(sp: &SidecarPort, first: &str) -> String {
 }
 
 /// The process type whose instance kept the app's value of `sp`'s variable.
-fn keeper_of(planned: &[Planned<'_>], ports: &[InstancePorts], sp: &SidecarPort) -> String {
+fn keeper_of(
+    planned: &[Planned<'_>],
+    ports: &[InstancePorts],
+    sp: &SidecarPort,
+    instances: u32,
+) -> String {
     planned
         .iter()
         .zip(ports)
@@ -195,7 +256,7 @@ fn keeper_of(planned: &[Planned<'_>], ports: &[InstancePorts], sp: &SidecarPort)
                 .iter()
                 .any(|o| o.var == sp.var && o.moved_from.is_none())
         })
-        .map(|(p, _)| p.kind.to_string())
+        .map(|(p, _)| p.name(instances))
         .unwrap_or_default()
 }
 
@@ -234,7 +295,15 @@ struct Launch<'a> {
     app: &'a App,
     staged: &'a Staged,
     kind: &'a str,
+    index: u32,
+    /// `web`, or `web/1` with several instances.
+    name: String,
+    /// PORT: 8080 in an instance's own network, else the loopback port here.
     port: u16,
+    /// Where PORT is reached from this machine.
+    host_port: u16,
+    /// The instance's own network, if it has one.
+    network: Option<netns::Joined>,
     ids: &'a Ids,
     overrides: &'a [(String, String)],
     creds: &'a Credentials,
@@ -253,11 +322,12 @@ impl Launch<'_> {
         let outcome = &self.staged.outcome;
         let (process_mb, _) = self.app.process_memory(p.kind);
         let upper = p.kind.to_uppercase();
-        let of = if p.kind == "web" {
+        let of = if self.name == "web" {
             String::new()
         } else {
-            format!(" of {}", p.kind)
+            format!(" of {}", self.name)
         };
+        let index = self.index;
         let mut lines = Vec::new();
         for sc in &p.sidecars {
             // Cloud Controller: a sidecar's MEMORY_LIMIT is its own memory, else the process's.
@@ -265,7 +335,10 @@ impl Launch<'_> {
                 .memory
                 .filter(|m| *m > 0)
                 .map_or(process_mb, |m| m as u64);
-            let source = format!("APP/PROC/{upper}/SIDECAR/{}/0", sc.name.to_uppercase());
+            let source = format!(
+                "APP/PROC/{upper}/SIDECAR/{}/{index}",
+                sc.name.to_uppercase()
+            );
             let pid = self.start(
                 sup,
                 &format!("sidecar {}", sc.name),
@@ -287,17 +360,26 @@ impl Launch<'_> {
         let mb = (process_mb as i64 - outcome.sidecar_memory(p.kind)).max(0) as u64;
         let pid = self.start(
             sup,
-            &format!("the {} process", p.kind),
-            &format!("APP/PROC/{upper}/0"),
+            &format!("the {} process", self.name),
+            &format!("APP/PROC/{upper}/{index}"),
             &p.command,
             mb,
         )?;
-        let route = if p.kind == "web" { "" } else { " (no route)" };
+        let route = match (p.kind == "web", self.network.is_some()) {
+            (true, false) => String::new(),
+            (true, true) => format!(" (at http://127.0.0.1:{}/)", self.host_port),
+            (false, false) => " (no route)".to_string(),
+            (false, true) => format!(" (no route; reached at 127.0.0.1:{} here)", self.host_port),
+        };
+        let network = match self.network {
+            Some(_) => ", its own network",
+            None => "",
+        };
         lines.insert(
             0,
             format!(
-                "{}: pid {pid}, PORT={}{route}, MEMORY_LIMIT={mb}m",
-                p.kind, ports.port
+                "{}: pid {pid}, PORT={}{route}, MEMORY_LIMIT={mb}m{network}",
+                self.name, self.port
             ),
         );
         Ok(lines)
@@ -315,6 +397,8 @@ impl Launch<'_> {
         let instance = Instance {
             droplet: &self.staged.droplet,
             port: self.port,
+            host_port: self.host_port,
+            index: self.index,
             memory_mb,
             process_type: self.kind,
             ids: self.ids,
@@ -324,7 +408,10 @@ impl Launch<'_> {
         };
         let vars = env::running(self.s, self.app, &instance);
         let droplet = &self.staged.droplet;
-        let mut cmd = Command::new("bash");
+        let mut cmd = match &self.network {
+            Some(joined) => joined.command("bash"),
+            None => Command::new("bash"),
+        };
         cmd.arg("-c")
             .arg(LAUNCHER)
             .arg(LAUNCHER_PATH)
@@ -351,15 +438,25 @@ fn source_of(label: &str) -> &str {
         .unwrap_or(label)
 }
 
-fn exited(g: &crate::process::Group) -> Error {
-    Error::Exited {
+/// The first process of the instances, or of their network helpers, that has exited.
+fn exited(sup: &mut Supervisor, nets: &mut Supervisor) -> Option<Error> {
+    sup.reap();
+    nets.reap();
+    let g = sup.exited().or_else(|| nets.exited())?;
+    Some(Error::Exited {
         label: g.label.clone(),
         pid: g.pid(),
         status: g.status.map(describe).unwrap_or_default(),
-    }
+    })
 }
 
-fn stop(sup: &mut Supervisor) {
+/// Stops the instances, then their network helpers.
+fn stop(sup: &mut Supervisor, nets: &mut Supervisor) {
+    stop_instances(sup);
+    nets.stop_all();
+}
+
+fn stop_instances(sup: &mut Supervisor) {
     let count = sup.groups.iter().filter(|g| g.status.is_none()).count();
     out::say(format!(
         "stopping {count} running process group(s): SIGTERM, then SIGKILL after the grace period"
@@ -379,17 +476,21 @@ fn stop(sup: &mut Supervisor) {
 }
 
 /// Probes `GET /` until any HTTP answer, a process exits, a stop is asked, or time is up.
-fn wait_ready(s: &Settings, sup: &mut Supervisor, port: u16, url: &str) -> anyhow::Result<()> {
+fn wait_ready(
+    s: &Settings,
+    sup: &mut Supervisor,
+    nets: &mut Supervisor,
+    port: u16,
+    url: &str,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + s.wait;
     loop {
-        sup.reap();
-        if let Some(g) = sup.exited() {
-            let err = exited(g);
-            stop(sup);
+        if let Some(err) = exited(sup, nets) {
+            stop(sup, nets);
             return Err(err.into());
         }
         if s.interrupted.load(Ordering::SeqCst) {
-            stop(sup);
+            stop(sup, nets);
             return Err(Error::Interrupted {
                 during: "waiting for the app to answer".into(),
             }
@@ -399,7 +500,7 @@ fn wait_ready(s: &Settings, sup: &mut Supervisor, port: u16, url: &str) -> anyho
             return Ok(());
         }
         if Instant::now() >= deadline {
-            stop(sup);
+            stop(sup, nets);
             return Err(Error::NoAnswer {
                 url: format!("{url}/"),
                 seconds: s.wait.as_secs(),

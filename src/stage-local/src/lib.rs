@@ -11,10 +11,12 @@ mod buildpack;
 mod env;
 pub mod errors;
 mod final_standin;
+mod forward;
 mod http;
 mod identity;
 mod launch_yml;
 mod launcher;
+mod netns;
 mod out;
 mod ports;
 mod process;
@@ -34,6 +36,10 @@ use std::sync::Arc;
 /// code (see [`errors::exit`]).
 #[must_use]
 pub fn main_with_args() -> i32 {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == netns::HELPER) {
+        return netns::helper_main(&args[2..]);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -109,10 +109,12 @@ pub fn plan(
     };
     taken.extend(web_port);
     let mut planned = Vec::new();
+    let mut web_port = web_port;
     for ((kind, _), mut sidecars) in instances.iter().zip(per_instance) {
-        let port = match web_port {
-            Some(port) if *kind == "web" => port,
-            _ => free(&taken)?,
+        // Web's first instance has the picked port; every other instance a free one.
+        let port = match web_port.take_if(|_| *kind == "web") {
+            Some(port) => port,
+            None => free(&taken)?,
         };
         taken.insert(port);
         for p in sidecars.iter_mut().filter(|p| p.moved_from.is_some()) {
@@ -120,6 +122,32 @@ pub fn plan(
             taken.insert(p.port);
         }
         planned.push(InstancePorts { port, sidecars });
+    }
+    Ok(planned)
+}
+
+/// The ports of instances that each have their own network: a sidecar listens on the
+/// app's port in every one of them (no check: a new namespace has nothing on it), and
+/// each instance's `PORT` is reached from here at its own loopback port: `wanted` (web's
+/// `--port`) for web's first instance, a free one for every other.
+pub fn plan_own(
+    app: &App,
+    instances: &[(&str, Vec<&Sidecar>)],
+    wanted: Option<u16>,
+) -> anyhow::Result<Vec<InstancePorts>> {
+    let mut taken = BTreeSet::new();
+    let mut planned = Vec::new();
+    let mut wanted = wanted;
+    for (kind, sidecars) in instances {
+        let port = match wanted.take_if(|_| *kind == "web") {
+            Some(port) => pick(Some(port), &[], &taken)?,
+            None => free(&taken)?,
+        };
+        taken.insert(port);
+        planned.push(InstancePorts {
+            port,
+            sidecars: of_sidecars(app, sidecars),
+        });
     }
     Ok(planned)
 }
@@ -419,6 +447,15 @@ mod tests {
             worker.overrides(),
             vec![("SHARED_PORT".to_string(), moved.to_string())]
         );
+        // Two instances of web: the second gets its own PORT and sidecar port.
+        let two = plan(
+            &app,
+            &[("web", vec![&shared]), ("web", vec![&shared])],
+            None,
+        )
+        .expect("planned");
+        assert_ne!(two[0].port, two[1].port, "each instance its own PORT");
+        assert_eq!(two[1].sidecars[0].moved_from, Some(app_port));
         // Started alone, a worker keeps the app's port.
         let alone = plan(&app, &[("worker", vec![&shared])], None).expect("planned");
         assert_eq!(alone[0].sidecars[0].port, app_port);

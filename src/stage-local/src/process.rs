@@ -106,6 +106,28 @@ impl Supervisor {
         Ok(&self.groups[self.groups.len() - 1])
     }
 
+    /// Starts a helper in a new process group with the stdin `cmd` has, its stderr
+    /// stage-local's, and its stdout piped back: returns its pid and that stdout.
+    pub fn spawn_helper(
+        &mut self,
+        cmd: &mut Command,
+        label: &str,
+    ) -> std::io::Result<(i32, std::process::ChildStdout)> {
+        cmd.process_group(0)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn()?;
+        let stdout = child.stdout.take().ok_or(std::io::ErrorKind::BrokenPipe)?;
+        let pid = Pid::from_child(&child);
+        self.groups.push(Group {
+            label: label.to_string(),
+            pid,
+            status: None,
+            readers: vec![],
+        });
+        Ok((pid.as_raw_nonzero().get(), stdout))
+    }
+
     /// Collects every exited child in our groups: the leaders (their status is kept)
     /// and the orphans adopted as subreaper, which keep their group.
     pub fn reap(&mut self) {

@@ -56,6 +56,19 @@ pub struct Cli {
     /// own PORT [default: web]
     #[arg(long = "process", value_name = "TYPE", value_parser = parse_process_type)]
     pub processes: Vec<String>,
+    /// How many instances of each process type to start, as `cf scale TYPE -i N`: each
+    /// with its own CF_INSTANCE_INDEX, INSTANCE_GUID and port (and loopback, with
+    /// --network own)
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub instances: u32,
+    /// Where each instance's network is: `own` (a network namespace of its own, as a
+    /// Diego container has: PORT=8080 and the sidecars' ports inside, only PORT
+    /// forwarded from a loopback port here; needs root or unprivileged user namespaces),
+    /// `host` (this machine's loopback, shared: every port must be free), or `auto`
+    /// (own where the machine allows it, else host, saying why)
+    #[arg(long, value_enum, value_name = "MODE", default_value = "auto")]
+    pub network: NetworkMode,
     /// How long to wait for the app to answer on PORT
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub wait: u64,
@@ -81,6 +94,17 @@ pub struct Cli {
     pub app_dir: PathBuf,
 }
 
+/// `--network`: where each instance's network is.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// Own where the machine allows it, else host.
+    Auto,
+    /// A network namespace of its own for each instance; refused where there is none.
+    Own,
+    /// This machine's loopback, shared by every instance.
+    Host,
+}
+
 /// Everything a run needs, resolved once.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -96,6 +120,11 @@ pub struct Settings {
     pub port: Option<u16>,
     /// `--process`: the process types to start, in order, each once; `web` by default.
     pub processes: Vec<String>,
+    /// `--instances`: how many instances of each process type.
+    pub instances: u32,
+    pub network: NetworkMode,
+    /// stage-local's own executable (it is the network helper of an instance), if found.
+    pub exe: Option<PathBuf>,
     pub wait: Duration,
     pub grace: Duration,
     pub gets: Vec<String>,
@@ -194,6 +223,9 @@ impl Settings {
             env: cli.env,
             port: cli.port,
             processes,
+            instances: cli.instances,
+            network: cli.network,
+            exe: std::env::current_exe().ok(),
             wait: Duration::from_secs(cli.wait),
             grace: Duration::from_secs(cli.grace_period),
             gets,

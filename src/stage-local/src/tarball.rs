@@ -3,7 +3,8 @@
 //! (`./`, `./app/...`, `./deps/0/...`, `./staging_info.yml`), with the files' modes,
 //! owners and times. Entries are written in name order, so two droplets of the same
 //! app diff cleanly. The archive is written next to FILE and renamed into place once
-//! complete: FILE is never half-written.
+//! complete: FILE is never half-written. It is created 0666 less the umask (0644 with the
+//! usual 022), as `tar` creates it.
 
 use anyhow::Context as _;
 use flate2::write::GzEncoder;
@@ -16,9 +17,12 @@ use tar::{EntryType, Header, HeaderMode};
 /// Writes `droplet` (a directory) to `target` as a gzipped tar.
 pub fn write(droplet: &Path, target: &Path) -> anyhow::Result<()> {
     let dir = target.parent().unwrap_or(Path::new("."));
+    // 0666 less the umask, as `tar -czf` (CF's builder) and any build output are
+    // created: not tempfile's private 0600.
     let tmp = tempfile::Builder::new()
         .prefix(".droplet")
         .suffix(".partial")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a file in {}", dir.display()))?;
     let gz = GzEncoder::new(io::BufWriter::new(tmp), flate2::Compression::default());

@@ -80,8 +80,11 @@ fn decode_cert(cert: &std::path::Path, key: &std::path::Path) -> serde_json::Val
 fn runs_web_and_its_sidecar_like_cfs_launcher() {
     let (sb, bp) = app_with_sidekick();
     let sidekick_port = free_port().to_string();
+    // On the shared loopback PORT is the app's URL's; with a network of its own the
+    // same holds but for PORT (own_network::...).
     let o = sb
         .stage()
+        .host_network()
         .buildpack(&bp)
         .arg("--stop-after-answers")
         .arg("--env")
@@ -338,8 +341,8 @@ fn a_port_in_use_is_refused_naming_its_holder() {
         .lacks("stage-local: started [");
 }
 
-/// A sidecar's fixed port (`<NAME>_PORT` in the app's env) is checked before anything
-/// starts, and the process holding it is named.
+/// On the shared loopback, a sidecar's fixed port (`<NAME>_PORT` in the app's env) is
+/// checked before anything starts, and the process holding it is named.
 #[test]
 fn a_sidecars_port_in_use_is_refused_before_anything_starts() {
     let sb = Sandbox::web_app();
@@ -347,6 +350,7 @@ fn a_sidecars_port_in_use_is_refused_before_anything_starts() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port().to_string();
     sb.stage()
+        .host_network()
         .buildpack(&bp)
         .arg("--stop-after-answers")
         .arg("--env")
@@ -361,6 +365,7 @@ fn a_sidecars_port_in_use_is_refused_before_anything_starts() {
         .lacks("stage-local: started [");
     // Another *_PORT of the app's env may name a remote service: only a warning.
     sb.stage()
+        .host_network()
         .buildpack(&bp)
         .arg("--stop-after-answers")
         .arg("--env")
@@ -374,6 +379,7 @@ fn a_sidecars_port_in_use_is_refused_before_anything_starts() {
     drop(taken);
     // --port may not be the sidecar's port either.
     sb.stage()
+        .host_network()
         .buildpack(&bp)
         .arg("--stop-after-answers")
         .arg("--env")

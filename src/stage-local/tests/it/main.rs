@@ -2,7 +2,9 @@
 //! shell-script buildpacks and a python3 web app. One test binary for all (style.md).
 
 mod bad_input;
+mod docs;
 mod launching;
+mod own_network;
 mod processes;
 mod several_sidecars;
 mod staging;

@@ -54,8 +54,10 @@ YML"#,
 #[test]
 fn each_process_type_runs_with_its_own_sidecars_port_and_memory() {
     let (sb, bp, shared_port) = app_with_two_sidecars("128M");
+    // Instances on one loopback: a later one's sidecar moves off the app's port.
     let mut running = sb
         .stage()
+        .host_network()
         .buildpack(&bp)
         .process("web")
         .process("worker")
@@ -158,7 +160,12 @@ fn a_worker_alone_has_no_route_and_keeps_the_apps_sidecar_port() {
             "applications:\n- name: demo\n  memory: 256M\n  env:\n    SHARED_PORT: {shared_port}\n"
         ),
     );
-    let mut running = sb.stage().buildpack(&bp).process("worker").spawn();
+    let mut running = sb
+        .stage()
+        .host_network()
+        .buildpack(&bp)
+        .process("worker")
+        .spawn();
     let out = running.wait_for("running; Ctrl-C stops");
     let worker = started_pid(&out, "APP/PROC/WORKER/0");
     let side = started_pid(&out, "APP/PROC/WORKER/SIDECAR/SHARED/0");

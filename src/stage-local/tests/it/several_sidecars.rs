@@ -252,8 +252,10 @@ fn processes_running(exe: Option<&Path>, arg: Option<&str>) -> Vec<i32> {
 fn one_buildpack_ships_two_sidecars_each_beside_its_processes() {
     let (sb, cs_port, sa_port) = web_and_worker_app();
     let bp = two_sidecar_buildpack(&sb, "status-agent");
+    // On one loopback, so the test can ask each config-server from here.
     let mut running = sb
         .stage()
+        .host_network()
         .buildpack(&bp)
         .process("web")
         .process("worker")

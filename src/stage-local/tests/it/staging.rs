@@ -5,6 +5,7 @@ use crate::support::*;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 fn lines(path: &Path) -> Vec<String> {
@@ -450,6 +451,11 @@ fn droplet_tgz_is_laid_out_as_cfs_builder_writes_it() {
         .success()
         .has(&format!(" (and {}), result ", tgz.display()));
     let droplet = sb.area("demo").join("droplet");
+    // Build output, created as `tar` creates it (0644 with the usual umask), not 0600.
+    assert_eq!(
+        fs::metadata(&tgz).expect("stat").permissions().mode() & 0o777,
+        0o666 & !umask()
+    );
 
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(
         fs::File::open(&tgz).expect("open the tgz"),

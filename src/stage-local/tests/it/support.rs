@@ -186,6 +186,12 @@ impl Run {
         self.arg("--buildpack").arg(p.as_ref())
     }
 
+    /// `--network host`: every instance on this machine's loopback, as on a machine
+    /// without network namespaces; for what only holds there (shared ports).
+    pub fn host_network(self) -> Run {
+        self.arg("--network").arg("host")
+    }
+
     /// `--process TYPE`: start an instance of that process type.
     pub fn process(self, kind: &str) -> Run {
         self.arg("--process").arg(kind)
@@ -488,11 +494,12 @@ pub fn interrupt(running: Running, pids: &[i32]) -> Outcome {
 }
 
 /// True when process `pid` itself holds the socket that listens on TCP `port`
-/// (`/proc/net/tcp*` for the socket's inode, `/proc/<pid>/fd` for who holds it).
+/// (`/proc/<pid>/net/tcp*`, the tables of its own network, for the socket's inode,
+/// `/proc/<pid>/fd` for who holds it).
 pub fn listens(pid: i32, port: u16) -> bool {
-    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+    let inodes: Vec<String> = ["tcp", "tcp6"]
         .iter()
-        .filter_map(|t| fs::read_to_string(t).ok())
+        .filter_map(|t| fs::read_to_string(format!("/proc/{pid}/net/{t}")).ok())
         .flat_map(|text| {
             text.lines()
                 .skip(1)
@@ -515,4 +522,14 @@ pub fn listens(pid: i32, port: u16) -> bool {
                 .any(|i| l.as_os_str() == format!("socket:[{i}]").as_str())
         })
     })
+}
+
+/// This process's umask (children inherit it), from `/proc/self/status`.
+pub fn umask() -> u32 {
+    fs::read_to_string("/proc/self/status")
+        .expect("/proc/self/status")
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .and_then(|m| u32::from_str_radix(m.trim(), 8).ok())
+        .expect("a Umask: line")
 }

@@ -222,6 +222,16 @@ fn uncached_zip_is_what_cf_create_buildpack_accepts() {
         text.contains(&format!("{} not cached", src.config_server())),
         "{text}"
     );
+    // Build output, created as `zip` creates it (0644 with the usual umask), not 0600.
+    let umask = fs::read_to_string("/proc/self/status")
+        .expect("status")
+        .lines()
+        .find_map(|l| u32::from_str_radix(l.strip_prefix("Umask:")?.trim(), 8).ok())
+        .expect("Umask:");
+    assert_eq!(
+        fs::metadata(&zip).expect("stat").permissions().mode() & 0o777,
+        0o666 & !umask
+    );
     let z = entries(&zip);
     assert_eq!(
         listing(&z),
