@@ -21,10 +21,13 @@ pub fn get(port: u16, path: &str, timeout: Duration) -> io::Result<Answer> {
     let mut s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: stage-local\r\n\
-         Accept: */*\r\nConnection: close\r\n\r\n"
+    // One write: `write!` on a socket sends each formatted piece on its own.
+    s.write_all(
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: stage-local\r\n\
+             Accept: */*\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
     )?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
@@ -143,8 +146,18 @@ mod tests {
         let port = listener.local_addr().expect("addr").port();
         std::thread::spawn(move || {
             let (mut s, _) = listener.accept().expect("accept");
-            let mut req = [0u8; 1024];
-            let _ = s.read(&mut req);
+            // The whole request before the answer: answering and closing early would
+            // reset the client's write (a broken pipe, seen under load).
+            let mut req = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => req.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
             let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi");
         });
         let a = get(port, "/", Duration::from_secs(5)).expect("answer");
