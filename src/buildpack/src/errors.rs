@@ -166,7 +166,25 @@ pub struct Explanation {
     pub details: Vec<String>,
 }
 
+impl From<(String, String, Vec<String>)> for Explanation {
+    fn from((cause, fix, details): (String, String, Vec<String>)) -> Self {
+        Explanation {
+            cause,
+            fix,
+            details,
+        }
+    }
+}
+
 impl Explanation {
+    fn new(cause: impl Into<String>, fix: impl Into<String>, details: Vec<String>) -> Self {
+        Explanation {
+            cause: cause.into(),
+            fix: fix.into(),
+            details,
+        }
+    }
+
     /// The text of an `**ERROR**` block: `headline`, then the cause, the fix and the
     /// details (the packager words its own explanations and renders them the same way).
     pub fn render(&self, headline: &str) -> String {
@@ -216,79 +234,29 @@ impl Error {
     }
 
     pub fn explain(&self) -> Explanation {
-        let (cause, fix, details): (String, String, Vec<String>) = match self {
-            Error::BuildpackFile { reason, .. } => (
-                "the buildpack is incomplete: it carries manifest.yml and VERSION at its root"
-                    .into(),
+        match self {
+            Error::BuildpackFile { reason, .. } => Explanation::new(
+                "the buildpack is incomplete: it carries manifest.yml and VERSION at its root",
                 "reinstall the buildpack from a packaged zip, or set SIDECAR_BUILDPACK_DIR to a \
-                 directory that holds manifest.yml"
-                    .into(),
+                 directory that holds manifest.yml",
                 vec![reason.clone()],
             ),
-            Error::Manifest { .. } => (
-                "the buildpack's manifest.yml was edited by hand or packaged from a broken commit"
-                    .into(),
-                "fix that key in manifest.yml and package the buildpack again".into(),
+            Error::Manifest { .. } => Explanation::new(
+                "the buildpack's manifest.yml was edited by hand or packaged from a broken commit",
+                "fix that key in manifest.yml and package the buildpack again",
                 vec![],
             ),
-            Error::Setting { accepted, name, .. } => match crate::settings::scope_of(name) {
-                Scope::App => (
-                    format!("{name} is an app env var that tunes this buildpack at staging"),
-                    format!(
-                        "set {name} to {accepted} (cf set-env APP {name} VALUE, or the app \
-                         manifest's env:), or unset it, then restage"
-                    ),
-                    vec![],
-                ),
-                Scope::Operator => (
-                    format!(
-                        "{name} comes from the staging environment variable group (set by \
-                         the platform operator) or from the app's env"
-                    ),
-                    format!(
-                        "set {name} to {accepted}, or unset it: cf \
-                         set-staging-environment-variable-group for all apps, or cf set-env \
-                         APP {name} VALUE for one; then restage"
-                    ),
-                    vec![],
-                ),
-                Scope::Platform => (
-                    format!(
-                        "Cloud Foundry sets {name} itself; this value was set by hand or by \
-                         a local tool"
-                    ),
-                    format!("unset {name}, or set it to {accepted}"),
-                    vec![],
-                ),
-            },
+            Error::Setting { accepted, name, .. } => explain_setting(name, accepted),
             Error::UnsupportedStack {
                 buildpack,
                 stack,
                 supported,
                 ..
-            } => (
-                format!("this release of {buildpack} has no build for the app's stack"),
-                format!(
-                    "use a release of {buildpack} that supports the stack {stack} (the platform \
-                     team installs it with cf update-buildpack), or push the app on a stack \
-                     this release supports (cf push -s {})",
-                    supported.last().map(String::as_str).unwrap_or("STACK")
-                ),
-                vec![format!(
-                    "stacks this release supports: {}",
-                    if supported.is_empty() {
-                        "none (its sidecars have no stack in common)".to_string()
-                    } else {
-                        supported.join(", ")
-                    }
-                )],
-            ),
-            Error::Directory { .. } => (
+            } => explain_stack(buildpack, stack, supported),
+            Error::Directory { .. } => Explanation::new(
                 "Cloud Foundry calls bin/supply BUILD_DIR CACHE_DIR DEPS_DIR DEPS_IDX with usable \
-                 directories; a local run passed something else"
-                    .into(),
-                "pass an existing app directory as BUILD_DIR and writable paths for the others"
-                    .into(),
+                 directories; a local run passed something else",
+                "pass an existing app directory as BUILD_DIR and writable paths for the others",
                 vec![],
             ),
             Error::Download {
@@ -298,126 +266,16 @@ impl Error {
                 cert_path,
                 proxy,
                 ..
-            } => {
-                let mut details = vec![
-                    format!("attempts: {attempts}"),
-                    format!("last error: {}", crate::redact::shown(reason)),
-                ];
-                if let Some(p) = proxy {
-                    details.push(format!("proxy: {p}"));
-                }
-                let cert_path = cert_path
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "unset".into());
-                let (cause, fix) = match fault {
-                    Fault::UntrustedCertificate => (
-                        "the server's TLS certificate is not trusted, often because a corporate \
-                         proxy re-signs traffic"
-                            .to_string(),
-                        format!(
-                            "install the issuing CA in the stack's trust store or in \
-                             CF_SYSTEM_CERT_PATH (now {cert_path}), or mirror the file on a host \
-                             with a trusted certificate"
-                        ),
-                    ),
-                    Fault::ExpiredCertificate => (
-                        "the server's TLS certificate has expired or is not valid yet (or the \
-                         staging cell's clock is wrong)"
-                            .to_string(),
-                        "renew the server's certificate, or point manifest.yml's uri at a host \
-                         with a valid one"
-                            .to_string(),
-                    ),
-                    Fault::WrongHostCertificate => (
-                        "the server's TLS certificate is not valid for the host in the URL".into(),
-                        "use a host name the certificate names in manifest.yml's uri, or fix the \
-                         server's certificate"
-                            .into(),
-                    ),
-                    Fault::Redirect => (
-                        "the server redirected in a loop, more than 10 times, from https to http, \
-                         or to a location that is not http(s) such as file://, which is refused"
-                            .into(),
-                        "point manifest.yml's uri at the file's final https location".into(),
-                    ),
-                    Fault::BadResponse => (
-                        "the host was reached, but its answer is not usable HTTP or TLS (for \
-                         example, plain HTTP on an https:// uri, a TLS version or cipher this \
-                         client does not share, or headers too large to read); it gives the \
-                         same answer every time"
-                            .into(),
-                        "check what answers at that uri from staging (a proxy or a misconfigured \
-                         server), point the uri at a plain file server, or use the cached \
-                         buildpack"
-                            .into(),
-                    ),
-                    Fault::Interrupted => (
-                        "the host was reached, but the download broke off on every attempt (a \
-                         reset connection, a body shorter than announced, or no byte for the \
-                         stall timeout)"
-                            .into(),
-                        "check the network path to the host (proxies, load balancers); raise \
-                         SIDECAR_BUILDPACK_STALL_TIMEOUT for a slow link, or use the cached \
-                         buildpack"
-                            .into(),
-                    ),
-                    Fault::LocalFile => (
-                        "the file:// uri names no regular file that can be read on this machine"
-                            .into(),
-                        "mount the mirror on the stack, or use an https:// uri".into(),
-                    ),
-                    Fault::Unreachable if proxy.is_some() => (
-                        "the proxy or the release host could not be reached".to_string(),
-                        "check http_proxy, https_proxy and no_proxy in the staging environment \
-                         group, or use the cached buildpack on foundations without internet"
-                            .to_string(),
-                    ),
-                    Fault::Unreachable => (
-                        "the release host could not be reached from the staging container"
-                            .to_string(),
-                        "check the foundation's egress and proxy settings (http_proxy, \
-                         https_proxy, no_proxy), or use the cached buildpack, which needs no \
-                         network"
-                            .to_string(),
-                    ),
-                };
-                (cause, fix, details)
-            }
+            } => explain_download(
+                *attempts,
+                reason,
+                *fault,
+                cert_path.as_ref(),
+                proxy.as_ref(),
+            ),
             Error::HttpStatus {
                 status, attempts, ..
-            } => {
-                let cause = match status {
-                    407 => {
-                        "the proxy asks for credentials, and the proxy setting has none or wrong \
-                         ones"
-                    }
-                    401 | 403 => {
-                        "the server refused access: the URL may need credentials or may have \
-                         expired"
-                    }
-                    404 | 410 => {
-                        "the file is not at that URL: the release was not uploaded, or \
-                         manifest.yml points at the wrong place"
-                    }
-                    429 => "the server is rate-limiting downloads",
-                    _ if *status >= 500 => "the server had an error on every attempt",
-                    _ => "the server refused the request",
-                };
-                let fix = if *status == 407 {
-                    "put the proxy's user and password in https_proxy / http_proxy in the \
-                     staging environment group, as http://user:password@proxy:port \
-                     (percent-encode any '@', ':', '/', '?' or '#' in them)"
-                } else {
-                    "check that the uri in the buildpack's manifest.yml is reachable from \
-                     staging, or use the cached buildpack"
-                };
-                (
-                    cause.into(),
-                    fix.into(),
-                    vec![format!("attempts: {attempts}")],
-                )
-            }
+            } => explain_http_status(*status, *attempts),
             Error::Checksum { error_page, .. } => {
                 let cause = if *error_page {
                     "the server sent an HTML or XML page (an error page or a login form) instead \
@@ -425,57 +283,31 @@ impl Error {
                 } else {
                     "the file changed after it was pinned, or it was corrupted on the way"
                 };
-                (
-                    cause.into(),
+                Explanation::new(
+                    cause,
                     "do not use this file; check the uri and sha256 in the buildpack's \
-                     manifest.yml, and re-pin only a file you built or trust"
-                        .into(),
+                     manifest.yml, and re-pin only a file you built or trust",
                     self.checksum_details(),
                 )
             }
-            Error::Archive { .. } => (
-                "the artifact is damaged, or was built wrongly or maliciously".into(),
-                "rebuild the artifact with scripts/build_and_upload.sh and re-pin it".into(),
+            Error::Archive { .. } => Explanation::new(
+                "the artifact is damaged, or was built wrongly or maliciously",
+                "rebuild the artifact with scripts/build_and_upload.sh and re-pin it",
                 vec![],
             ),
-            Error::TooLarge { .. } => (
+            Error::TooLarge { .. } => Explanation::new(
                 "the source holds far more than a sidecar needs: a wrong uri, a file that \
-                 never ends, or a hostile server"
-                    .into(),
+                 never ends, or a hostile server",
                 "check the uri in the buildpack's manifest.yml; if the artifact really is \
-                 that large, raise SIDECAR_BUILDPACK_MAX_DOWNLOAD_MB in the staging environment"
-                    .into(),
+                 that large, raise SIDECAR_BUILDPACK_MAX_DOWNLOAD_MB in the staging environment",
                 vec![],
             ),
-            Error::Write { source, .. } => {
-                // By kind, not errno: tempfile wraps its errors with the path, which
-                // keeps the kind but drops the raw OS code.
-                let cause = match source.kind() {
-                    io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
-                        "no space left on the device".to_string()
-                    }
-                    io::ErrorKind::ReadOnlyFilesystem => "the filesystem is read-only".to_string(),
-                    io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-                    _ => source.to_string(),
-                };
-                (
-                    cause,
-                    "free space or fix permissions on that path; on Cloud Foundry, raise the \
-                     app's disk quota (cf push -k) and restage"
-                        .into(),
-                    vec![source.to_string()],
-                )
-            }
-            Error::LaunchYml { .. } => (
-                "this is a bug in the buildpack".into(),
-                "report it with the staging log (BP_DEBUG=1 adds detail)".into(),
+            Error::Write { source, .. } => explain_write(source),
+            Error::LaunchYml { .. } => Explanation::new(
+                "this is a bug in the buildpack",
+                "report it with the staging log (BP_DEBUG=1 adds detail)",
                 vec![],
             ),
-        };
-        Explanation {
-            cause,
-            fix,
-            details,
         }
     }
 
@@ -484,6 +316,211 @@ impl Error {
         let path = path.into();
         move |source| Error::Write { path, source }
     }
+}
+
+/// Who sets an env setting decides what to tell: an app's own knob, the operator's
+/// staging group, or a variable CF sets itself.
+fn explain_setting(name: &str, accepted: &str) -> Explanation {
+    match crate::settings::scope_of(name) {
+        Scope::App => (
+            format!("{name} is an app env var that tunes this buildpack at staging"),
+            format!(
+                "set {name} to {accepted} (cf set-env APP {name} VALUE, or the app \
+                 manifest's env:), or unset it, then restage"
+            ),
+            vec![],
+        ),
+        Scope::Operator => (
+            format!(
+                "{name} comes from the staging environment variable group (set by \
+                 the platform operator) or from the app's env"
+            ),
+            format!(
+                "set {name} to {accepted}, or unset it: cf \
+                 set-staging-environment-variable-group for all apps, or cf set-env \
+                 APP {name} VALUE for one; then restage"
+            ),
+            vec![],
+        ),
+        Scope::Platform => (
+            format!(
+                "Cloud Foundry sets {name} itself; this value was set by hand or by \
+                 a local tool"
+            ),
+            format!("unset {name}, or set it to {accepted}"),
+            vec![],
+        ),
+    }
+    .into()
+}
+
+fn explain_stack(buildpack: &str, stack: &str, supported: &[String]) -> Explanation {
+    (
+        format!("this release of {buildpack} has no build for the app's stack"),
+        format!(
+            "use a release of {buildpack} that supports the stack {stack} (the platform \
+             team installs it with cf update-buildpack), or push the app on a stack \
+             this release supports (cf push -s {})",
+            supported.last().map(String::as_str).unwrap_or("STACK")
+        ),
+        vec![format!(
+            "stacks this release supports: {}",
+            if supported.is_empty() {
+                "none (its sidecars have no stack in common)".to_string()
+            } else {
+                supported.join(", ")
+            }
+        )],
+    )
+        .into()
+}
+
+/// A download that failed for good: what its fault says about the host, the proxy and
+/// the trust store, and what to do.
+fn explain_download(
+    attempts: u32,
+    reason: &str,
+    fault: Fault,
+    cert_path: Option<&PathBuf>,
+    proxy: Option<&Redacted>,
+) -> Explanation {
+    let mut details = vec![
+        format!("attempts: {attempts}"),
+        format!("last error: {}", crate::redact::shown(reason)),
+    ];
+    if let Some(p) = proxy {
+        details.push(format!("proxy: {p}"));
+    }
+    let cert_path = cert_path
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "unset".into());
+    let (cause, fix) = match fault {
+        Fault::UntrustedCertificate => (
+            "the server's TLS certificate is not trusted, often because a corporate \
+             proxy re-signs traffic"
+                .to_string(),
+            format!(
+                "install the issuing CA in the stack's trust store or in \
+                 CF_SYSTEM_CERT_PATH (now {cert_path}), or mirror the file on a host \
+                 with a trusted certificate"
+            ),
+        ),
+        Fault::ExpiredCertificate => (
+            "the server's TLS certificate has expired or is not valid yet (or the \
+             staging cell's clock is wrong)"
+                .to_string(),
+            "renew the server's certificate, or point manifest.yml's uri at a host \
+             with a valid one"
+                .to_string(),
+        ),
+        Fault::WrongHostCertificate => (
+            "the server's TLS certificate is not valid for the host in the URL".into(),
+            "use a host name the certificate names in manifest.yml's uri, or fix the \
+             server's certificate"
+                .into(),
+        ),
+        Fault::Redirect => (
+            "the server redirected in a loop, more than 10 times, from https to http, \
+             or to a location that is not http(s) such as file://, which is refused"
+                .into(),
+            "point manifest.yml's uri at the file's final https location".into(),
+        ),
+        Fault::BadResponse => (
+            "the host was reached, but its answer is not usable HTTP or TLS (for \
+             example, plain HTTP on an https:// uri, a TLS version or cipher this \
+             client does not share, or headers too large to read); it gives the \
+             same answer every time"
+                .into(),
+            "check what answers at that uri from staging (a proxy or a misconfigured \
+             server), point the uri at a plain file server, or use the cached \
+             buildpack"
+                .into(),
+        ),
+        Fault::Interrupted => (
+            "the host was reached, but the download broke off on every attempt (a \
+             reset connection, a body shorter than announced, or no byte for the \
+             stall timeout)"
+                .into(),
+            "check the network path to the host (proxies, load balancers); raise \
+             SIDECAR_BUILDPACK_STALL_TIMEOUT for a slow link, or use the cached \
+             buildpack"
+                .into(),
+        ),
+        Fault::LocalFile => (
+            "the file:// uri names no regular file that can be read on this machine".into(),
+            "mount the mirror on the stack, or use an https:// uri".into(),
+        ),
+        Fault::Unreachable if proxy.is_some() => (
+            "the proxy or the release host could not be reached".to_string(),
+            "check http_proxy, https_proxy and no_proxy in the staging environment \
+             group, or use the cached buildpack on foundations without internet"
+                .to_string(),
+        ),
+        Fault::Unreachable => (
+            "the release host could not be reached from the staging container".to_string(),
+            "check the foundation's egress and proxy settings (http_proxy, \
+             https_proxy, no_proxy), or use the cached buildpack, which needs no \
+             network"
+                .to_string(),
+        ),
+    };
+    (cause, fix, details).into()
+}
+
+fn explain_http_status(status: u16, attempts: u32) -> Explanation {
+    let cause = match status {
+        407 => {
+            "the proxy asks for credentials, and the proxy setting has none or wrong \
+             ones"
+        }
+        401 | 403 => {
+            "the server refused access: the URL may need credentials or may have \
+             expired"
+        }
+        404 | 410 => {
+            "the file is not at that URL: the release was not uploaded, or \
+             manifest.yml points at the wrong place"
+        }
+        429 => "the server is rate-limiting downloads",
+        _ if status >= 500 => "the server had an error on every attempt",
+        _ => "the server refused the request",
+    };
+    let fix = if status == 407 {
+        "put the proxy's user and password in https_proxy / http_proxy in the \
+         staging environment group, as http://user:password@proxy:port \
+         (percent-encode any '@', ':', '/', '?' or '#' in them)"
+    } else {
+        "check that the uri in the buildpack's manifest.yml is reachable from \
+         staging, or use the cached buildpack"
+    };
+    (
+        cause.into(),
+        fix.into(),
+        vec![format!("attempts: {attempts}")],
+    )
+        .into()
+}
+
+fn explain_write(source: &io::Error) -> Explanation {
+    // By kind, not errno: tempfile wraps its errors with the path, which
+    // keeps the kind but drops the raw OS code.
+    let cause = match source.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+            "no space left on the device".to_string()
+        }
+        io::ErrorKind::ReadOnlyFilesystem => "the filesystem is read-only".to_string(),
+        io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ => source.to_string(),
+    };
+    (
+        cause,
+        "free space or fix permissions on that path; on Cloud Foundry, raise the \
+         app's disk quota (cf push -k) and restage"
+            .into(),
+        vec![source.to_string()],
+    )
+        .into()
 }
 
 /// The whole `**ERROR**` message for any error: typed errors get their explanation,
