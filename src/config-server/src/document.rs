@@ -62,9 +62,9 @@ const LEAF: u32 = u32::MAX;
 /// Pre-rendered JSON: the whole mapping, and where each value is in it.
 pub struct Document {
     whole: Rendered,
-    /// (container id, key or decimal index) to the value's place. The top-level
-    /// mapping is container 0.
-    parts: HashMap<(u32, Box<str>), Place>,
+    /// By container id (the top-level mapping is 0), each key or decimal index
+    /// to the value's place: a lookup borrows the step, allocating nothing.
+    parts: Vec<HashMap<Box<str>, Place>>,
 }
 
 /// Where a value is rendered in the whole, and its id if it is a container.
@@ -84,8 +84,7 @@ impl PartialEq for Document {
 /// Renders values as `serde_json` does (compact), recording each one's place.
 struct Renderer {
     body: Vec<u8>,
-    parts: HashMap<(u32, Box<str>), Place>,
-    next_id: u32,
+    parts: Vec<HashMap<Box<str>, Place>>,
 }
 
 impl Renderer {
@@ -126,9 +125,8 @@ impl Renderer {
     }
 
     fn container(&mut self) -> u32 {
-        let id = self.next_id;
-        self.next_id += 1;
-        id
+        self.parts.push(HashMap::new());
+        u32::try_from(self.parts.len() - 1).expect("fewer containers than MAX_VALUES")
     }
 
     fn child(&mut self, parent: u32, key: Box<str>, value: &Value) {
@@ -138,7 +136,7 @@ impl Renderer {
             body: start..self.body.len(),
             id,
         };
-        self.parts.insert((parent, key), place);
+        self.parts[parent as usize].insert(key, place);
     }
 }
 
@@ -148,8 +146,7 @@ impl Document {
     pub fn from_map(map: Map<String, Value>) -> Self {
         let mut renderer = Renderer {
             body: Vec::new(),
-            parts: HashMap::new(),
-            next_id: 0,
+            parts: Vec::new(),
         };
         renderer.value(&Value::Object(map));
         Self {
@@ -179,7 +176,7 @@ impl Document {
             if id == LEAF {
                 return None;
             }
-            let place = self.parts.get(&(id, Box::from(step.as_ref())))?;
+            let place = self.parts.get(id as usize)?.get(step.as_ref())?;
             body = place.body.clone();
             id = place.id;
         }
