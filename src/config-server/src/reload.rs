@@ -162,6 +162,8 @@ impl Live {
                     );
                 }
                 self.metrics.reload(metrics::Reload::Unchanged);
+                // A file that could not be written last time (a full disk) gets another go.
+                let changed = files.update(&current.document, &self.metrics);
                 self.store(Snapshot::new(
                     Arc::clone(&current.document),
                     current.origin.clone(),
@@ -170,7 +172,7 @@ impl Live {
                     now,
                     None,
                 ));
-                return Vec::new();
+                return changed;
             }
             Ok(loaded) => {
                 let generation = current.generation + 1;
