@@ -49,6 +49,38 @@ const MAX_CONNECTIONS: Knob = Knob {
     max: 10_000,
     off: false,
 };
+/// The longest `?wait=` a client may ask for.
+const MAX_WAIT_MS: Knob = Knob {
+    name: "CONFIG_SERVER_MAX_WAIT_MS",
+    default: 60_000,
+    min: 1_000,
+    max: 3_600_000,
+    off: false,
+};
+/// Connections holding a `?wait=` read at most, besides `MAX_CONNECTIONS`.
+const MAX_WAITING: Knob = Knob {
+    name: "CONFIG_SERVER_MAX_WAITING",
+    default: 1024,
+    min: 1,
+    max: 10_000,
+    off: false,
+};
+/// How long a file changed in place must hold still before it is read.
+const SETTLE_MS: Knob = Knob {
+    name: "CONFIG_SERVER_SETTLE_MS",
+    default: 1_000,
+    min: 50,
+    max: 60_000,
+    off: false,
+};
+/// How long a command of `CONFIG_SERVER_RENDER` may run.
+const COMMAND_TIMEOUT_MS: Knob = Knob {
+    name: "CONFIG_SERVER_COMMAND_TIMEOUT_MS",
+    default: 30_000,
+    min: 100,
+    max: 3_600_000,
+    off: false,
+};
 /// How often the configuration's files are checked for changes; 0 turns it off.
 const WATCH_INTERVAL_MS: Knob = Knob {
     name: "CONFIG_SERVER_WATCH_INTERVAL_MS",
@@ -69,6 +101,16 @@ pub struct Config {
     pub limits: Limits,
     /// How often to look for a changed configuration; `None`: only on SIGHUP.
     pub watch_interval: Option<Duration>,
+    /// How long a file changed in place must hold still before it is read.
+    pub settle: Duration,
+    /// The app's directory (`HOME`, else the current one): where files are rendered.
+    pub app_dir: PathBuf,
+    /// `CONFIG_SERVER_RENDER`, as written (`render` reads it).
+    pub render: Option<String>,
+    /// How long a command of `CONFIG_SERVER_RENDER` may run.
+    pub command_timeout: Duration,
+    /// Where the bearer token comes from, if one is set.
+    pub token: Option<TokenSource>,
     /// Things worth a `warning:` line at startup.
     pub warnings: Vec<String>,
 }
@@ -79,6 +121,28 @@ pub struct Limits {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    /// Connections holding a `?wait=` read, counted apart from `max_connections`.
+    pub max_waiting: usize,
+    pub max_wait: Duration,
+}
+
+/// Where the bearer token is.
+#[derive(PartialEq, Eq)]
+pub enum TokenSource {
+    /// `CONFIG_SERVER_TOKEN`.
+    Value(String),
+    /// `CONFIG_SERVER_TOKEN_FILE`.
+    File(PathBuf),
+}
+
+// By hand, so that no debug output can ever print the token.
+impl fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Value(_) => f.write_str("Value(<hidden>)"),
+            Self::File(path) => f.debug_tuple("File").field(path).finish(),
+        }
+    }
 }
 
 /// Where the configuration comes from; the first that applies wins.
@@ -192,14 +256,32 @@ impl Config {
             header_timeout: ms(&HEADER_TIMEOUT_MS)?,
             idle_timeout: ms(&IDLE_TIMEOUT_MS)?,
             max_connections: usize::try_from(knob(&MAX_CONNECTIONS)?).unwrap_or(usize::MAX),
+            max_waiting: usize::try_from(knob(&MAX_WAITING)?).unwrap_or(usize::MAX),
+            max_wait: ms(&MAX_WAIT_MS)?,
         };
         let watch_interval = Some(ms(&WATCH_INTERVAL_MS)?).filter(|d| !d.is_zero());
+        let token = match (var("CONFIG_SERVER_TOKEN"), var("CONFIG_SERVER_TOKEN_FILE")) {
+            (None, None) => None,
+            (Some(token), None) => Some(TokenSource::Value(token.to_owned())),
+            (None, Some(file)) => Some(TokenSource::File(resolve(Path::new(file), var("HOME")))),
+            (Some(_), Some(_)) => {
+                return Err(Error::InvalidToken {
+                    setting: "CONFIG_SERVER_TOKEN and CONFIG_SERVER_TOKEN_FILE".to_owned(),
+                    problem: "both are set: set one".to_owned(),
+                })
+            }
+        };
 
         Ok(Self {
             port,
             source,
             limits,
             watch_interval,
+            settle: ms(&SETTLE_MS)?,
+            app_dir: PathBuf::from(var("HOME").unwrap_or(".")),
+            render: var("CONFIG_SERVER_RENDER").map(str::to_owned),
+            command_timeout: ms(&COMMAND_TIMEOUT_MS)?,
+            token,
             warnings,
         })
     }
@@ -288,6 +370,8 @@ mod tests {
                 header_timeout: Duration::from_secs(5),
                 idle_timeout: Duration::from_secs(30),
                 max_connections: 128,
+                max_waiting: 1024,
+                max_wait: Duration::from_secs(60),
             }
         );
         assert_eq!(config.watch_interval, Some(Duration::from_secs(1)));

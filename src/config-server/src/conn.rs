@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -102,6 +102,10 @@ impl Timed {
     /// After an operation came back `Pending`: fails it if the deadline has passed
     /// (and otherwise makes sure the task wakes up when it does).
     fn expired(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        // A read held by `?wait=` is bounded by its own wait, not by these.
+        if self.slot.waiting.load(Ordering::Relaxed) {
+            return None;
+        }
         if self.deadline.as_mut().poll(cx).is_pending() {
             return None;
         }
@@ -202,6 +206,8 @@ pub struct Slot {
     /// Milliseconds from the tracker's epoch to when it went idle; [`BUSY`] if not idle.
     idle_since: AtomicU64,
     evicting: AtomicBool,
+    /// Holding a `?wait=` read.
+    waiting: AtomicBool,
     /// Asks the connection's task to close it.
     pub evict: Notify,
 }
@@ -220,6 +226,8 @@ impl Slot {
 /// The open connections.
 pub struct Tracker {
     slots: Mutex<HashMap<u64, Arc<Slot>>>,
+    /// How many of them hold a `?wait=` read.
+    waiting: AtomicUsize,
     next_id: AtomicU64,
     /// Woken when the last connection closes.
     pub all_closed: Notify,
@@ -246,6 +254,7 @@ impl Tracker {
     pub fn new() -> Self {
         Self {
             slots: Mutex::new(HashMap::new()),
+            waiting: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
             all_closed: Notify::new(),
             epoch: Instant::now(),
@@ -256,8 +265,34 @@ impl Tracker {
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Open connections that count against `CONFIG_SERVER_MAX_CONNECTIONS`:
+    /// all but those holding a `?wait=` read.
     pub fn open(&self) -> usize {
+        self.total().saturating_sub(self.waiting())
+    }
+
+    /// Every open connection.
+    pub fn total(&self) -> usize {
         self.lock().len()
+    }
+
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Counts `slot`'s connection as waiting until the guard is dropped; `None`
+    /// if `max` connections wait already.
+    pub fn start_waiting<'a>(&'a self, slot: &'a Slot, max: usize) -> Option<Waiting<'a>> {
+        self.waiting
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        slot.waiting.store(true, Ordering::Relaxed);
+        Some(Waiting {
+            tracker: self,
+            slot,
+        })
     }
 
     /// Adds a connection; it stays counted until the registration is dropped.
@@ -266,6 +301,7 @@ impl Tracker {
         let slot = Arc::new(Slot {
             idle_since: AtomicU64::new(BUSY),
             evicting: AtomicBool::new(false),
+            waiting: AtomicBool::new(false),
             evict: Notify::new(),
         });
         self.lock().insert(id, Arc::clone(&slot));
@@ -290,6 +326,19 @@ impl Tracker {
         slot.evicting.store(true, Ordering::Relaxed);
         slot.evict.notify_one();
         true
+    }
+}
+
+/// A connection counted as waiting.
+pub struct Waiting<'a> {
+    tracker: &'a Tracker,
+    slot: &'a Slot,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.slot.waiting.store(false, Ordering::Relaxed);
+        self.tracker.waiting.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -11,9 +11,10 @@
 //! |------|---------|
 //! | 0    | stopped by SIGTERM or SIGINT (connections drained, log flushed) |
 //! | 1    | the runtime or a signal handler could not be set up, or the open-files limit is too low to run |
-//! | 2    | a bad setting: `CONFIG_SERVER_PORT` not a number from 1 to 65535 or equal to `PORT`, or another `CONFIG_SERVER_*` knob out of its range |
+//! | 2    | a bad setting: `CONFIG_SERVER_PORT` not a number from 1 to 65535 or equal to `PORT`, another `CONFIG_SERVER_*` knob out of its range, a bad `CONFIG_SERVER_RENDER`, or a token that is empty, unreadable or world-readable |
 //! | 3    | configuration not loadable at startup: `CONFIG_SERVER_FILE`, `CONFIG_SERVER_SERVICE`, `SERVICE_BINDING_ROOT`, `VCAP_SERVICES_FILE_PATH` or `VCAP_SERVICES` is wrong |
 //! | 4    | cannot listen on `127.0.0.1:CONFIG_SERVER_PORT` (port in use, or not allowed) |
+//! | 5    | a file of `CONFIG_SERVER_RENDER` could not be written at startup (its key missing, a value its format cannot carry, the disk) |
 //!
 //! Cloud Foundry restarts the whole app instance whenever a sidecar exits, so a
 //! non-zero code shows up as a crash loop; the last `error:` line says why. A
@@ -35,6 +36,8 @@ pub const EXIT_SETTING: u8 = 2;
 pub const EXIT_CONFIG: u8 = 3;
 /// The listening socket could not be opened.
 pub const EXIT_LISTEN: u8 = 4;
+/// A file of `CONFIG_SERVER_RENDER` could not be written at startup.
+pub const EXIT_RENDER: u8 = 5;
 
 /// Why the sidecar could not start.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +67,18 @@ pub enum Error {
         value: String,
         accepted: String,
     },
+
+    /// `CONFIG_SERVER_RENDER` is not a list of good entries.
+    #[error("CONFIG_SERVER_RENDER is not valid: {problem}")]
+    InvalidRender { problem: String },
+
+    /// A file of `CONFIG_SERVER_RENDER` could not be written at startup.
+    #[error("{name}: cannot render it at startup: {problem}")]
+    RenderFailed { name: String, problem: String },
+
+    /// The token (`CONFIG_SERVER_TOKEN` or `CONFIG_SERVER_TOKEN_FILE`) is unusable.
+    #[error("{setting}: {problem}")]
+    InvalidToken { setting: String, problem: String },
 
     /// The configuration file could not be opened or read.
     #[error("CONFIG_SERVER_FILE={}: cannot read it", path.display())]
@@ -197,7 +212,10 @@ impl Error {
             Self::InvalidPort { .. }
             | Self::PortIsAppPort { .. }
             | Self::DefaultPortIsAppPort { .. }
-            | Self::InvalidSetting { .. } => EXIT_SETTING,
+            | Self::InvalidSetting { .. }
+            | Self::InvalidRender { .. }
+            | Self::InvalidToken { .. } => EXIT_SETTING,
+            Self::RenderFailed { .. } => EXIT_RENDER,
             Self::FileUnreadable { .. }
             | Self::FileNotRegular { .. }
             | Self::FileUnsafe { .. }

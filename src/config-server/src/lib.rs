@@ -13,14 +13,18 @@ mod bindings;
 mod config;
 mod conn;
 mod document;
+mod encode;
 pub mod error;
+mod metrics;
 mod parse;
 mod reload;
+mod render;
 mod requestlog;
 mod routes;
 mod sanitize;
 mod server;
 mod source;
+mod token;
 mod watch;
 
 use std::collections::HashMap;
@@ -58,6 +62,9 @@ fn run(env: &HashMap<String, String>) -> Result<(), Error> {
     for warning in &config.warnings {
         eprintln!("warning: {warning}");
     }
+    // Every setting is checked before any file is read or written.
+    let token = config.token.as_ref().map(token::read).transpose()?;
+    let files = render::Files::from_setting(config.render.as_deref(), &config.app_dir)?;
     let loaded = source::load(&config.source)?;
     if loaded.origin == Origin::Demo {
         eprintln!(
@@ -67,5 +74,7 @@ fn run(env: &HashMap<String, String>) -> Result<(), Error> {
             source::TAG
         );
     }
-    server::serve(config, loaded)
+    // Written before the sidecar listens: an app that waits for it finds them.
+    files.write_all(&loaded.document)?;
+    server::serve(config, loaded, files, token)
 }

@@ -47,6 +47,11 @@ pub const MAX_FLOW_AHEAD: usize = 8192;
 /// text, so a 1 MiB source of `{},{},...` would otherwise need some 30 MB at
 /// once: about all the sidecar has on Cloud Foundry.
 pub const MAX_VALUES: usize = 50_000;
+/// A document's JSON form (what `GET /config` answers) may be at most this
+/// many bytes. [`MAX_VALUES`] counts values whatever their size, so a 100 KB
+/// string repeated by 999 aliases passed it and expanded into 100 MB; the
+/// 1 MiB source cap keeps a document without aliases well under this.
+pub const MAX_DOCUMENT_BYTES: usize = 4 * 1024 * 1024;
 
 /// Why a text was refused, with where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +89,8 @@ pub enum Problem {
     MergeNotMapping(String),
     /// More than [`MAX_FLOW_AHEAD`] flow indicators read ahead of the next event.
     FlowTooLong,
+    /// A JSON form over [`MAX_DOCUMENT_BYTES`].
+    TooLarge,
 }
 
 impl fmt::Display for ParseError {
@@ -131,6 +138,18 @@ impl fmt::Display for ParseError {
                 "`{path}` merges what is not a mapping ({at}): the merge key `<<` takes a \
                  mapping or a list of mappings; quote it ('<<') if it is meant as a plain key"
             ),
+            Problem::TooLarge => match at.0 {
+                Some(_) => write!(
+                    f,
+                    "expands to more than {MAX_DOCUMENT_BYTES} bytes of JSON (4 MiB, aliases \
+                     counted as what they repeat); the value at {at} goes over the limit"
+                ),
+                None => write!(
+                    f,
+                    "expands to more than {MAX_DOCUMENT_BYTES} bytes of JSON (4 MiB, aliases \
+                     counted as what they repeat)"
+                ),
+            },
             Problem::FlowTooLong => write!(
                 f,
                 "the YAML after {at} holds more than {MAX_FLOW_AHEAD} commas and brackets \
@@ -148,9 +167,13 @@ impl fmt::Display for ParseError {
 /// YAML that is JSON (YAML 1.2 is a superset of it) is parsed as JSON, to the
 /// same value: the YAML scanner holds a whole flow collection in memory, at
 /// some 400 bytes a token, before it hands over its first value.
+///
+/// The value's JSON form is then measured, exactly, against
+/// [`MAX_DOCUMENT_BYTES`] (the YAML reader already stops an alias that
+/// would go far over it).
 pub fn parse(format: Format, text: &[u8]) -> Result<Value, ParseError> {
     let text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
-    match format {
+    let value = match format {
         Format::Json => parse_json(text),
         Format::Yaml => match parse_json(text) {
             Err(ParseError {
@@ -159,6 +182,48 @@ pub fn parse(format: Format, text: &[u8]) -> Result<Value, ParseError> {
             }) => parse_yaml(text),
             json => json,
         },
+    }?;
+    let mut counter = Counter(0);
+    if serde_json::to_writer(&mut counter, &value).is_err() {
+        return Err(ParseError {
+            format,
+            problem: Problem::TooLarge,
+            at: Position(None),
+        });
+    }
+    Ok(value)
+}
+
+/// Counts bytes written, failing past [`MAX_DOCUMENT_BYTES`].
+struct Counter(usize);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        if self.0 > MAX_DOCUMENT_BYTES {
+            return Err(std::io::ErrorKind::FileTooLarge.into());
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// About how many bytes `value` takes as JSON: its text, its keys and their
+/// quotes, without escapes (the exact count comes after the parse).
+fn json_size(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(_) => 5,
+        Value::Number(n) => n.to_string().len(),
+        Value::String(s) => s.len() + 2,
+        Value::Array(items) => 2 + items.iter().map(|v| json_size(v) + 1).sum::<usize>(),
+        Value::Object(map) => {
+            2 + map
+                .iter()
+                .map(|(k, v)| k.len() + 4 + json_size(v))
+                .sum::<usize>()
+        }
     }
 }
 
@@ -527,6 +592,8 @@ struct YamlBuilder {
     aliased: usize,
     /// Values in the document so far.
     values: usize,
+    /// About how many bytes of JSON the document holds so far ([`json_size`]).
+    bytes: usize,
     documents: usize,
     root: Option<Value>,
 }
@@ -541,6 +608,7 @@ impl YamlBuilder {
                 }
             }
             Event::Scalar(text, style, anchor, tag) => {
+                self.grow(text.len() + 4)?;
                 if self.awaits_key() {
                     // A key: its text as written, whatever it would resolve to.
                     let key = text.into_owned();
@@ -575,8 +643,11 @@ impl YamlBuilder {
                     return Err(Problem::AliasLimit);
                 }
                 if self.awaits_key() {
-                    return self.set_key(text.ok_or(Problem::KeyNotScalar)?);
+                    let key = text.ok_or(Problem::KeyNotScalar)?;
+                    self.grow(key.len() + 4)?;
+                    return self.set_key(key);
                 }
+                self.grow(json_size(&value))?;
                 self.count(values)?;
                 self.add(value, values)?;
             }
@@ -676,6 +747,16 @@ impl YamlBuilder {
         self.values += values;
         if self.values > MAX_VALUES {
             return Err(Problem::TooManyValues);
+        }
+        Ok(())
+    }
+
+    /// Counts about `bytes` more bytes of JSON against [`MAX_DOCUMENT_BYTES`]:
+    /// an alias repeating a long string grows the document by the string.
+    fn grow(&mut self, bytes: usize) -> Result<(), Problem> {
+        self.bytes += bytes;
+        if self.bytes > MAX_DOCUMENT_BYTES {
+            return Err(Problem::TooLarge);
         }
         Ok(())
     }

@@ -6,6 +6,12 @@
 //! that started before the swap answers from the old document, one after it
 //! from the new one, never from a mix.
 //!
+//! Reloads run one at a time, in [`run`], on a thread of their own: reading
+//! and checking a large document takes a while, and requests keep being
+//! answered from the last good one meanwhile. Files of `CONFIG_SERVER_RENDER`
+//! are written from the new document before it is swapped in, and their
+//! commands run after.
+//!
 //! A version that fails to load is refused with one warning naming the file
 //! and the reason (never a value) and the last good document stays served;
 //! the same failure is not repeated at every poll, and a later good version is
@@ -21,10 +27,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde_json::{json, Value};
+use tokio::sync::{mpsc, watch};
 
 use crate::config::Source;
 use crate::document::Document;
 use crate::error::{self, Error};
+use crate::metrics::{self, Metrics};
+use crate::render::Files;
 use crate::source::{self, Loaded, Origin};
 
 /// What one request is answered from.
@@ -41,6 +50,14 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    pub fn loaded_at(&self) -> SystemTime {
+        self.loaded_at
+    }
+
+    pub fn last_attempt_failed(&self) -> bool {
+        self.last_error.is_some()
+    }
+
     fn new(
         document: Arc<Document>,
         origin: Origin,
@@ -76,6 +93,9 @@ pub struct Live {
     /// The last attempt failed in a way that may pass with the files unchanged
     /// ([`crate::error::Error::may_pass`]).
     retry: AtomicBool,
+    /// The generation served, for reads waiting for a change.
+    generation: watch::Sender<u64>,
+    pub metrics: Metrics,
 }
 
 impl Live {
@@ -86,7 +106,14 @@ impl Live {
         Self {
             current: Mutex::new(Arc::new(first)),
             retry: AtomicBool::new(false),
+            generation: watch::Sender::new(1),
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Tells of every new generation, from now on.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     /// Whether the last attempt should be made again even if nothing changes.
@@ -104,9 +131,11 @@ impl Live {
         self.current.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Loads `source` again and swaps it in if it is good and new. `why` says
-    /// what asked for it (`SIGHUP`, `a change`), for the log line.
-    pub fn reload(&self, source: &Source, why: &str) {
+    /// Loads `source` again and swaps it in if it is good and new, after
+    /// writing `files` from it; returns which files changed. `why` says what
+    /// asked for it (`SIGHUP`, `a change`), for the log line. Blocks: it reads
+    /// files and writes others.
+    fn reload(&self, source: &Source, why: &str, files: &Files) -> Vec<usize> {
         let now = SystemTime::now();
         let current = self.snapshot();
         let loaded = source::load(source);
@@ -132,6 +161,9 @@ impl Live {
                         current.origin, current.generation
                     );
                 }
+                self.metrics.reload(metrics::Reload::Unchanged);
+                // A file that could not be written last time (a full disk) gets another go.
+                let changed = files.update(&current.document, &self.metrics);
                 self.store(Snapshot::new(
                     Arc::clone(&current.document),
                     current.origin.clone(),
@@ -140,14 +172,16 @@ impl Live {
                     now,
                     None,
                 ));
-                return;
+                return changed;
             }
             Ok(loaded) => {
                 let generation = current.generation + 1;
+                let changed = files.update(&loaded.document, &self.metrics);
                 println!(
                     "reloaded ({why}): generation {generation} from {}",
                     loaded.origin
                 );
+                self.metrics.reload(metrics::Reload::Changed);
                 self.store(Snapshot::new(
                     Arc::new(loaded.document),
                     loaded.origin,
@@ -156,7 +190,8 @@ impl Live {
                     now,
                     None,
                 ));
-                return;
+                self.generation.send_replace(generation);
+                return changed;
             }
             Err(err) => error::report(&err),
         };
@@ -168,6 +203,7 @@ impl Live {
                 current.generation
             );
         }
+        self.metrics.reload(metrics::Reload::Refused);
         self.store(Snapshot::new(
             Arc::clone(&current.document),
             current.origin.clone(),
@@ -176,11 +212,60 @@ impl Live {
             now,
             Some(failure),
         ));
+        Vec::new()
     }
 
     fn store(&self, snapshot: Snapshot) {
         *self.lock() = Arc::new(snapshot);
     }
+}
+
+/// Asks for reloads; cheap to clone. A request made while a reload runs is
+/// served by the next one; requests made meanwhile are one.
+#[derive(Clone)]
+pub struct Trigger(mpsc::UnboundedSender<&'static str>);
+
+impl Trigger {
+    /// Asks for a reload; `why` is `SIGHUP` or `a change`.
+    pub fn reload(&self, why: &'static str) {
+        let _ = self.0.send(why);
+    }
+}
+
+/// Reloads whenever asked, one at a time, each on a blocking thread so that
+/// requests go on being answered from the document served until the new one
+/// is checked; then tells `hooks` which files changed. Returns the trigger
+/// and the task's future.
+pub fn reloader(
+    live: Arc<Live>,
+    source: Arc<Source>,
+    files: Arc<Files>,
+    hooks: impl Fn(Vec<usize>) + Send + 'static,
+) -> (Trigger, impl std::future::Future<Output = ()>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<&'static str>();
+    let task = async move {
+        while let Some(mut why) = rx.recv().await {
+            // Asked several times while the last one ran: one reload does; a
+            // SIGHUP among them gets its answer.
+            while let Ok(more) = rx.try_recv() {
+                if more == "SIGHUP" {
+                    why = more;
+                }
+            }
+            live.metrics.reloading.store(true, Ordering::Relaxed);
+            let job = {
+                let (live, source, files) =
+                    (Arc::clone(&live), Arc::clone(&source), Arc::clone(&files));
+                tokio::task::spawn_blocking(move || live.reload(&source, why, &files))
+            };
+            let changed = job.await.unwrap_or_default();
+            live.metrics.reloading.store(false, Ordering::Relaxed);
+            if !changed.is_empty() {
+                hooks(changed);
+            }
+        }
+    };
+    (Trigger(tx), task)
 }
 
 /// `2026-11-30T10:04:05.123Z`.

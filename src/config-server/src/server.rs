@@ -10,7 +10,6 @@
 //! second and are logged at most once per [`WARN_EVERY`].
 
 use std::convert::Infallible;
-use std::future::ready;
 use std::io;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -18,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use hyper::StatusCode;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -25,11 +25,12 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::config::{Config, Limits};
-use crate::conn::{self, Backoff, Timed, Tracker};
+use crate::conn::{self, Backoff, Slot, Timed, Tracker};
 use crate::error::Error;
-use crate::reload::Live;
+use crate::reload::{self, Live};
+use crate::render::Files;
 use crate::requestlog::RequestLog;
-use crate::routes;
+use crate::routes::{self, Door, Read, Routed};
 use crate::source::Loaded;
 use crate::watch as watcher;
 
@@ -46,8 +47,14 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 
 const BUSY_BODY: &str = r#"{"error":"too many connections, try again"}"#;
 
-/// Serves what was loaded at startup on `127.0.0.1:port` until SIGTERM or SIGINT.
-pub fn serve(config: Config, loaded: Loaded) -> Result<(), Error> {
+/// Serves what was loaded at startup on `127.0.0.1:port` until SIGTERM or SIGINT;
+/// `files` were written from it, and are written again at every reload.
+pub fn serve(
+    config: Config,
+    loaded: Loaded,
+    files: Files,
+    token: Option<Vec<u8>>,
+) -> Result<(), Error> {
     if let Some(limit) = conn::open_files_limit().filter(|&n| n < conn::MIN_OPEN_FILES) {
         return Err(Error::TooFewFiles { limit });
     }
@@ -56,12 +63,16 @@ pub fn serve(config: Config, loaded: Loaded) -> Result<(), Error> {
         .enable_time()
         .build()
         .map_err(Error::Runtime)?;
-    runtime.block_on(run(config, loaded))
+    runtime.block_on(run(config, loaded, files, token))
 }
 
 struct App {
     live: Arc<Live>,
     log: RequestLog,
+    door: Door,
+    tracker: Arc<Tracker>,
+    limits: Limits,
+    shutdown: watch::Receiver<bool>,
 }
 
 fn handler(name: &'static str, kind: SignalKind) -> Result<Signal, Error> {
@@ -71,7 +82,12 @@ fn handler(name: &'static str, kind: SignalKind) -> Result<Signal, Error> {
     })
 }
 
-async fn run(config: Config, loaded: Loaded) -> Result<(), Error> {
+async fn run(
+    config: Config,
+    loaded: Loaded,
+    files: Files,
+    token: Option<Vec<u8>>,
+) -> Result<(), Error> {
     let mut sigterm = handler("SIGTERM", SignalKind::terminate())?;
     let mut sigint = handler("SIGINT", SignalKind::interrupt())?;
     let mut sighup = handler("SIGHUP", SignalKind::hangup())?;
@@ -88,9 +104,28 @@ async fn run(config: Config, loaded: Loaded) -> Result<(), Error> {
     let limits = effective_limits(config.limits);
     let source = Arc::new(config.source);
     let live = Arc::new(Live::new(loaded));
+    let files = Arc::new(files);
+    let hooks = files.start_hooks(
+        {
+            let live = Arc::clone(&live);
+            Arc::new(move |outcome| live.metrics.hook(outcome))
+        },
+        config.command_timeout,
+    );
+    let (trigger, reloads) = reload::reloader(Arc::clone(&live), Arc::clone(&source), files, hooks);
+    let reloads = tokio::spawn(reloads);
+    let tracker = Arc::new(Tracker::new());
+    let (shutdown, shutdown_rx) = watch::channel(false);
     let app = Arc::new(App {
         live: Arc::clone(&live),
         log: RequestLog::default(),
+        door: Door {
+            token,
+            max_wait: limits.max_wait,
+        },
+        tracker: Arc::clone(&tracker),
+        limits,
+        shutdown: shutdown_rx.clone(),
     });
     let flusher = tokio::spawn({
         let app = Arc::clone(&app);
@@ -99,15 +134,15 @@ async fn run(config: Config, loaded: Loaded) -> Result<(), Error> {
     let watching = config.watch_interval.map(|interval| {
         tokio::spawn(watcher::run(
             Arc::clone(&live),
+            trigger.clone(),
             Arc::clone(&source),
             interval,
+            config.settle,
         ))
     });
 
     let mut http = http1::Builder::new();
     http.max_buf_size(MAX_HEAD_BYTES);
-    let tracker = Arc::new(Tracker::new());
-    let (shutdown, shutdown_rx) = watch::channel(false);
     let mut accept_failures = Throttled::new();
     let mut at_limit = Throttled::new();
     let mut backoff = Backoff::new();
@@ -146,7 +181,7 @@ async fn run(config: Config, loaded: Loaded) -> Result<(), Error> {
             () = async { tokio::time::sleep_until(paused_until.unwrap_or_else(tokio::time::Instant::now)).await }, if paused_until.is_some() => {
                 paused_until = None;
             }
-            _ = sighup.recv() => live.reload(&source, "SIGHUP"),
+            _ = sighup.recv() => trigger.reload("SIGHUP"),
             _ = sigterm.recv() => break "SIGTERM",
             _ = sigint.recv() => break "SIGINT",
         }
@@ -156,6 +191,7 @@ async fn run(config: Config, loaded: Loaded) -> Result<(), Error> {
     if let Some(task) = watching {
         task.abort();
     }
+    reloads.abort();
     let open = tracker.open();
     let _ = shutdown.send(true);
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
@@ -187,7 +223,8 @@ fn is_out_of_files(err: &io::Error) -> bool {
     matches!(err.raw_os_error(), Some(23 | 24))
 }
 
-/// The connection limit, lowered to what the open-files limit leaves room for.
+/// The connection limits, lowered to what the open-files limit leaves room
+/// for: plain connections first, waiting ones with what is left (at least one).
 fn effective_limits(mut limits: Limits) -> Limits {
     if let Some(files) = conn::open_files_limit() {
         let room =
@@ -199,6 +236,15 @@ fn effective_limits(mut limits: Limits) -> Limits {
                 limits.max_connections
             );
             limits.max_connections = room;
+        }
+        let left = room.saturating_sub(limits.max_connections).max(1);
+        if left < limits.max_waiting {
+            eprintln!(
+                "warning: CONFIG_SERVER_MAX_WAITING lowered from {} to {left}: the limit of open \
+                 files (ulimit -n) is {files}, and CONFIG_SERVER_MAX_CONNECTIONS takes {}",
+                limits.max_waiting, limits.max_connections
+            );
+            limits.max_waiting = left;
         }
     }
     limits
@@ -237,8 +283,12 @@ fn spawn_connection(
     let _ = stream.set_nodelay(true);
     let (slot, registration) = tracker.register();
     let io = TokioIo::new(Timed::new(stream, limits, Arc::clone(&slot), tracker.epoch));
+    let service_slot = Arc::clone(&slot);
     let app = Arc::clone(app);
-    let service = service_fn(move |request| ready(Ok::<_, Infallible>(app.handle(&request))));
+    let service = service_fn(move |request| {
+        let (app, slot) = (Arc::clone(&app), Arc::clone(&service_slot));
+        async move { Ok::<_, Infallible>(app.handle(request, &slot).await) }
+    });
     let connection = http.serve_connection(io, service);
     let mut shutdown = shutdown.clone();
     tokio::spawn(async move {
@@ -266,14 +316,75 @@ fn spawn_connection(
 }
 
 impl App {
-    fn handle<B>(&self, request: &hyper::Request<B>) -> hyper::Response<routes::Body> {
+    async fn handle<B>(
+        &self,
+        request: hyper::Request<B>,
+        slot: &Slot,
+    ) -> hyper::Response<routes::Body> {
         let started = Instant::now();
-        let path = request.uri().path();
         let snapshot = self.live.snapshot();
-        let response = routes::respond(&snapshot, request.method(), path, request.headers());
+        let routed = routes::route(
+            &routes::Request {
+                method: request.method(),
+                uri: request.uri(),
+                headers: request.headers(),
+            },
+            &snapshot,
+            &self.door,
+        );
+        drop(snapshot);
+        let response = match routed {
+            Routed::Now(response) => response,
+            Routed::Metrics => {
+                let text = self.live.metrics.render_text(
+                    &self.live.snapshot(),
+                    self.tracker.total(),
+                    self.tracker.waiting(),
+                );
+                routes::text(text, "text/plain; version=0.0.4; charset=utf-8")
+            }
+            Routed::Wait { read, wait } => self.wait(&read, wait, slot).await,
+        };
+        let path = request.uri().path();
         self.log
             .record(request.method(), path, response.status(), started.elapsed());
+        self.live
+            .metrics
+            .request(routes::route_label(path), response.status().as_u16());
         response
+    }
+
+    /// Holds a read until its answer is no longer `304` (a new generation
+    /// changed what it selects), `wait` passes, or the server stops; answers
+    /// `503` if too many reads wait already. A waiting connection counts
+    /// against `CONFIG_SERVER_MAX_WAITING`, not against the connections that
+    /// plain reads need.
+    async fn wait(
+        &self,
+        read: &Read,
+        wait: Duration,
+        slot: &Slot,
+    ) -> hyper::Response<routes::Body> {
+        let Some(_waiting) = self.tracker.start_waiting(slot, self.limits.max_waiting) else {
+            return routes::busy_waiting();
+        };
+        let deadline = tokio::time::Instant::now() + wait;
+        // Subscribed before looking: a swap after this look wakes the loop.
+        let mut generations = self.live.subscribe();
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            let response = read.answer(&self.live.snapshot().document);
+            if response.status() != StatusCode::NOT_MODIFIED {
+                return response;
+            }
+            tokio::select! {
+                changed = generations.changed() => if changed.is_err() {
+                    return response;
+                },
+                () = tokio::time::sleep_until(deadline) => return response,
+                _ = shutdown.wait_for(|&stop| stop) => return response,
+            }
+        }
     }
 }
 

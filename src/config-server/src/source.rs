@@ -99,7 +99,7 @@ pub fn load(source: &Source) -> Result<Loaded, Error> {
     for _ in 0..LOAD_TRIES {
         let before = watch::fingerprint(&targets);
         let loaded = load_once(source);
-        if watch::fingerprint(&targets) == before {
+        if watch::fingerprint(&targets).all == before.all {
             return loaded;
         }
     }

@@ -6,7 +6,18 @@
 //! ctime. Any change (an edit in place, a rename over the file, a Kubernetes
 //! `..data` symlink swap, a symlink anywhere on the path pointed elsewhere, a
 //! chmod, a deletion) changes the hash; the poll then waits until the files
-//! hold still for a moment (a writer may be half way) and asks for a reload.
+//! hold still and asks for a reload.
+//!
+//! How long they must hold still depends on how they changed (#21). A file
+//! replaced whole (a rename over it, a `..data` swap: its inode changed) is
+//! complete by construction, and 50 ms is enough for a tree swapped file by
+//! file. A file rewritten in place (same inode) may be half written: a writer
+//! that truncates, writes a first half, and writes the second half later
+//! leaves a file that parses, without the second half. Nothing in the bytes
+//! tells it from a whole one, so it is read only once it has held still for
+//! `CONFIG_SERVER_SETTLE_MS` (1 s), and while it keeps changing it is not read
+//! at all. Writers should replace the file (write a temporary file, rename
+//! it over); a writer in place must not pause that long mid-write.
 //!
 //! Why a poll and not inotify: inotify watches inodes, not paths, so it misses
 //! a change behind a symlink in another directory, needs re-arming whenever a
@@ -27,11 +38,13 @@ use tokio::time::MissedTickBehavior;
 
 use crate::bindings::MAX_TREE_ENTRIES;
 use crate::config::{BindingsInput, Source};
-use crate::reload::Live;
+use crate::reload::{Live, Trigger};
 
-/// How long the files must hold still before a change is loaded.
+/// How long files replaced whole must hold still before a change is loaded.
 const SETTLE: Duration = Duration::from_millis(50);
-/// How many times to wait for files that keep changing before loading anyway.
+/// How many times to wait for files replaced whole that keep changing before
+/// loading anyway (each version is whole; only files changed in place wait
+/// until they hold still).
 const SETTLE_TRIES: usize = 20;
 
 /// What to stat.
@@ -56,9 +69,26 @@ pub fn targets(source: &Source) -> Vec<Target> {
     }
 }
 
-/// A hash of the state of every target's files.
-pub fn fingerprint(targets: &[Target]) -> u64 {
-    let mut hasher = DefaultHasher::new();
+/// The state of the targets' files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Print {
+    /// A hash of everything stat says of them.
+    pub all: u64,
+    /// A hash of which files they are (device and inode) only: it stays the
+    /// same when the files are changed in place.
+    pub identity: u64,
+}
+
+/// Two hashers: one for everything, one for the files' identities.
+#[derive(Default)]
+struct Hashers {
+    all: DefaultHasher,
+    identity: DefaultHasher,
+}
+
+/// The state of every target's files.
+pub fn fingerprint(targets: &[Target]) -> Print {
+    let mut hasher = Hashers::default();
     for target in targets {
         match target {
             Target::File(path) => {
@@ -68,13 +98,16 @@ pub fn fingerprint(targets: &[Target]) -> u64 {
                     fs::metadata(dir)
                         .ok()
                         .map(|m| (m.ino(), m.mode()))
-                        .hash(&mut hasher);
+                        .hash(&mut hasher.all);
                 }
             }
             Target::Tree(root) => walk_tree(root, &mut hasher),
         }
     }
-    hasher.finish()
+    Print {
+        all: hasher.all.finish(),
+        identity: hasher.identity.finish(),
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -83,14 +116,17 @@ enum Follow {
     No,
 }
 
-fn stat(path: &Path, follow: Follow, hasher: &mut DefaultHasher) -> Option<fs::Metadata> {
-    path.hash(hasher);
+fn stat(path: &Path, follow: Follow, hashers: &mut Hashers) -> Option<fs::Metadata> {
+    path.hash(&mut hashers.all);
+    path.hash(&mut hashers.identity);
+    let hasher = &mut hashers.all;
     let meta = match follow {
         Follow::Yes => fs::metadata(path),
         Follow::No => fs::symlink_metadata(path),
     };
     match meta {
         Ok(m) => {
+            (m.dev(), m.ino()).hash(&mut hashers.identity);
             (
                 m.dev(),
                 m.ino(),
@@ -106,6 +142,7 @@ fn stat(path: &Path, follow: Follow, hasher: &mut DefaultHasher) -> Option<fs::M
         }
         Err(err) => {
             err.kind().hash(hasher);
+            err.kind().hash(&mut hashers.identity);
             None
         }
     }
@@ -121,7 +158,7 @@ fn is_hidden(name: &OsStr) -> bool {
 /// `..data` symlink, which shows even when the swap goes back to files that
 /// look the same as before. At most [`MAX_TREE_ENTRIES`] entries are listed,
 /// as many as a load would accept.
-fn walk_tree(root: &Path, hasher: &mut DefaultHasher) {
+fn walk_tree(root: &Path, hasher: &mut Hashers) {
     let mut budget = MAX_TREE_ENTRIES;
     if !stat(root, Follow::Yes, hasher).is_some_and(|m| m.is_dir()) {
         return;
@@ -147,7 +184,8 @@ fn walk_tree(root: &Path, hasher: &mut DefaultHasher) {
 }
 
 /// The names in `dir`, sorted; no more than `budget` of them, which they use up.
-fn entries(dir: &Path, budget: &mut usize, hasher: &mut DefaultHasher) -> Vec<OsString> {
+fn entries(dir: &Path, budget: &mut usize, hashers: &mut Hashers) -> Vec<OsString> {
+    let hasher = &mut hashers.all;
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(err) => {
@@ -171,11 +209,18 @@ fn entries(dir: &Path, budget: &mut usize, hasher: &mut DefaultHasher) -> Vec<Os
     names
 }
 
-/// Polls the targets every `interval` and reloads when they change, or when
-/// the last reload failed in a way that may pass without a change (see
-/// [`Live::wants_retry`]); never returns (and does nothing when there is
-/// nothing to watch).
-pub async fn run(live: Arc<Live>, source: Arc<Source>, interval: Duration) {
+/// Polls the targets every `interval` and asks for a reload when they change,
+/// or when the last reload failed in a way that may pass without a change
+/// (see [`Live::wants_retry`]); never returns (and does nothing when there is
+/// nothing to watch). Files changed in place are read only once they held
+/// still for `settle`.
+pub async fn run(
+    live: Arc<Live>,
+    trigger: Trigger,
+    source: Arc<Source>,
+    interval: Duration,
+    settle: Duration,
+) {
     let targets = targets(&source);
     if targets.is_empty() {
         return std::future::pending().await;
@@ -189,16 +234,24 @@ pub async fn run(live: Arc<Live>, source: Arc<Source>, interval: Duration) {
         if now == seen && !live.wants_retry() {
             continue;
         }
-        for _ in 0..SETTLE_TRIES {
-            tokio::time::sleep(SETTLE).await;
-            let again = fingerprint(&targets);
-            if again == now {
-                break;
+        if now.identity == seen.identity && now.all != seen.all {
+            // Changed in place: perhaps half written.
+            tokio::time::sleep(settle).await;
+            if fingerprint(&targets) != now {
+                continue; // Still being written: look again at the next tick.
             }
-            now = again;
+        } else {
+            for _ in 0..SETTLE_TRIES {
+                tokio::time::sleep(SETTLE).await;
+                let again = fingerprint(&targets);
+                if again == now {
+                    break;
+                }
+                now = again;
+            }
         }
         seen = now;
-        live.reload(&source, "a change");
+        trigger.reload("a change");
     }
 }
 
@@ -217,21 +270,22 @@ mod tests {
         let targets = [Target::File(file.clone())];
         let mut last = fingerprint(&targets);
         assert_eq!(fingerprint(&targets), last, "stable when nothing changes");
-        let mut changed = |what: &str| {
+        let mut changed = |what: &str, replaced: bool| {
             let now = fingerprint(&targets);
-            assert_ne!(now, last, "{what}");
+            assert_ne!(now.all, last.all, "{what}");
+            assert_eq!(now.identity != last.identity, replaced, "{what}");
             last = now;
         };
         fs::write(&file, "a: 2\n").unwrap();
-        changed("same size, new content");
+        changed("same size, new content", false);
         let tmp = dir.path().join("new");
         fs::write(&tmp, "a: 3\n").unwrap();
         fs::rename(&tmp, &file).unwrap();
-        changed("renamed over");
+        changed("renamed over", true);
         fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
-        changed("chmod");
+        changed("chmod", false);
         fs::remove_file(&file).unwrap();
-        changed("deleted");
+        changed("deleted", true);
     }
 
     #[test]
@@ -267,7 +321,7 @@ mod tests {
             fs::write(binding.join(format!(".{i}")), "").unwrap();
         }
         let mut budget = MAX_TREE_ENTRIES;
-        let listed = entries(&binding, &mut budget, &mut DefaultHasher::new());
+        let listed = entries(&binding, &mut budget, &mut Hashers::default());
         assert_eq!((listed.len(), budget), (MAX_TREE_ENTRIES, 0));
     }
 }

@@ -89,7 +89,7 @@ fn head_is_allowed_and_has_no_body() {
 #[test]
 fn unknown_paths_are_json_404() {
     let sidecar = Sidecar::new().start();
-    for path in ["/", "/health/", "/configs", "/config.json", "/metrics"] {
+    for path in ["/", "/health/", "/configs", "/config.json", "/metrics/"] {
         sidecar
             .get(path)
             .assert_json(404, r#"{"error":"not found"}"#);
@@ -125,7 +125,7 @@ fn keep_alive_serves_many_requests_on_one_connection() {
     let mut stream = TcpStream::connect(("127.0.0.1", sidecar.port)).expect("connect");
     for _ in 0..3 {
         stream
-            .write_all(b"GET /config/ HTTP/1.1\r\nHost: x\r\n\r\n")
+            .write_all(b"GET /config/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             .expect("write");
         read_response(&mut stream).assert_json(200, DEMO);
     }

@@ -42,7 +42,7 @@ fn assert_closed_by_server(stream: &mut TcpStream) -> Vec<u8> {
 }
 
 fn keep_alive_request(stream: &mut TcpStream, path: &str) -> u16 {
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").expect("write");
     read_response(stream).status
 }
 
@@ -54,7 +54,7 @@ fn half_sent_request_is_closed_after_the_header_timeout() {
         .start();
     let mut stream = connect(&sidecar);
     stream
-        .write_all(b"GET /config/ HTTP/1.1\r\nHost: x\r\n")
+        .write_all(b"GET /config/ HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         .expect("write");
     assert_closed_by_server(&mut stream);
     // The same head after a served request on a keep-alive connection.
@@ -131,7 +131,7 @@ fn client_that_never_reads_its_responses_is_dropped() {
         .env("CONFIG_SERVER_HEADER_TIMEOUT_MS", LONG)
         .start();
     let mut stream = connect(&sidecar);
-    let requests = "GET /config/ HTTP/1.1\r\nHost: x\r\n\r\n".repeat(60);
+    let requests = "GET /config/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".repeat(60);
     stream.write_all(requests.as_bytes()).expect("write");
     // Never read while the server writes 60 MB; then see how much arrived.
     thread::sleep(Duration::from_millis(1500));
@@ -195,7 +195,9 @@ fn at_the_connection_limit_with_no_idle_connection_new_ones_get_503() {
         "one warning for 20 refusals"
     );
     // Finishing one request frees its slot for the next client.
-    held[0].write_all(b"Host: x\r\n\r\n").expect("write");
+    held[0]
+        .write_all(b"Host: 127.0.0.1\r\n\r\n")
+        .expect("write");
     assert_eq!(read_response(&mut held[0]).status, 200);
     sidecar.get("/config/").assert_json(200, DEMO);
 }
@@ -249,7 +251,7 @@ fn running_out_of_file_descriptors_backs_off_and_warns_once() {
     let mut waiting: Vec<TcpStream> = (0..3)
         .map(|_| {
             let mut c = connect(&sidecar);
-            c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            c.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                 .expect("write");
             c
         })
@@ -268,7 +270,7 @@ fn running_out_of_file_descriptors_backs_off_and_warns_once() {
     // attempts failed (a few with back-off, not one every few milliseconds).
     set_open_files(pid, 1024);
     for c in &mut held {
-        c.write_all(b"Host: x\r\n\r\n").expect("write");
+        c.write_all(b"Host: 127.0.0.1\r\n\r\n").expect("write");
         assert_eq!(read_response(c).status, 200);
     }
     for c in &mut waiting {

@@ -61,7 +61,7 @@ fn lines_are_written_within_a_fraction_of_a_second() {
     let sidecar = Sidecar::new().start();
     let mut stream = TcpStream::connect(("127.0.0.1", sidecar.port)).expect("connect");
     stream
-        .write_all(b"GET /config/Scope HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(b"GET /config/Scope HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .expect("write");
     read_response(&mut stream);
     let answered = Instant::now();
@@ -76,7 +76,7 @@ fn every_line_is_written_by_shutdown() {
     let mut stream = TcpStream::connect(("127.0.0.1", sidecar.port)).expect("connect");
     for _ in 0..500 {
         stream
-            .write_all(b"GET /config/Password HTTP/1.1\r\nHost: x\r\n\r\n")
+            .write_all(b"GET /config/Password HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             .expect("write");
         read_response(&mut stream);
     }

@@ -2,13 +2,16 @@
 //! app) on free loopback ports. One test binary, one module per topic.
 
 mod bindings;
+mod door;
 mod endpoints;
 mod errors;
+mod files;
 mod hostile;
 mod logging;
 mod network;
 mod port;
 mod races;
+mod reads;
 mod reload;
 mod rubyapp;
 mod shutdown;

@@ -5,6 +5,8 @@
 //! nothing asserts a speed.
 
 use std::fs;
+use std::io::Write;
+use std::net::TcpStream;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::Command;
@@ -13,7 +15,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use crate::support::{lowest_free_fd, request, set_open_files, wait_for, Running, Sidecar};
+use crate::support::{
+    lowest_free_fd, read_response, request, set_open_files, wait_for, Running, Sidecar,
+};
 
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -223,4 +227,49 @@ fn a_change_missed_for_want_of_file_descriptors_is_picked_up_when_they_are_back(
         sidecar.stderr()
     );
     assert_eq!(health(&sidecar)["last_attempt_failed"], false);
+}
+
+#[test]
+fn requests_are_answered_while_a_large_document_reloads() {
+    // #21: a reload read and checked the new document on the thread that answers
+    // requests, so a large one held every request until it was done. `/metrics`
+    // says `reloading 1` only while a reload runs: a request that sees it was
+    // answered during one.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("big.yml");
+    let text: String = (0..40_000)
+        .map(|i| format!("k{i:05}: v{i:010}\n"))
+        .collect();
+    fs::write(&path, text).expect("write");
+    let sidecar = Sidecar::new()
+        .env("CONFIG_SERVER_FILE", &path)
+        .env("CONFIG_SERVER_WATCH_INTERVAL_MS", "0")
+        .start();
+    let mut conn = TcpStream::connect(("127.0.0.1", sidecar.port)).expect("connect");
+    let mut get = |path: &str| {
+        write!(conn, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
+        read_response(&mut conn)
+    };
+    let mut seen = false;
+    for round in 1..=20 {
+        sidecar.signal("HUP");
+        let done = format!("config_server_reloads_total{{outcome=\"unchanged\"}} {round}\n");
+        loop {
+            let metrics = get("/metrics").body;
+            if metrics.contains("config_server_reloading 1\n") {
+                get("/config/k00001").assert_json(200, r#""v0000000001""#);
+                seen = true;
+            }
+            if metrics.contains(&done) {
+                break;
+            }
+        }
+        if seen {
+            break;
+        }
+    }
+    assert!(
+        seen,
+        "no request was answered while a reload ran, in 20 reloads"
+    );
 }

@@ -323,7 +323,7 @@ fn requests_during_reloads_see_one_whole_document_or_the_other() {
     let (mut seen_a, mut seen_b) = (0, 0);
     for _ in 0..20_000 {
         stream
-            .write_all(b"GET /config/ HTTP/1.1\r\nHost: x\r\n\r\n")
+            .write_all(b"GET /config/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             .expect("write");
         let response = read_response(&mut stream);
         assert_eq!(response.status, 200);
@@ -344,4 +344,24 @@ fn requests_during_reloads_see_one_whole_document_or_the_other() {
         "saw a {seen_a} times, b {seen_b} times"
     );
     assert!(health(&sidecar)["generation"].as_u64() > Some(2));
+}
+
+#[test]
+fn a_file_rewritten_in_place_in_two_writes_is_served_only_whole() {
+    // #21: truncated, a first half that parses on its own, the second half 300 ms
+    // later. The watcher polls every 100 ms; the first half must never be served.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write(dir.path(), "config.yml", "a: 1\nb: 1\n");
+    let sidecar = watching(&path);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .expect("open in place");
+    file.write_all(b"a: 2\n").expect("first half");
+    thread::sleep(Duration::from_millis(300));
+    file.write_all(b"b: 2\n").expect("second half");
+    drop(file);
+    wait_for_body(&sidecar, "/config", r#"{"a":2,"b":2}"#);
+    assert_eq!(health(&sidecar)["generation"], 2, "{}", sidecar.stdout());
 }

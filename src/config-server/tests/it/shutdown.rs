@@ -13,7 +13,7 @@ const LIMIT: Duration = Duration::from_secs(1);
 fn idle_connection(sidecar: &Running) -> TcpStream {
     let mut stream = TcpStream::connect(("127.0.0.1", sidecar.port)).expect("connect");
     stream
-        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .expect("write");
     assert_eq!(read_response(&mut stream).status, 200);
     stream
@@ -57,7 +57,7 @@ fn request_in_flight_at_sigterm_is_answered() {
     let mut stream = TcpStream::connect(("127.0.0.1", sidecar.port)).expect("connect");
     // Half a request: the server has started reading it when the signal comes.
     stream
-        .write_all(b"GET /config/ HTTP/1.1\r\nHost: x\r\n")
+        .write_all(b"GET /config/ HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         .expect("write");
     thread::sleep(Duration::from_millis(100));
     let sent = Instant::now();

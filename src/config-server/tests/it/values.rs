@@ -65,6 +65,22 @@ fn non_finite_numbers_are_refused_by_key() {
 }
 
 #[test]
+fn aliases_that_repeat_a_long_string_are_refused_by_the_bytes_they_expand_to() {
+    // #21: 999 aliases are under the count of values, but of a 100 KB string they
+    // made a 100 MB document and hundreds of MB of memory. The 42nd crosses 4 MiB.
+    let mut text = format!("s: &s {}\n", "x".repeat(100_000));
+    for i in 0..999 {
+        text.push_str(&format!("k{i}: *s\n"));
+    }
+    refused(
+        "c.yml",
+        &text,
+        "expands to more than 4194304 bytes of JSON (4 MiB, aliases counted as what they \
+         repeat); the value at line 42, column 6 goes over the limit",
+    );
+}
+
+#[test]
 fn alias_expansion_is_refused_with_the_limit_and_the_place() {
     // Each line repeats the one above ten times: 10,000 values from 5 lines.
     let mut text = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
