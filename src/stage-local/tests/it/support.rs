@@ -2,8 +2,6 @@
 //! and a work dir; a `stage-local` run that must finish in bounded time; a background run
 //! whose output can be waited on; checks that processes are really gone.
 
-#![allow(dead_code)]
-
 use rustix::process::{kill_process, Pid, Signal};
 use std::fs;
 use std::io::{BufRead, BufReader, Read};

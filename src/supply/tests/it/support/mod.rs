@@ -2,7 +2,6 @@
 //! dir with its manifest, a `supply` run and its outcome, a scripted HTTP server, a
 //! test CA, a real proxy, mounts, and reading trees back.
 
-#![allow(dead_code, unused_imports)]
 
 mod archives;
 mod buildpack;

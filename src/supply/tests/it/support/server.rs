@@ -127,13 +127,6 @@ impl Server {
         self.hits.load(Ordering::SeqCst)
     }
 
-    pub fn paths(&self) -> Vec<String> {
-        self.requests()
-            .iter()
-            .map(|r| r.split(' ').nth(1).unwrap_or("").to_string())
-            .collect()
-    }
-
     /// Every request head received (request line and headers), in order.
     pub fn requests(&self) -> Vec<String> {
         self.state.requests.lock().expect("lock").clone()
