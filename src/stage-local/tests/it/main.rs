@@ -2,6 +2,7 @@
 //! shell-script buildpacks and a python3 web app. One test binary for all (style.md).
 
 mod bad_input;
+mod images;
 mod launching;
 mod processes;
 mod several_sidecars;
