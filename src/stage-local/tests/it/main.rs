@@ -4,6 +4,7 @@
 mod bad_input;
 mod images;
 mod launching;
+mod podman;
 mod processes;
 mod several_sidecars;
 mod staging;

@@ -71,27 +71,6 @@ while True:
     time.sleep(600)
 "#;
 
-/// A binary this test needs, from the variable `tests/e2e/run` sets.
-/// A binary of another workspace crate: `var` names it, else the one `cargo test
-/// --workspace` built next to this test binary (`target/debug/<name>`).
-fn built(var: &str, name: &str) -> PathBuf {
-    let path = match std::env::var_os(var) {
-        Some(p) => PathBuf::from(p),
-        None => std::env::current_exe()
-            .expect("the test binary's path")
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/debug/deps")
-            .join(name),
-    };
-    assert!(
-        path.is_file(),
-        "{} is not a file: build it (cargo build --workspace), or set {var} to it",
-        path.display()
-    );
-    path
-}
-
 /// A gzipped tar at `path` holding `bin/<name>` (mode 0755) with the bytes `contents`
 /// gives, made once per sandbox; returns its sha256.
 fn tgz(path: &Path, name: &str, contents: impl FnOnce() -> Vec<u8>) -> String {
