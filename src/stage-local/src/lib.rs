@@ -166,8 +166,15 @@ fn write_image(
         plan,
         env: env::image(s, app, image::PORT, web_memory),
     };
+    let started = std::time::Instant::now();
     let digest = image::write(&parts, &i.targets, &area.root)?;
-    image::report(&name, &digest, &i.targets, inputs.standin);
+    image::report(
+        &name,
+        &digest,
+        &i.targets,
+        inputs.standin,
+        started.elapsed(),
+    );
     if let Some(file) = &i.kube {
         kube::Kube {
             app: &app.name,

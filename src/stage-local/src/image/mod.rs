@@ -1,7 +1,7 @@
 //! `--image FILE` and `--image-layout DIR`: the staged droplet as an OCI image that runs
-//! as a Diego cell runs it. The base's layers come first, unchanged; the droplet is one
-//! layer on top ([`layer`]), with the entrypoint (`cf-entrypoint`) and its process
-//! plan. The config carries the staged environment and starts the entrypoint as vcap
+//! as a Diego cell runs it. The base's layers come first, unchanged; then the lifecycle
+//! layer, the entrypoint (`cf-entrypoint`) alone, the same for every app; then the
+//! droplet's layer ([`layer`]), with the process plan. The config carries the staged environment and starts the entrypoint as vcap
 //! in `/home/vcap/app`, `web` unless the container is given another process type.
 //!
 //! FILE is an OCI image layout in a tar with `docker save`'s `manifest.json` beside it,
@@ -123,30 +123,33 @@ pub fn name_of(app: &str) -> String {
 /// Writes the image to each target; returns its manifest's digest.
 pub fn write(parts: &Parts<'_>, targets: &[Target], scratch: &Path) -> anyhow::Result<String> {
     let plan_json = parts.plan.to_json();
-    let extras = [
-        Extra {
+    let lifecycle = layer::files(
+        &[Extra {
             path: &ENTRYPOINT_PATH[1..],
             mode: 0o755,
             bytes: parts.entrypoint,
-        },
-        Extra {
-            path: &plan::PLAN_PATH[1..],
-            mode: 0o644,
-            bytes: plan_json.as_bytes(),
-        },
-    ];
-    let droplet = layer::droplet(parts.droplet, &extras, scratch)?;
-    let config = config(parts, &droplet.diff_id);
+        }],
+        scratch,
+    )?;
+    let plan_file = [Extra {
+        path: &plan::PLAN_PATH[1..],
+        mode: 0o644,
+        bytes: plan_json.as_bytes(),
+    }];
+    let droplet = layer::droplet(parts.droplet, &plan_file, scratch)?;
+    let config = config(parts, &[&lifecycle.diff_id, &droplet.diff_id]);
     let mut layers: Vec<(oci::Descriptor, Source<'_>)> = parts
         .base
         .layers
         .iter()
         .map(|l| (l.descriptor.clone(), Source::Base(&l.blob)))
         .collect();
-    layers.push((
-        droplet.descriptor.clone(),
-        Source::Blob(Blob::File(droplet.file.path().to_path_buf())),
-    ));
+    for made in [&lifecycle, &droplet] {
+        layers.push((
+            made.descriptor.clone(),
+            Source::Blob(Blob::File(made.file.path().to_path_buf())),
+        ));
+    }
     let image = Assembled::new(&parts.name, config, layers);
     for t in targets {
         image.write(t)?;
@@ -157,7 +160,7 @@ pub fn write(parts: &Parts<'_>, targets: &[Target], scratch: &Path) -> anyhow::R
 /// The config: the base's, with the droplet's diff_id, the staged environment over the
 /// base's, and the entrypoint started as vcap in the app's directory. No `created` time
 /// of its own: the image has the same digest whenever it is made.
-fn config(parts: &Parts<'_>, diff_id: &str) -> Value {
+fn config(parts: &Parts<'_>, diff_ids: &[&str]) -> Value {
     let mut c = parts.base.config.clone();
     let obj = c
         .as_object_mut()
@@ -206,14 +209,19 @@ fn config(parts: &Parts<'_>, diff_id: &str) -> Value {
         .and_then(|r| r.get_mut("diff_ids"))
         .and_then(Value::as_array_mut)
     {
-        ids.push(json!(diff_id));
+        ids.extend(diff_ids.iter().map(|d| json!(d)));
     }
     // History, when the base keeps one, has an entry per layer.
     if let Some(history) = obj.get_mut("history").and_then(Value::as_array_mut) {
         history.push(json!({
             "created": "1970-01-01T00:00:00Z",
+            "created_by": "stage-local --image: the lifecycle",
+            "comment": "cf-entrypoint under /lifecycle",
+        }));
+        history.push(json!({
+            "created": "1970-01-01T00:00:00Z",
             "created_by": format!("stage-local --image: the droplet of {}", parts.name),
-            "comment": "the droplet under /home/vcap, cf-entrypoint and its plan under /lifecycle",
+            "comment": "the droplet under /home/vcap, the process plan under /lifecycle",
         }));
     }
     c
@@ -436,8 +444,14 @@ fn hex(digest: &str) -> &str {
     digest.strip_prefix("sha256:").unwrap_or(digest)
 }
 
-/// Says what went where.
-pub fn report(name: &str, digest: &str, targets: &[Target], standin: bool) {
+/// Says what went where, and how long writing it took (scripts/bench reads it).
+pub fn report(
+    name: &str,
+    digest: &str,
+    targets: &[Target],
+    standin: bool,
+    took: std::time::Duration,
+) {
     for t in targets {
         let (what, path) = match t {
             Target::Archive(p) => ("image archive", p),
@@ -448,6 +462,10 @@ pub fn report(name: &str, digest: &str, targets: &[Target], standin: bool) {
             path.display()
         ));
     }
+    out::say(format!(
+        "the image took {:.2} s to write",
+        took.as_secs_f64()
+    ));
     if standin {
         out::warn(
             "the image's base is a stand-in for the stack built from Debian's packages \

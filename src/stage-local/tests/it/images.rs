@@ -162,7 +162,7 @@ fn blob<'a>(files: &'a BTreeMap<String, Vec<u8>>, digest: &str) -> &'a [u8] {
 
 /// The droplet layer's entries: name to (mode, uid, gid, bytes).
 fn layer_entries(gz: &[u8]) -> BTreeMap<String, (u32, u64, u64, Vec<u8>)> {
-    let mut a = tar::Archive::new(flate2::read::GzDecoder::new(gz));
+    let mut a = tar::Archive::new(flate2::read::MultiGzDecoder::new(gz));
     a.entries()
         .expect("entries")
         .map(|e| {
@@ -246,7 +246,11 @@ fn the_image_lays_the_droplet_out_as_a_diego_cell_and_starts_cf_entrypoint() {
     ));
     let manifest: Value = serde_json::from_slice(blob(&files, digest)).expect("manifest");
     let layers = manifest["layers"].as_array().expect("layers");
-    assert_eq!(layers.len(), 2, "the base's layer, then the droplet's");
+    assert_eq!(
+        layers.len(),
+        3,
+        "the base's layer, the lifecycle's, then the droplet's"
+    );
     assert_eq!(
         blob(&files, layers[0]["digest"].as_str().expect("digest")),
         base_layer,
@@ -255,10 +259,10 @@ fn the_image_lays_the_droplet_out_as_a_diego_cell_and_starts_cf_entrypoint() {
     let docker = json_of(&files, "manifest.json");
     assert_eq!(docker[0]["RepoTags"][0], "localhost/demo:latest");
     assert_eq!(
-        docker[0]["Layers"][1],
+        docker[0]["Layers"][2],
         format!(
             "blobs/sha256/{}",
-            &layers[1]["digest"].as_str().expect("d")[7..]
+            &layers[2]["digest"].as_str().expect("d")[7..]
         )
     );
 
@@ -280,9 +284,9 @@ fn the_image_lays_the_droplet_out_as_a_diego_cell_and_starts_cf_entrypoint() {
     assert_eq!(config["created"], "1970-01-01T00:00:00Z");
     assert_eq!(
         config["rootfs"]["diff_ids"].as_array().map(Vec::len),
-        Some(2)
+        Some(3)
     );
-    assert_eq!(config["history"].as_array().map(Vec::len), Some(2));
+    assert_eq!(config["history"].as_array().map(Vec::len), Some(3));
     let env: BTreeMap<&str, &str> = c["Env"]
         .as_array()
         .expect("Env")
@@ -309,17 +313,24 @@ fn the_image_lays_the_droplet_out_as_a_diego_cell_and_starts_cf_entrypoint() {
         assert!(!env.contains_key(unknown_ahead), "{unknown_ahead}");
     }
 
-    let layer = layer_entries(blob(&files, layers[1]["digest"].as_str().expect("d")));
+    let lifecycle = layer_entries(blob(&files, layers[1]["digest"].as_str().expect("d")));
+    assert_eq!(
+        lifecycle.keys().collect::<Vec<_>>(),
+        ["lifecycle/", "lifecycle/cf-entrypoint"],
+        "the lifecycle layer is the same for every app"
+    );
+    let ep = &lifecycle["lifecycle/cf-entrypoint"];
+    assert_eq!(
+        (ep.0, ep.1, &ep.3),
+        (0o755, 0, &fs::read(&entrypoint).expect("read"))
+    );
+    let layer = layer_entries(blob(&files, layers[2]["digest"].as_str().expect("d")));
     let server = &layer["home/vcap/app/server.py"];
     assert_eq!((server.0 & 0o777, server.1, server.2), (0o644, 2000, 2000));
     assert_eq!(layer["home/vcap/"].0 & 0o777, 0o700, "the droplet's root");
     assert!(layer.contains_key("home/vcap/deps/0/bin/sidekick"));
     assert!(layer.contains_key("home/vcap/staging_info.yml"));
-    let ep = &layer["lifecycle/cf-entrypoint"];
-    assert_eq!(
-        (ep.0, ep.1, &ep.3),
-        (0o755, 0, &fs::read(&entrypoint).expect("read"))
-    );
+    assert!(!layer.contains_key("lifecycle/cf-entrypoint"));
     let plan: Value = serde_json::from_slice(&layer["lifecycle/processes.json"].3).expect("plan");
     assert_eq!(
         plan,
