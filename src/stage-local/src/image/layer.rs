@@ -137,8 +137,11 @@ fn compress(
     Ok((tmp, digest, size, diff_id))
 }
 
-/// gzip's level: 6, as `tar czf` (gzip's default), which the layer's size is held to.
-const LEVEL: u32 = 6;
+/// The compression level. The layer is held to `tar czf` (gzip -6): within 5% of its
+/// size, and at most 1.2 times its time. miniz_oxide at 6 matches gzip's size but takes
+/// over twice its time; at 4 it takes a third of that, for 3% more bytes (the sample's
+/// droplet: 2.95 MB against 2.87 MB).
+const LEVEL: u32 = 4;
 /// The size of the pieces of the stream compressed apart.
 pub const CHUNK: usize = 1 << 20;
 
