@@ -585,6 +585,32 @@ mod tests {
     }
 
     #[test]
+    fn the_entrypoint_must_be_a_static_elf_of_this_machine() {
+        let mut h = vec![0u8; 64];
+        h[..4].copy_from_slice(b"\x7fELF");
+        h[4] = 2;
+        h[5] = 1;
+        h[18] = 62;
+        h[54] = 56;
+        assert_eq!(static_elf(&h), Ok(()), "no program headers: static");
+        // One PT_INTERP program header right after the ELF header.
+        let mut dynamic = h.clone();
+        dynamic[32] = 64; // e_phoff
+        dynamic[56] = 1; // e_phnum
+        dynamic.extend_from_slice(&[3, 0, 0, 0]);
+        dynamic.resize(64 + 56, 0);
+        assert!(static_elf(&dynamic).is_err_and(|e| e.contains("dynamically linked")));
+        let mut arm = h.clone();
+        arm[18] = 183;
+        assert!(static_elf(&arm).is_err_and(|e| e.contains("architecture")));
+        assert!(static_elf(b"#!/bin/sh\n").is_err_and(|e| e.contains("not a 64-bit")));
+        let mut truncated = h;
+        truncated[32] = 64; // program headers past the end of the file
+        truncated[56] = 1;
+        assert!(static_elf(&truncated).is_err_and(|e| e.contains("truncated")));
+    }
+
+    #[test]
     fn the_droplet_tgz_goes_to_an_existing_directory() {
         let dir = tempfile::tempdir().expect("tempdir");
         let ok = dir.path().join("d.tgz");

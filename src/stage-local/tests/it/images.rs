@@ -522,3 +522,24 @@ fn an_entrypoint_that_is_not_static_or_flags_without_an_image_are_refused() {
         .has("is in a directory that does not exist");
     assert!(!file.exists());
 }
+
+#[test]
+fn without_mmdebstrap_the_stand_in_base_fails_with_9_before_staging() {
+    let (sb, bp) = app();
+    let file = sb.root.path().join("image.tar");
+    sb.stage()
+        .buildpack(&bp)
+        .arg("--stage-only")
+        .arg("--entrypoint")
+        .arg(fake_entrypoint(&sb))
+        .arg("--image")
+        .arg(&file)
+        .env("PATH", "/nonexistent")
+        .run()
+        .code(BASE)
+        .has("building a stand-in base for the stack with mmdebstrap (Debian ")
+        .has("stage-local: error: cannot build the stand-in base (bash ca-certificates): cannot run mmdebstrap")
+        .has("to fix: install mmdebstrap")
+        .lacks("staging demo");
+    assert!(!file.exists());
+}
