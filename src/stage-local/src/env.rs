@@ -8,6 +8,7 @@
 
 use crate::app::App;
 use crate::settings::Settings;
+use cf_entrypoint::launcher;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -146,7 +147,14 @@ pub fn staging(s: &Settings, app: &App, home: &Path) -> Vars {
     v.set("CF_STACK", &s.stack);
     v.set(
         "VCAP_APPLICATION",
-        vcap_application(app, &Ids::of(&app.name), memory, STAGING_DISK_MB, None),
+        vcap_application(
+            app,
+            &Ids::of(&app.name),
+            memory,
+            STAGING_DISK_MB,
+            None,
+            &fresh_version(app),
+        ),
     );
     v.set("MEMORY_LIMIT", format!("{memory}m"));
     v.set("VCAP_SERVICES", &s.vcap_services);
@@ -186,48 +194,73 @@ pub fn running(s: &Settings, app: &App, i: &Instance<'_>) -> Vars {
     for (k, val) in app.env.iter().chain(i.overrides) {
         v.set(k, val);
     }
-    let vcap = vcap_application(app, ids, i.memory_mb, APP_DISK_MB, Some(i.process_type));
+    let vcap = vcap_application(
+        app,
+        ids,
+        i.memory_mb,
+        APP_DISK_MB,
+        Some(i.process_type),
+        &fresh_version(app),
+    );
     v.set(
         "VCAP_APPLICATION",
-        launcher_vcap_application(&vcap, ids, i.port, i.index),
+        launcher::vcap_application(
+            &vcap,
+            &ids.instance,
+            &i.port.to_string(),
+            &i.index.to_string(),
+        ),
     );
     v.set("MEMORY_LIMIT", format!("{}m", i.memory_mb));
     v.set("VCAP_SERVICES", &s.vcap_services);
     // The launcher's own (buildpackapplifecycle env.CalcEnv), on the droplet's paths.
-    v.set("HOME", i.droplet.join("app").display().to_string());
-    v.set("TMPDIR", i.droplet.join("tmp").display().to_string());
-    v.set("DEPS_DIR", i.droplet.join("deps").display().to_string());
+    for (k, val) in launcher::launcher_env(i.droplet) {
+        v.set(k, val);
+    }
     v
 }
 
-/// VCAP_APPLICATION as CF's launcher rewrites it for every process (env.CalcEnv): with
-/// `host` 0.0.0.0, `instance_id` (INSTANCE_GUID), `port` (PORT) and `instance_index`
-/// (INSTANCE_INDEX) added, re-encoded by Go's `json.Marshal`: keys sorted, `&`, `<`, `>`
-/// escaped.
-fn launcher_vcap_application(cloud_controllers: &str, ids: &Ids, port: u16, index: u32) -> String {
-    let Ok(serde_json::Value::Object(mut v)) = serde_json::from_str(cloud_controllers) else {
-        return cloud_controllers.to_string();
-    };
-    v.insert("host".into(), json!("0.0.0.0"));
-    v.insert("instance_id".into(), json!(ids.instance));
-    v.insert("port".into(), json!(port));
-    v.insert("instance_index".into(), json!(index));
-    crate::result::go_marshal(&sorted(serde_json::Value::Object(v)))
+/// The environment an image gives its web process and sidecars, as image config: what
+/// Diego gives an instance that is known before the container exists (its port is the
+/// container's, 8080; the instance is the first), the app's env, VCAP_APPLICATION as
+/// Cloud Controller writes it, MEMORY_LIMIT and VCAP_SERVICES. What depends on the
+/// container (CF_INSTANCE_IP, CF_INSTANCE_ADDR, the identity certificate) is left out;
+/// what the launcher adds (HOME, TMPDIR, DEPS_DIR, its VCAP_APPLICATION rewrite) is the
+/// entrypoint's, at run time. Same app, same values: the image's digest depends on them.
+pub fn image(s: &Settings, app: &App, port: u16, memory_mb: u64) -> Vars {
+    let ids = Ids::of(&app.name);
+    let mut v = Vars::default();
+    v.set("LANG", "en_US.UTF-8");
+    let p = port.to_string();
+    v.set("PORT", &p);
+    v.set("VCAP_APP_PORT", &p);
+    v.set("VCAP_APP_HOST", "0.0.0.0");
+    v.set("INSTANCE_INDEX", "0");
+    v.set("INSTANCE_GUID", &ids.instance);
+    v.set("CF_INSTANCE_INDEX", "0");
+    v.set("CF_INSTANCE_GUID", &ids.instance);
+    v.set("CF_INSTANCE_PORT", &p);
+    v.set(
+        "CF_INSTANCE_PORTS",
+        json!([{"external": port, "internal": port}]).to_string(),
+    );
+    for (k, val) in &app.env {
+        v.set(k, val);
+    }
+    // The image is the droplet's: its version is one per app, not one per run.
+    let version = uuid(&[app.name.as_bytes(), b"image"]);
+    v.set(
+        "VCAP_APPLICATION",
+        vcap_application(app, &ids, memory_mb, APP_DISK_MB, Some("web"), &version),
+    );
+    v.set("MEMORY_LIMIT", format!("{memory_mb}m"));
+    v.set("VCAP_SERVICES", &s.vcap_services);
+    v
 }
 
-/// A JSON value with every object's keys in order, as Go encodes a map.
-fn sorted(v: serde_json::Value) -> serde_json::Value {
-    match v {
-        serde_json::Value::Object(m) => {
-            let keyed: std::collections::BTreeMap<String, serde_json::Value> =
-                m.into_iter().map(|(k, v)| (k, sorted(v))).collect();
-            serde_json::Value::Object(keyed.into_iter().collect())
-        }
-        serde_json::Value::Array(items) => {
-            serde_json::Value::Array(items.into_iter().map(sorted).collect())
-        }
-        other => other,
-    }
+/// A new app version id, as Cloud Controller makes one for every droplet.
+fn fresh_version(app: &App) -> String {
+    uuid(&[app.name.as_bytes(), &nanos().to_le_bytes()])
 }
 
 /// VCAP_APPLICATION as Cloud Controller's VarsBuilder writes it. Staging has `users`;
@@ -238,8 +271,8 @@ fn vcap_application(
     mem: u64,
     disk: u64,
     process_type: Option<&str>,
+    version: &str,
 ) -> String {
-    let version = uuid(&[app.name.as_bytes(), &nanos().to_le_bytes()]);
     let mut v = json!({
         "cf_api": CF_API,
         "limits": {"fds": FDS, "mem": mem, "disk": disk},
@@ -333,6 +366,7 @@ mod tests {
             path: "/usr/bin:/bin".into(),
             proxies: vec![("https_proxy".into(), "http://proxy:3128".into())],
             interrupted: Arc::default(),
+            image: None,
         }
     }
 

@@ -17,9 +17,12 @@ pub mod exit {
     /// Bad input: the app dir, its manifest.yml or Procfile, `--vcap-services`, a
     /// `--buildpack` that is no zip or dir (or holds an unsafe entry), a locked work dir
     /// (or one that processes of a killed run still use), a `--process` type the staged
-    /// app does not have.
+    /// app does not have; for an image, no `web` start command, an `--image`,
+    /// `--image-layout` or `--kube` path that cannot be written, an `--entrypoint` that
+    /// is not a static Linux binary.
     pub const INPUT: i32 = 3;
-    /// A `launch.yml` that CF's builder would reject (CF itself fails staging with 1).
+    /// A `launch.yml` that CF's builder would reject (CF itself fails staging with 1);
+    /// or, for an image, a sidecar for a process type the droplet does not have.
     pub const LAUNCH_YML: i32 = 4;
     /// The staging result Cloud Controller would refuse: a sidecar name clash, sidecar
     /// memory that leaves nothing to the app, or a memory of 0 or less.
@@ -33,6 +36,9 @@ pub mod exit {
     pub const EXITED: i32 = 8;
     /// `--network own`, and this machine cannot give an instance a network namespace.
     pub const NO_NAMESPACE: i32 = 9;
+    /// The image's base: `--base` is not an image or is one of another architecture,
+    /// or the stand-in base cannot be built (mmdebstrap missing or failing).
+    pub const BASE: i32 = 10;
     /// Interrupted (Ctrl-C, SIGTERM) before the app answered.
     pub const INTERRUPTED: i32 = 130;
     /// The final buildpack failed (CF's CompileFailCode): here, its local stand-in.
@@ -175,6 +181,40 @@ pub enum Error {
     /// `--network own`, and no network namespace can be made here.
     #[error("--network own: this machine cannot give an instance a network namespace: {why}")]
     NoNamespace { why: String },
+    /// `--image`, `--image-layout` or `--kube` names a place that cannot be written.
+    #[error("{flag} {}: {problem}", path.display())]
+    OutputPath {
+        flag: &'static str,
+        path: PathBuf,
+        problem: String,
+    },
+    /// The entrypoint to put into the image cannot be used.
+    #[error("--entrypoint {}: {problem}", path.display())]
+    Entrypoint { path: PathBuf, problem: String },
+    /// `--base` cannot be used as the image's base.
+    #[error("--base {}: {problem}", path.display())]
+    Base { path: PathBuf, problem: String },
+    /// `--base` holds no image for this machine's architecture.
+    #[error("--base {}: holds an image for {} only, not for linux/{want}", path.display(), found.join(", "))]
+    BaseArchitecture {
+        path: PathBuf,
+        found: Vec<String>,
+        want: String,
+    },
+    /// The stand-in base could not be built.
+    #[error("cannot build the stand-in base ({}): {problem}", packages.join(" "))]
+    StandInBase {
+        packages: Vec<String>,
+        problem: String,
+    },
+    /// A sidecar's `sidecar_for` names a process type the droplet does not have.
+    #[error("sidecar {sidecar:?} from {origin} runs beside the process type {process_type:?}, which the droplet does not have (it has: {})", have.join(", "))]
+    SidecarForMissingType {
+        sidecar: String,
+        origin: String,
+        process_type: String,
+        have: Vec<String>,
+    },
     /// Ctrl-C or SIGTERM before the work was done.
     #[error("interrupted while {during}")]
     Interrupted { during: String },
@@ -205,7 +245,13 @@ impl Error {
             | Error::UnsafeZipEntry { .. }
             | Error::Locked { .. }
             | Error::Leftovers { .. }
-            | Error::NoProcessType { .. } => exit::INPUT,
+            | Error::NoProcessType { .. }
+            | Error::OutputPath { .. }
+            | Error::Entrypoint { .. } => exit::INPUT,
+            Error::Base { .. } | Error::BaseArchitecture { .. } | Error::StandInBase { .. } => {
+                exit::BASE
+            }
+            Error::SidecarForMissingType { .. } => exit::LAUNCH_YML,
             Error::Usage { .. } => exit::USAGE,
             Error::SupplyScript { .. } | Error::SupplyFailed { .. } => exit::SUPPLY_FAILED,
             Error::FinalFailed { .. } => exit::FINAL_FAILED,
@@ -421,6 +467,50 @@ impl Error {
                    AppArmor rule against them), and util-linux's `unshare` and `nsenter`"),
                 s("run as root, allow unprivileged user namespaces, or use --network host \
                    (every instance then shares this machine's loopback)"),
+                vec![],
+            ),
+            Error::OutputPath { .. } => (
+                s("the image and the Kubernetes YAML are written next to where they go, then \
+                   renamed into place"),
+                s("name a path in an existing directory, e.g. --image /tmp/app.oci.tar"),
+                vec![],
+            ),
+            Error::Entrypoint { .. } => (
+                s("the image runs cf-entrypoint as its entrypoint, on whatever libc the base \
+                   has, so it must be a statically linked Linux binary of this machine's \
+                   architecture"),
+                s("use the one scripts/stage-local builds (cargo build -p cf-entrypoint \
+                   --release --target x86_64-unknown-linux-gnu with RUSTFLAGS='-C \
+                   target-feature=+crt-static'), or leave --entrypoint out"),
+                vec![],
+            ),
+            Error::Base { .. } => (
+                s("--base takes the stack's root filesystem as an image: an OCI image archive \
+                   (skopeo copy docker://cloudfoundry/cflinuxfs4 oci-archive:cflinuxfs4.tar), \
+                   an OCI layout directory, or a `docker save` tar"),
+                s("pass such an archive or directory, or leave --base out for a stand-in base"),
+                vec![],
+            ),
+            Error::BaseArchitecture { want, .. } => (
+                format!(
+                    "the droplet's binaries and the entrypoint are built for linux/{want}, and \
+                     would not run on another architecture"
+                ),
+                format!("save the base for linux/{want} (skopeo copy --override-arch {want} ...)"),
+                vec![],
+            ),
+            Error::StandInBase { .. } => (
+                s("without --base, stage-local builds a stand-in for the stack from Debian's \
+                   packages with mmdebstrap, as root, from the Debian mirror"),
+                s("install mmdebstrap (apt-get install mmdebstrap) and check the Debian \
+                   mirror is reachable, or pass --base with the stack's image"),
+                vec![],
+            ),
+            Error::SidecarForMissingType { .. } => (
+                s("on Cloud Foundry such a sidecar is silently never started; in an image it \
+                   would be lost just the same"),
+                s("fix the sidecar_for list in the buildpack's launch.yml (or the manifest's \
+                   sidecars:), or add the process type to the Procfile"),
                 vec![],
             ),
             Error::Interrupted { .. } => (

@@ -3,7 +3,9 @@
 //! plainly that it is not the real thing: it checks that the machine's Ruby and Bundler
 //! can run the app offline (`bundle check`), does what libbuildpack's finalize does for
 //! supply buildpacks (profile.d, 000_multi-supply.sh), names itself in config.yml, and
-//! offers the default `web` command ruby_buildpack gives a Rack app.
+//! offers the default `web` command ruby_buildpack gives a Rack app, with the
+//! environment ruby_buildpack gives it (RACK_ENV and RAILS_ENV `production` unless set,
+//! so that rackup listens on 0.0.0.0, as a container needs, not on localhost).
 
 use crate::env::Vars;
 use crate::errors::Error;
@@ -23,6 +25,10 @@ pub struct Finalize<'a> {
     pub profile_dir: &'a Path,
     pub env: &'a Vars,
 }
+
+/// ruby_buildpack's profile.d/ruby.sh defaults: rackup binds 0.0.0.0 outside development.
+const RUBY_ENV: &str =
+    "export RACK_ENV=${RACK_ENV:-production}\nexport RAILS_ENV=${RAILS_ENV:-production}\n";
 
 /// What ruby_buildpack's `bin/release` offers a Rack app.
 const RACK_WEB: &str = "bundle exec rackup config.ru -p $PORT";
@@ -46,6 +52,10 @@ pub fn run(f: &Finalize<'_>) -> Result<Vec<Declared>, Error> {
         ));
     }
     set_launch_environment(f).map_err(|e| failed(f, format!("cannot write profile.d: {e}")))?;
+    if gemfile {
+        fs::write(f.profile_dir.join("ruby.sh"), RUBY_ENV)
+            .map_err(|e| failed(f, format!("cannot write profile.d/ruby.sh: {e}")))?;
+    }
     let config = format!("---\nname: {} (local stand-in)\nconfig: {{}}\n", f.name);
     fs::write(f.deps_dir.join(f.idx).join("config.yml"), config)
         .map_err(|e| failed(f, format!("cannot write config.yml: {e}")))?;

@@ -14,40 +14,17 @@ use crate::identity::Credentials;
 use crate::netns::{self, Network};
 use crate::out;
 use crate::ports::{self, InstancePorts, SidecarPort};
-use crate::process::{describe, running_as, Supervisor, TICK};
 use crate::result::Sidecar;
 use crate::settings::Settings;
 use crate::staging::{Area, Staged};
 use anyhow::Context as _;
+use cf_entrypoint::launcher::{self as cf_launcher, log_source};
+use cf_entrypoint::process::{describe, running_as, Supervisor, TICK};
 use std::net::TcpListener;
 use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
-
-/// What CF's launcher execs for a buildpack app (buildpackapplifecycle
-/// launcher_unix.go), step for step: `bash -c <this> <launcher> <app dir> <command>`,
-/// started in the droplet's root (`/home/vcap` on CF). So a profile script sees what
-/// it sees on CF: `$0` the launcher, `$1` the app's directory, `$2` the command, and
-/// `OLDPWD` the droplet's root; it is sourced by its unquoted name, as CF sources it.
-/// The two lines it echoes open every process's log on CF.
-const LAUNCHER: &str = r#"
-cd "$1"
-echo 'Invoking pre-start scripts.'
-if [ -n "$(ls ../profile.d/* 2> /dev/null)" ]; then
-  for env_file in ../profile.d/*; do source $env_file; done
-fi
-if [ -n "$(ls .profile.d/* 2> /dev/null)" ]; then
-  for env_file in .profile.d/*; do source $env_file; done
-fi
-if [ -f .profile ]; then source .profile; fi
-shift
-echo 'Invoking start command.'
-exec bash -c "$@"
-"#;
-
-/// The launcher's path on CF, `$0` of the script above.
-const LAUNCHER_PATH: &str = "/tmp/lifecycle/launcher";
 
 /// How long one readiness probe or one GET may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -321,7 +298,6 @@ impl Launch<'_> {
     ) -> anyhow::Result<Vec<String>> {
         let outcome = &self.staged.outcome;
         let (process_mb, _) = self.app.process_memory(p.kind);
-        let upper = p.kind.to_uppercase();
         let of = if self.name == "web" {
             String::new()
         } else {
@@ -335,10 +311,7 @@ impl Launch<'_> {
                 .memory
                 .filter(|m| *m > 0)
                 .map_or(process_mb, |m| m as u64);
-            let source = format!(
-                "APP/PROC/{upper}/SIDECAR/{}/{index}",
-                sc.name.to_uppercase()
-            );
+            let source = log_source(p.kind, Some(&sc.name), index);
             let pid = self.start(
                 sup,
                 &format!("sidecar {}", sc.name),
@@ -361,7 +334,7 @@ impl Launch<'_> {
         let pid = self.start(
             sup,
             &format!("the {} process", self.name),
-            &format!("APP/PROC/{upper}/{index}"),
+            &log_source(p.kind, None, index),
             &p.command,
             mb,
         )?;
@@ -407,17 +380,11 @@ impl Launch<'_> {
             key: &self.creds.key,
         };
         let vars = env::running(self.s, self.app, &instance);
-        let droplet = &self.staged.droplet;
-        let mut cmd = match &self.network {
+        let bash = match &self.network {
             Some(joined) => joined.command("bash"),
             None => Command::new("bash"),
         };
-        cmd.arg("-c")
-            .arg(LAUNCHER)
-            .arg(LAUNCHER_PATH)
-            .arg(droplet.join("app"))
-            .arg(command)
-            .current_dir(droplet);
+        let mut cmd = cf_launcher::command_with(bash, &self.staged.droplet, command);
         env::apply(&mut cmd, &vars);
         let g = sup
             .spawn(&mut cmd, &format!("{label} [{source}]"), Some(source))

@@ -14,17 +14,19 @@ mod final_standin;
 mod forward;
 mod http;
 mod identity;
+mod image;
+mod kube;
 mod launch_yml;
 mod launcher;
 mod netns;
 mod out;
 mod ports;
-mod process;
 mod result;
 mod settings;
 mod staging;
 mod tarball;
 
+use anyhow::Context as _;
 use clap::Parser as _;
 use errors::{exit, report};
 use settings::{Cli, Settings};
@@ -70,7 +72,7 @@ pub fn main_with_args() -> i32 {
             out::warn(format!("cannot catch signal {signal}: {e}"));
         }
     }
-    process::become_subreaper();
+    cf_entrypoint::process::become_subreaper();
     match Settings::resolve(cli, &env, interrupted)
         .map_err(anyhow::Error::from)
         .and_then(|s| run(&s))
@@ -87,6 +89,12 @@ pub fn main_with_args() -> i32 {
 fn run(s: &Settings) -> anyhow::Result<()> {
     let mut app = app::App::load(&s.app_dir)?;
     app.set_env(&s.env);
+    // The image's inputs are read before anything is staged: a bad --base changes nothing.
+    let image_inputs = s
+        .image
+        .as_ref()
+        .map(|i| image_inputs(s, i, &app))
+        .transpose()?;
     // Held until this run ends: no other run may replace the droplet under the app.
     let area = staging::Area::open(&s.work_dir, &app)?;
     let staged = staging::stage(s, &app, &area)?;
@@ -102,8 +110,96 @@ fn run(s: &Settings) -> anyhow::Result<()> {
         staged.outcome.summary(&app)
     ));
     staged.outcome.check(&app)?;
+    if let (Some(i), Some(inputs)) = (&s.image, &image_inputs) {
+        write_image(s, i, inputs, &app, &staged, &area)?;
+    }
     if s.stage_only {
         return Ok(());
     }
     launcher::run(s, &app, &staged, &area)
+}
+
+/// What an image is made from besides the droplet: its base and its entrypoint.
+struct ImageInputs {
+    base: image::base::Base,
+    standin: bool,
+    entrypoint: Vec<u8>,
+}
+
+fn image_inputs(
+    s: &Settings,
+    i: &settings::ImageSettings,
+    app: &app::App,
+) -> anyhow::Result<ImageInputs> {
+    let entrypoint = std::fs::read(&i.entrypoint)
+        .with_context(|| format!("cannot read {}", i.entrypoint.display()))?;
+    let (base, standin) = match &i.base {
+        Some(path) => {
+            let base = image::base::open(path)?;
+            out::say(format!(
+                "the image's base: {} ({} layer(s))",
+                path.display(),
+                base.layers.len()
+            ));
+            (base, false)
+        }
+        None => {
+            let recipe = image::standin::Recipe::for_app(&app.dir);
+            let (base, _) = image::standin::ensure(&recipe, &s.work_dir.join("bases"))?;
+            (base, true)
+        }
+    };
+    Ok(ImageInputs {
+        base,
+        standin,
+        entrypoint,
+    })
+}
+
+/// Writes the image (and the Kubernetes objects) of the staged droplet.
+fn write_image(
+    s: &Settings,
+    i: &settings::ImageSettings,
+    inputs: &ImageInputs,
+    app: &app::App,
+    staged: &staging::Staged,
+    area: &staging::Area,
+) -> anyhow::Result<()> {
+    let plan = image::plan(app, &staged.outcome)?;
+    let web_memory = plan.processes.get("web").map_or(0, |p| p.memory_mb);
+    let name = image::name_of(&app.name);
+    let parts = image::Parts {
+        name: name.clone(),
+        base: &inputs.base,
+        droplet: &staged.droplet,
+        entrypoint: &inputs.entrypoint,
+        plan,
+        env: env::image(s, app, image::PORT, web_memory),
+    };
+    let started = std::time::Instant::now();
+    let digest = image::write(&parts, &i.targets, &area.root)?;
+    image::report(
+        &name,
+        &digest,
+        &i.targets,
+        inputs.standin,
+        started.elapsed(),
+    );
+    if let Some(file) = &i.kube {
+        kube::Kube {
+            app: &app.name,
+            image: &name,
+            port: image::PORT,
+            memory_mb: app.process_memory("web").0,
+            vcap_services: &s.vcap_services,
+            grace_seconds: s.grace.as_secs(),
+        }
+        .write(file)?;
+        out::say(format!(
+            "wrote a Deployment, a Service and a Secret for {name} at {} (podman kube play, \
+             kubectl apply)",
+            file.display()
+        ));
+    }
+    Ok(())
 }

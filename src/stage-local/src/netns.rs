@@ -17,9 +17,9 @@
 
 use crate::errors::Error;
 use crate::out;
-use crate::process::Supervisor;
 use crate::settings::{NetworkMode, Settings};
 use anyhow::Context as _;
+use cf_entrypoint::process::Supervisor;
 use std::ffi::OsString;
 use std::io::BufRead as _;
 use std::net::TcpListener;

@@ -15,8 +15,8 @@
 
 use crate::app::App;
 use crate::errors::Error;
-use crate::process::running_as;
 use crate::result::Sidecar;
+use cf_entrypoint::process::running_as;
 use std::collections::BTreeSet;
 use std::fs;
 use std::net::TcpListener;

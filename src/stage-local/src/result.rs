@@ -300,26 +300,10 @@ pub fn staging_info(outcome: &Outcome, buildpacks: &[BuildpackMetadata]) -> Stri
     })
 }
 
-/// JSON as Go's `json.Encoder` writes it: [`go_marshal`]'s, and a final newline.
+/// JSON as Go's `json.Encoder` writes it: [`cf_entrypoint::launcher::go_marshal`]'s, and a final newline.
 fn go_json(value: &impl Serialize) -> String {
-    let mut out = go_marshal(value);
+    let mut out = cf_entrypoint::launcher::go_marshal(value);
     out.push('\n');
-    out
-}
-
-/// JSON as Go's `json.Marshal` writes it: one line, `<`, `>`, `&`, U+2028 and U+2029
-/// escaped (they only ever occur inside strings).
-pub fn go_marshal(value: &impl Serialize) -> String {
-    let text = serde_json::to_string(value).unwrap_or_default();
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
     out
 }
 

@@ -14,10 +14,12 @@ use std::time::Duration;
 /// launcher does.
 ///
 /// Every --buildpack runs as a supply buildpack, in order; a small local stand-in takes
-/// the place of the app's final buildpack. Exit codes: 0 ok, 1 internal, 2 usage, 3 bad
-/// input, 4 launch.yml rejected, 5 refused by Cloud Controller's checks, 6 port in use,
-/// 7 no answer, 8 a process exited, 130 interrupted, 223 final buildpack (stand-in)
-/// failed, 225 a supply buildpack failed. See docs/stage-local.md.
+/// the place of the app's final buildpack. With --image, the droplet also becomes an OCI
+/// image that runs the app and its sidecars anywhere. Exit codes: 0 ok, 1 internal, 2
+/// usage, 3 bad input, 4 launch.yml rejected, 5 refused by Cloud Controller's checks, 6
+/// port in use, 7 no answer, 8 a process exited, 9 unusable image base, 130 interrupted,
+/// 223 final buildpack (stand-in) failed, 225 a supply buildpack failed. See
+/// docs/stage-local.md.
 #[derive(Parser, Debug)]
 #[command(name = "stage-local", version, about, long_about)]
 pub struct Cli {
@@ -44,6 +46,28 @@ pub struct Cli {
     /// ./deps/..., ./staging_info.yml), e.g. for `cf push --droplet FILE`
     #[arg(long, value_name = "FILE")]
     pub droplet: Option<PathBuf>,
+    /// Also write the droplet as an OCI image archive (an OCI layout in a tar, with
+    /// `docker save`'s manifest.json) that `podman load`, `docker load` and skopeo's
+    /// `oci-archive:FILE` read; it runs the web process and its sidecars
+    #[arg(long, value_name = "FILE")]
+    pub image: Option<PathBuf>,
+    /// Also write the same image as an OCI layout directory (one already there is
+    /// replaced)
+    #[arg(long, value_name = "DIR")]
+    pub image_layout: Option<PathBuf>,
+    /// The image's base, the stack's root filesystem: an OCI image archive, an OCI
+    /// layout directory or a `docker save` tar [default: a stand-in built from Debian's
+    /// packages with mmdebstrap, cached in the work dir]
+    #[arg(long, value_name = "IMAGE")]
+    pub base: Option<PathBuf>,
+    /// Also write a Deployment, a Service and a Secret (VCAP_SERVICES) for the image,
+    /// for `kubectl apply` or `podman kube play`; needs --image or --image-layout
+    #[arg(long, value_name = "FILE")]
+    pub kube: Option<PathBuf>,
+    /// The static cf-entrypoint binary to put into the image. scripts/stage-local sets
+    /// it [default: cf-entrypoint next to stage-local]
+    #[arg(long, value_name = "FILE", env = "STAGE_LOCAL_ENTRYPOINT")]
+    pub entrypoint: Option<PathBuf>,
     /// Set an environment variable of the app, after its manifest's `env:` (as `cf
     /// set-env` would); repeat for several
     #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
@@ -139,6 +163,19 @@ pub struct Settings {
     pub proxies: Vec<(String, String)>,
     /// Set by SIGINT, SIGTERM or SIGHUP.
     pub interrupted: Arc<AtomicBool>,
+    /// `--image`, `--image-layout` and what goes with them.
+    pub image: Option<ImageSettings>,
+}
+
+/// What an image is written from and to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSettings {
+    /// `--image` and `--image-layout`, absolute.
+    pub targets: Vec<crate::image::Target>,
+    pub kube: Option<PathBuf>,
+    pub base: Option<PathBuf>,
+    /// The static entrypoint binary, checked.
+    pub entrypoint: PathBuf,
 }
 
 const PROXY_VARS: [&str; 6] = [
@@ -157,6 +194,7 @@ impl Settings {
         interrupted: Arc<AtomicBool>,
     ) -> Result<Settings, Error> {
         let var = |k: &str| env.get(k).filter(|v| !v.is_empty());
+        let image = image_settings(&cli)?;
         let work_dir = match cli.work_dir {
             Some(dir) => dir,
             None => var("XDG_CACHE_HOME")
@@ -240,8 +278,154 @@ impl Settings {
                 .filter_map(|k| var(k).map(|v| (k.to_string(), v.clone())))
                 .collect(),
             interrupted,
+            image,
         })
     }
+}
+
+/// `--image`, `--image-layout`, `--kube`, `--base` and `--entrypoint`, checked before
+/// anything runs.
+fn image_settings(cli: &Cli) -> Result<Option<ImageSettings>, Error> {
+    use crate::image::Target;
+    let mut targets = Vec::new();
+    if let Some(f) = &cli.image {
+        targets.push(Target::Archive(output_target("--image", f)?));
+    }
+    if let Some(d) = &cli.image_layout {
+        let abs = output_target("--image-layout", d)?;
+        let foreign = abs.is_dir()
+            && !abs.join("oci-layout").is_file()
+            && std::fs::read_dir(&abs).map_or(true, |mut e| e.next().is_some());
+        if foreign {
+            return Err(Error::OutputPath {
+                flag: "--image-layout",
+                path: d.clone(),
+                problem: "is a directory that holds something other than an OCI layout; \
+                          stage-local replaces only a layout"
+                    .into(),
+            });
+        }
+        targets.push(Target::Layout(abs));
+    }
+    if targets.is_empty() {
+        if let Some((flag, _)) = [
+            ("--kube", cli.kube.is_some()),
+            ("--base", cli.base.is_some()),
+        ]
+        .into_iter()
+        .find(|(_, given)| *given)
+        {
+            return Err(Error::Usage {
+                problem: format!("{flag} needs --image or --image-layout"),
+                fix: "add --image FILE (or --image-layout DIR)".into(),
+            });
+        }
+        return Ok(None);
+    }
+    if let Some(k) = &cli.kube {
+        if k.is_dir() {
+            return Err(Error::OutputPath {
+                flag: "--kube",
+                path: k.clone(),
+                problem: "is a directory; name the YAML file to write".into(),
+            });
+        }
+    }
+    let kube = cli
+        .kube
+        .as_deref()
+        .map(|k| output_target("--kube", k))
+        .transpose()?;
+    let entrypoint = match &cli.entrypoint {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|d| d.join("cf-entrypoint")))
+            .unwrap_or_else(|| PathBuf::from("cf-entrypoint")),
+    };
+    check_static_binary(&entrypoint)?;
+    Ok(Some(ImageSettings {
+        targets,
+        kube,
+        base: cli.base.clone(),
+        entrypoint,
+    }))
+}
+
+/// A file to write, checked as `--droplet`'s is: in an existing directory, not one.
+fn output_target(flag: &'static str, path: &std::path::Path) -> Result<PathBuf, Error> {
+    let bad = |problem: &str| Error::OutputPath {
+        flag,
+        path: path.to_path_buf(),
+        problem: problem.to_string(),
+    };
+    let abs = std::path::absolute(path).map_err(|_| bad("cannot be resolved"))?;
+    if flag != "--image-layout" && abs.is_dir() {
+        return Err(bad("is a directory; name the file to write"));
+    }
+    match abs.parent() {
+        Some(dir) if dir.is_dir() => Ok(abs),
+        _ => Err(bad("is in a directory that does not exist")),
+    }
+}
+
+/// The entrypoint must run on any base: an ELF executable for this machine with no
+/// program interpreter (statically linked).
+fn check_static_binary(path: &std::path::Path) -> Result<(), Error> {
+    let bad = |problem: String| Error::Entrypoint {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot be read: {e}")))?;
+    static_elf(&bytes).map_err(bad)
+}
+
+/// Checks an ELF64 little-endian executable of this machine's architecture with no
+/// `PT_INTERP` program header.
+fn static_elf(b: &[u8]) -> Result<(), String> {
+    let u16_at = |o: usize| b.get(o..o + 2).map(|s| u16::from_le_bytes([s[0], s[1]]));
+    let u32_at = |o: usize| {
+        b.get(o..o + 4)
+            .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    };
+    let u64_at = |o: usize| {
+        b.get(o..o + 8).map(|s| {
+            let mut a = [0; 8];
+            a.copy_from_slice(s);
+            u64::from_le_bytes(a)
+        })
+    };
+    if !b.starts_with(b"\x7fELF") || b.get(4) != Some(&2) || b.get(5) != Some(&1) {
+        return Err("is not a 64-bit little-endian ELF binary".into());
+    }
+    let machine = match std::env::consts::ARCH {
+        "x86_64" => 62,
+        "aarch64" => 183,
+        _ => 0,
+    };
+    if u16_at(18) != Some(machine) {
+        return Err(format!(
+            "is not built for this machine's architecture ({})",
+            std::env::consts::ARCH
+        ));
+    }
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(32), u16_at(54), u16_at(56)) else {
+        return Err("is a truncated ELF binary".into());
+    };
+    for i in 0..usize::from(phnum) {
+        let at = usize::try_from(phoff).unwrap_or(usize::MAX) + i * usize::from(phentsize);
+        match u32_at(at) {
+            // PT_INTERP: the path of the dynamic loader it needs.
+            Some(3) => {
+                return Err(
+                    "is dynamically linked: it needs the base's dynamic loader and libc".into(),
+                )
+            }
+            Some(_) => {}
+            None => return Err("is a truncated ELF binary".into()),
+        }
+    }
+    Ok(())
 }
 
 /// `--env NAME=VALUE`, with Cloud Controller's rules for names.
@@ -430,6 +614,32 @@ mod tests {
             assert_eq!(err.exit_code(), crate::errors::exit::USAGE);
         }
         assert!(Cli::try_parse_from(["stage-local", "--process", " ", "app"]).is_err());
+    }
+
+    #[test]
+    fn the_entrypoint_must_be_a_static_elf_of_this_machine() {
+        let mut h = vec![0u8; 64];
+        h[..4].copy_from_slice(b"\x7fELF");
+        h[4] = 2;
+        h[5] = 1;
+        h[18] = 62;
+        h[54] = 56;
+        assert_eq!(static_elf(&h), Ok(()), "no program headers: static");
+        // One PT_INTERP program header right after the ELF header.
+        let mut dynamic = h.clone();
+        dynamic[32] = 64; // e_phoff
+        dynamic[56] = 1; // e_phnum
+        dynamic.extend_from_slice(&[3, 0, 0, 0]);
+        dynamic.resize(64 + 56, 0);
+        assert!(static_elf(&dynamic).is_err_and(|e| e.contains("dynamically linked")));
+        let mut arm = h.clone();
+        arm[18] = 183;
+        assert!(static_elf(&arm).is_err_and(|e| e.contains("architecture")));
+        assert!(static_elf(b"#!/bin/sh\n").is_err_and(|e| e.contains("not a 64-bit")));
+        let mut truncated = h;
+        truncated[32] = 64; // program headers past the end of the file
+        truncated[56] = 1;
+        assert!(static_elf(&truncated).is_err_and(|e| e.contains("truncated")));
     }
 
     #[test]

@@ -25,10 +25,10 @@ use crate::errors::Error;
 use crate::final_standin::{self, Finalize};
 use crate::launch_yml::{self, Declared};
 use crate::out;
-use crate::process::{describe, Supervisor};
 use crate::result::{convert, merge, BuildpackMetadata, Entry, Outcome};
 use crate::settings::Settings;
 use anyhow::Context as _;
+use cf_entrypoint::process::{describe, Supervisor};
 use std::fs::{self, File};
 use std::io::Write as _;
 use std::os::unix::ffi::OsStrExt as _;
@@ -156,7 +156,7 @@ fn leftovers(root: &Path) -> Vec<(i32, String)> {
         })
         .filter_map(|pid| {
             let pid = i32::try_from(pid).ok()?;
-            let (_, argv) = crate::process::running_as(pid)?;
+            let (_, argv) = cf_entrypoint::process::running_as(pid)?;
             Some((pid, argv))
         })
         .collect();

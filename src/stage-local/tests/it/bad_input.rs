@@ -2,15 +2,10 @@
 //! the file or setting (exit codes: src/stage-local/src/errors.rs).
 
 use crate::support::*;
+use stage_local::errors::exit::{CLOUD_CONTROLLER, FINAL_FAILED, INPUT, LAUNCH_YML, SUPPLY_FAILED};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-
-const INPUT: i32 = 3;
-const LAUNCH_YML: i32 = 4;
-const CLOUD_CONTROLLER: i32 = 5;
-const FINAL_FAILED: i32 = 223;
-const SUPPLY_FAILED: i32 = 225;
 
 fn app() -> Sandbox {
     let sb = Sandbox::new();

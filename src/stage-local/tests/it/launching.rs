@@ -3,13 +3,9 @@
 
 use crate::support::*;
 use rustix::process::{kill_process, Signal};
+use stage_local::errors::exit::{EXITED, INPUT, NO_ANSWER, PORT_IN_USE};
 use std::collections::BTreeMap;
 use std::fs;
-
-const NO_ANSWER: i32 = 7;
-const EXITED: i32 = 8;
-const PORT_IN_USE: i32 = 6;
-const INPUT: i32 = 3;
 
 /// The web app plus a sidecar `sidekick` (16 MB) that records its environment, logs to
 /// stdout and stderr, starts a background job, and runs until stopped.

@@ -3,8 +3,10 @@
 
 mod bad_input;
 mod docs;
+mod images;
 mod launching;
 mod own_network;
+mod podman;
 mod processes;
 mod several_sidecars;
 mod staging;

@@ -5,10 +5,9 @@
 
 use crate::support::*;
 use rustix::process::Signal;
+use stage_local::errors::exit::NO_NAMESPACE;
 use std::collections::BTreeSet;
 use std::fs;
-
-const NO_NAMESPACE: i32 = 9;
 
 /// The web app, named `name`, with a sidecar `config-server` that listens on
 /// `CONFIG_SERVER_PORT` (set to `sidecar_port` by the manifest) and answers with the

@@ -4,12 +4,8 @@
 
 use crate::support::*;
 use rustix::process::{kill_process, Signal};
+use stage_local::errors::exit::{CLOUD_CONTROLLER, EXITED, INPUT, USAGE};
 use std::collections::BTreeMap;
-
-const USAGE: i32 = 2;
-const INPUT: i32 = 3;
-const CLOUD_CONTROLLER: i32 = 5;
-const EXITED: i32 = 8;
 
 /// The web app, a worker that runs until stopped, and a buildpack with two sidecars:
 /// `shared` (16 MB) beside web and worker, `webonly` (8 MB) beside web. Each logs one

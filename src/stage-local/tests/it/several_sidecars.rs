@@ -20,12 +20,11 @@
 use crate::support::*;
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use stage_local::errors::exit::{CLOUD_CONTROLLER, SUPPLY_FAILED};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-const CLOUD_CONTROLLER: i32 = 5;
-const SUPPLY_FAILED: i32 = 225;
 const DEMO: &str = r#"{"Scope":"some-service.admin","Password":"not-a-real-p4$$w0rd"}"#;
 
 /// A second sidecar: answers `GET /` on 127.0.0.1:$STATUS_AGENT_PORT with what it runs
@@ -70,27 +69,6 @@ print("worker got config: " + body, flush=True)
 while True:
     time.sleep(600)
 "#;
-
-/// A binary this test needs, from the variable `tests/e2e/run` sets.
-/// A binary of another workspace crate: `var` names it, else the one `cargo test
-/// --workspace` built next to this test binary (`target/debug/<name>`).
-fn built(var: &str, name: &str) -> PathBuf {
-    let path = match std::env::var_os(var) {
-        Some(p) => PathBuf::from(p),
-        None => std::env::current_exe()
-            .expect("the test binary's path")
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/debug/deps")
-            .join(name),
-    };
-    assert!(
-        path.is_file(),
-        "{} is not a file: build it (cargo build --workspace), or set {var} to it",
-        path.display()
-    );
-    path
-}
 
 /// A gzipped tar at `path` holding `bin/<name>` (mode 0755) with the bytes `contents`
 /// gives, made once per sandbox; returns its sha256.

@@ -531,3 +531,23 @@ pub fn umask() -> u32 {
         .and_then(|m| u32::from_str_radix(m.trim(), 8).ok())
         .expect("a Umask: line")
 }
+
+/// A binary of another workspace crate: `var` names it, else the one `cargo test
+/// --workspace` built next to this test binary (`target/debug/<name>`).
+pub fn built(var: &str, name: &str) -> PathBuf {
+    let path = match std::env::var_os(var) {
+        Some(p) => PathBuf::from(p),
+        None => std::env::current_exe()
+            .expect("the test binary's path")
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/debug/deps")
+            .join(name),
+    };
+    assert!(
+        path.is_file(),
+        "{} is not a file: build it (cargo build --workspace), or set {var} to it",
+        path.display()
+    );
+    path
+}

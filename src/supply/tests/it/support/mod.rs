@@ -2,7 +2,6 @@
 //! dir with its manifest, a `supply` run and its outcome, a scripted HTTP server, a
 //! test CA, a real proxy, mounts, and reading trees back.
 
-
 mod archives;
 mod buildpack;
 mod files;
