@@ -58,6 +58,19 @@ pub struct Dependency {
     pub file: Option<String>,
 }
 
+impl Dependency {
+    /// Its identity, as messages name it and as one dependency is told from another:
+    /// `<name> <version>` (several builds of it, one per stack, share it).
+    pub fn id(&self) -> String {
+        format!("{} {}", self.name, self.version)
+    }
+
+    /// True when `self` is a build of `name` at `version`.
+    pub fn is(&self, name: &str, version: &str) -> bool {
+        self.name == name && self.version == version
+    }
+}
+
 /// A dependency as written; its `uri` and `sha256` are typed in `de_dependencies`,
 /// where an error can still name the exact key.
 #[derive(Deserialize)]
@@ -300,7 +313,7 @@ impl Manifest {
             if !self
                 .dependencies
                 .iter()
-                .any(|d| d.name == dv.name && d.version == dv.version)
+                .any(|d| d.is(&dv.name, &dv.version))
             {
                 return Err(bad(
                     format!("default_versions[{i}]"),
@@ -480,7 +493,7 @@ impl Manifest {
         let builds: Vec<&Dependency> = self
             .dependencies
             .iter()
-            .filter(|d| d.name == name && d.version == version)
+            .filter(|d| d.is(name, version))
             .collect();
         let chosen = match stack {
             None => builds.first().copied(),

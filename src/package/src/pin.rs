@@ -238,12 +238,11 @@ fn plan_pin(text: &str, path: &Path, p: &Pin) -> anyhow::Result<Pinned> {
     let old_default = before.default_version(&p.name);
     if let Some(old) = old_default.filter(|v| *v != p.version) {
         for (i, other) in before.dependencies.iter().enumerate() {
-            if other.name == p.name && other.version == old && Some(i) != index {
+            if other.is(&p.name, old) && Some(i) != index {
                 warnings.push(format!(
-                    "{} {} for {} is no longer the default version: pin a build of {} for \
+                    "{} for {} is no longer the default version: pin a build of {} for \
                      those stacks too (--stack)",
-                    other.name,
-                    other.version,
+                    other.id(),
                     other.cf_stacks.join(", "),
                     p.version
                 ));

@@ -94,7 +94,7 @@ pub fn run(args: &ZipArgs<'_>, env: &HashMap<String, String>) -> anyhow::Result<
         let net = Env(env).network()?;
         let fetcher = Fetcher::new(&net);
         for (i, dep) in &deps {
-            step!("Caching {} {}", dep.name, dep.version);
+            step!("Caching {}", dep.id());
             let verified = fetch_dependency(&fetcher, dep, args.artifact_dirs, work.path())?;
             let rel = cached_path(dep);
             let kept = work.path().join(format!("dep-{i}"));

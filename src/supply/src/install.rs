@@ -80,27 +80,23 @@ pub fn install(
     drop(verified);
 
     let exe = unpacked.path().join(&sidecar.executable);
-    match fs::symlink_metadata(&exe) {
-        Ok(m) if m.is_file() => {}
-        _ => {
-            return Err(Error::Archive {
-                dependency: dep.name.clone(),
-                entry: quoted(&sidecar.executable),
-                problem: "is not in the archive as a file (manifest.yml sidecars[].executable)"
-                    .into(),
-            })
-        }
+    if found(&exe)? != Found::File {
+        return Err(Error::Archive {
+            dependency: dep.name.clone(),
+            entry: quoted(&sidecar.executable),
+            problem: "is not in the archive as a file (manifest.yml sidecars[].executable)".into(),
+        });
     }
     fs::set_permissions(&exe, Permissions::from_mode(0o755)).map_err(Error::write(&exe))?;
     fs::rename(&exe, dest).map_err(Error::write(dest))?;
     // Optional: a third party's sidecar may come without one.
     let entry = sbom_entry(sidecar);
     let sbom = unpacked.path().join(&entry);
-    match fs::symlink_metadata(&sbom) {
-        Ok(m) if m.is_file() => {}
+    match found(&sbom)? {
+        Found::File => {}
         // Something else there (unpack makes only files and directories) is a broken
         // SBOM, not a missing one: say so, since scanners will not find it.
-        Ok(_) => {
+        Found::Other => {
             tracing::warn!(
                 "the {} archive has {} as a directory, not a file: no SBOM is installed for \
                  {}; ask its publisher for a build with the SBOM as a file",
@@ -110,11 +106,44 @@ pub fn install(
             );
             return Ok(false);
         }
-        Err(_) => return Ok(false),
+        Found::Absent => return Ok(false),
     }
     fs::set_permissions(&sbom, Permissions::from_mode(0o644)).map_err(Error::write(&sbom))?;
     fs::rename(&sbom, sbom_dest).map_err(Error::write(sbom_dest))?;
     Ok(true)
+}
+
+/// What the unpack left at a path.
+#[derive(Debug, PartialEq, Eq)]
+enum Found {
+    File,
+    /// A directory: unpack makes only files and directories.
+    Other,
+    Absent,
+}
+
+/// What is at `path`. Only a real absence is `Absent`: a failing `statx` (an I/O
+/// error, a full kernel table) is an error, never taken for a missing SBOM, which would
+/// install none and remove the earlier one.
+fn found(path: &Path) -> Result<Found, Error> {
+    classify(fs::symlink_metadata(path)).map_err(Error::write(path))
+}
+
+fn classify(stat: io::Result<fs::Metadata>) -> io::Result<Found> {
+    match stat {
+        Ok(m) if m.is_file() => Ok(Found::File),
+        Ok(_) => Ok(Found::Other),
+        // A file where a parent directory would be: the path is not there either.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(Found::Absent)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Unpacks a gzipped tar into `target`, which must be empty. Any entry that is not a
@@ -717,6 +746,31 @@ mod tests {
         let again = tgz(&[(&x, 1), ("x/a/b/", 0), ("x/a/", 0)]);
         let dir = tempfile::tempdir().expect("tempdir");
         unpack_capped(&again[..], dir.path(), 1000, 10).expect("nothing new");
+    }
+
+    #[test]
+    fn only_a_real_absence_is_absent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join("file"), "x").expect("file");
+        assert_eq!(found(&dir.path().join("file")).expect("file"), Found::File);
+        assert_eq!(found(dir.path()).expect("dir"), Found::Other);
+        assert_eq!(
+            found(&dir.path().join("none")).expect("none"),
+            Found::Absent
+        );
+        assert_eq!(
+            found(&dir.path().join("file/under")).expect("under a file"),
+            Found::Absent
+        );
+        // What a failing statx gives: an error, not "no SBOM".
+        for code in [
+            5,  /* EIO */
+            12, /* ENOMEM */
+            75, /* EOVERFLOW */
+        ] {
+            let err = classify(Err(io::Error::from_raw_os_error(code))).expect_err("not absent");
+            assert_eq!(err.raw_os_error(), Some(code));
+        }
     }
 
     #[test]
