@@ -693,7 +693,17 @@ pub fn read_version(buildpack_dir: &Path) -> Result<String, Error> {
         reason: e.to_string(),
     })?;
     // A byte order mark too, as in manifest.yml.
-    Ok(v.trim_start_matches('\u{feff}').trim().to_string())
+    let v = v.trim_start_matches('\u{feff}').trim();
+    // It names the zip (a '/' wrote it outside --output) and is printed in the staging
+    // log and config.yml (a newline faked a line in both): checked where it is read, as
+    // the manifest's strings are.
+    if !valid_identifier(v) {
+        return Err(Error::Version {
+            path,
+            value: crate::redact::quoted(v),
+        });
+    }
+    Ok(v.to_string())
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use buildpack::digest::Sha256;
 use buildpack::errors::Error;
 use buildpack::manifest::{
     key_position, parse_uri, valid_name, with_position, DefaultVersion, Dependency, Manifest,
-    Sidecar,
+    Sidecar, MAX_MANIFEST_BYTES,
 };
 use buildpack::yaml::{self, Node};
 use std::path::Path;
@@ -151,6 +151,16 @@ pub fn check_result(
     change: &'static str,
     expected: &Manifest,
 ) -> anyhow::Result<()> {
+    // What supply reads: a write is refused when its result would be.
+    if text.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(PackError::WouldBeTooLarge {
+            manifest: path.to_path_buf(),
+            change,
+            bytes: text.len(),
+            limit: MAX_MANIFEST_BYTES,
+        }
+        .into());
+    }
     let after = Manifest::parse(text, path).map_err(|e| match e {
         Error::Manifest { path, key, problem } => {
             let problem = match problem.rsplit_once(" at line ") {

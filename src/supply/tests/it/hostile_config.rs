@@ -194,6 +194,44 @@ fn buildpack_dir_or_version_missing() {
         .has("set SIDECAR_BUILDPACK_DIR to a directory that holds manifest.yml");
 }
 
+// #21 item 9: VERSION was never checked: a newline added a fake line to the staging
+// log and a two-line `version:` to config.yml. It is read as the manifest's strings are.
+#[test]
+fn a_version_that_is_not_one_version_is_refused_before_anything_is_written() {
+    for (version, shown) in [
+        (
+            "0.1.0\n-----> Installed evil 6.6.6\n",
+            "\"0.1.0\\n-----> Installed evil 6.6.6\"",
+        ),
+        ("0.1.0/../../OUTSIDE", "\"0.1.0/../../OUTSIDE\""),
+        ("1.2 3", "\"1.2 3\""),
+        ("\n", "\"\""),
+    ] {
+        let bp = Buildpack::new().cached().write();
+        fs::write(bp.path().join("VERSION"), version).expect("VERSION");
+        let dirs = Dirs::new();
+        let out = Stage::new(&bp, &dirs).run();
+        out.code(3)
+            .has(&format!(
+                "       **ERROR** {} holds {shown}, which is not a version\n",
+                bp.path().join("VERSION").display()
+            ))
+            .has("To fix: write one version in VERSION, such as 1.2.3")
+            .lacks("\n-----> Installed evil");
+        assert_eq!(
+            listing(dirs.root.path()),
+            ["app"],
+            "{version:?}: nothing created"
+        );
+    }
+    // What CF's and our release scripts write passes, as does a byte order mark.
+    for version in ["1.2.3\n", "0.1.0-rc.1+build.5", "\u{feff}2.0.0\r\n"] {
+        let bp = Buildpack::new().cached().write();
+        fs::write(bp.path().join("VERSION"), version).expect("VERSION");
+        Stage::new(&bp, &Dirs::new()).run().success();
+    }
+}
+
 #[test]
 fn deps_idx_that_is_not_an_index() {
     let bp = Buildpack::new().cached().write();
