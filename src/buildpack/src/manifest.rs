@@ -238,7 +238,7 @@ impl Manifest {
         // A byte order mark (Windows editors write one) is allowed by YAML and read by
         // CF's own tools; serde_yaml takes it for content.
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        if let Err(e) = crate::yaml::check_depth(text) {
+        if let Err(e) = crate::yaml::check_cost(text) {
             return Err(Error::Manifest {
                 path: path.to_path_buf(),
                 key: "(document)".into(),
