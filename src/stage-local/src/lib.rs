@@ -6,6 +6,7 @@ mod app;
 mod buildpack;
 mod env;
 pub mod errors;
+mod files;
 mod final_standin;
 mod http;
 mod identity;
