@@ -1,10 +1,12 @@
 //! Nothing half-written: everything a run puts in the deps dir is first made in one
 //! staging dir beside it (`<DEPS_DIR>/.sidecar-buildpack-<idx>-XXXXXX.partial`), and
-//! put in place with renames only once all of it is ready. Whatever a rename would
-//! replace, and any file or symlink where a directory must go, is moved aside into the
-//! staging dir first, and moved back if a later step fails. So a failed run leaves the
-//! deps dir as it found it, and a killed one leaves only the staging dir, which the
-//! next run removes.
+//! put in place with renames only once all of it is ready. A regular file a rename
+//! replaces is kept by a hard link in the staging dir, so it is never missing; anything
+//! else in the way (a directory, a symlink, a file where a directory must go) is moved
+//! aside into the staging dir first. Both are put back if a later step fails. So a
+//! failed run leaves the deps dir as it found it, and a killed one leaves the staging
+//! dir and a deps dir part way through an ordered commit (see `supply::commit`), which
+//! the next run finishes and sweeps.
 
 use buildpack::errors::Error;
 use std::fs;

@@ -312,7 +312,11 @@ fn the_entry_point_reads_only_small_regular_files_and_prints_one_version() {
     let real = supply_bytes();
     let server = Server::start(vec![Reply::Body(real.clone())]);
     let bp = checkout(&server.url("/supply"), &real);
-    fs::write(bp.path().join("VERSION"), "1.2.3\n-----> Installed evil 6.6.6\n").expect("v");
+    fs::write(
+        bp.path().join("VERSION"),
+        "1.2.3\n-----> Installed evil 6.6.6\n",
+    )
+    .expect("v");
     let out = run_entry(&bp, &Dirs::new());
     out.code(3)
         .has("-----> Fetching the prebuilt supply for sidecar_buildpack 1.2.3\n")
