@@ -166,8 +166,8 @@ fn flow_too_long(events: &Events<'_>) -> SyntaxError {
         format!(
             "holds more than {MAX_FLOW_AHEAD} commas and brackets before its next value is \
              complete, all of which the YAML reader would keep in memory (a flow collection \
-             [...] or {{...}} inside another, or a string, is read whole); write a list this \
-             long in block style (one '- item' per line), after the value that ends"
+             [...] or {{...}} inside another, or a string, is read whole: write such a list \
+             in block style, one '- item' per line); they follow the value that ends"
         ),
         (events.last.line(), events.last.col() + 1),
     )
