@@ -194,7 +194,7 @@ fn copy_file_uri(dep: &Dependency, dest_dir: &Path, limits: Limits) -> Result<Ve
 
 fn too_large(dep: &Dependency, url: &url::Url, limits: Limits) -> Error {
     Error::TooLarge {
-        dependency: format!("{} {}", dep.name, dep.version),
+        dependency: dep.id(),
         origin: Redacted::url(url),
         limit: limits.max_bytes,
     }

@@ -29,6 +29,14 @@ pub enum Error {
     /// A file of the buildpack itself (`manifest.yml`, `VERSION`) is missing or unreadable.
     #[error("cannot read the buildpack file {}", path.display())]
     BuildpackFile { path: PathBuf, reason: String },
+    /// The buildpack's `VERSION` is not one version: it names the zip, and goes into
+    /// config.yml and the staging log.
+    #[error("{} holds {value}, which is not a version", path.display())]
+    Version {
+        path: PathBuf,
+        /// The value as it may be shown: quoted, escaped, cut (`redact::quoted`).
+        value: String,
+    },
     /// The buildpack's `manifest.yml` has a bad value.
     #[error("{}: `{key}` {problem}", path.display())]
     Manifest {
@@ -114,6 +122,11 @@ pub enum Error {
     #[error("{} would be rejected by Cloud Foundry: {problem}", path.display())]
     LaunchYml { path: PathBuf, problem: String },
 }
+
+/// What `VERSION` must hold, for both tools' advice.
+pub const VERSION_RULE: &str = "write one version in VERSION, such as 1.2.3: 1-64 letters, \
+                                digits, '.', '-', '_', '+' or '~', starting with a letter or \
+                                digit (it names the zip and is printed in the staging log)";
 
 /// Who sets an env setting: what the error tells the user to change depends on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,6 +232,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::BuildpackFile { .. }
+            | Error::Version { .. }
             | Error::Manifest { .. }
             | Error::Setting { .. }
             | Error::UnsupportedStack { .. }
@@ -240,6 +254,11 @@ impl Error {
                 "reinstall the buildpack from a packaged zip, or set SIDECAR_BUILDPACK_DIR to a \
                  directory that holds manifest.yml",
                 vec![reason.clone()],
+            ),
+            Error::Version { .. } => Explanation::new(
+                "the buildpack's VERSION was edited by hand or packaged from a broken commit",
+                format!("{VERSION_RULE}; then package the buildpack again"),
+                vec![],
             ),
             Error::Manifest { .. } => Explanation::new(
                 "the buildpack's manifest.yml was edited by hand or packaged from a broken commit",

@@ -58,6 +58,19 @@ pub struct Dependency {
     pub file: Option<String>,
 }
 
+impl Dependency {
+    /// Its identity, as messages name it and as one dependency is told from another:
+    /// `<name> <version>` (several builds of it, one per stack, share it).
+    pub fn id(&self) -> String {
+        format!("{} {}", self.name, self.version)
+    }
+
+    /// True when `self` is a build of `name` at `version`.
+    pub fn is(&self, name: &str, version: &str) -> bool {
+        self.name == name && self.version == version
+    }
+}
+
 /// A dependency as written; its `uri` and `sha256` are typed in `de_dependencies`,
 /// where an error can still name the exact key.
 #[derive(Deserialize)]
@@ -225,7 +238,7 @@ impl Manifest {
         // A byte order mark (Windows editors write one) is allowed by YAML and read by
         // CF's own tools; serde_yaml takes it for content.
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        if let Err(e) = crate::yaml::check_depth(text) {
+        if let Err(e) = crate::yaml::check_cost(text) {
             return Err(Error::Manifest {
                 path: path.to_path_buf(),
                 key: "(document)".into(),
@@ -239,217 +252,26 @@ impl Manifest {
         checked.map_err(|e| with_position(e, text))
     }
 
+    /// Checks what the types cannot: names, paths and printable text, and that the
+    /// sections agree with each other. The first problem, in the order of the file's
+    /// sections, is the error.
     fn check(&self, path: &Path) -> Result<(), Error> {
-        let bad = |key: String, problem: String| Error::Manifest {
-            path: path.to_path_buf(),
-            key,
-            problem,
+        let check = Check {
+            manifest: self,
+            path,
         };
-        if !valid_name(&self.language) {
-            return Err(bad(
-                "language".into(),
-                "must be letters, digits, '-' or '_' (it names the buildpack)".into(),
-            ));
-        }
-        if let Some(stack) = &self.stack {
-            if !valid_name(stack) {
-                return Err(bad("stack".into(), STACK_RULE.into()));
-            }
-        }
-        let identifier = |key: String, value: &str| {
-            if valid_identifier(value) {
-                Ok(())
-            } else {
-                Err(bad(key, IDENTIFIER_RULE.into()))
-            }
-        };
+        check.top_level()?;
         for (i, d) in self.dependencies.iter().enumerate() {
-            identifier(format!("dependencies[{i}].name"), &d.name)?;
-            identifier(format!("dependencies[{i}].version"), &d.version)?;
-            if !printable(&d.uri_text) {
-                return Err(bad(format!("dependencies[{i}].uri"), TEXT_RULE.into()));
-            }
-            for (j, stack) in d.cf_stacks.iter().enumerate() {
-                if !valid_name(stack) {
-                    return Err(bad(
-                        format!("dependencies[{i}].cf_stacks[{j}]"),
-                        STACK_RULE.into(),
-                    ));
-                }
-            }
-            if basename(&d.uri).is_none() {
-                return Err(bad(
-                    format!("dependencies[{i}].uri"),
-                    "must end in a file name (at most 255 bytes, no control characters, \
-                     decoded)"
-                        .into(),
-                ));
-            }
-            if let Some(f) = &d.file {
-                if !relative_inside(f) || !printable(f) {
-                    return Err(bad(
-                        format!("dependencies[{i}].file"),
-                        "must be a relative path inside the buildpack".into(),
-                    ));
-                }
-            }
+            check.dependency(i, d)?;
         }
         for (i, dv) in self.default_versions.iter().enumerate() {
-            identifier(format!("default_versions[{i}].name"), &dv.name)?;
-            identifier(format!("default_versions[{i}].version"), &dv.version)?;
-            if !self
-                .dependencies
-                .iter()
-                .any(|d| d.name == dv.name && d.version == dv.version)
-            {
-                return Err(bad(
-                    format!("default_versions[{i}]"),
-                    format!(
-                        "names {} {}, but no entry in dependencies has that name and version",
-                        dv.name, dv.version
-                    ),
-                ));
-            }
+            check.default_version(i, dv)?;
         }
-        // Without one, a staging would succeed and the app run without its sidecar.
-        if self.sidecars.is_empty() {
-            return Err(bad(
-                "sidecars".into(),
-                "must list at least one sidecar: installing them is all this buildpack does".into(),
-            ));
-        }
-        let mut seen = Vec::new();
-        for (i, s) in self.sidecars.iter().enumerate() {
-            let key = |k: &str| format!("sidecars[{i}].{k}");
-            if !valid_name(&s.name) {
-                return Err(bad(
-                    key("name"),
-                    "must be 1-64 letters, digits, '-' or '_'".into(),
-                ));
-            }
-            if seen.contains(&&s.name) {
-                return Err(bad(key("name"), format!("{:?} is declared twice", s.name)));
-            }
-            seen.push(&s.name);
-            identifier(key("dependency"), &s.dependency)?;
-            if !self.dependencies.iter().any(|d| d.name == s.dependency) {
-                return Err(bad(
-                    key("dependency"),
-                    format!("names {:?}, which is not in dependencies", s.dependency),
-                ));
-            }
-            if !self.default_versions.iter().any(|d| d.name == s.dependency) {
-                return Err(bad(
-                    key("dependency"),
-                    format!(
-                        "names {:?}, which has no default_versions entry",
-                        s.dependency
-                    ),
-                ));
-            }
-            if !relative_inside(&s.executable) || !printable(&s.executable) {
-                return Err(bad(
-                    key("executable"),
-                    "must be a relative path without '..'".into(),
-                ));
-            }
-            // The file name goes into a bash command and into bin/ of the deps dir.
-            let installed = s.installed_name();
-            if !installed
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-                || installed.starts_with('.')
-            {
-                return Err(bad(
-                    key("executable"),
-                    "must end in a file name of letters, digits, '.', '-' or '_'".into(),
-                ));
-            }
-            if let Some(other) = self.sidecars[..i].iter().find(|o| {
-                o.installed_name() == installed
-                    && (o.dependency != s.dependency || o.executable != s.executable)
-            }) {
-                return Err(bad(
-                    key("executable"),
-                    format!(
-                        "installs as bin/{installed}, as sidecar {:?} does with another file",
-                        other.name
-                    ),
-                ));
-            }
-            if !MEMORY_RANGE.contains(&s.memory_mb) {
-                return Err(bad(
-                    key("memory_mb"),
-                    format!(
-                        "must be a whole number of MB from {} to {}",
-                        MEMORY_RANGE.start(),
-                        MEMORY_RANGE.end()
-                    ),
-                ));
-            }
-            if let Some(j) = s.args.iter().position(|a| !printable(a)) {
-                return Err(bad(format!("sidecars[{i}].args[{j}]"), TEXT_RULE.into()));
-            }
-            if s.process_types.is_empty()
-                || !s.process_types.iter().all(|p| valid_name(p))
-                || crate::settings::has_duplicates(&s.process_types)
-            {
-                return Err(bad(
-                    key("process_types"),
-                    "must be a non-empty list of distinct process types such as [web]".into(),
-                ));
-            }
-        }
+        check.sidecars()?;
         for (i, e) in self.dependency_deprecation_dates.iter().enumerate() {
-            let key = |k: &str| format!("dependency_deprecation_dates[{i}].{k}");
-            identifier(key("name"), &e.name)?;
-            // Printed as written in the warning: one line, of a sane length.
-            if !printable(&e.version_line) {
-                return Err(bad(key("version_line"), TEXT_RULE.into()));
-            }
-            if let Line::Text { why } = &e.line {
-                // libbuildpack compares a version that is not semver as text; a line
-                // that is neither a range nor such a version would never match.
-                let exact = self.dependencies.iter().any(|d| {
-                    d.name == e.name
-                        && d.version == e.version_line
-                        && crate::version_line::Version::parse(&d.version).is_none()
-                });
-                if !exact {
-                    return Err(bad(
-                        key("version_line"),
-                        format!(
-                            "must be a semver range such as 0.1.x, ~0.1.2 or >= 0.1.0, < 0.2.0: \
-                             {}",
-                            crate::redact::shown(why)
-                        ),
-                    ));
-                }
-            }
-            if let Some(link) = &e.link {
-                let web = Url::parse(link)
-                    .is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.has_host());
-                if !web || !printable(link) {
-                    return Err(bad(
-                        key("link"),
-                        format!("must be an https:// or http:// URL; {TEXT_RULE}"),
-                    ));
-                }
-            }
+            check.deprecation(i, e)?;
         }
-        if let Some((i, j)) = self.sidecar_name_clash() {
-            let (a, b) = (&self.sidecars[j].name, &self.sidecars[i].name);
-            return Err(bad(
-                format!("sidecars[{i}].name"),
-                format!(
-                    "{b:?} clashes with {a:?} (sidecars[{j}]): both would read the app's \
-                     settings from {}*; give each sidecar a name that differs by more than \
-                     case or '-' and '_'",
-                    crate::settings::sidecar_var_base(b)
-                ),
-            ));
-        }
-        Ok(())
+        check.sidecar_names_differ()
     }
 
     /// The first pair of sidecars `(later, earlier)` whose names differ only in case or
@@ -480,7 +302,7 @@ impl Manifest {
         let builds: Vec<&Dependency> = self
             .dependencies
             .iter()
-            .filter(|d| d.name == name && d.version == version)
+            .filter(|d| d.is(name, version))
             .collect();
         let chosen = match stack {
             None => builds.first().copied(),
@@ -536,6 +358,247 @@ impl Manifest {
             stacks.retain(|stack| theirs.contains(stack));
         }
         stacks.into_iter().collect()
+    }
+}
+
+/// `Manifest::check`'s steps, one per section; each names the key it refuses.
+struct Check<'m> {
+    manifest: &'m Manifest,
+    path: &'m Path,
+}
+
+impl Check<'_> {
+    fn bad(&self, key: String, problem: impl Into<String>) -> Error {
+        Error::Manifest {
+            path: self.path.to_path_buf(),
+            key,
+            problem: problem.into(),
+        }
+    }
+
+    /// A dependency name or version, used in file names and log lines.
+    fn identifier(&self, key: String, value: &str) -> Result<(), Error> {
+        if valid_identifier(value) {
+            Ok(())
+        } else {
+            Err(self.bad(key, IDENTIFIER_RULE))
+        }
+    }
+
+    /// `language` and `stack`.
+    fn top_level(&self) -> Result<(), Error> {
+        if !valid_name(&self.manifest.language) {
+            return Err(self.bad(
+                "language".into(),
+                "must be letters, digits, '-' or '_' (it names the buildpack)",
+            ));
+        }
+        if let Some(stack) = &self.manifest.stack {
+            if !valid_name(stack) {
+                return Err(self.bad("stack".into(), STACK_RULE));
+            }
+        }
+        Ok(())
+    }
+
+    /// `dependencies[i]`: its identity, uri, stacks and `file:`.
+    fn dependency(&self, i: usize, d: &Dependency) -> Result<(), Error> {
+        self.identifier(format!("dependencies[{i}].name"), &d.name)?;
+        self.identifier(format!("dependencies[{i}].version"), &d.version)?;
+        if !printable(&d.uri_text) {
+            return Err(self.bad(format!("dependencies[{i}].uri"), TEXT_RULE));
+        }
+        for (j, stack) in d.cf_stacks.iter().enumerate() {
+            if !valid_name(stack) {
+                return Err(self.bad(format!("dependencies[{i}].cf_stacks[{j}]"), STACK_RULE));
+            }
+        }
+        if basename(&d.uri).is_none() {
+            return Err(self.bad(
+                format!("dependencies[{i}].uri"),
+                "must end in a file name (at most 255 bytes, no control characters, decoded)",
+            ));
+        }
+        if let Some(f) = &d.file {
+            if !relative_inside(f) || !printable(f) {
+                return Err(self.bad(
+                    format!("dependencies[{i}].file"),
+                    "must be a relative path inside the buildpack",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `default_versions[i]`: it names a dependency that is there.
+    fn default_version(&self, i: usize, dv: &DefaultVersion) -> Result<(), Error> {
+        self.identifier(format!("default_versions[{i}].name"), &dv.name)?;
+        self.identifier(format!("default_versions[{i}].version"), &dv.version)?;
+        if !self
+            .manifest
+            .dependencies
+            .iter()
+            .any(|d| d.is(&dv.name, &dv.version))
+        {
+            return Err(self.bad(
+                format!("default_versions[{i}]"),
+                format!(
+                    "names {} {}, but no entry in dependencies has that name and version",
+                    dv.name, dv.version
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `sidecars`: at least one, each valid. Without one, a staging would succeed and
+    /// the app run without its sidecar.
+    fn sidecars(&self) -> Result<(), Error> {
+        if self.manifest.sidecars.is_empty() {
+            return Err(self.bad(
+                "sidecars".into(),
+                "must list at least one sidecar: installing them is all this buildpack does",
+            ));
+        }
+        for (i, s) in self.manifest.sidecars.iter().enumerate() {
+            self.sidecar(i, s)?;
+        }
+        Ok(())
+    }
+
+    /// `sidecars[i]`: its name, dependency, executable, memory, args and process types.
+    fn sidecar(&self, i: usize, s: &Sidecar) -> Result<(), Error> {
+        let m = self.manifest;
+        let key = |k: &str| format!("sidecars[{i}].{k}");
+        let earlier = &m.sidecars[..i];
+        if !valid_name(&s.name) {
+            return Err(self.bad(key("name"), "must be 1-64 letters, digits, '-' or '_'"));
+        }
+        if earlier.iter().any(|o| o.name == s.name) {
+            return Err(self.bad(key("name"), format!("{:?} is declared twice", s.name)));
+        }
+        self.identifier(key("dependency"), &s.dependency)?;
+        if !m.dependencies.iter().any(|d| d.name == s.dependency) {
+            return Err(self.bad(
+                key("dependency"),
+                format!("names {:?}, which is not in dependencies", s.dependency),
+            ));
+        }
+        if !m.default_versions.iter().any(|d| d.name == s.dependency) {
+            return Err(self.bad(
+                key("dependency"),
+                format!(
+                    "names {:?}, which has no default_versions entry",
+                    s.dependency
+                ),
+            ));
+        }
+        if !relative_inside(&s.executable) || !printable(&s.executable) {
+            return Err(self.bad(key("executable"), "must be a relative path without '..'"));
+        }
+        // The file name goes into a bash command and into bin/ of the deps dir.
+        let installed = s.installed_name();
+        if !installed
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            || installed.starts_with('.')
+        {
+            return Err(self.bad(
+                key("executable"),
+                "must end in a file name of letters, digits, '.', '-' or '_'",
+            ));
+        }
+        if let Some(other) = earlier.iter().find(|o| {
+            o.installed_name() == installed
+                && (o.dependency != s.dependency || o.executable != s.executable)
+        }) {
+            return Err(self.bad(
+                key("executable"),
+                format!(
+                    "installs as bin/{installed}, as sidecar {:?} does with another file",
+                    other.name
+                ),
+            ));
+        }
+        if !MEMORY_RANGE.contains(&s.memory_mb) {
+            return Err(self.bad(
+                key("memory_mb"),
+                format!(
+                    "must be a whole number of MB from {} to {}",
+                    MEMORY_RANGE.start(),
+                    MEMORY_RANGE.end()
+                ),
+            ));
+        }
+        if let Some(j) = s.args.iter().position(|a| !printable(a)) {
+            return Err(self.bad(format!("sidecars[{i}].args[{j}]"), TEXT_RULE));
+        }
+        if s.process_types.is_empty()
+            || !s.process_types.iter().all(|p| valid_name(p))
+            || crate::settings::has_duplicates(&s.process_types)
+        {
+            return Err(self.bad(
+                key("process_types"),
+                "must be a non-empty list of distinct process types such as [web]",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `dependency_deprecation_dates[i]`: printed as written in the warning, so one
+    /// line of a sane length, a version line that can match, a web link.
+    fn deprecation(&self, i: usize, e: &Deprecation) -> Result<(), Error> {
+        let key = |k: &str| format!("dependency_deprecation_dates[{i}].{k}");
+        self.identifier(key("name"), &e.name)?;
+        if !printable(&e.version_line) {
+            return Err(self.bad(key("version_line"), TEXT_RULE));
+        }
+        if let Line::Text { why } = &e.line {
+            // libbuildpack compares a version that is not semver as text; a line
+            // that is neither a range nor such a version would never match.
+            let exact = self.manifest.dependencies.iter().any(|d| {
+                d.is(&e.name, &e.version_line)
+                    && crate::version_line::Version::parse(&d.version).is_none()
+            });
+            if !exact {
+                return Err(self.bad(
+                    key("version_line"),
+                    format!(
+                        "must be a semver range such as 0.1.x, ~0.1.2 or >= 0.1.0, < 0.2.0: {}",
+                        crate::redact::shown(why)
+                    ),
+                ));
+            }
+        }
+        if let Some(link) = &e.link {
+            let web = Url::parse(link)
+                .is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.has_host());
+            if !web || !printable(link) {
+                return Err(self.bad(
+                    key("link"),
+                    format!("must be an https:// or http:// URL; {TEXT_RULE}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// No two sidecars whose names would share their settings' env-var prefix.
+    fn sidecar_names_differ(&self) -> Result<(), Error> {
+        let Some((i, j)) = self.manifest.sidecar_name_clash() else {
+            return Ok(());
+        };
+        let sidecars = &self.manifest.sidecars;
+        let (a, b) = (&sidecars[j].name, &sidecars[i].name);
+        Err(self.bad(
+            format!("sidecars[{i}].name"),
+            format!(
+                "{b:?} clashes with {a:?} (sidecars[{j}]): both would read the app's settings \
+                 from {}*; give each sidecar a name that differs by more than case or '-' and \
+                 '_'",
+                crate::settings::sidecar_var_base(b)
+            ),
+        ))
     }
 }
 
@@ -680,7 +743,17 @@ pub fn read_version(buildpack_dir: &Path) -> Result<String, Error> {
         reason: e.to_string(),
     })?;
     // A byte order mark too, as in manifest.yml.
-    Ok(v.trim_start_matches('\u{feff}').trim().to_string())
+    let v = v.trim_start_matches('\u{feff}').trim();
+    // It names the zip (a '/' wrote it outside --output) and is printed in the staging
+    // log and config.yml (a newline faked a line in both): checked where it is read, as
+    // the manifest's strings are.
+    if !valid_identifier(v) {
+        return Err(Error::Version {
+            path,
+            value: crate::redact::quoted(v),
+        });
+    }
+    Ok(v.to_string())
 }
 
 #[cfg(test)]

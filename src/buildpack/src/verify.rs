@@ -133,7 +133,7 @@ pub fn stream_verified(
             other => Redacted::str(&other.to_string()),
         };
         return Err(StreamError::Fatal(Box::new(Error::Checksum {
-            dependency: format!("{} {}", dep.name, dep.version),
+            dependency: dep.id(),
             origin: shown,
             expected: dep.sha256,
             actual,
@@ -322,7 +322,7 @@ pub fn copy_verified(path: &Path, dep: &Dependency, dest_dir: &Path) -> Result<V
     copy_local(path, dep, dest_dir, origin, Limits::default()).map_err(|e| match e {
         LocalError::Fatal(e) => *e,
         LocalError::TooLarge => Error::TooLarge {
-            dependency: format!("{} {}", dep.name, dep.version),
+            dependency: dep.id(),
             origin: Redacted::str(&path.display().to_string()),
             limit: Limits::default().max_bytes,
         },

@@ -4,7 +4,9 @@
 //! and column of a key, and the manifest tool, which edits a value by replacing its
 //! bytes so that every comment and the order of the file stay as they were.
 
-use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+use saphyr_parser::{BufferedInput, Event, Marker, Parser, ScalarStyle, ScanError, Span};
+use std::cell::Cell;
+use std::rc::Rc;
 
 /// Deeper nesting than this is refused (serde_yaml stops at 128 too), so a hostile
 /// document cannot overflow the stack when the tree is walked or dropped.
@@ -52,56 +54,192 @@ pub enum Style {
     Block,
 }
 
-/// Why the text is not YAML, and where.
+/// Why the text is not YAML, or is more than a manifest may hold, and where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message} at line {line} column {column}")]
 pub struct SyntaxError {
     pub message: String,
     pub line: usize,
     pub column: usize,
-    /// Nested deeper than a loader should follow (see `check_depth`).
-    pub too_deep: bool,
+    /// Past a cap on what a reader should hold (see `check_cost`), not a syntax error.
+    pub over_a_cap: bool,
 }
 
 /// saphyr's own message when flow collections nest past its limit.
 const SAPHYR_TOO_DEEP: &str = "recursion limit exceeded";
 
-/// Fails if `text` nests collections deeper than `MAX_DEPTH`, reading events only as
-/// far as that. serde_yaml's parser (libyaml) takes time quadratic in the depth of flow
-/// collections before its own limit applies (300,000 `[` in a 600 KB manifest kept
-/// supply busy for many minutes), so this runs first. Any other syntax error is left
-/// to serde_yaml, whose words the manifest's messages use.
-pub fn check_depth(text: &str) -> Result<(), SyntaxError> {
+/// The YAML scanner may read at most this many flow indicators (`,[]{}`) ahead of the
+/// last event it handed over. It keeps every token of a flow collection that could
+/// still turn out to be a mapping key (one that opens a line, or an entry of another
+/// flow collection) until the collection closes, at some 400 bytes a token: a 1 MiB
+/// manifest of `x: [[a,a,...]]` took 185 MB. This bounds it to a few MB. Quoted and
+/// plain scalars are read whole too, so one holding more of these characters is
+/// refused as well. The same cap as config-server's.
+pub const MAX_FLOW_AHEAD: usize = 8192;
+
+/// A manifest may hold at most this many values (scalars, sequences, mappings, alias
+/// uses). serde_yaml keeps every event of the document in memory before it reads the
+/// first, at about a hundred bytes each whatever the text: this bounds it to some
+/// 5 MB. A real buildpack manifest holds a few thousand.
+pub const MAX_VALUES: usize = 50_000;
+
+/// Fails if `text` is more than a loader should take on: nested deeper than
+/// `MAX_DEPTH`, more than `MAX_VALUES` values, or more than `MAX_FLOW_AHEAD` flow
+/// indicators read ahead. It reads events only as far as that, before any other
+/// parser sees the text: serde_yaml's parser (libyaml) takes time quadratic in the
+/// depth of flow collections before its own limit applies (300,000 `[` in a 600 KB
+/// manifest kept supply busy for many minutes), and memory linear in the values. Any
+/// other syntax error is left to serde_yaml, whose words the manifest's messages use.
+pub fn check_cost(text: &str) -> Result<(), SyntaxError> {
     let mut depth = 0usize;
-    for event in Parser::new_from_str(text) {
+    let mut values = 0usize;
+    let mut events = Events::new(text);
+    while let Some(event) = events.next() {
         match event {
-            Ok((Event::SequenceStart(..) | Event::MappingStart(..), span)) => {
-                depth += 1;
-                if depth > MAX_DEPTH {
-                    return Err(SyntaxError {
-                        message: format!("nested deeper than {MAX_DEPTH} levels"),
-                        line: span.start.line(),
-                        column: span.start.col() + 1,
-                        too_deep: true,
-                    });
+            Ok((event, span)) => {
+                let start = (span.start.line(), span.start.col() + 1);
+                if is_value(&event) {
+                    values += 1;
+                    if values > MAX_VALUES {
+                        return Err(too_many_values(start));
+                    }
+                }
+                match event {
+                    Event::SequenceStart(..) | Event::MappingStart(..) => {
+                        depth += 1;
+                        if depth > MAX_DEPTH {
+                            return Err(too_deep(start));
+                        }
+                    }
+                    Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
+                    Event::StreamEnd => break,
+                    _ => {}
                 }
             }
-            Ok((Event::SequenceEnd | Event::MappingEnd, _)) => depth = depth.saturating_sub(1),
-            Ok((Event::StreamEnd, _)) => break,
-            Ok(_) => {}
+            Err(_) if events.cut() => break,
             // saphyr's own limit on nesting, reached while scanning.
             Err(e) if e.info().contains("recursion limit") => {
-                return Err(SyntaxError {
-                    message: format!("nested deeper than {MAX_DEPTH} levels"),
-                    line: e.marker().line(),
-                    column: e.marker().col() + 1,
-                    too_deep: true,
-                })
+                return Err(too_deep((e.marker().line(), e.marker().col() + 1)))
             }
             Err(_) => break,
         }
     }
+    if events.cut() {
+        return Err(flow_too_long(&events));
+    }
     Ok(())
+}
+
+fn over_a_cap(message: String, (line, column): (usize, usize)) -> SyntaxError {
+    SyntaxError {
+        message,
+        line,
+        column,
+        over_a_cap: true,
+    }
+}
+
+/// True for the events that start a value: what `MAX_VALUES` counts.
+fn is_value(event: &Event<'_>) -> bool {
+    matches!(
+        event,
+        Event::SequenceStart(..) | Event::MappingStart(..) | Event::Scalar(..) | Event::Alias(..)
+    )
+}
+
+fn too_many_values(at: (usize, usize)) -> SyntaxError {
+    over_a_cap(
+        format!(
+            "holds more than {MAX_VALUES} values (scalars, lists and mappings), the one that \
+             passes the cap"
+        ),
+        at,
+    )
+}
+
+fn too_deep(at: (usize, usize)) -> SyntaxError {
+    over_a_cap(format!("nested deeper than {MAX_DEPTH} levels"), at)
+}
+
+fn flow_too_long(events: &Events<'_>) -> SyntaxError {
+    over_a_cap(
+        format!(
+            "holds more than {MAX_FLOW_AHEAD} commas and brackets before its next value is \
+             complete, all of which the YAML reader would keep in memory (a flow collection \
+             [...] or {{...}} inside another, or a string, is read whole: write such a list \
+             in block style, one '- item' per line); they follow the value that ends"
+        ),
+        (events.last.line(), events.last.col() + 1),
+    )
+}
+
+/// The parser's events, with the scanner kept from reading more than
+/// `MAX_FLOW_AHEAD` flow indicators ahead of the last event: past that its input ends
+/// there, and `Events::cut` says so.
+struct Events<'a> {
+    parser: Parser<'a, BufferedInput<Guarded<'a>>>,
+    ahead: Rc<Cell<Option<usize>>>,
+    /// Where the last event ended.
+    last: Marker,
+}
+
+/// Characters for the scanner, counting flow indicators in `ahead`; `None` once the
+/// input was cut.
+struct Guarded<'a> {
+    chars: std::str::Chars<'a>,
+    ahead: Rc<Cell<Option<usize>>>,
+}
+
+impl Iterator for Guarded<'_> {
+    type Item = char;
+
+    fn next(&mut self) -> Option<char> {
+        let ahead = self.ahead.get()?;
+        let c = self.chars.next()?;
+        if matches!(c, ',' | '[' | ']' | '{' | '}') {
+            if ahead >= MAX_FLOW_AHEAD {
+                self.ahead.set(None);
+                return None;
+            }
+            self.ahead.set(Some(ahead + 1));
+        }
+        Some(c)
+    }
+}
+
+impl<'a> Events<'a> {
+    fn new(text: &'a str) -> Self {
+        let ahead = Rc::new(Cell::new(Some(0)));
+        let chars = Guarded {
+            chars: text.chars(),
+            ahead: Rc::clone(&ahead),
+        };
+        Events {
+            parser: Parser::new_from_iter(chars),
+            ahead,
+            last: Marker::new(0, 1, 0),
+        }
+    }
+
+    /// Whether the input was cut short.
+    fn cut(&self) -> bool {
+        self.ahead.get().is_none()
+    }
+}
+
+impl<'a> Iterator for Events<'a> {
+    type Item = Result<(Event<'a>, Span), ScanError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let next = self.parser.next()?;
+        if let Ok((_, span)) = &next {
+            self.last = span.end;
+            if !self.cut() {
+                self.ahead.set(Some(0));
+            }
+        }
+        Some(next)
+    }
 }
 
 /// Parses the first document of `text`; `None` for an empty stream.
@@ -114,31 +252,36 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
     let spaced = text.contains(":\t").then(|| text.replace(":\t", ": "));
     let mut stack: Vec<Partial> = Vec::new();
     let mut root = None;
-    for event in Parser::new_from_str(spaced.as_deref().unwrap_or(text)) {
+    let mut values = 0usize;
+    // The same caps as `check_cost`: the packager's editor reads files supply never did.
+    let mut events = Events::new(spaced.as_deref().unwrap_or(text));
+    while let Some(event) = events.next() {
         let (event, span) = event.map_err(|e| {
-            let too_deep = e.info() == SAPHYR_TOO_DEEP;
-            SyntaxError {
-                message: if too_deep {
-                    format!("nested deeper than {MAX_DEPTH} levels")
-                } else {
-                    e.info().to_string()
-                },
-                line: e.marker().line(),
-                column: e.marker().col() + 1,
-                too_deep,
+            if events.cut() {
+                flow_too_long(&events)
+            } else if e.info() == SAPHYR_TOO_DEEP {
+                too_deep((e.marker().line(), e.marker().col() + 1))
+            } else {
+                SyntaxError {
+                    message: e.info().to_string(),
+                    line: e.marker().line(),
+                    column: e.marker().col() + 1,
+                    over_a_cap: false,
+                }
             }
         })?;
+        if is_value(&event) {
+            values += 1;
+            if values > MAX_VALUES {
+                return Err(too_many_values((span.start.line(), span.start.col() + 1)));
+            }
+        }
         let node = match event {
             Event::StreamEnd | Event::DocumentEnd => break,
             Event::Nothing | Event::StreamStart | Event::DocumentStart(_) => continue,
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
                 if stack.len() >= MAX_DEPTH {
-                    return Err(SyntaxError {
-                        message: format!("nested deeper than {MAX_DEPTH} levels"),
-                        line: span.start.line(),
-                        column: span.start.col() + 1,
-                        too_deep: true,
-                    });
+                    return Err(too_deep((span.start.line(), span.start.col() + 1)));
                 }
                 let is_map = matches!(event, Event::MappingStart(..));
                 // The span covers the node's properties (`&anchor`, `!tag`) too: a flow
@@ -451,6 +594,36 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_caps_count_values_and_flow_indicators_read_ahead() {
+        // The root mapping, the key and the list are values too.
+        let block = |n: usize| format!("x:\n{}", "- a\n".repeat(n));
+        check_cost(&block(MAX_VALUES - 3)).expect("at the cap");
+        let e = check_cost(&block(MAX_VALUES - 2)).expect_err("past it");
+        assert!(
+            e.over_a_cap && e.message.contains("more than 50000 values"),
+            "{e}"
+        );
+        assert!(
+            parse(&block(MAX_VALUES - 2)).is_err(),
+            "the editor's parser too"
+        );
+        // A flat flow list hands over each item as it goes, however long.
+        check_cost(&format!("x: [{}a]\n", "a,".repeat(40_000))).expect("flat");
+        // One inside another is read whole before its first item.
+        let nested = |n: usize| format!("x: [[{}a]]\n", "a,".repeat(n));
+        check_cost(&nested(MAX_FLOW_AHEAD - 4)).expect("under the cap");
+        let e = check_cost(&nested(MAX_FLOW_AHEAD + 100)).expect_err("past it");
+        assert!(
+            e.over_a_cap && e.message.contains("more than 8192 commas"),
+            "{e}"
+        );
+        assert!(
+            parse(&nested(MAX_FLOW_AHEAD + 100)).is_err(),
+            "the editor's parser too"
+        );
+    }
 
     fn doc(text: &str) -> Node {
         parse(text).expect("yaml").expect("a document")

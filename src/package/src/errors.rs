@@ -58,6 +58,15 @@ pub enum PackError {
         why: String,
         position: Option<(usize, usize)>,
     },
+    /// The change asked for would make manifest.yml larger than supply and Cloud
+    /// Controller read.
+    #[error("{}: {change} would make it {bytes} bytes, over the {limit}-byte limit of manifest.yml", manifest.display())]
+    WouldBeTooLarge {
+        manifest: PathBuf,
+        change: &'static str,
+        bytes: usize,
+        limit: u64,
+    },
     /// The change asked for would leave manifest.yml invalid.
     #[error("{}: {change} would make `{key}` invalid: {problem}", manifest.display())]
     WouldBreak {
@@ -138,6 +147,16 @@ impl PackError {
                     .into(),
                 vec![],
             ),
+            PackError::WouldBeTooLarge { .. } => (
+                "supply and `package get` refuse a manifest.yml over 1 MiB, and so does Cloud \
+                 Controller: a buildpack carrying it would fail every staging"
+                    .into(),
+                "nothing was written: remove the dependencies and deprecation dates no longer \
+                 needed (older versions, stacks no longer served) or long comments, then run it \
+                 again"
+                    .into(),
+                vec![],
+            ),
             PackError::WouldBreak { .. } => (
                 "a value given on the command line is one manifest.yml cannot hold: supply would \
                  refuse the result"
@@ -167,6 +186,13 @@ fn explain(e: &Error) -> Explanation {
             "run the packager from a complete checkout (--root names it), or restore the file"
                 .into(),
             vec![reason.clone()],
+        ),
+        Error::Version { .. } => (
+            "VERSION names the release: it goes into the zip's file name, config.yml and the \
+             staging log"
+                .into(),
+            buildpack::errors::VERSION_RULE.into(),
+            vec![],
         ),
         Error::Manifest { .. } => (
             "manifest.yml has a value the buildpack cannot use".into(),
@@ -338,6 +364,10 @@ mod tests {
             Error::BuildpackFile {
                 path: "/bp/VERSION".into(),
                 reason: "gone".into(),
+            },
+            Error::Version {
+                path: "/bp/VERSION".into(),
+                value: "\"1/..\"".into(),
             },
             Error::Manifest {
                 path: "/bp/manifest.yml".into(),

@@ -10,7 +10,7 @@ use buildpack::digest::Sha256;
 use buildpack::errors::Error;
 use buildpack::manifest::{
     key_position, parse_uri, valid_name, with_position, DefaultVersion, Dependency, Manifest,
-    Sidecar,
+    Sidecar, MAX_MANIFEST_BYTES,
 };
 use buildpack::yaml::{self, Node};
 use std::path::Path;
@@ -151,6 +151,16 @@ pub fn check_result(
     change: &'static str,
     expected: &Manifest,
 ) -> anyhow::Result<()> {
+    // What supply reads: a write is refused when its result would be.
+    if text.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(PackError::WouldBeTooLarge {
+            manifest: path.to_path_buf(),
+            change,
+            bytes: text.len(),
+            limit: MAX_MANIFEST_BYTES,
+        }
+        .into());
+    }
     let after = Manifest::parse(text, path).map_err(|e| match e {
         Error::Manifest { path, key, problem } => {
             let problem = match problem.rsplit_once(" at line ") {
@@ -238,12 +248,11 @@ fn plan_pin(text: &str, path: &Path, p: &Pin) -> anyhow::Result<Pinned> {
     let old_default = before.default_version(&p.name);
     if let Some(old) = old_default.filter(|v| *v != p.version) {
         for (i, other) in before.dependencies.iter().enumerate() {
-            if other.name == p.name && other.version == old && Some(i) != index {
+            if other.is(&p.name, old) && Some(i) != index {
                 warnings.push(format!(
-                    "{} {} for {} is no longer the default version: pin a build of {} for \
+                    "{} for {} is no longer the default version: pin a build of {} for \
                      those stacks too (--stack)",
-                    other.name,
-                    other.version,
+                    other.id(),
                     other.cf_stacks.join(", "),
                     p.version
                 ));

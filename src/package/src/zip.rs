@@ -90,14 +90,18 @@ pub fn run(args: &ZipArgs<'_>, env: &HashMap<String, String>) -> anyhow::Result<
         work.path(),
     )?;
 
-    let mut files: HashMap<usize, String> = HashMap::new();
     if args.cached {
+        // With its `file:` entries, known before any download: a manifest they take
+        // over the cap is refused before the first one.
+        let files: HashMap<usize, String> =
+            deps.iter().map(|(i, dep)| (*i, cached_path(dep))).collect();
+        let packaged = packaged_manifest(&text, &manifest_file, &manifest, args.stack, &files)?;
         let net = Env(env).network()?;
         let fetcher = Fetcher::new(&net);
         for (i, dep) in &deps {
-            step!("Caching {} {}", dep.name, dep.version);
+            step!("Caching {}", dep.id());
             let verified = fetch_dependency(&fetcher, dep, args.artifact_dirs, work.path())?;
-            let rel = cached_path(dep);
+            let rel = &files[i];
             let kept = work.path().join(format!("dep-{i}"));
             verified
                 .file
@@ -111,9 +115,7 @@ pub fn run(args: &ZipArgs<'_>, env: &HashMap<String, String>) -> anyhow::Result<
                     mode: 0o644,
                 },
             );
-            files.insert(*i, rel);
         }
-        let packaged = packaged_manifest(&text, &manifest_file, &manifest, args.stack, &files)?;
         let path = work.path().join("manifest.yml");
         fs::write(&path, packaged).map_err(Error::write(&path))?;
     }

@@ -97,7 +97,7 @@ impl App {
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_else(|| "app".into());
         let path = dir.join("manifest.yml");
-        let raw = match std::fs::read_to_string(&path) {
+        let raw = match crate::files::read_small_text(&path) {
             Ok(text) => Some(parse_manifest(&text, &path)?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {

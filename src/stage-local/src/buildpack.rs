@@ -5,6 +5,7 @@
 //! lead out, or paths through a symlink) are refused.
 
 use crate::errors::{Error, SupplyProblem};
+use crate::files::open_regular;
 use crate::out;
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
@@ -126,7 +127,7 @@ pub fn cache_id(key: &str) -> String {
 
 fn sha256_file(path: &Path) -> io::Result<String> {
     let mut hasher = Sha256::new();
-    io::copy(&mut File::open(path)?, &mut hasher)?;
+    io::copy(&mut open_regular(path)?, &mut hasher)?;
     Ok(hasher
         .finalize()
         .iter()
@@ -141,7 +142,7 @@ fn unzip(zip_path: &Path, dest: &Path) -> Result<bool, Error> {
         path: zip_path.to_path_buf(),
         problem,
     };
-    let file = File::open(zip_path).map_err(|e| bad(format!("cannot be read: {e}")))?;
+    let file = open_regular(zip_path).map_err(|e| bad(format!("cannot be read: {e}")))?;
     let mut archive = zip::ZipArchive::new(file)
         .map_err(|e| bad(format!("is neither a directory nor a zip: {e}")))?;
     match fs::remove_dir_all(dest) {

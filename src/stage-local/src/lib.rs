@@ -10,6 +10,7 @@ mod app;
 mod buildpack;
 mod env;
 pub mod errors;
+mod files;
 mod final_standin;
 mod forward;
 mod http;

@@ -73,7 +73,8 @@ pub struct Cli {
     #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
     /// The PORT of the web process and its sidecars [default: a free loopback port]
-    #[arg(long)]
+    // 0 would have the app bind any port while stage-local waits on port 0.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
     /// A process type to start, one instance with its sidecars (as `cf scale TYPE -i 1`);
     /// repeat for several. Only web gets a route (the URL, --get); every type gets its
@@ -94,7 +95,8 @@ pub struct Cli {
     #[arg(long, value_enum, value_name = "MODE", default_value = "auto")]
     pub network: NetworkMode,
     /// How long to wait for the app to answer on PORT
-    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    // 0 could only ever end in "did not answer".
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = parse_wait)]
     pub wait: u64,
     /// How long processes get between SIGTERM and SIGKILL (CF gives 10 s)
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
@@ -482,12 +484,21 @@ fn droplet_target(path: &std::path::Path) -> Result<PathBuf, Error> {
     }
 }
 
+fn parse_wait(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(0) => Err("the app needs at least 1 second to answer".into()),
+        Ok(secs) => Ok(secs),
+        Err(e) => Err(format!("{e}; give a whole number of seconds")),
+    }
+}
+
 fn read_vcap_services(path: &std::path::Path) -> Result<String, Error> {
     let bad = |problem: String| Error::VcapServices {
         path: path.to_path_buf(),
         problem,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let text =
+        crate::files::read_small_text(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
     match serde_json::from_str::<serde_json::Value>(&text) {
         Ok(serde_json::Value::Object(_)) => Ok(text.trim().to_string()),
         Ok(other) => Err(bad(format!(

@@ -22,6 +22,7 @@ use crate::app::App;
 use crate::buildpack::Buildpack;
 use crate::env::{self, Vars};
 use crate::errors::Error;
+use crate::files::read_small;
 use crate::final_standin::{self, Finalize};
 use crate::launch_yml::{self, Declared};
 use crate::out;
@@ -418,7 +419,7 @@ fn merge_declarations(
     // CF's readProcfile: only a missing Procfile is no Procfile; one it cannot read
     // fails staging ("Failed to read command from Procfile").
     let procfile = layout.build_dir.join("Procfile");
-    let bytes = match fs::read(&procfile) {
+    let bytes = match read_small(&procfile) {
         Ok(bytes) => Some(bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => {
@@ -461,7 +462,8 @@ fn read_launch_yml(layout: &Layout, i: usize, origin: &str) -> Result<Option<Vec
             path: unpadded.clone(),
             problems,
         };
-        let bytes = fs::read(&unpadded).map_err(|e| fail(vec![format!("cannot read it: {e}")]))?;
+        let bytes =
+            read_small(&unpadded).map_err(|e| fail(vec![format!("cannot read it: {e}")]))?;
         let declared = launch_yml::parse(&bytes).map_err(fail)?;
         return Ok(Some(entries(declared, origin)));
     }
@@ -475,7 +477,7 @@ fn read_launch_yml(layout: &Layout, i: usize, origin: &str) -> Result<Option<Vec
 /// Says what a launch.yml at the padded DEPS_IDX would have declared, and that CF's
 /// builder never reads it.
 fn warn_skipped_launch_yml(layout: &Layout, i: usize, origin: &str, padded: &Path) {
-    let lost = match fs::read(padded).map(|t| launch_yml::parse(&t)) {
+    let lost = match read_small(padded).map(|t| launch_yml::parse(&t)) {
         Ok(Ok(declared)) if !declared.is_empty() => declared
             .iter()
             .map(|d| {
@@ -505,7 +507,7 @@ fn warn_skipped_launch_yml(layout: &Layout, i: usize, origin: &str, padded: &Pat
 /// at the padded DEPS_IDX (CF reads it there; it ignores a missing or broken one).
 fn metadata(key: String, idx_dir: &Path) -> BuildpackMetadata {
     let path = idx_dir.join("config.yml");
-    let doc = fs::read(&path)
+    let doc = read_small(&path)
         .ok()
         .and_then(|bytes| launch_yml::document(&bytes).ok());
     let Some(serde_yaml::Value::Mapping(c)) = doc else {

@@ -44,7 +44,7 @@ pub fn obtain(
         let verified = copy_local(&path, dep, dest_dir, origin, limits).map_err(|e| match e {
             LocalError::Fatal(e) => *e,
             LocalError::TooLarge => Error::TooLarge {
-                dependency: format!("{} {}", dep.name, dep.version),
+                dependency: dep.id(),
                 origin: Redacted::str(&format!("the cached buildpack ({file})")),
                 limit: limits.max_bytes,
             },
@@ -80,8 +80,8 @@ pub fn obtain(
                     }
                 };
                 warn!(
-                    "the app cache's copy of {} {} {why}; dropping it and downloading again",
-                    dep.name, dep.version
+                    "the app cache's copy of {} {why}; dropping it and downloading again",
+                    dep.id()
                 );
                 if let Err(e) = fs::remove_file(&entry) {
                     warn!("could not remove {}: {e}", entry.display());

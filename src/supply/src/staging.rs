@@ -1,10 +1,12 @@
 //! Nothing half-written: everything a run puts in the deps dir is first made in one
 //! staging dir beside it (`<DEPS_DIR>/.sidecar-buildpack-<idx>-XXXXXX.partial`), and
-//! put in place with renames only once all of it is ready. Whatever a rename would
-//! replace, and any file or symlink where a directory must go, is moved aside into the
-//! staging dir first, and moved back if a later step fails. So a failed run leaves the
-//! deps dir as it found it, and a killed one leaves only the staging dir, which the
-//! next run removes.
+//! put in place with renames only once all of it is ready. A regular file a rename
+//! replaces is kept by a hard link in the staging dir, so it is never missing; anything
+//! else in the way (a directory, a symlink, a file where a directory must go) is moved
+//! aside into the staging dir first. Both are put back if a later step fails. So a
+//! failed run leaves the deps dir as it found it, and a killed one leaves the staging
+//! dir and a deps dir part way through an ordered commit (see `supply::commit`), which
+//! the next run finishes and sweeps.
 
 use buildpack::errors::Error;
 use std::fs;
@@ -30,8 +32,16 @@ pub struct Staging {
 /// What the run did to the deps dir, in order, so it can be undone in reverse.
 enum Action {
     Created(PathBuf),
-    MovedAside { from: PathBuf, to: PathBuf },
+    MovedAside {
+        from: PathBuf,
+        to: PathBuf,
+    },
     Placed(PathBuf),
+    /// A regular file at `dest` replaced by one rename; `kept` links the old one.
+    Replaced {
+        dest: PathBuf,
+        kept: PathBuf,
+    },
 }
 
 impl Staging {
@@ -76,8 +86,12 @@ impl Staging {
         // A relative path's last parent is "": the working directory, which exists.
         let mut at = Some(dir).filter(|p| !p.as_os_str().is_empty());
         while let Some(p) = at {
-            if fs::symlink_metadata(p).is_ok() {
-                break;
+            match fs::symlink_metadata(p) {
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                // Only a real absence is missing: creating it would fail with a
+                // misleading "exists".
+                Err(e) => return Err(Error::write(p)(e)),
             }
             missing.push(p.to_path_buf());
             at = p.parent().filter(|p| !p.as_os_str().is_empty());
@@ -116,13 +130,55 @@ impl Staging {
         Ok(())
     }
 
-    /// Puts the staged file `staged` at `dest`, moving aside whatever is there first
-    /// (so a directory or a symlink at `dest` is replaced, never written through).
+    /// Puts the staged file `staged` at `dest`. A regular file there is replaced by the
+    /// one rename, after a hard link in the staging dir keeps it for rollback: `dest`
+    /// is never missing, so a run killed here leaves the old file or the new one.
+    /// Anything else there (a directory, a symlink) is moved aside first, so it is
+    /// replaced, never written through.
     pub fn place(&mut self, staged: &Path, dest: &Path) -> Result<(), Error> {
-        self.remove(dest)?;
+        let old = match fs::symlink_metadata(dest) {
+            Ok(m) if m.is_file() => self.keep_link(dest)?,
+            Ok(_) => {
+                self.move_aside(dest)?;
+                None
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::write(dest)(e)),
+        };
         fs::rename(staged, dest).map_err(Error::write(dest))?;
-        self.done.push(Action::Placed(dest.to_path_buf()));
+        self.done.push(match old {
+            Some(kept) => Action::Replaced {
+                dest: dest.to_path_buf(),
+                kept,
+            },
+            None => Action::Placed(dest.to_path_buf()),
+        });
         Ok(())
+    }
+
+    /// A hard link to the regular file `dest` in the staging dir, to put back on
+    /// rollback. Where the filesystem cannot link, `dest` is moved aside instead (and
+    /// is missing until the rename that follows).
+    fn keep_link(&mut self, dest: &Path) -> Result<Option<PathBuf>, Error> {
+        self.aside += 1;
+        let kept = self.path().join(format!("old-{}", self.aside));
+        match fs::hard_link(dest, &kept) {
+            Ok(()) => Ok(Some(kept)),
+            Err(e) => {
+                debug!("could not link {}: {e}; moving it aside", dest.display());
+                self.move_aside(dest).map(|()| None)
+            }
+        }
+    }
+
+    /// True when `dir` is a real directory; false when nothing or something else is
+    /// there. Only a real absence means absent: an error (an I/O error) fails.
+    pub fn is_real_dir(&self, dir: &Path) -> Result<bool, Error> {
+        match fs::symlink_metadata(dir) {
+            Ok(m) => Ok(m.is_dir()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::write(dir)(e)),
+        }
     }
 
     /// Removes whatever is at `dest`, undoably.
@@ -141,6 +197,7 @@ impl Staging {
             let undone = match &action {
                 Action::Placed(p) => fs::remove_file(p),
                 Action::MovedAside { from, to } => fs::rename(to, from),
+                Action::Replaced { dest, kept } => fs::rename(kept, dest),
                 Action::Created(d) => {
                     // A DEPS_DIR created by `begin` holds the staging dir: it goes
                     // first (everything moved aside into it is back by now). Known by
@@ -155,7 +212,7 @@ impl Staging {
             if let Err(e) = undone {
                 let path = match &action {
                     Action::Placed(p) | Action::Created(p) => p,
-                    Action::MovedAside { from, .. } => from,
+                    Action::MovedAside { from, .. } | Action::Replaced { dest: from, .. } => from,
                 };
                 warn!("could not undo the change to {}: {e}", path.display());
             }

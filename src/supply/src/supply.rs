@@ -19,11 +19,11 @@ use buildpack::manifest::{
 };
 use buildpack::settings::{sidecar_var_base, Env, Network, SidecarSettings};
 use buildpack::transport::Fetcher;
-use buildpack::verify::{self, Origin};
+use buildpack::verify::{self, Origin, Verified};
 use buildpack::{detail, step};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 use tracing::{debug, warn};
 
@@ -48,9 +48,16 @@ struct Plan {
     version: String,
     net: Network,
     memory_limit: Option<u64>,
-    sidecars: Vec<(Sidecar, Dependency, SidecarSettings)>,
-    /// End-of-life warnings by the `<name> <version>` of the dependency they are about.
-    eol: HashMap<String, Vec<String>>,
+    sidecars: Vec<Planned>,
+}
+
+/// One sidecar, with the build of its dependency picked for the stack.
+struct Planned {
+    sidecar: Sidecar,
+    dep: Dependency,
+    settings: SidecarSettings,
+    /// The end-of-life warnings about `dep`.
+    eol: Vec<String>,
 }
 
 pub fn run(ctx: &Context) -> Result<(), Error> {
@@ -76,18 +83,21 @@ fn decide(ctx: &Context) -> Result<Plan, Error> {
         warn!("CF_STACK is not set (a local run?); taking the first build of each dependency");
     }
     let mut sidecars = Vec::new();
-    let mut eol = HashMap::new();
     for sidecar in &manifest.sidecars {
         let settings = env.sidecar(sidecar)?;
         let dep = manifest.pick(&sidecar.dependency, stack)?.clone();
-        let warnings = manifest
+        let eol = manifest
             .dependency_deprecation_dates
             .iter()
             .filter(|e| e.covers(&dep))
             .filter_map(|e| e.warning(ctx.now))
             .collect();
-        eol.insert(format!("{} {}", dep.name, dep.version), warnings);
-        sidecars.push((sidecar.clone(), dep, settings));
+        sidecars.push(Planned {
+            sidecar: sidecar.clone(),
+            dep,
+            settings,
+            eol,
+        });
     }
     Ok(Plan {
         manifest,
@@ -95,7 +105,6 @@ fn decide(ctx: &Context) -> Result<Plan, Error> {
         net,
         memory_limit,
         sidecars,
-        eol,
     })
 }
 
@@ -103,18 +112,20 @@ fn decide(ctx: &Context) -> Result<Plan, Error> {
 /// was committed.
 fn act(ctx: &Context, plan: &Plan) -> Result<(), Error> {
     let mut staging = Staging::begin(&ctx.deps_dir, &ctx.deps_idx)?;
-    let idx_dir = ctx.deps_dir.join(&ctx.deps_idx);
     let cache = AppCache::new(&ctx.cache_dir);
-    match stage_and_commit(ctx, plan, &cache, &mut staging) {
+    let layout = Layout::of(ctx);
+    let done = stage(ctx, plan, &cache, staging.path())
+        .and_then(|staged| commit(&layout, &mut staging, staged));
+    match done {
         Ok(report) => {
             // Only now, with the deps dir committed: a failed run stores nothing in
             // the app cache. Before `finish`, which removes the staging dir.
-            for (dep, copy) in &report.to_cache {
-                cache.store(dep, copy);
+            for kept in &report.to_cache {
+                cache.store(&kept.dep, &kept.copy);
             }
-            staging.finish(&idx_dir);
+            staging.finish(&layout.idx_dir);
             report.print(plan.memory_limit);
-            let keep: Vec<_> = plan.sidecars.iter().map(|(_, d, _)| d.sha256).collect();
+            let keep: Vec<_> = plan.sidecars.iter().map(|p| p.dep.sha256).collect();
             cache.prune(&keep);
             Ok(())
         }
@@ -125,103 +136,122 @@ fn act(ctx: &Context, plan: &Plan) -> Result<(), Error> {
     }
 }
 
-/// What the commit did, told after it succeeded.
-struct Report {
-    /// Downloaded artifacts, linked in the staging dir, for the app cache.
-    to_cache: Vec<(Dependency, PathBuf)>,
-    /// Each executable, with its SBOM when its archive carried one.
-    installed: Vec<(PathBuf, Option<PathBuf>)>,
-    not_declared: Vec<String>,
-    launch: Option<(LaunchYml, Vec<PathBuf>)>,
+/// Where the run's files go in the deps dir.
+struct Layout {
+    idx_dir: PathBuf,
+    bin_dir: PathBuf,
+    sbom_dir: PathBuf,
+    config_yml: PathBuf,
+    launch_yml: PathBuf,
+    /// CF's builder reads launch.yml at the unpadded index (deps/3 for DEPS_IDX "03",
+    /// buildpackrunner/runner.go): with 10+ buildpacks a copy must sit there too.
+    unpadded: Option<Unpadded>,
 }
 
-impl Report {
-    fn print(&self, memory_limit: Option<u64>) {
-        for (exe, sbom) in &self.installed {
-            detail!("Installed {}", exe.display());
-            if let Some(sbom) = sbom {
-                detail!(
-                    "Installed {}, the CycloneDX SBOM of {} from its archive",
-                    sbom.display(),
-                    exe.file_name().unwrap_or_default().to_string_lossy()
-                );
+/// The unpadded index's dir, and the copy of launch.yml in it.
+struct Unpadded {
+    dir: PathBuf,
+    launch_yml: PathBuf,
+}
+
+impl Layout {
+    fn of(ctx: &Context) -> Layout {
+        let idx_dir = ctx.deps_dir.join(&ctx.deps_idx);
+        let unpadded = launch::unpadded_idx(&ctx.deps_idx).map(|u| {
+            let dir = ctx.deps_dir.join(u);
+            Unpadded {
+                launch_yml: dir.join("launch.yml"),
+                dir,
             }
+        });
+        Layout {
+            bin_dir: idx_dir.join("bin"),
+            sbom_dir: idx_dir.join("sbom"),
+            config_yml: idx_dir.join("config.yml"),
+            launch_yml: idx_dir.join("launch.yml"),
+            idx_dir,
+            unpadded,
         }
-        for line in &self.not_declared {
-            detail!("{line}");
-        }
-        let Some((yml, paths)) = &self.launch else {
-            return;
-        };
-        step!("Declaring sidecars");
-        check_memory(&yml.processes, memory_limit);
-        for p in &yml.processes {
-            detail!(
-                "{} for process types [{}], {} MB, command: {}",
-                p.kind,
-                p.platforms.cloudfoundry.sidecar_for.join(", "),
-                p.limits.memory,
-                p.command
-            );
-        }
-        detail!("Wrote {}", paths[0].display());
-        if let Some(copy) = paths.get(1) {
-            detail!(
-                "Wrote a copy at {}: Cloud Foundry reads launch.yml at the index without \
-                 its leading zeros once an app has 10 or more buildpacks",
-                copy.display()
-            );
-        }
-        debug!("launch.yml:\n{}", yml.render());
+    }
+
+    fn sbom(&self, name: &str) -> PathBuf {
+        self.sbom_dir.join(format!("{name}.cdx.json"))
     }
 }
 
-fn stage_and_commit(
-    ctx: &Context,
-    plan: &Plan,
-    cache: &AppCache,
-    staging: &mut Staging,
-) -> Result<Report, Error> {
+/// An executable made in the staging dir, for `bin/<name>`.
+struct StagedExe {
+    name: String,
+    file: PathBuf,
+    /// Its SBOM, when its archive carried one.
+    sbom: Option<PathBuf>,
+}
+
+/// A downloaded artifact, linked in the staging dir, for the app cache.
+struct CacheCopy {
+    dep: Dependency,
+    copy: PathBuf,
+}
+
+/// Everything the run made in the staging dir, ready to commit.
+struct Staged {
+    exes: Vec<StagedExe>,
+    /// The sidecars to declare, when any is: written as `launch_yml`.
+    launch: Option<LaunchYml>,
+    launch_yml: PathBuf,
+    config_yml: PathBuf,
+    to_cache: Vec<CacheCopy>,
+    not_declared: Vec<String>,
+}
+
+/// Fetches, verifies and installs each dependency, and writes launch.yml and
+/// config.yml, all in the staging dir `work`. Changes nothing in the deps dir.
+fn stage(ctx: &Context, plan: &Plan, cache: &AppCache, work: &Path) -> Result<Staged, Error> {
     let fetcher = Fetcher::new(&plan.net);
     let limits = verify::Limits::of(&plan.net);
-    let work = staging.path().to_path_buf();
+    let mut staged = Staged {
+        exes: Vec::new(),
+        launch: None,
+        launch_yml: work.join("new-launch.yml"),
+        config_yml: work.join("new-config.yml"),
+        to_cache: Vec::new(),
+        not_declared: Vec::new(),
+    };
     let mut processes = Vec::new();
-    let mut not_declared = Vec::new();
-    // bin/<name> -> its staged file and SBOM; one binary may serve two sidecars.
-    let mut exes: Vec<(String, PathBuf, Option<PathBuf>)> = Vec::new();
-    let mut to_cache = Vec::new();
-    let mut warned = std::collections::HashSet::new();
-    for (sidecar, dep, settings) in &plan.sidecars {
-        let name = sidecar.installed_name().to_string();
-        if !exes.iter().any(|(n, _, _)| *n == name) {
-            let id = format!("{} {}", dep.name, dep.version);
-            step!("Installing {id}");
-            let verified = obtain(&fetcher, limits, dep, &ctx.buildpack_dir, cache, &work)?;
+    let mut warned = HashSet::new();
+    for planned in &plan.sidecars {
+        let Planned {
+            sidecar,
+            dep,
+            settings,
+            eol,
+        } = planned;
+        let name = sidecar.installed_name();
+        // One binary may serve two sidecars: installed once.
+        if !staged.exes.iter().any(|e| e.name == name) {
+            step!("Installing {}", dep.id());
+            let verified = obtain(&fetcher, limits, dep, &ctx.buildpack_dir, cache, work)?;
             if matches!(verified.origin, Origin::Network(_)) {
-                let copy = work.join(format!("cache-{}", to_cache.len()));
-                match fs::hard_link(verified.file.path(), &copy)
-                    .or_else(|_| fs::copy(verified.file.path(), &copy).map(drop))
-                {
-                    Ok(()) => to_cache.push((dep.clone(), copy)),
-                    Err(e) => warn!(
-                        "could not keep a copy for the app cache: {e}; the next staging \
-                         downloads again"
-                    ),
-                }
+                keep_for_cache(&verified, dep, work, &mut staged.to_cache);
             }
             // Where libbuildpack warns (after the fetch), once per dependency even when
             // two of its executables are installed.
-            if warned.insert(id.clone()) {
-                for w in plan.eol.get(&id).into_iter().flatten() {
+            if warned.insert(dep.id()) {
+                for w in eol {
                     warn!("{w}");
                 }
             }
-            let staged = work.join(format!("new-bin-{}", exes.len()));
-            let sbom = work.join(format!("new-sbom-{}", exes.len()));
-            let has_sbom = install(verified, sidecar, dep, &staged, &sbom, &work)?;
-            exes.push((name.clone(), staged, has_sbom.then_some(sbom)));
+            let n = staged.exes.len();
+            let file = work.join(format!("new-bin-{n}"));
+            let sbom = work.join(format!("new-sbom-{n}"));
+            let has_sbom = install(verified, sidecar, dep, &file, &sbom, work)?;
+            staged.exes.push(StagedExe {
+                name: name.to_string(),
+                file,
+                sbom: has_sbom.then_some(sbom),
+            });
         }
-        let command = launch::command(&ctx.deps_idx, &name, &sidecar.args);
+        let command = launch::command(&ctx.deps_idx, name, &sidecar.args);
         if settings.declare {
             processes.push(Process {
                 kind: sidecar.name.clone(),
@@ -236,7 +266,7 @@ fn stage_and_commit(
                 },
             });
         } else {
-            not_declared.push(format!(
+            staged.not_declared.push(format!(
                 "Not declaring the {} sidecar ({}DECLARE=false): declare it in the app \
                  manifest's sidecars: with command: {command}",
                 sidecar.name,
@@ -244,79 +274,158 @@ fn stage_and_commit(
             ));
         }
     }
-
-    // CF's builder reads launch.yml at the unpadded index (deps/3 for DEPS_IDX "03",
-    // buildpackrunner/runner.go): with 10+ buildpacks a copy must sit there too.
-    let idx_dir = ctx.deps_dir.join(&ctx.deps_idx);
-    let mut launch_paths = vec![idx_dir.join("launch.yml")];
-    let unpadded = launch::unpadded_idx(&ctx.deps_idx).map(|u| ctx.deps_dir.join(u));
-    if let Some(dir) = &unpadded {
-        launch_paths.push(dir.join("launch.yml"));
-    }
-    let launch = if processes.is_empty() {
-        None
-    } else {
+    if !processes.is_empty() {
         let yml = LaunchYml { processes };
-        yml.write(&work.join("new-launch.yml"))?;
-        Some(yml)
-    };
-    launch::write_config_yml(
-        &work.join("new-config.yml"),
-        &plan.manifest.language,
-        &plan.version,
-    )?;
+        yml.write(&staged.launch_yml)?;
+        staged.launch = Some(yml);
+    }
+    launch::write_config_yml(&staged.config_yml, &plan.manifest.language, &plan.version)?;
+    Ok(staged)
+}
 
-    // The commit: renames only.
-    let bin_dir = idx_dir.join("bin");
-    staging.ensure_dir(&idx_dir)?;
-    staging.ensure_dir(&bin_dir)?;
-    let sbom_dir = idx_dir.join("sbom");
+/// Links a downloaded artifact in the staging dir, for the app cache once the run
+/// has committed. Best effort: without it the next staging downloads again.
+fn keep_for_cache(verified: &Verified, dep: &Dependency, work: &Path, to: &mut Vec<CacheCopy>) {
+    let copy = work.join(format!("cache-{}", to.len()));
+    match fs::hard_link(verified.file.path(), &copy)
+        .or_else(|_| fs::copy(verified.file.path(), &copy).map(drop))
+    {
+        Ok(()) => to.push(CacheCopy {
+            dep: dep.clone(),
+            copy,
+        }),
+        Err(e) => {
+            warn!("could not keep a copy for the app cache: {e}; the next staging downloads again")
+        }
+    }
+}
+
+/// An executable in place, with its SBOM when it has one.
+struct Installed {
+    exe: PathBuf,
+    sbom: Option<PathBuf>,
+}
+
+/// The launch.yml files written, with what they declare.
+struct Declared {
+    yml: LaunchYml,
+    path: PathBuf,
+    /// The copy at the unpadded index.
+    copy: Option<PathBuf>,
+}
+
+/// What the commit did, told after it succeeded.
+struct Report {
+    to_cache: Vec<CacheCopy>,
+    installed: Vec<Installed>,
+    not_declared: Vec<String>,
+    declared: Option<Declared>,
+}
+
+/// Puts what `stage` made in place, by renames only, in an order where every prefix
+/// is a deps dir CF can run and that tells no lie, so that a run killed at any point
+/// of it leaves one (#21): each file is replaced by one rename, never removed first;
+/// an executable's old SBOM goes before the executable and its new one comes after,
+/// so no SBOM ever describes another build; launch.yml comes last, once everything it
+/// declares is there (the executables an older launch.yml declares are still there too:
+/// none is removed).
+fn commit(layout: &Layout, staging: &mut Staging, staged: Staged) -> Result<Report, Error> {
+    staging.ensure_dir(&layout.idx_dir)?;
+    staging.ensure_dir(&layout.bin_dir)?;
     let mut installed = Vec::new();
-    for (name, staged, sbom) in &exes {
-        let dest = bin_dir.join(name);
-        staging.place(staged, &dest)?;
-        let sbom_dest = sbom_dir.join(format!("{name}.cdx.json"));
-        let sbom_placed = match sbom {
+    for exe in &staged.exes {
+        let sbom_dest = layout.sbom(&exe.name);
+        // Never through a symlink: only inside a real sbom/ directory.
+        if staging.is_real_dir(&layout.sbom_dir)? {
+            staging.remove(&sbom_dest)?;
+        }
+        let dest = layout.bin_dir.join(&exe.name);
+        staging.place(&exe.file, &dest)?;
+        let sbom = match &exe.sbom {
             Some(staged_sbom) => {
-                staging.ensure_dir(&sbom_dir)?;
+                staging.ensure_dir(&layout.sbom_dir)?;
                 staging.place(staged_sbom, &sbom_dest)?;
                 Some(sbom_dest)
             }
-            None => {
-                // One left by an earlier run would describe another build. Never
-                // through a symlink: only inside a real sbom/ directory.
-                if fs::symlink_metadata(&sbom_dir).is_ok_and(|m| m.is_dir()) {
-                    staging.remove(&sbom_dest)?;
-                }
-                None
-            }
+            None => None,
         };
-        installed.push((dest, sbom_placed));
+        installed.push(Installed { exe: dest, sbom });
     }
-    staging.place(&work.join("new-config.yml"), &idx_dir.join("config.yml"))?;
-    match &launch {
-        Some(_) => {
-            let staged = work.join("new-launch.yml");
-            if let Some(dir) = &unpadded {
-                staging.ensure_dir(dir)?;
-                let copy = work.join("new-launch-copy.yml");
-                fs::copy(&staged, &copy).map_err(Error::write(&copy))?;
-                staging.place(&copy, &launch_paths[1])?;
-            }
-            staging.place(&staged, &launch_paths[0])?;
+    staging.place(&staged.config_yml, &layout.config_yml)?;
+    let declared = match staged.launch {
+        Some(yml) => {
+            let copy = match &layout.unpadded {
+                Some(unpadded) => {
+                    staging.ensure_dir(&unpadded.dir)?;
+                    let copy = staged.launch_yml.with_extension("copy");
+                    fs::copy(&staged.launch_yml, &copy).map_err(Error::write(&copy))?;
+                    staging.place(&copy, &unpadded.launch_yml)?;
+                    Some(unpadded.launch_yml.clone())
+                }
+                None => None,
+            };
+            staging.place(&staged.launch_yml, &layout.launch_yml)?;
+            Some(Declared {
+                yml,
+                path: layout.launch_yml.clone(),
+                copy,
+            })
         }
         None => {
-            for path in &launch_paths {
-                staging.remove(path)?;
+            if let Some(unpadded) = &layout.unpadded {
+                staging.remove(&unpadded.launch_yml)?;
+            }
+            staging.remove(&layout.launch_yml)?;
+            None
+        }
+    };
+    Ok(Report {
+        to_cache: staged.to_cache,
+        installed,
+        not_declared: staged.not_declared,
+        declared,
+    })
+}
+
+impl Report {
+    fn print(&self, memory_limit: Option<u64>) {
+        for Installed { exe, sbom } in &self.installed {
+            detail!("Installed {}", exe.display());
+            if let Some(sbom) = sbom {
+                detail!(
+                    "Installed {}, the CycloneDX SBOM of {} from its archive",
+                    sbom.display(),
+                    exe.file_name().unwrap_or_default().to_string_lossy()
+                );
             }
         }
+        for line in &self.not_declared {
+            detail!("{line}");
+        }
+        let Some(Declared { yml, path, copy }) = &self.declared else {
+            return;
+        };
+        step!("Declaring sidecars");
+        check_memory(&yml.processes, memory_limit);
+        for p in &yml.processes {
+            detail!(
+                "{} for process types [{}], {} MB, command: {}",
+                p.kind,
+                p.platforms.cloudfoundry.sidecar_for.join(", "),
+                p.limits.memory,
+                p.command
+            );
+        }
+        detail!("Wrote {}", path.display());
+        if let Some(copy) = copy {
+            detail!(
+                "Wrote a copy at {}: Cloud Foundry reads launch.yml at the index without \
+                 its leading zeros once an app has 10 or more buildpacks",
+                copy.display()
+            );
+        }
+        debug!("launch.yml:\n{}", yml.render());
     }
-    Ok(Report {
-        to_cache,
-        installed,
-        not_declared,
-        launch: launch.map(|yml| (yml, launch_paths)),
-    })
 }
 
 /// Checks the directories CF passed, without creating any.
@@ -348,15 +457,22 @@ fn check_dirs(ctx: &Context) -> Result<(), Error> {
             problem: "must be the buildpack's index, such as 0 or 03".into(),
         });
     }
-    // Other buildpacks' dirs live in DEPS_DIR: never replace it, only create it.
-    if fs::symlink_metadata(&ctx.deps_dir).is_ok() && !ctx.deps_dir.is_dir() {
-        return Err(Error::Directory {
-            name: "DEPS_DIR",
-            path: ctx.deps_dir.clone(),
-            problem: "is not a directory".into(),
-        });
-    }
-    Ok(())
+    // Other buildpacks' dirs live in DEPS_DIR: never replace it, only create it. A
+    // symlink to a directory is CF's or the operator's choice, and followed.
+    let problem = match fs::symlink_metadata(&ctx.deps_dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => format!("cannot be used: {e}"),
+        Ok(_) => match fs::metadata(&ctx.deps_dir) {
+            Ok(m) if m.is_dir() => return Ok(()),
+            Ok(_) => "is not a directory".into(),
+            Err(e) => format!("cannot be used: {e}"),
+        },
+    };
+    Err(Error::Directory {
+        name: "DEPS_DIR",
+        path: ctx.deps_dir.clone(),
+        problem,
+    })
 }
 
 /// CF carves sidecar memory out of the process's and refuses a droplet whose sidecars

@@ -328,3 +328,108 @@ fn a_droplet_tgz_that_cannot_be_written_stops_the_run_before_anything_changes() 
         .code(INPUT)
         .has("is a directory; name the .tgz file to write");
 }
+
+fn mkfifo(path: &std::path::Path) {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .expect("mkfifo");
+}
+
+// #21 item 4: stage-local read the app's and the buildpacks' files with no type or size
+// check: a Procfile linked to /dev/zero read until memory ran out, and a FIFO as
+// manifest.yml or --vcap-services hung it beyond Ctrl-C and SIGTERM. Each is refused at
+// once, naming the file and what it is.
+#[test]
+fn files_that_are_no_small_regular_file_are_refused_at_once() {
+    let sb = app();
+    let bp = sb.buildpack("ok", "true");
+    fs::remove_file(sb.app().join("Procfile")).expect("rm");
+    std::os::unix::fs::symlink("/dev/zero", sb.app().join("Procfile")).expect("link");
+    sb.stage()
+        .buildpack(&bp)
+        .run()
+        .code(INPUT)
+        // Read in the staging area's copy of the app, as CF's builder reads BUILD_DIR.
+        .has(
+            "app/Procfile: Failed to read command from Procfile: it is a device; only a \
+              regular file is read",
+        );
+    fs::remove_file(sb.app().join("Procfile")).expect("rm");
+    sb.file("Procfile", "web: sleep 1\n");
+
+    mkfifo(&sb.app().join("manifest.yml"));
+    sb.stage()
+        .buildpack(&bp)
+        .run()
+        .code(INPUT)
+        .has(&format!("{}", sb.app().join("manifest.yml").display()))
+        .has("it is a FIFO; only a regular file is read");
+    fs::remove_file(sb.app().join("manifest.yml")).expect("rm");
+
+    let services = sb.root.path().join("services.json");
+    mkfifo(&services);
+    sb.stage()
+        .buildpack(&bp)
+        .arg("--vcap-services")
+        .arg(&services)
+        .run()
+        .code(INPUT)
+        .has(&format!("{}", services.display()))
+        .has("it is a FIFO");
+    fs::remove_file(&services).expect("rm");
+    fs::write(&services, format!("{{\"x\": \"{}\"}}", "a".repeat(1 << 20))).expect("big");
+    sb.stage()
+        .buildpack(&bp)
+        .arg("--vcap-services")
+        .arg(&services)
+        .run()
+        .code(INPUT)
+        .has("it is larger than 1048576 bytes");
+
+    let zip = sb.root.path().join("buildpack.zip");
+    mkfifo(&zip);
+    sb.stage()
+        .buildpack(&zip)
+        .run()
+        .code(INPUT)
+        .has("it is a FIFO");
+
+    // What a buildpack leaves in the deps dir is read the same way.
+    let fifo_writer = sb.buildpack("fifo", "mkdir -p \"$3/$4\" && mkfifo \"$3/$4/launch.yml\"");
+    sb.stage()
+        .buildpack(&fifo_writer)
+        .run()
+        .code(LAUNCH_YML)
+        .has("launch.yml")
+        .has("it is a FIFO");
+}
+
+// #21 item 13: `--port 0` waited for an answer on port 0 and exited 7 (no answer);
+// `--wait 0` could only end the same way. Both are usage errors now, before staging.
+#[test]
+fn a_port_or_a_wait_of_zero_is_a_usage_error() {
+    let sb = app();
+    for (flag, says) in [
+        (
+            "--port",
+            "invalid value '0' for '--port <PORT>': 0 is not in 1..=65535",
+        ),
+        (
+            "--wait",
+            "invalid value '0' for '--wait <SECONDS>': the app needs at least 1 second to answer",
+        ),
+    ] {
+        sb.stage()
+            .arg(flag)
+            .arg("0")
+            .run()
+            .code(2)
+            .has(says)
+            .lacks("staging app");
+    }
+}

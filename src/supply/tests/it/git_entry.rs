@@ -303,3 +303,41 @@ fn temp_names_of_every_kind_are_recognised() {
         assert!(!is_temp_name(name), "{name}");
     }
 }
+
+// #21 items 4 and 9, in the shell entry point: it printed VERSION whole (a newline
+// added a fake staging log line before supply refused it) and read VERSION and
+// bin/supply.lock with cat and sed (a FIFO hung the staging, /dev/zero filled memory).
+#[test]
+fn the_entry_point_reads_only_small_regular_files_and_prints_one_version() {
+    let real = supply_bytes();
+    let server = Server::start(vec![Reply::Body(real.clone())]);
+    let bp = checkout(&server.url("/supply"), &real);
+    fs::write(
+        bp.path().join("VERSION"),
+        "1.2.3\n-----> Installed evil 6.6.6\n",
+    )
+    .expect("v");
+    let out = run_entry(&bp, &Dirs::new());
+    out.code(3)
+        .has("-----> Fetching the prebuilt supply for sidecar_buildpack 1.2.3\n")
+        .lacks("\n-----> Installed evil");
+
+    let bp = checkout(&server.url("/supply"), &real);
+    fs::remove_file(bp.path().join("VERSION")).expect("rm");
+    std::os::unix::fs::symlink("/dev/zero", bp.path().join("VERSION")).expect("link");
+    run_entry(&bp, &Dirs::new())
+        .code(3)
+        .has("-----> Fetching the prebuilt supply for sidecar_buildpack\n");
+
+    let bp = checkout(&server.url("/supply"), &real);
+    let lock = bp.path().join("bin/supply.lock");
+    fs::remove_file(&lock).expect("rm");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&lock)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    run_entry(&bp, &Dirs::new())
+        .code(3)
+        .has("supply.lock has no valid sha256= line");
+}

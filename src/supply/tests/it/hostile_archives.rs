@@ -517,3 +517,74 @@ fn a_real_pax_archive_still_unpacks() {
     out.success();
     assert_eq!(out.installed(), sidecar_bytes("v1"));
 }
+
+// Hardening III (#21 item 1): the entry cap counted entries, not what they make. A few
+// dozen deep paths, each under the path cap, made one directory per component (a 16 KB
+// archive made 242,000 and filled the disk). Every file and directory counts, the
+// parents a path only implies included, before it is made.
+#[test]
+fn a_directory_bomb_is_refused_before_it_is_made() {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o755);
+        h.set_mtime(0);
+        h.set_cksum();
+        // A path over 100 bytes gets a GNU long-name entry first.
+        tar.append_data(&mut h, path, data).expect("append");
+    };
+    add("bin/config-server", &sidecar_bytes("v1"));
+    // 25 paths of 480 directories each: 12,000 directories from 50 entries.
+    let deep = "a/".repeat(480);
+    for i in 0..25 {
+        add(&format!("d{i:02}/{deep}f"), b"x");
+    }
+    let archive = {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&tar.into_inner().expect("tar")).expect("gzip");
+        gz.finish().expect("gzip")
+    };
+    assert!(archive.len() < 20_000, "{} bytes", archive.len());
+    let bp = Buildpack::new().artifact(archive).cached().write();
+    let dirs = Dirs::new();
+    Stage::new(&bp, &dirs)
+        .run()
+        .code(4)
+        .has("       **ERROR** the config-server archive is unusable: entry \"d20/a/a/a/")
+        .has(
+            "takes the archive past the cap of 10000 files and directories, counting the 481 \
+             parent directories its path implies",
+        )
+        .has("Cause: the artifact is damaged, or was built wrongly or maliciously")
+        .not_installed();
+}
+
+// #21 item 14: `cat a.gz b.gz` and bgzip write valid gzip that GNU tar reads; the
+// second member was taken for the end of a truncated archive.
+#[test]
+fn a_multi_member_gzip_unpacks() {
+    let mut tar = Vec::new();
+    flate2::read::GzDecoder::new(
+        &raw_tgz(&[
+            exe(),
+            Entry::file("sbom/config-server.cdx.json", b"{}", 0o644),
+        ])[..],
+    )
+    .read_to_end(&mut tar)
+    .expect("gunzip");
+    // Cut inside the executable's data, each part its own member.
+    let mut archive = Vec::new();
+    for part in [&tar[..600], &tar[600..]] {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(part).expect("gzip");
+        archive.extend(gz.finish().expect("gzip"));
+    }
+    let bp = Buildpack::new().artifact(archive).cached().write();
+    let dirs = Dirs::new();
+    let out = Stage::new(&bp, &dirs).run();
+    out.success()
+        .has("Installed ")
+        .has("the CycloneDX SBOM of config-server from its archive");
+    assert_eq!(out.installed(), sidecar_bytes("v1"));
+}

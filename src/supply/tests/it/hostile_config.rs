@@ -194,6 +194,44 @@ fn buildpack_dir_or_version_missing() {
         .has("set SIDECAR_BUILDPACK_DIR to a directory that holds manifest.yml");
 }
 
+// #21 item 9: VERSION was never checked: a newline added a fake line to the staging
+// log and a two-line `version:` to config.yml. It is read as the manifest's strings are.
+#[test]
+fn a_version_that_is_not_one_version_is_refused_before_anything_is_written() {
+    for (version, shown) in [
+        (
+            "0.1.0\n-----> Installed evil 6.6.6\n",
+            "\"0.1.0\\n-----> Installed evil 6.6.6\"",
+        ),
+        ("0.1.0/../../OUTSIDE", "\"0.1.0/../../OUTSIDE\""),
+        ("1.2 3", "\"1.2 3\""),
+        ("\n", "\"\""),
+    ] {
+        let bp = Buildpack::new().cached().write();
+        fs::write(bp.path().join("VERSION"), version).expect("VERSION");
+        let dirs = Dirs::new();
+        let out = Stage::new(&bp, &dirs).run();
+        out.code(3)
+            .has(&format!(
+                "       **ERROR** {} holds {shown}, which is not a version\n",
+                bp.path().join("VERSION").display()
+            ))
+            .has("To fix: write one version in VERSION, such as 1.2.3")
+            .lacks("\n-----> Installed evil");
+        assert_eq!(
+            listing(dirs.root.path()),
+            ["app"],
+            "{version:?}: nothing created"
+        );
+    }
+    // What CF's and our release scripts write passes, as does a byte order mark.
+    for version in ["1.2.3\n", "0.1.0-rc.1+build.5", "\u{feff}2.0.0\r\n"] {
+        let bp = Buildpack::new().cached().write();
+        fs::write(bp.path().join("VERSION"), version).expect("VERSION");
+        Stage::new(&bp, &Dirs::new()).run().success();
+    }
+}
+
 #[test]
 fn deps_idx_that_is_not_an_index() {
     let bp = Buildpack::new().cached().write();
@@ -576,4 +614,90 @@ fn fifos_and_devices_in_cf_system_cert_path_are_skipped() {
         .has("b-zero.pem: is a device")
         .has("DEBUG: trusting 1 certificate(s) from ");
     assert!(out.elapsed < std::time::Duration::from_secs(10));
+}
+
+/// Runs what follows (`sh -c SCRIPT PROGRAM ARGS...`) with its address space limited to
+/// 64 MiB: what a reader keeps in memory, not only whether it ends, is then part of the
+/// outcome.
+const IN_64_MIB: [&str; 3] = ["sh", "-c", "ulimit -v 65536 && exec \"$0\" \"$@\""];
+
+// #21 item 3: a 1 MiB manifest with a flow collection inside another (`x: [[a,a,...]]`,
+// under a key nobody reads) took 185 MB in supply and package: the YAML scanner keeps
+// every token of it until it closes. The same in block style took serde_yaml's event
+// list. Both are refused at once, within 64 MiB of address space, naming the file.
+#[test]
+fn a_manifest_that_would_take_memory_is_refused_within_64_mib() {
+    let cap = buildpack::manifest::MAX_MANIFEST_BYTES as usize;
+    let flow = "holds more than 8192 commas and brackets before its next value is complete";
+    let values = "holds more than 50000 values (scalars, lists and mappings)";
+    // What, and the manifest's tail: an opening, an item repeated to fill 1 MiB, a close.
+    let cases = [
+        ("a flow list in a flow list", "x: [[", "a,", "a]]\n", flow),
+        (
+            "a flow mapping in a flow list",
+            "x: [{",
+            "a: b,",
+            "a: b}]\n",
+            flow,
+        ),
+        ("a block list", "x:\n", "- a\n", "", values),
+        (
+            "closed flow lists in a block list",
+            "x:\n",
+            "- [a]\n",
+            "",
+            values,
+        ),
+    ];
+    for (what, open, item, close, says) in cases {
+        let bp = manifest_edited(|m| {
+            let n = (cap - m.len() - open.len() - close.len()) / item.len();
+            format!("{m}{open}{}{close}", item.repeat(n))
+        });
+        assert!(fs::metadata(bp.manifest()).expect("stat").len() <= cap as u64);
+        let dirs = Dirs::new();
+        Stage::new(&bp, &dirs)
+            .wrapped(&IN_64_MIB)
+            .run()
+            .code(3)
+            .has(&format!(
+                "       **ERROR** {}: `(document)` {says}",
+                bp.manifest().display()
+            ))
+            .not_installed();
+        // The packager reads it with the same caps: `get`, and `pin`'s editor.
+        let m = bp.manifest();
+        let m = m.to_str().expect("utf-8");
+        let package = package_bin();
+        for args in [
+            vec!["get", "language", "--manifest", m],
+            vec![
+                "pin",
+                "config-server",
+                "--version",
+                "9.9.9",
+                "--uri",
+                "https://h/c.tgz",
+                "--sha256",
+                "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                "--manifest",
+                m,
+            ],
+        ] {
+            let o = std::process::Command::new(IN_64_MIB[0])
+                .args(&IN_64_MIB[1..])
+                .arg(&package)
+                .args(&args)
+                .output()
+                .expect("package");
+            let text = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(
+                o.status.code(),
+                Some(3),
+                "{what}, package {}: {text}",
+                args[0]
+            );
+            assert!(text.contains(says), "{what}, package {}: {text}", args[0]);
+        }
+    }
 }

@@ -8,6 +8,7 @@ mod hardening_network;
 mod hardening_siblings;
 mod hostile_archives;
 mod hostile_config;
+mod kill_points;
 mod manifest_tool;
 mod operators;
 mod packaging;

@@ -870,11 +870,13 @@ fn large_and_deeply_nested_manifests_take_no_quadratic_time() {
         3,
         "`(document)` nested deeper than 128 levels at line 2",
     );
-    // 1 MB of short lists: a pin finds every span in one pass.
+    // 1 MB of short lists: a pin finds every span in one pass. (Within the cap of
+    // 50,000 values, yaml::MAX_VALUES: 100,000 one-item lists are refused since #21.)
     let mut many = small();
     let mut i = 0;
+    let long = "a".repeat(60);
     while many.len() < 1_000_000 {
-        many.push_str(&format!("x{i}:\n- a\n"));
+        many.push_str(&format!("x{i}:\n- {long}\n"));
         i += 1;
     }
     let (o, after) = on_manifest(&many, &pin_args("cs", "2.0.0", &[]));
@@ -974,4 +976,46 @@ fn a_dev_buildpack_at_an_odd_path_prints_a_command_that_can_be_pasted() {
         fs::read(dirs.deps().join("0/bin/config-server")).expect("installed"),
         sidecar_bytes("odd")
     );
+}
+
+/// `text` padded with a comment to `size` bytes.
+fn padded_to(text: &str, size: usize) -> String {
+    let mut padded = format!("{text}# ");
+    let left = size - padded.len() - 1;
+    padded.push_str(&"x".repeat(left));
+    padded.push('\n');
+    assert_eq!(padded.len(), size);
+    padded
+}
+
+// #21 item 8: `package pin` wrote a manifest of 1,051,382 bytes, which supply and
+// `package get` then refused. A write is refused when its result would be.
+#[test]
+fn a_pin_that_would_take_the_manifest_over_its_cap_writes_nothing() {
+    let cap = buildpack::manifest::MAX_MANIFEST_BYTES as usize;
+    let text = padded_to(&small().replace("{OLD}", OLD), cap - 40);
+    let dir = tempfile::tempdir().expect("dir");
+    let m = dir.path().join("manifest.yml");
+    fs::write(&m, &text).expect("write");
+    let mut args = pin_args("other", "2.0.0", &["s1"]);
+    args.extend(["--manifest", s(&m)]);
+    let o = package(&args);
+    exits_saying(&o, 3, "the pin would make it 1048");
+    exits_saying(&o, 3, "bytes, over the 1048576-byte limit of manifest.yml");
+    exits_saying(
+        &o,
+        3,
+        "Cause: supply and `package get` refuse a manifest.yml over 1 MiB",
+    );
+    assert_eq!(
+        fs::read_to_string(&m).expect("read"),
+        text,
+        "nothing written"
+    );
+    // A pin that fits is written, and read back.
+    let fits = padded_to(&small().replace("{OLD}", OLD), cap - 400);
+    fs::write(&m, &fits).expect("write");
+    assert_eq!(package(&args).status.code(), Some(0));
+    assert!(fs::metadata(&m).expect("stat").len() <= cap as u64);
+    assert_eq!(get(&m, "default_versions[other]"), "2.0.0");
 }

@@ -664,3 +664,58 @@ fn detect_and_compile_explain_themselves() {
         assert!(text.starts_with(want), "{script}: {text}");
     }
 }
+
+// #21 item 8: `package zip --cached` wrote a manifest of 1,048,602 bytes (its `file:`
+// entries took it over the cap) into a zip that then failed every staging. It is
+// refused before the first download, with no zip and no work dir left.
+#[test]
+fn a_cached_zip_whose_manifest_would_pass_the_cap_is_refused_before_downloading() {
+    let src = Source::new();
+    let server = Server::start(vec![Reply::Body(src.artifact.clone())]);
+    src.served_from(&server.url("/config-server.tgz"));
+    let cap = buildpack::manifest::MAX_MANIFEST_BYTES as usize;
+    let text = fs::read_to_string(src.manifest()).expect("manifest");
+    // Under the cap by less than a `file:` line adds.
+    let padding = cap - 20 - text.len() - 3;
+    fs::write(src.manifest(), format!("{text}# {}\n", "x".repeat(padding))).expect("pad");
+    let out = tempfile::tempdir().expect("out");
+    let (code, text) = src.package(out.path(), &["--cached"]);
+    assert_eq!(code, 3, "{text}");
+    assert!(
+        text.contains("packaging would make it")
+            && text.contains("bytes, over the 1048576-byte limit of manifest.yml"),
+        "{text}"
+    );
+    assert_eq!(server.hits(), 0, "refused before the first download");
+    assert_eq!(
+        fs::read_dir(out.path()).expect("out").count(),
+        0,
+        "nothing left"
+    );
+    // Without --cached nothing is added: the same manifest packages.
+    let (code, text) = src.package(out.path(), &[]);
+    assert_eq!(code, 0, "{text}");
+}
+
+// #21 item 9: a VERSION of `0.1.0/../../OUTSIDE` wrote the zip outside --output.
+#[test]
+fn a_version_that_is_a_path_writes_nothing_anywhere() {
+    let src = Source::new();
+    fs::write(src.root.path().join("VERSION"), "0.1.0/../../OUTSIDE\n").expect("VERSION");
+    let top = tempfile::tempdir().expect("top");
+    let out = top.path().join("a/b");
+    fs::create_dir_all(&out).expect("out");
+    let (code, text) = src.package(&out, &[]);
+    assert_eq!(code, 3, "{text}");
+    assert!(
+        text.contains("VERSION holds \"0.1.0/../../OUTSIDE\", which is not a version"),
+        "{text}"
+    );
+    assert!(text.contains("Cause: VERSION names the release"), "{text}");
+    assert_eq!(
+        snapshot(top.path()).len(),
+        2,
+        "only a/ and a/b: {:?}",
+        snapshot(top.path())
+    );
+}
