@@ -4,9 +4,7 @@
 //! and column of a key, and the manifest tool, which edits a value by replacing its
 //! bytes so that every comment and the order of the file stay as they were.
 
-use saphyr_parser::{BufferedInput, Event, Marker, Parser, ScalarStyle, ScanError, Span};
-use std::cell::Cell;
-use std::rc::Rc;
+use saphyr_parser::{Event, ScalarStyle, Span};
 
 /// Deeper nesting than this is refused (serde_yaml stops at 128 too), so a hostile
 /// document cannot overflow the stack when the tree is walked or dropped.
@@ -68,14 +66,8 @@ pub struct SyntaxError {
 /// saphyr's own message when flow collections nest past its limit.
 const SAPHYR_TOO_DEEP: &str = "recursion limit exceeded";
 
-/// The YAML scanner may read at most this many flow indicators (`,[]{}`) ahead of the
-/// last event it handed over. It keeps every token of a flow collection that could
-/// still turn out to be a mapping key (one that opens a line, or an entry of another
-/// flow collection) until the collection closes, at some 400 bytes a token: a 1 MiB
-/// manifest of `x: [[a,a,...]]` took 185 MB. This bounds it to a few MB. Quoted and
-/// plain scalars are read whole too, so one holding more of these characters is
-/// refused as well. The same cap as config-server's.
-pub const MAX_FLOW_AHEAD: usize = 8192;
+pub use yaml_guard::MAX_FLOW_AHEAD;
+use yaml_guard::Events;
 
 /// A manifest may hold at most this many values (scalars, sequences, mappings, alias
 /// uses). serde_yaml keeps every event of the document in memory before it reads the
@@ -169,78 +161,10 @@ fn flow_too_long(events: &Events<'_>) -> SyntaxError {
              [...] or {{...}} inside another, or a string, is read whole: write such a list \
              in block style, one '- item' per line); they follow the value that ends"
         ),
-        (events.last.line(), events.last.col() + 1),
+        (events.last_end().line(), events.last_end().col() + 1),
     )
 }
 
-/// The parser's events, with the scanner kept from reading more than
-/// `MAX_FLOW_AHEAD` flow indicators ahead of the last event: past that its input ends
-/// there, and `Events::cut` says so.
-struct Events<'a> {
-    parser: Parser<'a, BufferedInput<Guarded<'a>>>,
-    ahead: Rc<Cell<Option<usize>>>,
-    /// Where the last event ended.
-    last: Marker,
-}
-
-/// Characters for the scanner, counting flow indicators in `ahead`; `None` once the
-/// input was cut.
-struct Guarded<'a> {
-    chars: std::str::Chars<'a>,
-    ahead: Rc<Cell<Option<usize>>>,
-}
-
-impl Iterator for Guarded<'_> {
-    type Item = char;
-
-    fn next(&mut self) -> Option<char> {
-        let ahead = self.ahead.get()?;
-        let c = self.chars.next()?;
-        if matches!(c, ',' | '[' | ']' | '{' | '}') {
-            if ahead >= MAX_FLOW_AHEAD {
-                self.ahead.set(None);
-                return None;
-            }
-            self.ahead.set(Some(ahead + 1));
-        }
-        Some(c)
-    }
-}
-
-impl<'a> Events<'a> {
-    fn new(text: &'a str) -> Self {
-        let ahead = Rc::new(Cell::new(Some(0)));
-        let chars = Guarded {
-            chars: text.chars(),
-            ahead: Rc::clone(&ahead),
-        };
-        Events {
-            parser: Parser::new_from_iter(chars),
-            ahead,
-            last: Marker::new(0, 1, 0),
-        }
-    }
-
-    /// Whether the input was cut short.
-    fn cut(&self) -> bool {
-        self.ahead.get().is_none()
-    }
-}
-
-impl<'a> Iterator for Events<'a> {
-    type Item = Result<(Event<'a>, Span), ScanError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let next = self.parser.next()?;
-        if let Ok((_, span)) = &next {
-            self.last = span.end;
-            if !self.cut() {
-                self.ahead.set(Some(0));
-            }
-        }
-        Some(next)
-    }
-}
 
 /// Parses the first document of `text`; `None` for an empty stream.
 pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {

@@ -20,9 +20,8 @@ use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::rc::Rc;
 
-use saphyr_parser::{BufferedInput, Event, Marker, Parser, ScalarStyle, ScanError, Span, Tag};
+use saphyr_parser::{Event, Marker, ScalarStyle, Tag};
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
@@ -34,14 +33,10 @@ pub const MAX_DEPTH: usize = 100;
 /// YAML aliases may repeat at most this many values in all (a value is a
 /// scalar, a sequence or a mapping, counted with everything inside it).
 pub const MAX_ALIAS_VALUES: usize = 1000;
-/// The YAML scanner may read at most this many flow indicators (`,[]{}`)
-/// ahead of the last event it handed over. It keeps every token of a flow
-/// collection that could still turn out to be a mapping key (one that opens a
-/// line, or an entry of another flow collection) until the collection closes,
-/// at up to 0.9 KB per flow indicator; this bounds that to some 7 MB. Quoted
-/// and block scalars are read whole too, so one holding more of these
-/// characters is refused as well.
-pub const MAX_FLOW_AHEAD: usize = 8192;
+/// The YAML scanner may read at most this many flow indicators (`,[]{}`) ahead of
+/// the last event (the guard shared with the manifest's reader, yaml-guard).
+pub use yaml_guard::MAX_FLOW_AHEAD;
+use yaml_guard::Events;
 /// A document may hold at most this many values, aliases counted as what they
 /// repeat. Held in memory, a value takes about a hundred bytes whatever its
 /// text, so a 1 MiB source of `{},{},...` would otherwise need some 30 MB at
@@ -431,7 +426,7 @@ fn parse_yaml(text: &[u8]) -> Result<Value, ParseError> {
                 Problem::Syntax
             };
             let marker = if events.cut() {
-                &events.last
+                &events.last_end()
             } else {
                 e.marker()
             };
@@ -442,80 +437,11 @@ fn parse_yaml(text: &[u8]) -> Result<Value, ParseError> {
             .map_err(|problem| fail(problem, at(&span.start)))?;
     }
     if events.cut() {
-        return Err(fail(Problem::FlowTooLong, at(&events.last)));
+        return Err(fail(Problem::FlowTooLong, at(&events.last_end())));
     }
     Ok(builder.root.unwrap_or(Value::Null))
 }
 
-/// The YAML parser's events, with the scanner kept from reading more than
-/// [`MAX_FLOW_AHEAD`] flow indicators ahead of the last event: past that,
-/// its input ends there, and [`Events::cut`] says so.
-struct Events<'a> {
-    parser: Parser<'a, BufferedInput<Guarded<'a>>>,
-    ahead: Rc<Cell<Option<usize>>>,
-    /// Where the last event ended.
-    last: Marker,
-}
-
-/// Characters for the scanner, counting flow indicators in `ahead`; `None`
-/// once the input was cut.
-struct Guarded<'a> {
-    chars: std::str::Chars<'a>,
-    ahead: Rc<Cell<Option<usize>>>,
-}
-
-impl Iterator for Guarded<'_> {
-    type Item = char;
-
-    fn next(&mut self) -> Option<char> {
-        let ahead = self.ahead.get()?;
-        let c = self.chars.next()?;
-        if matches!(c, ',' | '[' | ']' | '{' | '}') {
-            let ahead = ahead + 1;
-            if ahead > MAX_FLOW_AHEAD {
-                self.ahead.set(None);
-                return None;
-            }
-            self.ahead.set(Some(ahead));
-        }
-        Some(c)
-    }
-}
-
-impl<'a> Events<'a> {
-    fn new(text: &'a str) -> Self {
-        let ahead = Rc::new(Cell::new(Some(0)));
-        let chars = Guarded {
-            chars: text.chars(),
-            ahead: Rc::clone(&ahead),
-        };
-        Self {
-            parser: Parser::new_from_iter(chars),
-            ahead,
-            last: Marker::new(0, 1, 0),
-        }
-    }
-
-    /// Whether the input was cut short.
-    fn cut(&self) -> bool {
-        self.ahead.get().is_none()
-    }
-}
-
-impl<'a> Iterator for Events<'a> {
-    type Item = Result<(Event<'a>, Span), ScanError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let next = self.parser.next()?;
-        if let Ok((_, span)) = &next {
-            self.last = span.end;
-            if !self.cut() {
-                self.ahead.set(Some(0));
-            }
-        }
-        Some(next)
-    }
-}
 
 /// The anchors that aliases refer to, from a first pass over the events.
 ///
