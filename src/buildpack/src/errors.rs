@@ -56,6 +56,19 @@ pub enum Error {
         /// The stacks the buildpack stages on (`Manifest::stacks`).
         supported: Vec<String>,
     },
+    /// The app pins its sidecar (`SIDECAR_BUILDPACK_<SIDECAR>_VERSION`) to versions this
+    /// buildpack does not carry for the app's stack.
+    #[error("{var} is set to {value}, and no {dependency} version this buildpack carries{} matches it", stack.as_ref().map(|s| format!(" for the stack {s}")).unwrap_or_default())]
+    NoPinnedVersion {
+        var: String,
+        /// As it may be shown: quoted, escaped, cut (`redact::quoted`).
+        value: String,
+        dependency: String,
+        /// As it may be shown; `None` on a local run without `CF_STACK`.
+        stack: Option<String>,
+        /// The versions carried for that stack, lowest first.
+        available: Vec<String>,
+    },
     /// A staging directory given on the command line is unusable.
     #[error("{name} {} {problem}", path.display())]
     Directory {
@@ -204,6 +217,7 @@ impl Error {
             | Error::Manifest { .. }
             | Error::Setting { .. }
             | Error::UnsupportedStack { .. }
+            | Error::NoPinnedVersion { .. }
             | Error::Directory { .. } => exit::CONFIG,
             Error::Download { .. }
             | Error::HttpStatus { .. }
@@ -280,6 +294,25 @@ impl Error {
                         "none (its sidecars have no stack in common)".to_string()
                     } else {
                         supported.join(", ")
+                    }
+                )],
+            ),
+            Error::NoPinnedVersion { var, available, .. } => (
+                format!(
+                    "{var} is an app env var that holds the sidecar at versions this buildpack \
+                     carries; this release of the buildpack has none that the value matches"
+                ),
+                format!(
+                    "set {var} to one of the versions below or a range that holds one (such \
+                     as 0.2.x or ~0.2), or unset it to take the buildpack's default; then \
+                     restage"
+                ),
+                vec![format!(
+                    "versions available: {}",
+                    if available.is_empty() {
+                        "none".to_string()
+                    } else {
+                        available.join(", ")
                     }
                 )],
             ),

@@ -7,6 +7,7 @@
 
 pub mod cache;
 pub mod fetch;
+pub mod hold;
 pub mod install;
 pub mod staging;
 pub mod supply;

@@ -10,17 +10,19 @@
 
 use crate::cache::AppCache;
 use crate::fetch::obtain;
+use crate::hold;
 use crate::install::install;
 use crate::staging::Staging;
 use buildpack::errors::Error;
-use buildpack::launch::{self, CloudFoundry, LaunchYml, Limits, Platforms, Process};
+use buildpack::launch::{self, CloudFoundry, Installed, LaunchYml, Limits, Platforms, Process};
 use buildpack::manifest::{
     buildpack_name, manifest_path, read_version, Dependency, Manifest, Sidecar,
 };
 use buildpack::settings::{sidecar_var_base, Env, Network, SidecarSettings};
 use buildpack::transport::Fetcher;
 use buildpack::verify::{self, Origin};
-use buildpack::{detail, step};
+use buildpack::version_line::{Version, VersionLine};
+use buildpack::{detail, step, version_pin};
 use std::collections::HashMap;
 use std::fs;
 use std::path::PathBuf;
@@ -79,7 +81,14 @@ fn decide(ctx: &Context) -> Result<Plan, Error> {
     let mut eol = HashMap::new();
     for sidecar in &manifest.sidecars {
         let settings = env.sidecar(sidecar)?;
-        let dep = manifest.pick(&sidecar.dependency, stack)?.clone();
+        let dep = version_pin::choose(
+            &manifest,
+            &sidecar.dependency,
+            stack,
+            settings.version.as_ref(),
+        )?
+        .clone();
+        check_hold(sidecar, &dep, &settings, &env)?;
         let warnings = manifest
             .dependency_deprecation_dates
             .iter()
@@ -133,6 +142,8 @@ struct Report {
     installed: Vec<(PathBuf, Option<PathBuf>)>,
     not_declared: Vec<String>,
     launch: Option<(LaunchYml, Vec<PathBuf>)>,
+    /// The `.profile.d` scripts that hold the app for its sidecars.
+    holds: Vec<String>,
 }
 
 impl Report {
@@ -149,6 +160,9 @@ impl Report {
         }
         for line in &self.not_declared {
             detail!("{line}");
+        }
+        for name in &self.holds {
+            detail!("Wrote .profile.d/{name}: the app's processes wait for their sidecar at start");
         }
         let Some((yml, paths)) = &self.launch else {
             return;
@@ -191,12 +205,31 @@ fn stage_and_commit(
     let mut exes: Vec<(String, PathBuf, Option<PathBuf>)> = Vec::new();
     let mut to_cache = Vec::new();
     let mut warned = std::collections::HashSet::new();
+    // bin/<name> -> where its artifact came from, for output_metadata.
+    let mut sources: HashMap<String, &'static str> = HashMap::new();
     for (sidecar, dep, settings) in &plan.sidecars {
         let name = sidecar.installed_name().to_string();
         if !exes.iter().any(|(n, _, _)| *n == name) {
             let id = format!("{} {}", dep.name, dep.version);
             step!("Installing {id}");
+            if let Some(pin) = &settings.version {
+                detail!(
+                    "{} {}: the highest version {}={} allows",
+                    dep.name,
+                    dep.version,
+                    pin.var,
+                    buildpack::redact::quoted_value(&pin.raw)
+                );
+            }
             let verified = obtain(&fetcher, limits, dep, &ctx.buildpack_dir, cache, &work)?;
+            sources.insert(
+                name.clone(),
+                match verified.origin {
+                    Origin::CachedBuildpack(_) => "buildpack",
+                    Origin::AppCache(_) => "app_cache",
+                    Origin::Network(_) => "network",
+                },
+            );
             if matches!(verified.origin, Origin::Network(_)) {
                 let copy = work.join(format!("cache-{}", to_cache.len()));
                 match fs::hard_link(verified.file.path(), &copy)
@@ -260,11 +293,29 @@ fn stage_and_commit(
         yml.write(&work.join("new-launch.yml"))?;
         Some(yml)
     };
+    let installed: Vec<Installed> = plan
+        .sidecars
+        .iter()
+        .map(|(sidecar, dep, _)| {
+            let exe = sidecar.installed_name();
+            let has_sbom = exes.iter().any(|(n, _, sbom)| n == exe && sbom.is_some());
+            Installed {
+                name: sidecar.name.clone(),
+                dependency: dep.name.clone(),
+                version: dep.version.clone(),
+                sha256: dep.sha256.to_string(),
+                source: sources.get(exe).copied().unwrap_or("network"),
+                sbom: has_sbom.then(|| format!("deps/{}/sbom/{exe}.cdx.json", ctx.deps_idx)),
+            }
+        })
+        .collect();
     launch::write_config_yml(
         &work.join("new-config.yml"),
         &plan.manifest.language,
         &plan.version,
+        &installed,
     )?;
+    let holds = hold_scripts(ctx, plan);
 
     // The commit: renames only.
     let bin_dir = idx_dir.join("bin");
@@ -294,6 +345,17 @@ fn stage_and_commit(
         installed.push((dest, sbom_placed));
     }
     staging.place(&work.join("new-config.yml"), &idx_dir.join("config.yml"))?;
+    if !holds.is_empty() {
+        let profile_d = ctx.build_dir.join(".profile.d");
+        staging.ensure_dir(&profile_d)?;
+        for (file_name, text) in &holds {
+            // Staged beside its destination (BUILD_DIR may be on another file system
+            // than DEPS_DIR), under a dot name the launcher's `.profile.d/*` skips.
+            let staged = profile_d.join(format!(".{file_name}.new"));
+            buildpack::fsutil::write_atomic(&staged, text)?;
+            staging.place(&staged, &profile_d.join(file_name))?;
+        }
+    }
     match &launch {
         Some(_) => {
             let staged = work.join("new-launch.yml");
@@ -313,9 +375,70 @@ fn stage_and_commit(
     }
     Ok(Report {
         to_cache,
+        holds: holds.into_iter().map(|(name, _)| name).collect(),
         installed,
         not_declared,
         launch: launch.map(|yml| (yml, launch_paths)),
+    })
+}
+
+/// The `.profile.d` scripts of the sidecars whose hold is on: (file name, text).
+fn hold_scripts(ctx: &Context, plan: &Plan) -> Vec<(String, String)> {
+    let commands: Vec<String> = plan
+        .sidecars
+        .iter()
+        .map(|(s, _, _)| launch::command(&ctx.deps_idx, s.installed_name(), &s.args))
+        .collect();
+    plan.sidecars
+        .iter()
+        .filter_map(|(sidecar, _, settings)| {
+            let timeout = settings.hold_app?;
+            let wait = sidecar.hold_app.as_ref()?;
+            Some((
+                hold::file_name(&sidecar.name),
+                hold::script(
+                    &sidecar.name,
+                    &ctx.deps_idx,
+                    sidecar.installed_name(),
+                    &wait.args,
+                    timeout,
+                    &settings.process_types,
+                    &commands,
+                ),
+            ))
+        })
+        .collect()
+}
+
+/// A hold needs a sidecar whose executable can wait for it, in the version chosen.
+fn check_hold(
+    sidecar: &Sidecar,
+    dep: &Dependency,
+    settings: &SidecarSettings,
+    env: &Env,
+) -> Result<(), Error> {
+    if settings.hold_app.is_none() {
+        return Ok(());
+    }
+    let can = sidecar.hold_app.as_ref().is_some_and(|h| {
+        let versions = VersionLine::parse(&h.versions);
+        Version::parse(&dep.version).is_some_and(|v| versions.is_ok_and(|line| line.matches(&v)))
+    });
+    if can {
+        return Ok(());
+    }
+    let var = format!("{}HOLD_APP", sidecar_var_base(&sidecar.name));
+    let why = match &sidecar.hold_app {
+        None => format!("the {} sidecar has no way to wait for it", sidecar.name),
+        Some(h) => format!(
+            "{} {} cannot wait for itself; versions {} can",
+            dep.name, dep.version, h.versions
+        ),
+    };
+    Err(Error::Setting {
+        value: buildpack::redact::quoted_value(env.get(&var).unwrap_or_default()),
+        name: var,
+        accepted: format!("false, or unset it: {why}"),
     })
 }
 

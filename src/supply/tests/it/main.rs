@@ -14,3 +14,4 @@ mod packaging;
 mod pins;
 mod supply;
 mod support;
+mod together;
