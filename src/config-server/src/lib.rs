@@ -17,6 +17,7 @@ mod routes;
 mod sanitize;
 mod server;
 mod source;
+mod wait;
 mod watch;
 
 use std::collections::HashMap;
@@ -40,6 +41,13 @@ pub fn main_with_env() -> ExitCode {
             )
         })
         .collect();
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if args.first().map(String::as_str) == Some("wait") {
+        return wait::main(&args[1..], &env);
+    }
     match run(&env) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -54,7 +62,17 @@ fn run(env: &HashMap<String, String>) -> Result<(), Error> {
     for warning in &config.warnings {
         eprintln!("warning: {warning}");
     }
-    let loaded = source::load(&config.source)?;
+    // What `config-server wait` reports from the app's side if this start fails.
+    let note = wait::Note::new(env, config.port);
+    if let Some(note) = &note {
+        note.clear();
+    }
+    let noted = |err: &Error| {
+        if let Some(note) = &note {
+            note.write(err);
+        }
+    };
+    let loaded = source::load(&config.source).inspect_err(noted)?;
     if loaded.origin == Origin::Demo {
         eprintln!(
             "warning: no configuration found (CONFIG_SERVER_FILE is unset, and no bound service \
@@ -63,5 +81,5 @@ fn run(env: &HashMap<String, String>) -> Result<(), Error> {
             source::TAG
         );
     }
-    server::serve(config, loaded)
+    server::serve(config, loaded).inspect_err(noted)
 }

@@ -15,3 +15,4 @@ mod shutdown;
 mod sources;
 mod support;
 mod values;
+mod wait;
