@@ -2,6 +2,7 @@
 //! app) on free loopback ports. One test binary, one module per topic.
 
 mod bindings;
+mod cc_bindings;
 mod endpoints;
 mod errors;
 mod hostile;
