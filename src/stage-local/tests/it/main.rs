@@ -7,3 +7,4 @@ mod processes;
 mod several_sidecars;
 mod staging;
 mod support;
+mod together;
