@@ -64,6 +64,19 @@ pub enum Error {
         /// The stacks the buildpack stages on (`Manifest::stacks`).
         supported: Vec<String>,
     },
+    /// The app pins its sidecar (`SIDECAR_BUILDPACK_<SIDECAR>_VERSION`) to versions this
+    /// buildpack does not carry for the app's stack.
+    #[error("{var} is set to {value}, and no {dependency} version this buildpack carries{} matches it", stack.as_ref().map(|s| format!(" for the stack {s}")).unwrap_or_default())]
+    NoPinnedVersion {
+        var: String,
+        /// As it may be shown: quoted, escaped, cut (`redact::quoted`).
+        value: String,
+        dependency: String,
+        /// As it may be shown; `None` on a local run without `CF_STACK`.
+        stack: Option<String>,
+        /// The versions carried for that stack, lowest first.
+        available: Vec<String>,
+    },
     /// A staging directory given on the command line is unusable.
     #[error("{name} {} {problem}", path.display())]
     Directory {
@@ -236,6 +249,7 @@ impl Error {
             | Error::Manifest { .. }
             | Error::Setting { .. }
             | Error::UnsupportedStack { .. }
+            | Error::NoPinnedVersion { .. }
             | Error::Directory { .. } => exit::CONFIG,
             Error::Download { .. }
             | Error::HttpStatus { .. }
@@ -272,6 +286,9 @@ impl Error {
                 supported,
                 ..
             } => explain_stack(buildpack, stack, supported),
+            Error::NoPinnedVersion { var, available, .. } => {
+                explain_no_pinned_version(var, available)
+            }
             Error::Directory { .. } => Explanation::new(
                 "Cloud Foundry calls bin/supply BUILD_DIR CACHE_DIR DEPS_DIR DEPS_IDX with usable \
                  directories; a local run passed something else",
@@ -395,6 +412,29 @@ fn explain_stack(buildpack: &str, stack: &str, supported: &[String]) -> Explanat
 }
 
 /// A download that failed for good: what its fault says about the host, the proxy and
+/// A per-app pin (`SIDECAR_BUILDPACK_<SIDECAR>_VERSION`) that no build matches.
+fn explain_no_pinned_version(var: &str, available: &[String]) -> Explanation {
+    Explanation::new(
+        format!(
+            "{var} is an app env var that holds the sidecar at versions this buildpack \
+             carries; this release of the buildpack has none that the value matches"
+        ),
+        format!(
+            "set {var} to one of the versions below or a range that holds one (such \
+             as 0.2.x or ~0.2), or unset it to take the buildpack's default; then \
+             restage"
+        ),
+        vec![format!(
+            "versions available: {}",
+            if available.is_empty() {
+                "none".to_string()
+            } else {
+                available.join(", ")
+            }
+        )],
+    )
+}
+
 /// the trust store, and what to do.
 fn explain_download(
     attempts: u32,

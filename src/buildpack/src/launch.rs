@@ -109,14 +109,48 @@ struct ConfigYml<'a> {
     name: &'a str,
     version: &'a str,
     config: std::collections::BTreeMap<String, String>,
+    output_metadata: OutputMetadata<'a>,
 }
 
-/// `<deps>/<idx>/config.yml`: the buildpack's name and version for the platform.
-pub fn write_config_yml(path: &Path, name: &str, version: &str) -> Result<(), Error> {
+/// `output_metadata:` of config.yml, which CF's builder copies into the staging result
+/// (`lifecycle_metadata.buildpacks[i].output_metadata`, buildpackapplifecycle PR 78).
+/// What was installed, never a URL or a setting's value: a URL may carry a token.
+/// Bounded: every field is a name, version or digest the manifest check bounds.
+#[derive(Debug, Serialize)]
+pub struct OutputMetadata<'a> {
+    pub sidecars: &'a [Installed],
+}
+
+/// One sidecar as installed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Installed {
+    /// The sidecar (launch.yml `type`).
+    pub name: String,
+    pub dependency: String,
+    pub version: String,
+    pub sha256: String,
+    /// `buildpack` (a cached buildpack's file), `app_cache` or `network`.
+    pub source: &'static str,
+    /// The CycloneDX SBOM, relative to the droplet's root (`deps/0/sbom/...`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sbom: Option<String>,
+}
+
+/// `<deps>/<idx>/config.yml`: the buildpack's name and version for the platform, and
+/// what it installed.
+pub fn write_config_yml(
+    path: &Path,
+    name: &str,
+    version: &str,
+    installed: &[Installed],
+) -> Result<(), Error> {
     let text = serde_yaml::to_string(&ConfigYml {
         name,
         version,
         config: Default::default(),
+        output_metadata: OutputMetadata {
+            sidecars: installed,
+        },
     })
     .unwrap_or_default();
     write_atomic(path, &text)

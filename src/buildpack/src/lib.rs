@@ -22,4 +22,5 @@ pub mod settings;
 pub mod transport;
 pub mod verify;
 pub mod version_line;
+pub mod version_pin;
 pub mod yaml;

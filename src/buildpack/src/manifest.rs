@@ -99,6 +99,26 @@ pub struct Sidecar {
     pub memory_mb: u32,
     #[serde(default = "default_process_types")]
     pub process_types: Vec<String>,
+    /// How `SIDECAR_BUILDPACK_<NAME>_HOLD_APP` waits for this sidecar; without it the
+    /// sidecar cannot hold the app.
+    #[serde(default)]
+    pub hold_app: Option<HoldApp>,
+}
+
+/// The executable's readiness wait: run with `args` and `--timeout <seconds>`, it exits
+/// 0 once the sidecar is ready, non-zero saying why at the timeout.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldApp {
+    pub args: Vec<String>,
+    /// The dependency's versions that have it, a `version_line` range (`>= 0.3.0`): an
+    /// app may pin an older one.
+    #[serde(default = "every_version")]
+    pub versions: String,
+}
+
+fn every_version() -> String {
+    "*".into()
 }
 
 impl Sidecar {
@@ -532,6 +552,18 @@ impl Check<'_> {
         }
         if let Some(j) = s.args.iter().position(|a| !printable(a)) {
             return Err(self.bad(format!("sidecars[{i}].args[{j}]"), TEXT_RULE));
+        }
+        if let Some(hold) = &s.hold_app {
+            if hold.args.is_empty() || !hold.args.iter().all(|a| printable(a)) {
+                return Err(self.bad(
+                    key("hold_app.args"),
+                    "must be a non-empty list of the arguments that make the executable \
+                     wait for the sidecar, such as [wait]",
+                ));
+            }
+            if let Err(why) = crate::version_line::VersionLine::parse(&hold.versions) {
+                return Err(self.bad(key("hold_app.versions"), why));
+            }
         }
         if s.process_types.is_empty()
             || !s.process_types.iter().all(|p| valid_name(p))

@@ -3,6 +3,7 @@
 
 use crate::errors::{Error, Scope};
 use crate::manifest::{valid_name, Sidecar, MEMORY_RANGE};
+use crate::version_pin::VersionPin;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -36,6 +37,12 @@ pub struct Network {
 /// Default of `SIDECAR_BUILDPACK_MAX_DOWNLOAD_MB`: far above any sidecar, far below a
 /// staging container's disk.
 pub const DEFAULT_MAX_DOWNLOAD_MB: u64 = 1024;
+/// How long `<NAME>_HOLD_APP=true` holds the app for its sidecar, in seconds: far
+/// above a healthy sidecar's start, well below the 60 s Diego gives a process to pass
+/// its default health check.
+pub const DEFAULT_HOLD_SECS: u64 = 30;
+/// The longest hold: Diego's longest start timeout (`health-check-timeout`, 180 s).
+pub const MAX_HOLD_SECS: u64 = 180;
 /// Default of `SIDECAR_BUILDPACK_MAX_RETRY_AFTER` (seconds).
 pub const DEFAULT_MAX_RETRY_AFTER: u64 = 60;
 
@@ -54,6 +61,10 @@ pub struct SidecarSettings {
     pub process_types: Vec<String>,
     /// `false`: install the binary but leave it out of launch.yml.
     pub declare: bool,
+    /// `<NAME>_VERSION`: the versions the app holds the sidecar at.
+    pub version: Option<VersionPin>,
+    /// `<NAME>_HOLD_APP`: how long the app's processes wait for the sidecar at start.
+    pub hold_app: Option<Duration>,
 }
 
 /// The environment as strings. A value that is not UTF-8 is kept lossily rather than
@@ -212,10 +223,46 @@ impl Env<'_> {
                 ))
             }
         };
+        let version_name = format!("{base}VERSION");
+        let version = match self.get(&version_name) {
+            None => None,
+            Some(raw) => Some(VersionPin::parse(&version_name, raw).map_err(|_| {
+                setting(
+                    &version_name,
+                    raw,
+                    "a version this buildpack carries (such as 0.2.1) or a range of them (such \
+                     as 0.2.x, ~0.2 or >= 0.2.0, < 0.3.0)",
+                )
+            })?),
+        };
+        let hold_name = format!("{base}HOLD_APP");
+        let hold_app = match self
+            .get(&hold_name)
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("false") => None,
+            Some("true") => Some(Duration::from_secs(DEFAULT_HOLD_SECS)),
+            Some(raw) => match raw.parse::<u64>() {
+                Ok(secs) if (1..=MAX_HOLD_SECS).contains(&secs) => Some(Duration::from_secs(secs)),
+                _ => {
+                    return Err(setting(
+                        &hold_name,
+                        self.get(&hold_name).unwrap_or_default(),
+                        &format!(
+                            "true (wait up to {DEFAULT_HOLD_SECS} seconds), false, or the most \
+                             seconds to wait, from 1 to {MAX_HOLD_SECS}"
+                        ),
+                    ))
+                }
+            },
+        };
         Ok(SidecarSettings {
             memory_mb,
             process_types,
             declare,
+            version,
+            hold_app,
         })
     }
 }
@@ -303,6 +350,7 @@ mod tests {
             args: vec![],
             memory_mb: 32,
             process_types: vec!["web".into()],
+            hold_app: None,
         }
     }
 
@@ -322,7 +370,9 @@ mod tests {
             SidecarSettings {
                 memory_mb: 32,
                 process_types: vec!["web".into()],
-                declare: true
+                declare: true,
+                version: None,
+                hold_app: None,
             }
         );
     }
@@ -336,11 +386,20 @@ mod tests {
                 "web, worker",
             ),
             ("SIDECAR_BUILDPACK_CONFIG_SERVER_DECLARE", "FALSE"),
+            ("SIDECAR_BUILDPACK_CONFIG_SERVER_VERSION", " ~0.2 "),
+            ("SIDECAR_BUILDPACK_CONFIG_SERVER_HOLD_APP", "45"),
         ]);
         let s = Env(&m).sidecar(&sidecar()).expect("overrides");
         assert_eq!(s.memory_mb, 64);
         assert_eq!(s.process_types, vec!["web", "worker"]);
         assert!(!s.declare);
+        assert_eq!(s.version.map(|v| v.raw).as_deref(), Some("~0.2"));
+        assert_eq!(s.hold_app, Some(Duration::from_secs(45)));
+        for (raw, hold) in [("TRUE", Some(30)), ("false", None)] {
+            let m = env(&[("SIDECAR_BUILDPACK_CONFIG_SERVER_HOLD_APP", raw)]);
+            let s = Env(&m).sidecar(&sidecar()).expect(raw);
+            assert_eq!(s.hold_app, hold.map(Duration::from_secs), "{raw}");
+        }
     }
 
     #[test]
@@ -353,6 +412,11 @@ mod tests {
             ("SIDECAR_BUILDPACK_CONFIG_SERVER_PROCESS_TYPES", "web,,x"),
             ("SIDECAR_BUILDPACK_CONFIG_SERVER_PROCESS_TYPES", "we b"),
             ("SIDECAR_BUILDPACK_CONFIG_SERVER_DECLARE", "nah"),
+            ("SIDECAR_BUILDPACK_CONFIG_SERVER_VERSION", "0.2 x"),
+            ("SIDECAR_BUILDPACK_CONFIG_SERVER_VERSION", "latest"),
+            ("SIDECAR_BUILDPACK_CONFIG_SERVER_HOLD_APP", "0"),
+            ("SIDECAR_BUILDPACK_CONFIG_SERVER_HOLD_APP", "181"),
+            ("SIDECAR_BUILDPACK_CONFIG_SERVER_HOLD_APP", "yes"),
         ] {
             let m = env(&[(var, val)]);
             let err = Env(&m).sidecar(&sidecar()).expect_err(val);

@@ -66,8 +66,8 @@ pub struct SyntaxError {
 /// saphyr's own message when flow collections nest past its limit.
 const SAPHYR_TOO_DEEP: &str = "recursion limit exceeded";
 
-pub use yaml_guard::MAX_FLOW_AHEAD;
 use yaml_guard::Events;
+pub use yaml_guard::MAX_FLOW_AHEAD;
 
 /// A manifest may hold at most this many values (scalars, sequences, mappings, alias
 /// uses). serde_yaml keeps every event of the document in memory before it reads the
@@ -164,7 +164,6 @@ fn flow_too_long(events: &Events<'_>) -> SyntaxError {
         (events.last_end().line(), events.last_end().col() + 1),
     )
 }
-
 
 /// Parses the first document of `text`; `None` for an empty stream.
 pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {

@@ -8,13 +8,25 @@
 //!   after it, one file per entry (the `service-binding-k8s` app feature, after
 //!   the Kubernetes Service Binding spec).
 //!
-//! In the tree, CF writes each credential as a file, then the binding's own
-//! attributes (`name`, `label`, `tags`, `instance-guid`, ...) over it, then
-//! `type` and `provider` (cloud_controller_ng ServiceBindingFilesBuilder). So a
-//! binding directory holding `binding-guid` or `instance-guid` is CF's, and
-//! those attribute files are not credentials; in any other tree only `type` and
-//! `provider` are metadata. Names starting with `.` are skipped: Kubernetes
-//! keeps its atomic-swap machinery there (`..data`, `..2024_...`).
+//! In the tree, Cloud Controller (cloud_controller_ng ServiceBindingFilesBuilder)
+//! writes one directory per binding, named `[a-z0-9\-.]{1,253}` (the binding's
+//! name, else the instance's); in it each top-level credential as a file named
+//! after its key, a string as it is and anything else as JSON; then the
+//! binding's own attributes (`name`, `label`, `tags`, `plan`, `binding_guid`,
+//! `instance_guid`, ...) over same-named credentials; then `type` and
+//! `provider`, both the service's label. `null`s and empty lists and objects are
+//! left out. So a binding directory holding `binding_guid` or `instance_guid` is
+//! CF's, and those attribute files are not credentials; in any other tree only
+//! `type` and `provider` are metadata. A file holding a JSON object or array is
+//! served as that value, as VCAP_SERVICES would give it; every other file as its
+//! text (CF writes the number 5432 and the string "5432" alike). Names starting
+//! with `.` are skipped: Kubernetes keeps its atomic-swap machinery there
+//! (`..data`, `..2024_...`).
+//!
+//! CF does not resolve CredHub references in these files (buildpackapplifecycle
+//! issue 76), nor wherever its launcher did not: credentials holding a
+//! `credhub-ref` are refused rather than served as if the reference were the
+//! secret.
 //!
 //! Of a tree, only what choosing a binding takes (`type`, `tags`) is read for
 //! every binding; credential files are read for the binding that is served
@@ -38,21 +50,26 @@ use crate::source::{read_capped, Capped, MAX_SOURCE_BYTES};
 /// A `SERVICE_BINDING_ROOT` tree may hold at most this many directories and files.
 pub const MAX_TREE_ENTRIES: usize = 4096;
 
-/// The binding attributes CF writes as files next to the credentials.
+/// The binding attributes Cloud Controller writes as files next to the
+/// credentials: ServiceBindingPresenter's keys with the instance's, and `type`
+/// and `provider`.
 const CF_ATTRIBUTES: &[&str] = &[
-    "binding-guid",
-    "binding-name",
-    "instance-guid",
-    "instance-name",
+    "binding_guid",
+    "binding_name",
+    "instance_guid",
+    "instance_name",
     "label",
     "name",
     "plan",
     "provider",
-    "syslog-drain-url",
+    "syslog_drain_url",
     "tags",
     "type",
-    "volume-mounts",
+    "volume_mounts",
 ];
+
+/// The key of an unresolved CredHub reference (`{"credhub-ref": "/c/..."}`).
+const CREDHUB_REF: &str = "credhub-ref";
 
 /// One service binding, whatever the source.
 pub struct Binding {
@@ -99,7 +116,7 @@ impl Listing {
             Credentials::Json(Some(range)) => {
                 let json = &self.text[range.clone()];
                 return match parse::parse(Format::Json, json) {
-                    Ok(Value::Object(map)) => Ok(Some(map)),
+                    Ok(Value::Object(map)) => self.resolved(binding, map).map(Some),
                     Ok(_) => Ok(None),
                     Err(mut error) => {
                         error.at = error.at.within(&self.text, range.start);
@@ -133,13 +150,53 @@ impl Listing {
             if meta.is_dir() {
                 continue; // Older layouts nest metadata/ and secret/; not ours to read.
             }
-            files.insert(
-                key.clone(),
-                read_text(&self.origin, &path, &mut budget)?.into(),
-            );
+            let text = read_text(&self.origin, &path, &mut budget)?;
+            files.insert(key.clone(), file_value(text));
         }
-        Ok(Some(files))
+        self.resolved(binding, files).map(Some)
     }
+
+    /// `credentials`, unless a value in it is a CredHub reference the platform left
+    /// unresolved.
+    fn resolved(
+        &self,
+        binding: &Binding,
+        credentials: Map<String, Value>,
+    ) -> Result<Map<String, Value>, Error> {
+        fn has_ref(map: &Map<String, Value>) -> bool {
+            map.iter().any(|(k, v)| {
+                k == CREDHUB_REF
+                    || match v {
+                        Value::Object(inner) => has_ref(inner),
+                        Value::Array(items) => items
+                            .iter()
+                            .any(|i| matches!(i, Value::Object(o) if has_ref(o))),
+                        _ => false,
+                    }
+            })
+        }
+        if has_ref(&credentials) {
+            return Err(Error::CredhubRefUnresolved {
+                name: binding.name.clone(),
+                origin: self.origin.clone(),
+            });
+        }
+        Ok(credentials)
+    }
+}
+
+/// A credential file's value: the JSON object or array CF wrote for a nested
+/// value, else the text.
+fn file_value(text: String) -> Value {
+    let nested = matches!(text.trim_start().as_bytes().first(), Some(b'{' | b'['));
+    if nested {
+        if let Ok(value @ (Value::Object(_) | Value::Array(_))) =
+            parse::parse(Format::Json, text.as_bytes())
+        {
+            return value;
+        }
+    }
+    Value::String(text)
 }
 
 /// Reads one binding source.
@@ -346,7 +403,7 @@ fn from_tree(origin: &Bindings, root: &Path, budget: &mut u64) -> Result<Vec<Bin
             .unwrap_or_default();
         let from_cf = keys
             .iter()
-            .any(|k| k == "binding-guid" || k == "instance-guid");
+            .any(|k| k == "binding_guid" || k == "instance_guid");
         let keys = keys
             .into_iter()
             .filter(|key| {

@@ -163,6 +163,18 @@ pub enum Error {
         error: Box<ParseError>,
     },
 
+    /// The chosen instance's credentials hold a CredHub reference the platform did
+    /// not resolve (CF never does in file-based bindings).
+    #[error(
+        "service instance {name:?} in {origin}: its credentials are a CredHub reference \
+         (credhub-ref) that the platform did not resolve, not the secret itself; Cloud \
+         Foundry resolves them in VCAP_SERVICES only, and not in file-based bindings \
+         (SERVICE_BINDING_ROOT, VCAP_SERVICES_FILE_PATH): turn the app feature off (cf \
+         disable-feature-for-app APP service-binding-k8s or file-based-vcap-services) and \
+         restart, or bind a service whose credentials are not stored in CredHub"
+    )]
+    CredhubRefUnresolved { name: String, origin: Bindings },
+
     /// The chosen instance has no `credentials` object.
     #[error(
         "service instance {name:?} in {origin}: its credentials are missing or not a JSON object"
@@ -228,6 +240,7 @@ impl Error {
             | Self::ServiceNotBound { .. }
             | Self::AmbiguousTag { .. }
             | Self::NoCredentials { .. }
+            | Self::CredhubRefUnresolved { .. }
             | Self::CredentialsInvalid { .. }
             | Self::KeptChanging { .. } => EXIT_CONFIG,
             Self::Listen { .. } => EXIT_LISTEN,

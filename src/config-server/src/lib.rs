@@ -25,6 +25,7 @@ mod sanitize;
 mod server;
 mod source;
 mod token;
+mod wait;
 mod watch;
 
 use std::collections::HashMap;
@@ -48,6 +49,13 @@ pub fn main_with_env() -> ExitCode {
             )
         })
         .collect();
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if args.first().map(String::as_str) == Some("wait") {
+        return wait::main(&args[1..], &env);
+    }
     match run(&env) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -62,10 +70,26 @@ fn run(env: &HashMap<String, String>) -> Result<(), Error> {
     for warning in &config.warnings {
         eprintln!("warning: {warning}");
     }
+    // What `config-server wait` reports from the app's side if this start fails.
+    let note = wait::Note::new(env, config.port);
+    if let Some(note) = &note {
+        note.clear();
+    }
+    let noted = |err: &Error| {
+        if let Some(note) = &note {
+            note.write(err);
+        }
+    };
     // Every setting is checked before any file is read or written.
-    let token = config.token.as_ref().map(token::read).transpose()?;
-    let files = render::Files::from_setting(config.render.as_deref(), &config.app_dir)?;
-    let loaded = source::load(&config.source)?;
+    let token = config
+        .token
+        .as_ref()
+        .map(token::read)
+        .transpose()
+        .inspect_err(noted)?;
+    let files = render::Files::from_setting(config.render.as_deref(), &config.app_dir)
+        .inspect_err(noted)?;
+    let loaded = source::load(&config.source).inspect_err(noted)?;
     if loaded.origin == Origin::Demo {
         eprintln!(
             "warning: no configuration found (CONFIG_SERVER_FILE is unset, and no bound service \
@@ -75,6 +99,6 @@ fn run(env: &HashMap<String, String>) -> Result<(), Error> {
         );
     }
     // Written before the sidecar listens: an app that waits for it finds them.
-    files.write_all(&loaded.document)?;
-    server::serve(config, loaded, files, token)
+    files.write_all(&loaded.document).inspect_err(noted)?;
+    server::serve(config, loaded, files, token).inspect_err(noted)
 }

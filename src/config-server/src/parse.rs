@@ -33,10 +33,10 @@ pub const MAX_DEPTH: usize = 100;
 /// YAML aliases may repeat at most this many values in all (a value is a
 /// scalar, a sequence or a mapping, counted with everything inside it).
 pub const MAX_ALIAS_VALUES: usize = 1000;
+use yaml_guard::Events;
 /// The YAML scanner may read at most this many flow indicators (`,[]{}`) ahead of
 /// the last event (the guard shared with the manifest's reader, yaml-guard).
 pub use yaml_guard::MAX_FLOW_AHEAD;
-use yaml_guard::Events;
 /// A document may hold at most this many values, aliases counted as what they
 /// repeat. Held in memory, a value takes about a hundred bytes whatever its
 /// text, so a 1 MiB source of `{},{},...` would otherwise need some 30 MB at
@@ -441,7 +441,6 @@ fn parse_yaml(text: &[u8]) -> Result<Value, ParseError> {
     }
     Ok(builder.root.unwrap_or(Value::Null))
 }
-
 
 /// The anchors that aliases refer to, from a first pass over the events.
 ///

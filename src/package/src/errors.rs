@@ -206,6 +206,8 @@ fn explain(e: &Error) -> Explanation {
             format!("set {name} to {accepted} in this shell, or unset it"),
             vec![],
         ),
+        // Only staging reads an app's pin: the packager has nothing to add.
+        Error::NoPinnedVersion { .. } => return e.explain(),
         Error::UnsupportedStack { supported, .. } => (
             "manifest.yml has no build of this dependency for that stack".into(),
             format!(

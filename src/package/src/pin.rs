@@ -400,6 +400,7 @@ fn plan_sidecar(text: &str, path: &Path, s: &SidecarSpec) -> anyhow::Result<Stri
     let before = Manifest::parse(text, path)?;
     known_dependency(&before, path, &s.dependency)?;
     let root = spans(text, path)?;
+    let index = before.sidecars.iter().position(|x| x.name == s.name);
     let spec = Sidecar {
         name: s.name.clone(),
         dependency: s.dependency.clone(),
@@ -407,9 +408,10 @@ fn plan_sidecar(text: &str, path: &Path, s: &SidecarSpec) -> anyhow::Result<Stri
         args: s.args.clone(),
         memory_mb: s.memory_mb,
         process_types: s.process_types.clone(),
+        // Not set from the command line; an existing entry keeps its own.
+        hold_app: index.and_then(|i| before.sidecars[i].hold_app.clone()),
     };
     let mut expected = before.clone();
-    let index = before.sidecars.iter().position(|x| x.name == s.name);
     match index {
         Some(i) => expected.sidecars[i] = spec,
         None => expected.sidecars.push(spec),

@@ -157,8 +157,17 @@ pub fn staging(s: &Settings, app: &App, home: &Path) -> Vars {
         ),
     );
     v.set("MEMORY_LIMIT", format!("{memory}m"));
-    v.set("VCAP_SERVICES", &s.vcap_services);
+    bindings(&mut v, s);
     v
+}
+
+/// The service bindings: VCAP_SERVICES, or with `--bindings-dir` only
+/// SERVICE_BINDING_ROOT, as CF's `service-binding-k8s` app feature sets them.
+fn bindings(v: &mut Vars, s: &Settings) {
+    match &s.bindings_dir {
+        Some(dir) => v.set("SERVICE_BINDING_ROOT", dir.display().to_string()),
+        None => v.set("VCAP_SERVICES", &s.vcap_services),
+    }
 }
 
 /// The environment of a process or one of its sidecars (all of an instance get the
@@ -212,7 +221,7 @@ pub fn running(s: &Settings, app: &App, i: &Instance<'_>) -> Vars {
         ),
     );
     v.set("MEMORY_LIMIT", format!("{}m", i.memory_mb));
-    v.set("VCAP_SERVICES", &s.vcap_services);
+    bindings(&mut v, s);
     // The launcher's own (buildpackapplifecycle env.CalcEnv), on the droplet's paths.
     for (k, val) in launcher::launcher_env(i.droplet) {
         v.set(k, val);
@@ -351,6 +360,7 @@ mod tests {
             stop_after_answers: true,
             stage_only: false,
             droplet_tgz: None,
+            bindings_dir: None,
             env: vec![],
             port: None,
             processes: vec!["web".into()],
@@ -388,6 +398,33 @@ mod tests {
 
     fn vcap(v: &Vars) -> serde_json::Value {
         serde_json::from_str(v.get("VCAP_APPLICATION").expect("set")).expect("json")
+    }
+
+    /// `--bindings-dir`: SERVICE_BINDING_ROOT and no VCAP_SERVICES, at staging and at
+    /// run time, as CF's service-binding-k8s app feature does.
+    #[test]
+    fn a_bindings_dir_replaces_vcap_services() {
+        let mut s = settings();
+        s.bindings_dir = Some("/b/bindings".into());
+        let v = staging(&s, &app(256), Path::new("/home"));
+        assert_eq!(v.get("SERVICE_BINDING_ROOT"), Some("/b/bindings"));
+        assert_eq!(v.get("VCAP_SERVICES"), None);
+        let ids = Ids::of("demo");
+        let i = Instance {
+            process_type: "web",
+            port: 8080,
+            host_port: 8080,
+            index: 0,
+            memory_mb: 256,
+            droplet: Path::new("/d"),
+            ids: &ids,
+            overrides: &[],
+            cert: Path::new("/c"),
+            key: Path::new("/k"),
+        };
+        let v = running(&s, &app(256), &i);
+        assert_eq!(v.get("SERVICE_BINDING_ROOT"), Some("/b/bindings"));
+        assert_eq!(v.get("VCAP_SERVICES"), None);
     }
 
     #[test]

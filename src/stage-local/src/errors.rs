@@ -75,6 +75,9 @@ pub enum Error {
     /// `--vcap-services` is unreadable or not a JSON object.
     #[error("--vcap-services {}: {problem}", path.display())]
     VcapServices { path: PathBuf, problem: String },
+    /// `--bindings-dir` is not a directory.
+    #[error("--bindings-dir {} {problem}", path.display())]
+    BindingsDir { path: PathBuf, problem: String },
     /// `--droplet FILE` cannot be written.
     #[error("--droplet {}: {problem}", path.display())]
     DropletPath { path: PathBuf, problem: String },
@@ -239,6 +242,7 @@ impl Error {
             | Error::AppManifest { .. }
             | Error::Procfile { .. }
             | Error::VcapServices { .. }
+            | Error::BindingsDir { .. }
             | Error::DropletPath { .. }
             | Error::NoWorkDir
             | Error::Buildpack { .. }
@@ -289,6 +293,13 @@ impl Error {
             Error::VcapServices { .. } => (
                 s("VCAP_SERVICES is a JSON object of service offerings to lists of bindings"),
                 s("pass a file holding such an object, e.g. {\"user-provided\": [...]}"),
+                vec![],
+            ),
+            Error::BindingsDir { .. } => (
+                s("--bindings-dir names a directory of service bindings, one directory per \
+                   binding, as Cloud Controller writes them for the service-binding-k8s \
+                   app feature"),
+                s("pass an existing directory, e.g. --bindings-dir ./bindings"),
                 vec![],
             ),
             Error::DropletPath { .. } => (

@@ -276,6 +276,9 @@ pub struct BuildpackMetadata {
     /// The `config:` map of config.yml, when it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config: Option<serde_json::Value>,
+    /// The `output_metadata:` map of config.yml, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_metadata: Option<serde_json::Value>,
 }
 
 /// `staging_info.yml` as the builder writes it: JSON (which YAML readers accept) with
@@ -442,19 +445,21 @@ mod tests {
                 name: "sidecar".into(),
                 version: Some("0.1.0".into()),
                 config: Some(serde_json::json!({})),
+                output_metadata: Some(serde_json::json!({"sidecars": [{"version": "0.2.0"}]})),
             },
             BuildpackMetadata {
                 key: "ruby_buildpack".into(),
                 name: "ruby & <stand-in>".into(),
                 version: None,
                 config: Some(serde_json::json!({"a": [1]})),
+                output_metadata: None,
             },
         ];
         assert_eq!(
             out.result_json(&a, &metas),
             concat!(
                 r#"{"lifecycle_metadata":{"buildpack_key":"ruby_buildpack","detected_buildpack":"ruby \u0026 \u003cstand-in\u003e","#,
-                r#""buildpacks":[{"key":"/bp.zip#sha256=ab","name":"sidecar","version":"0.1.0","config":{}},"#,
+                r#""buildpacks":[{"key":"/bp.zip#sha256=ab","name":"sidecar","version":"0.1.0","config":{},"output_metadata":{"sidecars":[{"version":"0.2.0"}]}},"#,
                 r#"{"key":"ruby_buildpack","name":"ruby \u0026 \u003cstand-in\u003e","config":{"a":[1]}}]},"#,
                 r#""process_types":{"web":"bundle exec rackup"},"processes":[{"type":"web","command":"bundle exec rackup"}],"#,
                 r#""sidecars":[{"name":"config-server","process_types":["web"],"command":"\"$DEPS_DIR/0/bin/config-server\"","memory":32}],"#,

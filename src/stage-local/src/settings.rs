@@ -107,6 +107,12 @@ pub struct Cli {
     /// A JSON file given to staging and to the app as VCAP_SERVICES [default: {}]
     #[arg(long, value_name = "FILE")]
     pub vcap_services: Option<PathBuf>,
+    /// Run the app as CF's `service-binding-k8s` app feature does: SERVICE_BINDING_ROOT
+    /// names this directory of bindings (one directory per binding, one file per
+    /// credential, as Cloud Controller writes them) and VCAP_SERVICES is absent, for
+    /// staging, the app and its sidecars
+    #[arg(long, value_name = "DIR", conflicts_with = "vcap_services")]
+    pub bindings_dir: Option<PathBuf>,
     /// CF_STACK during staging
     #[arg(long, default_value = "cflinuxfs4")]
     pub stack: String,
@@ -156,6 +162,8 @@ pub struct Settings {
     pub gets: Vec<String>,
     /// The JSON text of VCAP_SERVICES, already checked to be an object.
     pub vcap_services: String,
+    /// `--bindings-dir`, absolute: SERVICE_BINDING_ROOT instead of VCAP_SERVICES.
+    pub bindings_dir: Option<PathBuf>,
     pub stack: String,
     pub work_dir: PathBuf,
     /// The caller's PATH, given to every process (CF's is the stack's own).
@@ -211,6 +219,7 @@ impl Settings {
             Some(path) => read_vcap_services(path)?,
             None => "{}".to_string(),
         };
+        let bindings_dir = cli.bindings_dir.as_deref().map(bindings_dir).transpose()?;
         let processes = process_types(cli.processes)?;
         let web = processes.iter().any(|p| p == "web");
         if !web {
@@ -270,6 +279,7 @@ impl Settings {
             grace: Duration::from_secs(cli.grace_period),
             gets,
             vcap_services,
+            bindings_dir,
             stack: cli.stack,
             work_dir,
             path: var("PATH")
@@ -489,6 +499,21 @@ fn parse_wait(s: &str) -> Result<u64, String> {
         Ok(0) => Err("the app needs at least 1 second to answer".into()),
         Ok(secs) => Ok(secs),
         Err(e) => Err(format!("{e}; give a whole number of seconds")),
+    }
+}
+
+/// `--bindings-dir`: an existing directory, absolute (processes run elsewhere).
+fn bindings_dir(path: &std::path::Path) -> Result<PathBuf, Error> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Ok(std::path::absolute(path).unwrap_or(path.to_path_buf())),
+        Ok(_) => Err(Error::BindingsDir {
+            path: path.to_path_buf(),
+            problem: "is not a directory".into(),
+        }),
+        Err(e) => Err(Error::BindingsDir {
+            path: path.to_path_buf(),
+            problem: format!("cannot be used: {e}"),
+        }),
     }
 }
 

@@ -15,7 +15,8 @@
 //!   home/               HOME during staging, fresh each run
 //!   contents<random>/   the staging area: deps/ (DEPS_DIR), profile.d/; kept on failure
 //!   droplet/            the last good droplet: app/ deps/ profile.d/ tmp/ logs/ staging_info.yml
-//!   result.json         the last staging result
+//!   result.json         the last staging's result: none when a supply buildpack failed,
+//!                       the buildpacks' metadata only when the final one did (as CF's builder)
 //! ```
 
 use crate::app::App;
@@ -110,10 +111,15 @@ impl Area {
         self.root.join(name)
     }
 
-    /// Removes what a previous run left that this one rebuilds.
+    /// Removes what a previous run left that this one rebuilds, and the previous
+    /// staging's result: a staging whose supply fails has none.
     fn clear(&self) -> anyhow::Result<()> {
         for entry in fs::read_dir(&self.root)?.flatten() {
             let name = entry.file_name().to_string_lossy().to_string();
+            if name == "result.json" {
+                fs::remove_file(entry.path())
+                    .with_context(|| format!("cannot remove {}", entry.path().display()))?;
+            }
             if ["app", "home", "buildpacks"].contains(&name.as_str())
                 || name.starts_with("contents")
             {
@@ -203,19 +209,35 @@ pub fn stage(s: &Settings, app: &App, area: &Area) -> anyhow::Result<Staged> {
     let vars = env::staging(s, app, &area.path("home"));
     let staged = (|| -> anyhow::Result<Staged> {
         run_supplies(s, &layout, &buildpacks, &vars)?;
-        let defaults = final_standin::run(&Finalize {
+        let finalized = final_standin::run(&Finalize {
             name: &final_name,
             build_dir: &layout.build_dir,
             deps_dir: &layout.deps_dir,
             idx: &layout.final_idx(),
             profile_dir: &layout.contents.join("profile.d"),
             env: &vars,
-        })?;
+        });
         let mut metas: Vec<BuildpackMetadata> = buildpacks
             .iter()
             .enumerate()
             .map(|(i, bp)| metadata(bp.key.clone(), &layout.idx_dir(i)))
             .collect();
+        let defaults = match finalized {
+            Ok(defaults) => defaults,
+            Err(e) => {
+                // CF's builder writes the result when a phase after supply fails too
+                // (buildpackapplifecycle PR 78): what the supply buildpacks reported.
+                let result_json = area.path("result.json");
+                fs::write(&result_json, convert(&[], app).result_json(app, &metas))
+                    .with_context(|| format!("cannot write {}", result_json.display()))?;
+                out::say(format!(
+                    "wrote {} with the supply buildpacks' metadata, as CF's builder does when \
+                     the final buildpack fails",
+                    result_json.display()
+                ));
+                return Err(e.into());
+            }
+        };
         metas.push(metadata(
             final_name.clone(),
             &layout.idx_dir(layout.total - 1),
@@ -520,6 +542,7 @@ fn metadata(key: String, idx_dir: &Path) -> BuildpackMetadata {
             name: String::new(),
             version: None,
             config: None,
+            output_metadata: None,
         };
     };
     let text = |k: &str| {
@@ -538,11 +561,24 @@ fn metadata(key: String, idx_dir: &Path) -> BuildpackMetadata {
             None
         }
     };
+    // Any map, copied as it is (buildpackapplifecycle PR 78).
+    let output_metadata = match c.get("output_metadata") {
+        None | Some(serde_yaml::Value::Null) => None,
+        Some(v @ serde_yaml::Value::Mapping(_)) => Some(yaml_to_json(v)),
+        Some(_) => {
+            out::warn(format!(
+                "{}: `output_metadata:` is not a map, so it is left out of result.json",
+                path.display()
+            ));
+            None
+        }
+    };
     BuildpackMetadata {
         key,
         name: text("name").unwrap_or_default(),
         version: text("version"),
         config: map,
+        output_metadata,
     }
 }
 

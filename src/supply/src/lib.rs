@@ -12,6 +12,7 @@
 pub mod cache;
 pub mod cli;
 pub mod fetch;
+pub mod hold;
 pub mod install;
 pub mod staging;
 pub mod supply;

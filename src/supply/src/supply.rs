@@ -10,6 +10,7 @@
 
 use crate::cache::AppCache;
 use crate::fetch::obtain;
+use crate::hold;
 use crate::install::install;
 use crate::staging::Staging;
 use buildpack::errors::Error;
@@ -20,7 +21,8 @@ use buildpack::manifest::{
 use buildpack::settings::{sidecar_var_base, Env, Network, SidecarSettings};
 use buildpack::transport::Fetcher;
 use buildpack::verify::{self, Origin, Verified};
-use buildpack::{detail, step};
+use buildpack::version_line::{Version, VersionLine};
+use buildpack::{detail, step, version_pin};
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -85,7 +87,14 @@ fn decide(ctx: &Context) -> Result<Plan, Error> {
     let mut sidecars = Vec::new();
     for sidecar in &manifest.sidecars {
         let settings = env.sidecar(sidecar)?;
-        let dep = manifest.pick(&sidecar.dependency, stack)?.clone();
+        let dep = version_pin::choose(
+            &manifest,
+            &sidecar.dependency,
+            stack,
+            settings.version.as_ref(),
+        )?
+        .clone();
+        check_hold(sidecar, &dep, &settings, &env)?;
         let eol = manifest
             .dependency_deprecation_dates
             .iter()
@@ -146,6 +155,9 @@ struct Layout {
     /// CF's builder reads launch.yml at the unpadded index (deps/3 for DEPS_IDX "03",
     /// buildpackrunner/runner.go): with 10+ buildpacks a copy must sit there too.
     unpadded: Option<Unpadded>,
+    /// `BUILD_DIR/.profile.d`, which CF's launcher sources in every process: where the
+    /// scripts that hold the app for its sidecars go.
+    profile_d: PathBuf,
 }
 
 /// The unpadded index's dir, and the copy of launch.yml in it.
@@ -171,6 +183,7 @@ impl Layout {
             launch_yml: idx_dir.join("launch.yml"),
             idx_dir,
             unpadded,
+            profile_d: ctx.build_dir.join(".profile.d"),
         }
     }
 
@@ -185,6 +198,8 @@ struct StagedExe {
     file: PathBuf,
     /// Its SBOM, when its archive carried one.
     sbom: Option<PathBuf>,
+    /// Where its artifact came from, as `output_metadata` says it.
+    source: &'static str,
 }
 
 /// A downloaded artifact, linked in the staging dir, for the app cache.
@@ -202,6 +217,8 @@ struct Staged {
     config_yml: PathBuf,
     to_cache: Vec<CacheCopy>,
     not_declared: Vec<String>,
+    /// The `.profile.d` scripts that hold the app for its sidecars: (file name, text).
+    holds: Vec<(String, String)>,
 }
 
 /// Fetches, verifies and installs each dependency, and writes launch.yml and
@@ -216,6 +233,7 @@ fn stage(ctx: &Context, plan: &Plan, cache: &AppCache, work: &Path) -> Result<St
         config_yml: work.join("new-config.yml"),
         to_cache: Vec::new(),
         not_declared: Vec::new(),
+        holds: hold_scripts(ctx, plan),
     };
     let mut processes = Vec::new();
     let mut warned = HashSet::new();
@@ -230,7 +248,20 @@ fn stage(ctx: &Context, plan: &Plan, cache: &AppCache, work: &Path) -> Result<St
         // One binary may serve two sidecars: installed once.
         if !staged.exes.iter().any(|e| e.name == name) {
             step!("Installing {}", dep.id());
+            if let Some(pin) = &settings.version {
+                detail!(
+                    "{}: the highest version {}={} allows",
+                    dep.id(),
+                    pin.var,
+                    buildpack::redact::quoted_value(&pin.raw)
+                );
+            }
             let verified = obtain(&fetcher, limits, dep, &ctx.buildpack_dir, cache, work)?;
+            let source = match verified.origin {
+                Origin::CachedBuildpack(_) => "buildpack",
+                Origin::AppCache(_) => "app_cache",
+                Origin::Network(_) => "network",
+            };
             if matches!(verified.origin, Origin::Network(_)) {
                 keep_for_cache(&verified, dep, work, &mut staged.to_cache);
             }
@@ -249,6 +280,7 @@ fn stage(ctx: &Context, plan: &Plan, cache: &AppCache, work: &Path) -> Result<St
                 name: name.to_string(),
                 file,
                 sbom: has_sbom.then_some(sbom),
+                source,
             });
         }
         let command = launch::command(&ctx.deps_idx, name, &sidecar.args);
@@ -279,7 +311,33 @@ fn stage(ctx: &Context, plan: &Plan, cache: &AppCache, work: &Path) -> Result<St
         yml.write(&staged.launch_yml)?;
         staged.launch = Some(yml);
     }
-    launch::write_config_yml(&staged.config_yml, &plan.manifest.language, &plan.version)?;
+    let installed: Vec<launch::Installed> = plan
+        .sidecars
+        .iter()
+        .filter_map(|Planned { sidecar, dep, .. }| {
+            let exe = staged
+                .exes
+                .iter()
+                .find(|e| e.name == sidecar.installed_name())?;
+            Some(launch::Installed {
+                name: sidecar.name.clone(),
+                dependency: dep.name.clone(),
+                version: dep.version.clone(),
+                sha256: dep.sha256.to_string(),
+                source: exe.source,
+                sbom: exe
+                    .sbom
+                    .as_ref()
+                    .map(|_| format!("deps/{}/sbom/{}.cdx.json", ctx.deps_idx, exe.name)),
+            })
+        })
+        .collect();
+    launch::write_config_yml(
+        &staged.config_yml,
+        &plan.manifest.language,
+        &plan.version,
+        &installed,
+    )?;
     Ok(staged)
 }
 
@@ -319,6 +377,8 @@ struct Report {
     to_cache: Vec<CacheCopy>,
     installed: Vec<Installed>,
     not_declared: Vec<String>,
+    /// The `.profile.d` scripts written, by file name.
+    holds: Vec<String>,
     declared: Option<Declared>,
 }
 
@@ -352,6 +412,16 @@ fn commit(layout: &Layout, staging: &mut Staging, staged: Staged) -> Result<Repo
         installed.push(Installed { exe: dest, sbom });
     }
     staging.place(&staged.config_yml, &layout.config_yml)?;
+    if !staged.holds.is_empty() {
+        staging.ensure_dir(&layout.profile_d)?;
+    }
+    for (file_name, text) in &staged.holds {
+        // Staged beside its destination (BUILD_DIR may be on another file system than
+        // DEPS_DIR), under a dot name that the launcher's `.profile.d/*` skips.
+        let new = layout.profile_d.join(format!(".{file_name}.new"));
+        buildpack::fsutil::write_atomic(&new, text)?;
+        staging.place(&new, &layout.profile_d.join(file_name))?;
+    }
     let declared = match staged.launch {
         Some(yml) => {
             let copy = match &layout.unpadded {
@@ -383,6 +453,7 @@ fn commit(layout: &Layout, staging: &mut Staging, staged: Staged) -> Result<Repo
         to_cache: staged.to_cache,
         installed,
         not_declared: staged.not_declared,
+        holds: staged.holds.into_iter().map(|(name, _)| name).collect(),
         declared,
     })
 }
@@ -401,6 +472,9 @@ impl Report {
         }
         for line in &self.not_declared {
             detail!("{line}");
+        }
+        for name in &self.holds {
+            detail!("Wrote .profile.d/{name}: the app's processes wait for their sidecar at start");
         }
         let Some(Declared { yml, path, copy }) = &self.declared else {
             return;
@@ -426,6 +500,70 @@ impl Report {
         }
         debug!("launch.yml:\n{}", yml.render());
     }
+}
+
+/// The `.profile.d` scripts of the sidecars whose hold is on: (file name, text).
+fn hold_scripts(ctx: &Context, plan: &Plan) -> Vec<(String, String)> {
+    let commands: Vec<String> = plan
+        .sidecars
+        .iter()
+        .map(|p| launch::command(&ctx.deps_idx, p.sidecar.installed_name(), &p.sidecar.args))
+        .collect();
+    plan.sidecars
+        .iter()
+        .filter_map(
+            |Planned {
+                 sidecar, settings, ..
+             }| {
+                let timeout = settings.hold_app?;
+                let wait = sidecar.hold_app.as_ref()?;
+                Some((
+                    hold::file_name(&sidecar.name),
+                    hold::script(
+                        &sidecar.name,
+                        &ctx.deps_idx,
+                        sidecar.installed_name(),
+                        &wait.args,
+                        timeout,
+                        &settings.process_types,
+                        &commands,
+                    ),
+                ))
+            },
+        )
+        .collect()
+}
+
+/// A hold needs a sidecar whose executable can wait for it, in the version chosen.
+fn check_hold(
+    sidecar: &Sidecar,
+    dep: &Dependency,
+    settings: &SidecarSettings,
+    env: &Env,
+) -> Result<(), Error> {
+    if settings.hold_app.is_none() {
+        return Ok(());
+    }
+    let can = sidecar.hold_app.as_ref().is_some_and(|h| {
+        let versions = VersionLine::parse(&h.versions);
+        Version::parse(&dep.version).is_some_and(|v| versions.is_ok_and(|line| line.matches(&v)))
+    });
+    if can {
+        return Ok(());
+    }
+    let var = format!("{}HOLD_APP", sidecar_var_base(&sidecar.name));
+    let why = match &sidecar.hold_app {
+        None => format!("the {} sidecar has no way to wait for it", sidecar.name),
+        Some(h) => format!(
+            "{} {} cannot wait for itself; versions {} can",
+            dep.name, dep.version, h.versions
+        ),
+    };
+    Err(Error::Setting {
+        value: buildpack::redact::quoted_value(env.get(&var).unwrap_or_default()),
+        name: var,
+        accepted: format!("false, or unset it: {why}"),
+    })
 }
 
 /// Checks the directories CF passed, without creating any.

@@ -102,14 +102,27 @@ mod tests {
         format!("x: [[{}a]]\n", "a,".repeat(commas))
     }
 
+    /// Reads `events` to the end of the stream (saphyr repeats `StreamEnd`), or to the
+    /// first error; true if no error came.
+    fn read_all(events: &mut Events<'_>) -> bool {
+        for e in events {
+            match e {
+                Ok((Event::StreamEnd, _)) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
     #[test]
     fn a_long_flow_collection_is_cut_at_the_cap_and_says_so() {
         let (short, long) = (nested(MAX_FLOW_AHEAD - 4), nested(MAX_FLOW_AHEAD + 100));
         let mut under = Events::new(&short);
-        assert!(under.by_ref().all(|e| e.is_ok()));
+        assert!(read_all(&mut under));
         assert!(!under.cut());
         let mut over = Events::new(&long);
-        let _ = over.by_ref().count();
+        read_all(&mut over);
         assert!(over.cut());
         assert_eq!(over.last_end().line(), 1, "the last event before the cut");
     }
@@ -118,7 +131,7 @@ mod tests {
     fn block_collections_never_count() {
         let text = "a:\n".to_string() + &"- b\n".repeat(3 * MAX_FLOW_AHEAD);
         let mut events = Events::new(&text);
-        assert!(events.by_ref().all(|e| e.is_ok()));
+        assert!(read_all(&mut events));
         assert!(!events.cut());
     }
 }

@@ -24,9 +24,9 @@ fn cf_binding(root: &Path, name: &str, label: &str, tags: &[&str], credentials: 
         ("label", label),
         ("tags", tags.as_str()),
         ("plan", "standard"),
-        ("instance-guid", "8f1a-guid"),
-        ("instance-name", name),
-        ("binding-guid", "0c2b-guid"),
+        ("instance_guid", "8f1a-guid"),
+        ("instance_name", name),
+        ("binding_guid", "0c2b-guid"),
         ("type", label),
         ("provider", label),
     ] {
@@ -58,10 +58,11 @@ fn tagged_binding_from_the_tree_serves_only_its_credentials() {
     let sidecar = Sidecar::new()
         .env("SERVICE_BINDING_ROOT", root.path())
         .start();
-    // Files in name order; every value is the file's text.
+    // Files in name order; a nested value as CF wrote it (JSON), every other value
+    // as the file's text.
     sidecar.get("/config/").assert_json(
         200,
-        &format!(r#"{{"api_key":"{SECRET}","nested":"{{\"a\":1}}","port":"5432"}}"#),
+        &format!(r#"{{"api_key":"{SECRET}","nested":{{"a":1}},"port":"5432"}}"#),
     );
     let stdout = sidecar.wait_stdout(&format!(
         "(config from service instance \"app-config\" tagged config-server in \

@@ -2,6 +2,7 @@
 //! app) on free loopback ports. One test binary, one module per topic.
 
 mod bindings;
+mod cc_bindings;
 mod door;
 mod endpoints;
 mod errors;
@@ -18,3 +19,4 @@ mod shutdown;
 mod sources;
 mod support;
 mod values;
+mod wait;

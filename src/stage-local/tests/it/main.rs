@@ -11,3 +11,4 @@ mod processes;
 mod several_sidecars;
 mod staging;
 mod support;
+mod together;

@@ -15,3 +15,4 @@ mod packaging;
 mod pins;
 mod supply;
 mod support;
+mod together;

@@ -49,7 +49,12 @@ fn downloads_verifies_installs_and_declares() {
     assert_eq!(launch, golden("0"));
     assert_eq!(
         fs::read_to_string(out.deps_idx.join("config.yml")).expect("config.yml"),
-        "name: sidecar\nversion: 1.2.3\nconfig: {}\n"
+        format!(
+            "name: sidecar\nversion: 1.2.3\nconfig: {{}}\noutput_metadata:\n  sidecars:\n  \
+             - name: config-server\n    dependency: config-server\n    version: 0.1.0\n    \
+             sha256: {}\n    source: network\n",
+            sha256_hex(&bp.artifact)
+        )
     );
     for f in ["launch.yml", "config.yml"] {
         assert_eq!(mode(&out.deps_idx.join(f)), 0o644, "{f}");
