@@ -273,3 +273,26 @@ fn a_file_rendered_during_reloads_is_always_one_whole_version() {
     stop.store(true, Ordering::Relaxed);
     assert!(reader.join().expect("no torn read") > 0);
 }
+
+#[test]
+fn a_render_refused_for_a_passing_reason_is_written_at_the_next_reload() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = dir.path();
+    fs::create_dir(app.join("conf")).expect("mkdir");
+    let sidecar = rendering(app, "a: 1\n", r#"[{"path":"conf/a.env","format":"env"}]"#).start();
+    // A symlink put in the way: the new version is served, not written through it.
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    fs::remove_file(app.join("conf/a.env")).expect("rm");
+    fs::remove_dir(app.join("conf")).expect("rmdir");
+    symlink(elsewhere.path(), app.join("conf")).expect("symlink");
+    replace(&app.join("config.yml"), "a: 2\n");
+    sidecar.signal("HUP");
+    sidecar
+        .wait_stderr("CONFIG_SERVER_RENDER[0] (conf/a.env): not written, the last good file stays");
+    sidecar.get("/config").assert_json(200, r#"{"a":2}"#);
+    assert_eq!(fs::read_dir(elsewhere.path()).expect("ls").count(), 0);
+    // The link gone, a SIGHUP of the same document writes it.
+    fs::remove_file(app.join("conf")).expect("rm link");
+    sidecar.signal("HUP");
+    wait_for_file(app.join("conf/a.env"), "a='2'\n", &sidecar);
+}
