@@ -56,8 +56,13 @@ struct Entry {
 enum Hook {
     /// Run by `sh -c` in the app's directory.
     Command(String),
-    /// Sent to the process whose id the file holds.
-    Signal { signal: Signal, pid_file: PathBuf },
+    /// Sent to the process whose id the file holds; `name` as the setting wrote it,
+    /// without `SIG`.
+    Signal {
+        signal: Signal,
+        name: &'static str,
+        pid_file: PathBuf,
+    },
 }
 
 /// A file to render.
@@ -133,15 +138,19 @@ impl Files {
                 (Some(command), None, None) if !command.trim().is_empty() => {
                     Some(Hook::Command(command))
                 }
-                (None, Some(signal), Some(pid_file)) => Some(Hook::Signal {
-                    signal: parse_signal(&signal).ok_or_else(|| {
+                (None, Some(signal), Some(pid_file)) => {
+                    let (signal, name) = parse_signal(&signal).ok_or_else(|| {
                         bad(format!(
                             "signal {:?} is not one of HUP, USR1, USR2, INT, TERM, QUIT",
                             crate::sanitize::cut(&signal, 16)
                         ))
-                    })?,
-                    pid_file: app_dir.join(pid_file),
-                }),
+                    })?;
+                    Some(Hook::Signal {
+                        signal,
+                        name,
+                        pid_file: app_dir.join(pid_file),
+                    })
+                }
                 (Some(_), None, None) => return Err(bad("command is empty".to_owned())),
                 (None, Some(_), None) => {
                     return Err(bad(
@@ -274,9 +283,13 @@ impl Files {
             Some(Hook::Command(command)) => {
                 run_command(&target.name, command, &self.app_dir, timeout).await
             }
-            Some(Hook::Signal { signal, pid_file }) => match send_signal(*signal, pid_file) {
+            Some(Hook::Signal {
+                signal,
+                name,
+                pid_file,
+            }) => match send_signal(*signal, pid_file) {
                 Ok(pid) => {
-                    println!("{}: sent {signal:?} to process {pid}", target.name);
+                    println!("{}: sent {name} to process {pid}", target.name);
                     metrics::Hook::Ok
                 }
                 Err(problem) => {
@@ -334,15 +347,16 @@ async fn run_command(name: &str, command: &str, dir: &Path, timeout: Duration) -
     }
 }
 
-fn parse_signal(name: &str) -> Option<Signal> {
+/// The signal and its name without `SIG`.
+fn parse_signal(name: &str) -> Option<(Signal, &'static str)> {
     let name = name.strip_prefix("SIG").unwrap_or(name);
     Some(match name {
-        "HUP" => Signal::HUP,
-        "USR1" => Signal::USR1,
-        "USR2" => Signal::USR2,
-        "INT" => Signal::INT,
-        "TERM" => Signal::TERM,
-        "QUIT" => Signal::QUIT,
+        "HUP" => (Signal::HUP, "HUP"),
+        "USR1" => (Signal::USR1, "USR1"),
+        "USR2" => (Signal::USR2, "USR2"),
+        "INT" => (Signal::INT, "INT"),
+        "TERM" => (Signal::TERM, "TERM"),
+        "QUIT" => (Signal::QUIT, "QUIT"),
         _ => return None,
     })
 }

@@ -63,7 +63,11 @@ pub fn serve(
         .enable_time()
         .build()
         .map_err(Error::Runtime)?;
-    runtime.block_on(run(config, loaded, files, token))
+    let result = runtime.block_on(run(config, loaded, files, token));
+    // A reload may be reading or writing on a blocking thread: do not wait for it
+    // (a file it was writing is renamed into place whole, or not at all).
+    runtime.shutdown_timeout(DRAIN_TIMEOUT);
+    result
 }
 
 struct App {

@@ -273,3 +273,81 @@ fn a_file_rendered_during_reloads_is_always_one_whole_version() {
     stop.store(true, Ordering::Relaxed);
     assert!(reader.join().expect("no torn read") > 0);
 }
+
+#[test]
+fn a_render_refused_for_a_passing_reason_is_written_at_the_next_reload() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = dir.path();
+    fs::create_dir(app.join("conf")).expect("mkdir");
+    let sidecar = rendering(app, "a: 1\n", r#"[{"path":"conf/a.env","format":"env"}]"#).start();
+    // A symlink put in the way: the new version is served, not written through it.
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    fs::remove_file(app.join("conf/a.env")).expect("rm");
+    fs::remove_dir(app.join("conf")).expect("rmdir");
+    symlink(elsewhere.path(), app.join("conf")).expect("symlink");
+    replace(&app.join("config.yml"), "a: 2\n");
+    sidecar.signal("HUP");
+    sidecar
+        .wait_stderr("CONFIG_SERVER_RENDER[0] (conf/a.env): not written, the last good file stays");
+    sidecar.get("/config").assert_json(200, r#"{"a":2}"#);
+    assert_eq!(fs::read_dir(elsewhere.path()).expect("ls").count(), 0);
+    // The link gone, a SIGHUP of the same document writes it.
+    fs::remove_file(app.join("conf")).expect("rm link");
+    sidecar.signal("HUP");
+    wait_for_file(app.join("conf/a.env"), "a='2'\n", &sidecar);
+}
+
+#[test]
+fn a_failing_command_is_logged_and_a_signal_reaches_the_app() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = dir.path();
+    // The "app": a shell that writes its pid and notes every SIGHUP it gets.
+    // Killed on drop, so that a failing test leaves nothing running.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _fake_app = Killed(
+        std::process::Command::new("bash")
+            .current_dir(app)
+            .args([
+                "-c",
+                "trap 'echo hup >> hup.log' HUP; echo $$ > app.pid; while :; do sleep 0.05; done",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn the app"),
+    );
+    wait_for(PATIENCE, || {
+        fs::read_to_string(app.join("app.pid"))
+            .ok()
+            .filter(|p| p.ends_with('\n'))
+    })
+    .expect("the app wrote its pid");
+    let render = r#"[
+      {"path": "a.json", "format": "json", "command": "echo out; exit 3"},
+      {"path": "b.yml", "format": "yaml", "signal": "HUP", "pid_file": "app.pid"}
+    ]"#;
+    let sidecar = rendering(app, "a: 1\n", render).start();
+    replace(&app.join("config.yml"), "a: 2\n");
+    sidecar.signal("HUP");
+    sidecar
+        .wait_stderr("warning: CONFIG_SERVER_RENDER[0] (a.json): command failed (exit status: 3)");
+    wait_for_file(app.join("hup.log"), "hup\n", &sidecar);
+    sidecar.wait_stdout(&format!(
+        "CONFIG_SERVER_RENDER[1] (b.yml): sent HUP to process {}",
+        fs::read_to_string(app.join("app.pid")).expect("pid").trim()
+    ));
+    let metrics = sidecar.get("/metrics").body;
+    for line in [
+        "config_server_hooks_total{outcome=\"ok\"} 1\n",
+        "config_server_hooks_total{outcome=\"failed\"} 1\n",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+}
