@@ -192,6 +192,17 @@ fn get(host: &str, port: u16, path: &str) -> (String, String) {
 /// Stages the sample app into `image` (and `kube`); returns the image's digest.
 fn stage_image(buildpack: &Path, entrypoint: &Path, image: &Path, kube: &Path) -> String {
     let work = repo().join("target/stage-local-image-test");
+    // The same inputs include the app cache's state: a staging that takes config-server
+    // from the app cache says so in config.yml's output_metadata (#23), which is in the
+    // droplet. Every app's cache goes; the stand-in base (bases/) stays cached.
+    if let Ok(apps) = fs::read_dir(&work) {
+        for app in apps.flatten() {
+            let cache = app.path().join("cache");
+            if cache.is_dir() {
+                fs::remove_dir_all(&cache).expect("remove the app cache");
+            }
+        }
+    }
     let out = ok(Command::new(BIN)
         .arg("--work-dir")
         .arg(&work)
