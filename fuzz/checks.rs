@@ -18,7 +18,7 @@ use supply::install;
 
 /// The manifest loader: never panics; what it accepts is what the rest relies on; what
 /// it rejects names manifest.yml and a key.
-pub fn manifest(data: &[u8]) {
+pub(super) fn manifest(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
@@ -57,7 +57,7 @@ pub fn manifest(data: &[u8]) {
 }
 
 /// The launch.yml reader: never panics, and what it reads renders back to the same.
-pub fn launch_yml(data: &[u8]) {
+pub(super) fn launch_yml(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
@@ -71,7 +71,7 @@ pub fn launch_yml(data: &[u8]) {
 /// sibling whose name shares its prefix), and leaves only plain files with safe modes
 /// and directories. The first byte picks the form: even, the rest is a tar to gzip
 /// (so mutations hit the tar structure); odd, the rest is the gzip stream itself.
-pub fn unpack(data: &[u8]) {
+pub(super) fn unpack(data: &[u8]) {
     let Some((&form, rest)) = data.split_first() else {
         return;
     };

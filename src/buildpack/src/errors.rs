@@ -397,7 +397,7 @@ fn explain_stack(buildpack: &str, stack: &str, supported: &[String]) -> Explanat
             "use a release of {buildpack} that supports the stack {stack} (the platform \
              team installs it with cf update-buildpack), or push the app on a stack \
              this release supports (cf push -s {})",
-            supported.last().map(String::as_str).unwrap_or("STACK")
+            supported.last().map_or("STACK", String::as_str)
         ),
         vec![format!(
             "stacks this release supports: {}",
@@ -452,8 +452,7 @@ fn explain_download(
     }
     let cert_path = cert_path
         .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "unset".into());
+        .map_or_else(|| "unset".into(), |p| p.display().to_string());
     let (cause, fix) = match fault {
         Fault::UntrustedCertificate => (
             "the server's TLS certificate is not trusted, often because a corporate \

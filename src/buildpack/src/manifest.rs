@@ -796,7 +796,7 @@ mod tests {
 
     fn good() -> String {
         format!(
-            r#"---
+            r"---
 language: sidecar
 default_versions:
 - name: config-server
@@ -817,7 +817,7 @@ sidecars:
   dependency: config-server
   executable: bin/config-server
   memory_mb: 32
-"#
+"
         )
     }
 
@@ -1239,7 +1239,7 @@ sidecars:
         for other in ["cflinuxfs5", "cflinuxfs3"] {
             match m.pick("config-server", Some(other)) {
                 Err(Error::UnsupportedStack { supported, .. }) => {
-                    assert_eq!(supported, ["cflinuxfs4"], "{other}")
+                    assert_eq!(supported, ["cflinuxfs4"], "{other}");
                 }
                 got => panic!("{other}: expected unsupported stack, got {got:?}"),
             }

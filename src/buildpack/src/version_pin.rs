@@ -67,20 +67,19 @@ pub fn choose<'m>(
             // Semver order; a version pinned by its text alone sorts below the others.
             Version::parse(&a.version).cmp(&Version::parse(&b.version))
         });
-    match best {
-        Some(d) => Ok(d),
-        None => {
-            let mut available: Vec<&str> = builds.iter().map(|d| d.version.as_str()).collect();
-            available.sort_by(|a, b| Version::parse(a).cmp(&Version::parse(b)).then(a.cmp(b)));
-            available.dedup();
-            Err(Error::NoPinnedVersion {
-                var: pin.var.clone(),
-                value: crate::redact::quoted_value(&pin.raw),
-                dependency: name.to_string(),
-                stack: stack.map(crate::redact::quoted_value),
-                available: available.into_iter().map(str::to_string).collect(),
-            })
-        }
+    if let Some(d) = best {
+        Ok(d)
+    } else {
+        let mut available: Vec<&str> = builds.iter().map(|d| d.version.as_str()).collect();
+        available.sort_by(|a, b| Version::parse(a).cmp(&Version::parse(b)).then(a.cmp(b)));
+        available.dedup();
+        Err(Error::NoPinnedVersion {
+            var: pin.var.clone(),
+            value: crate::redact::quoted_value(&pin.raw),
+            dependency: name.to_string(),
+            stack: stack.map(crate::redact::quoted_value),
+            available: available.into_iter().map(str::to_string).collect(),
+        })
     }
 }
 

@@ -282,12 +282,11 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                 kind: Kind::Alias,
             },
         };
-        match stack.last_mut() {
-            Some(parent) => parent.add(node),
-            None => {
-                root = Some(node);
-                break;
-            }
+        if let Some(parent) = stack.last_mut() {
+            parent.add(node);
+        } else {
+            root = Some(node);
+            break;
         }
     }
     Ok(root)

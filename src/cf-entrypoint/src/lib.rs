@@ -245,7 +245,12 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Option<Options>, String> {
-        Options::parse(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+        Options::parse(
+            &args
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect::<Vec<_>>(),
+        )
     }
 
     #[test]

@@ -306,7 +306,9 @@ mod tests {
         assert!(stopped.left.is_empty());
         assert!(test_kill_process_group(pgid).is_err(), "group must be gone");
         assert_eq!(
-            sup.groups[0].status.and_then(|s| s.terminating_signal()),
+            sup.groups[0]
+                .status
+                .and_then(rustix::process::WaitStatus::terminating_signal),
             Some(9)
         );
     }

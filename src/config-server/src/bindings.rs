@@ -48,7 +48,7 @@ use crate::parse;
 use crate::source::{read_capped, Capped, MAX_SOURCE_BYTES};
 
 /// A `SERVICE_BINDING_ROOT` tree may hold at most this many directories and files.
-pub const MAX_TREE_ENTRIES: usize = 4096;
+pub(crate) const MAX_TREE_ENTRIES: usize = 4096;
 
 /// The binding attributes Cloud Controller writes as files next to the
 /// credentials: ServiceBindingPresenter's keys with the instance's, and `type`
@@ -72,7 +72,7 @@ const CF_ATTRIBUTES: &[&str] = &[
 const CREDHUB_REF: &str = "credhub-ref";
 
 /// One service binding, whatever the source.
-pub struct Binding {
+pub(crate) struct Binding {
     /// `name` in VCAP_SERVICES; the directory's name in a tree.
     pub name: String,
     /// The `type` file of a tree; `label` in VCAP_SERVICES (CF writes one as the other).
@@ -97,7 +97,7 @@ enum Credentials {
 }
 
 /// The bindings of one source.
-pub struct Listing {
+pub(crate) struct Listing {
     pub origin: Bindings,
     pub bindings: Vec<Binding>,
     /// VCAP_SERVICES' text, for [`Credentials::Json`].
@@ -110,7 +110,10 @@ impl Listing {
     /// The credentials of `binding`, one of this listing's; `None` if it has none.
     /// Parsed as strictly as a configuration file, with positions in the whole
     /// of VCAP_SERVICES.
-    pub fn credentials(&self, binding: &Binding) -> Result<Option<Map<String, Value>>, Error> {
+    pub(crate) fn credentials(
+        &self,
+        binding: &Binding,
+    ) -> Result<Option<Map<String, Value>>, Error> {
         let (dir, keys) = match &binding.credentials {
             Credentials::Json(None) => return Ok(None),
             Credentials::Json(Some(range)) => {
@@ -200,7 +203,7 @@ fn file_value(text: String) -> Value {
 }
 
 /// Reads one binding source.
-pub fn read(input: &BindingsInput) -> Result<Listing, Error> {
+pub(crate) fn read(input: &BindingsInput) -> Result<Listing, Error> {
     let (origin, bindings, text, budget) = match input {
         BindingsInput::Env(text) => {
             let (list, text) = from_vcap(&Bindings::Env, text.as_bytes().to_vec())?;

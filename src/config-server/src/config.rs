@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::error::Error;
 
 /// The port used when `CONFIG_SERVER_PORT` is unset.
-pub const DEFAULT_PORT: u16 = 8082;
+pub(crate) const DEFAULT_PORT: u16 = 8082;
 
 /// A knob: its variable, default and accepted range (whole numbers).
 struct Knob {
@@ -92,7 +92,7 @@ const WATCH_INTERVAL_MS: Knob = Knob {
 
 /// Everything the sidecar needs to know before it reads any file.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Config {
+pub(crate) struct Config {
     /// Loopback port to listen on (`CONFIG_SERVER_PORT`).
     pub port: u16,
     /// Where the configuration comes from.
@@ -117,7 +117,7 @@ pub struct Config {
 
 /// Bounds on what clients may hold (`CONFIG_SERVER_*` knobs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connections: usize,
@@ -128,7 +128,7 @@ pub struct Limits {
 
 /// Where the bearer token is.
 #[derive(PartialEq, Eq)]
-pub enum TokenSource {
+pub(crate) enum TokenSource {
     /// `CONFIG_SERVER_TOKEN`.
     Value(String),
     /// `CONFIG_SERVER_TOKEN_FILE`.
@@ -147,7 +147,7 @@ impl fmt::Debug for TokenSource {
 
 /// Where the configuration comes from; the first that applies wins.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// `CONFIG_SERVER_FILE`, made absolute against `HOME` when relative.
     File(PathBuf),
     /// The bound services, from every binding source that is set, in the order
@@ -161,7 +161,7 @@ pub enum Source {
 
 /// Where service bindings are.
 #[derive(PartialEq, Eq)]
-pub enum BindingsInput {
+pub(crate) enum BindingsInput {
     /// The directory tree named by `SERVICE_BINDING_ROOT` (Kubernetes service
     /// bindings; CF's `service-binding-k8s` app feature).
     Root(PathBuf),
@@ -186,22 +186,21 @@ impl Config {
     /// Reads `CONFIG_SERVER_PORT`, `PORT`, `CONFIG_SERVER_FILE`, `HOME`,
     /// `CONFIG_SERVER_SERVICE`, `SERVICE_BINDING_ROOT`, `VCAP_SERVICES_FILE_PATH`,
     /// `VCAP_SERVICES` and the `CONFIG_SERVER_*` knobs.
-    pub fn from_env(env: &HashMap<String, String>) -> Result<Self, Error> {
+    pub(crate) fn from_env(env: &HashMap<String, String>) -> Result<Self, Error> {
         let var = |name: &str| env.get(name).map(String::as_str).filter(|v| !v.is_empty());
         let mut warnings = Vec::new();
 
         let explicit = var("CONFIG_SERVER_PORT");
-        let port = match explicit {
-            Some(value) => parse_port(value).ok_or_else(|| Error::InvalidPort {
+        let port = if let Some(value) = explicit {
+            parse_port(value).ok_or_else(|| Error::InvalidPort {
                 value: value.to_owned(),
-            })?,
-            None => {
-                warnings.push(format!(
-                    "CONFIG_SERVER_PORT is not set: using port {DEFAULT_PORT}; set it in the \
-                     app's manifest env so that the app and the sidecar agree"
-                ));
-                DEFAULT_PORT
-            }
+            })?
+        } else {
+            warnings.push(format!(
+                "CONFIG_SERVER_PORT is not set: using port {DEFAULT_PORT}; set it in the \
+                 app's manifest env so that the app and the sidecar agree"
+            ));
+            DEFAULT_PORT
         };
         // The sidecar sees the app's env, PORT included (cloud-foundry.md section 3).
         if var("PORT").and_then(parse_port) == Some(port) {
@@ -212,42 +211,39 @@ impl Config {
         }
 
         let service = var("CONFIG_SERVER_SERVICE").map(str::to_owned);
-        let source = match var("CONFIG_SERVER_FILE") {
-            Some(file) => {
-                if let Some(name) = &service {
-                    warnings.push(format!(
-                        "CONFIG_SERVER_SERVICE={name:?} is ignored: CONFIG_SERVER_FILE is set \
-                         and comes first"
-                    ));
-                }
-                Source::File(resolve(Path::new(file), var("HOME")))
+        let source = if let Some(file) = var("CONFIG_SERVER_FILE") {
+            if let Some(name) = &service {
+                warnings.push(format!(
+                    "CONFIG_SERVER_SERVICE={name:?} is ignored: CONFIG_SERVER_FILE is set \
+                     and comes first"
+                ));
             }
-            None => {
-                // CF sets one of them (its two file features are mutually exclusive and
-                // replace VCAP_SERVICES); if several are set, the newer mechanisms first.
-                let mut bindings = Vec::new();
-                let mut names = Vec::new();
-                if let Some(root) = var("SERVICE_BINDING_ROOT") {
-                    bindings.push(BindingsInput::Root(PathBuf::from(root)));
-                    names.push("SERVICE_BINDING_ROOT");
-                }
-                if let Some(path) = var("VCAP_SERVICES_FILE_PATH") {
-                    bindings.push(BindingsInput::File(PathBuf::from(path)));
-                    names.push("VCAP_SERVICES_FILE_PATH");
-                }
-                if let Some(text) = var("VCAP_SERVICES") {
-                    bindings.push(BindingsInput::Env(text.to_owned()));
-                    names.push("VCAP_SERVICES");
-                }
-                if names.len() > 1 {
-                    warnings.push(format!(
-                        "several binding sources are set ({}): they are searched in that order, \
-                         and the first one holding a match wins",
-                        names.join(", ")
-                    ));
-                }
-                Source::Services { bindings, service }
+            Source::File(resolve(Path::new(file), var("HOME")))
+        } else {
+            // CF sets one of them (its two file features are mutually exclusive and
+            // replace VCAP_SERVICES); if several are set, the newer mechanisms first.
+            let mut bindings = Vec::new();
+            let mut names = Vec::new();
+            if let Some(root) = var("SERVICE_BINDING_ROOT") {
+                bindings.push(BindingsInput::Root(PathBuf::from(root)));
+                names.push("SERVICE_BINDING_ROOT");
             }
+            if let Some(path) = var("VCAP_SERVICES_FILE_PATH") {
+                bindings.push(BindingsInput::File(PathBuf::from(path)));
+                names.push("VCAP_SERVICES_FILE_PATH");
+            }
+            if let Some(text) = var("VCAP_SERVICES") {
+                bindings.push(BindingsInput::Env(text.to_owned()));
+                names.push("VCAP_SERVICES");
+            }
+            if names.len() > 1 {
+                warnings.push(format!(
+                    "several binding sources are set ({}): they are searched in that order, \
+                     and the first one holding a match wins",
+                    names.join(", ")
+                ));
+            }
+            Source::Services { bindings, service }
         };
 
         let knob = |knob: &Knob| parse_knob(knob, var(knob.name));

@@ -49,7 +49,7 @@ enum Phase {
 }
 
 /// The socket, with the deadlines of its phase.
-pub struct Timed {
+pub(crate) struct Timed {
     io: TcpStream,
     phase: Phase,
     /// When the phase began.
@@ -63,7 +63,7 @@ pub struct Timed {
 }
 
 impl Timed {
-    pub fn new(io: TcpStream, limits: Limits, slot: Arc<Slot>, epoch: Instant) -> Self {
+    pub(crate) fn new(io: TcpStream, limits: Limits, slot: Arc<Slot>, epoch: Instant) -> Self {
         let deadline = Box::pin(tokio::time::sleep(limits.idle_timeout));
         Self {
             io,
@@ -127,7 +127,7 @@ impl Timed {
                 Some(err) => Poll::Ready(Err(err)),
                 None => Poll::Pending,
             },
-            ready => ready,
+            ready @ Poll::Ready(_) => ready,
         }
     }
 }
@@ -202,7 +202,7 @@ impl AsyncWrite for Timed {
 }
 
 /// One open connection as the tracker sees it.
-pub struct Slot {
+pub(crate) struct Slot {
     /// Milliseconds from the tracker's epoch to when it went idle; [`BUSY`] if not idle.
     idle_since: AtomicU64,
     evicting: AtomicBool,
@@ -218,13 +218,13 @@ impl Slot {
         self.idle_since.store(ms, Ordering::Relaxed);
     }
 
-    pub fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         self.idle_since.load(Ordering::Relaxed) != BUSY
     }
 }
 
 /// The open connections.
-pub struct Tracker {
+pub(crate) struct Tracker {
     slots: Mutex<HashMap<u64, Arc<Slot>>>,
     /// How many of them hold a `?wait=` read.
     waiting: AtomicUsize,
@@ -235,7 +235,7 @@ pub struct Tracker {
 }
 
 /// Removes its connection from the tracker when dropped.
-pub struct Registration {
+pub(crate) struct Registration {
     tracker: Arc<Tracker>,
     id: u64,
 }
@@ -251,7 +251,7 @@ impl Drop for Registration {
 }
 
 impl Tracker {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             slots: Mutex::new(HashMap::new()),
             waiting: AtomicUsize::new(0),
@@ -267,22 +267,22 @@ impl Tracker {
 
     /// Open connections that count against `CONFIG_SERVER_MAX_CONNECTIONS`:
     /// all but those holding a `?wait=` read.
-    pub fn open(&self) -> usize {
+    pub(crate) fn open(&self) -> usize {
         self.total().saturating_sub(self.waiting())
     }
 
     /// Every open connection.
-    pub fn total(&self) -> usize {
+    pub(crate) fn total(&self) -> usize {
         self.lock().len()
     }
 
-    pub fn waiting(&self) -> usize {
+    pub(crate) fn waiting(&self) -> usize {
         self.waiting.load(Ordering::Relaxed)
     }
 
     /// Counts `slot`'s connection as waiting until the guard is dropped; `None`
     /// if `max` connections wait already.
-    pub fn start_waiting<'a>(&'a self, slot: &'a Slot, max: usize) -> Option<Waiting<'a>> {
+    pub(crate) fn start_waiting<'a>(&'a self, slot: &'a Slot, max: usize) -> Option<Waiting<'a>> {
         self.waiting
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                 (n < max).then_some(n + 1)
@@ -296,7 +296,7 @@ impl Tracker {
     }
 
     /// Adds a connection; it stays counted until the registration is dropped.
-    pub fn register(self: &Arc<Self>) -> (Arc<Slot>, Registration) {
+    pub(crate) fn register(self: &Arc<Self>) -> (Arc<Slot>, Registration) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let slot = Arc::new(Slot {
             idle_since: AtomicU64::new(BUSY),
@@ -313,7 +313,7 @@ impl Tracker {
     }
 
     /// Asks the connection idle the longest to close; `false` if none is idle.
-    pub fn evict_longest_idle(&self) -> bool {
+    pub(crate) fn evict_longest_idle(&self) -> bool {
         let slots = self.lock();
         let oldest = slots
             .values()
@@ -330,7 +330,7 @@ impl Tracker {
 }
 
 /// A connection counted as waiting.
-pub struct Waiting<'a> {
+pub(crate) struct Waiting<'a> {
     tracker: &'a Tracker,
     slot: &'a Slot,
 }
@@ -343,7 +343,7 @@ impl Drop for Waiting<'_> {
 }
 
 /// The limit of open files, from `/proc/self/limits` (no `unsafe` getrlimit).
-pub fn open_files_limit() -> Option<u64> {
+pub(crate) fn open_files_limit() -> Option<u64> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
     line.split_whitespace().nth(3)?.parse().ok()
@@ -351,14 +351,14 @@ pub fn open_files_limit() -> Option<u64> {
 
 /// File descriptors kept for everything but client connections: stdio, the
 /// listener, the runtime's epoll and wakers, signal pipes, reading the config.
-pub const RESERVED_FDS: u64 = 32;
+pub(crate) const RESERVED_FDS: u64 = 32;
 
 /// Below this limit of open files the sidecar does not start: it needs about a
 /// dozen before its first client (and tokio's signal setup panics without them).
-pub const MIN_OPEN_FILES: u64 = 16;
+pub(crate) const MIN_OPEN_FILES: u64 = 16;
 
 /// Backs off after failures, doubling from 10 ms up to a cap.
-pub struct Backoff {
+pub(crate) struct Backoff {
     next: Duration,
 }
 
@@ -366,17 +366,17 @@ impl Backoff {
     const FIRST: Duration = Duration::from_millis(10);
     const MAX: Duration = Duration::from_secs(1);
 
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self { next: Self::FIRST }
     }
 
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let delay = self.next;
         self.next = (self.next * 2).min(Self::MAX);
         delay
     }
 
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.next = Self::FIRST;
     }
 }

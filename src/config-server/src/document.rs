@@ -22,21 +22,21 @@ use serde_json::{Map, Value};
 
 /// Served when no configuration source is found, byte for byte as the original
 /// demo served it.
-pub const DEMO: &str = r#"{"Scope":"some-service.admin","Password":"not-a-real-p4$$w0rd"}"#;
+pub(crate) const DEMO: &str = r#"{"Scope":"some-service.admin","Password":"not-a-real-p4$$w0rd"}"#;
 
 /// The length of an entity tag: 16 hex digits in quotes.
 const TAG_LEN: usize = 18;
 
 /// One rendered JSON body and its entity tag.
 #[derive(Clone)]
-pub struct Rendered {
+pub(crate) struct Rendered {
     pub body: Bytes,
     pub etag: HeaderValue,
 }
 
 impl Rendered {
     /// `body` with its tag.
-    pub fn new(body: Bytes) -> Self {
+    pub(crate) fn new(body: Bytes) -> Self {
         let etag = header(Bytes::copy_from_slice(&etag(&body)));
         Self { body, etag }
     }
@@ -60,7 +60,7 @@ fn header(tag: Bytes) -> HeaderValue {
 const LEAF: u32 = u32::MAX;
 
 /// Pre-rendered JSON: the whole mapping, and where each value is in it.
-pub struct Document {
+pub(crate) struct Document {
     whole: Rendered,
     /// By container id (the top-level mapping is 0), each key or decimal index
     /// to the value's place: a lookup borrows the step, allocating nothing.
@@ -143,7 +143,7 @@ impl Renderer {
 impl Document {
     /// Renders a top-level mapping, keeping its key order: the same bytes as
     /// `serde_json` renders the object, each value's slice among them.
-    pub fn from_map(map: Map<String, Value>) -> Self {
+    pub(crate) fn from_map(map: Map<String, Value>) -> Self {
         let mut renderer = Renderer {
             body: Vec::new(),
             parts: Vec::new(),
@@ -156,20 +156,20 @@ impl Document {
     }
 
     /// The built-in demo document.
-    pub fn demo() -> Self {
+    pub(crate) fn demo() -> Self {
         let map = serde_json::from_str(DEMO).expect("the built-in demo document is a JSON object");
         Self::from_map(map)
     }
 
     /// The whole configuration as a JSON object.
     #[cfg(test)]
-    pub fn whole(&self) -> &Rendered {
+    pub(crate) fn whole(&self) -> &Rendered {
         &self.whole
     }
 
     /// The JSON text of the value at `path` (keys of mappings, decimal indexes
     /// of sequences); the whole document for an empty path.
-    pub fn find<S: AsRef<str>>(&self, path: &[S]) -> Option<Bytes> {
+    pub(crate) fn find<S: AsRef<str>>(&self, path: &[S]) -> Option<Bytes> {
         let mut id = 0;
         let mut body = 0..self.whole.body.len();
         for step in path {
@@ -184,7 +184,7 @@ impl Document {
     }
 
     /// The value at `path` with its tag.
-    pub fn get<S: AsRef<str>>(&self, path: &[S]) -> Option<Rendered> {
+    pub(crate) fn get<S: AsRef<str>>(&self, path: &[S]) -> Option<Rendered> {
         if path.is_empty() {
             return Some(self.whole.clone());
         }
@@ -193,7 +193,7 @@ impl Document {
 
     /// Several values as one JSON object, each under its name: `{"a":1,"b.c":2}`;
     /// `Err(name)` for the first one missing. A name given twice is answered once.
-    pub fn select<'a, S: AsRef<str>>(
+    pub(crate) fn select<'a, S: AsRef<str>>(
         &self,
         wanted: &'a [(String, Vec<S>)],
     ) -> Result<Rendered, &'a str> {
@@ -219,12 +219,12 @@ impl Document {
 /// Splits a key path as written in a URL (`db/password`, `hosts/0`) into its
 /// steps, each percent-decoded, so that `a%2Fb` is one key holding a slash;
 /// `None` if an escape is malformed or not UTF-8.
-pub fn split_path(raw: &str) -> Option<Vec<Cow<'_, str>>> {
+pub(crate) fn split_path(raw: &str) -> Option<Vec<Cow<'_, str>>> {
     raw.split('/').map(percent_decode).collect()
 }
 
 /// Decodes `%XX` escapes; `None` if an escape is malformed or the result is not UTF-8.
-pub fn percent_decode(raw: &str) -> Option<Cow<'_, str>> {
+pub(crate) fn percent_decode(raw: &str) -> Option<Cow<'_, str>> {
     if !raw.contains('%') {
         return Some(Cow::Borrowed(raw));
     }

@@ -29,7 +29,7 @@ use crate::sanitize;
 
 /// A file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     Json,
     Yaml,
     Env,
@@ -37,9 +37,9 @@ pub enum Format {
 }
 
 impl Format {
-    pub const NAMES: &'static str = "json, yaml, env or properties";
+    pub(crate) const NAMES: &'static str = "json, yaml, env or properties";
 
-    pub fn parse(name: &str) -> Option<Self> {
+    pub(crate) fn parse(name: &str) -> Option<Self> {
         Some(match name {
             "json" => Self::Json,
             "yaml" => Self::Yaml,
@@ -51,7 +51,7 @@ impl Format {
 }
 
 /// The file's bytes for the value whose JSON text is `json`.
-pub fn encode(format: Format, json: &[u8]) -> Result<Vec<u8>, String> {
+pub(crate) fn encode(format: Format, json: &[u8]) -> Result<Vec<u8>, String> {
     if format == Format::Json {
         let mut out = json.to_vec();
         out.push(b'\n');

@@ -320,6 +320,7 @@ impl Position {
 
     /// This position, in a part of `text` starting at byte `start`, as a
     /// position in the whole of `text` (columns count bytes, as serde_json's do).
+    #[must_use]
     pub fn within(self, text: &[u8], start: usize) -> Self {
         let Some((line, column)) = self.0 else {
             return self;

@@ -14,7 +14,7 @@ use crate::reload::Snapshot;
 
 /// What a reload came to.
 #[derive(Clone, Copy)]
-pub enum Reload {
+pub(crate) enum Reload {
     /// A new generation is served.
     Changed,
     /// The source loads to what is served already.
@@ -25,14 +25,14 @@ pub enum Reload {
 
 /// What running a file's command (or sending its signal) came to.
 #[derive(Clone, Copy)]
-pub enum Hook {
+pub(crate) enum Hook {
     Ok,
     Failed,
     TimedOut,
 }
 
 #[derive(Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
     reloads: [AtomicU64; 3],
     renders_ok: AtomicU64,
@@ -43,16 +43,16 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn request(&self, route: &'static str, status: u16) {
+    pub(crate) fn request(&self, route: &'static str, status: u16) {
         let mut requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
         *requests.entry((route, status)).or_default() += 1;
     }
 
-    pub fn reload(&self, outcome: Reload) {
+    pub(crate) fn reload(&self, outcome: Reload) {
         self.reloads[outcome as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn render(&self, ok: bool) {
+    pub(crate) fn render(&self, ok: bool) {
         let counter = if ok {
             &self.renders_ok
         } else {
@@ -61,12 +61,12 @@ impl Metrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn hook(&self, outcome: Hook) {
+    pub(crate) fn hook(&self, outcome: Hook) {
         self.hooks[outcome as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The text of `/metrics`.
-    pub fn render_text(&self, snapshot: &Snapshot, open: usize, waiting: usize) -> String {
+    pub(crate) fn render_text(&self, snapshot: &Snapshot, open: usize, waiting: usize) -> String {
         let mut out = String::new();
         family(
             &mut out,

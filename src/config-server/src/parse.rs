@@ -29,24 +29,24 @@ use crate::error::{Format, Position};
 use crate::sanitize;
 
 /// Mappings and sequences may nest this deep, no deeper.
-pub const MAX_DEPTH: usize = 100;
+pub(crate) const MAX_DEPTH: usize = 100;
 /// YAML aliases may repeat at most this many values in all (a value is a
 /// scalar, a sequence or a mapping, counted with everything inside it).
-pub const MAX_ALIAS_VALUES: usize = 1000;
+pub(crate) const MAX_ALIAS_VALUES: usize = 1000;
 use yaml_guard::Events;
 /// The YAML scanner may read at most this many flow indicators (`,[]{}`) ahead of
 /// the last event (the guard shared with the manifest's reader, yaml-guard).
-pub use yaml_guard::MAX_FLOW_AHEAD;
+pub(crate) use yaml_guard::MAX_FLOW_AHEAD;
 /// A document may hold at most this many values, aliases counted as what they
 /// repeat. Held in memory, a value takes about a hundred bytes whatever its
 /// text, so a 1 MiB source of `{},{},...` would otherwise need some 30 MB at
 /// once: about all the sidecar has on Cloud Foundry.
-pub const MAX_VALUES: usize = 50_000;
+pub(crate) const MAX_VALUES: usize = 50_000;
 /// A document's JSON form (what `GET /config` answers) may be at most this
 /// many bytes. [`MAX_VALUES`] counts values whatever their size, so a 100 KB
 /// string repeated by 999 aliases passed it and expanded into 100 MB; the
 /// 1 MiB source cap keeps a document without aliases well under this.
-pub const MAX_DOCUMENT_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const MAX_DOCUMENT_BYTES: usize = 4 * 1024 * 1024;
 
 /// Why a text was refused, with where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,7 +166,7 @@ impl fmt::Display for ParseError {
 /// The value's JSON form is then measured, exactly, against
 /// [`MAX_DOCUMENT_BYTES`] (the YAML reader already stops an alias that
 /// would go far over it).
-pub fn parse(format: Format, text: &[u8]) -> Result<Value, ParseError> {
+pub(crate) fn parse(format: Format, text: &[u8]) -> Result<Value, ParseError> {
     let text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
     let value = match format {
         Format::Json => parse_json(text),

@@ -37,7 +37,7 @@ use crate::render::Files;
 use crate::source::{self, Loaded, Origin};
 
 /// What one request is answered from.
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     pub document: Arc<Document>,
     pub origin: Origin,
     /// 1 for the document loaded at startup, one more for each swap.
@@ -50,11 +50,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn loaded_at(&self) -> SystemTime {
+    pub(crate) fn loaded_at(&self) -> SystemTime {
         self.loaded_at
     }
 
-    pub fn last_attempt_failed(&self) -> bool {
+    pub(crate) fn last_attempt_failed(&self) -> bool {
         self.last_error.is_some()
     }
 
@@ -88,7 +88,7 @@ impl Snapshot {
 }
 
 /// The configuration being served.
-pub struct Live {
+pub(crate) struct Live {
     current: Mutex<Arc<Snapshot>>,
     /// The last attempt failed in a way that may pass with the files unchanged
     /// ([`crate::error::Error::may_pass`]).
@@ -100,7 +100,7 @@ pub struct Live {
 
 impl Live {
     /// Starts serving what was loaded at startup, as generation 1.
-    pub fn new(loaded: Loaded) -> Self {
+    pub(crate) fn new(loaded: Loaded) -> Self {
         let now = SystemTime::now();
         let first = Snapshot::new(Arc::new(loaded.document), loaded.origin, 1, now, now, None);
         Self {
@@ -112,17 +112,17 @@ impl Live {
     }
 
     /// Tells of every new generation, from now on.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
         self.generation.subscribe()
     }
 
     /// Whether the last attempt should be made again even if nothing changes.
-    pub fn wants_retry(&self) -> bool {
+    pub(crate) fn wants_retry(&self) -> bool {
         self.retry.load(Ordering::Relaxed)
     }
 
     /// What a request is answered from; cheap (a lock and an `Arc` clone).
-    pub fn snapshot(&self) -> Arc<Snapshot> {
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
         Arc::clone(&self.lock())
     }
 
@@ -223,11 +223,11 @@ impl Live {
 /// Asks for reloads; cheap to clone. A request made while a reload runs is
 /// served by the next one; requests made meanwhile are one.
 #[derive(Clone)]
-pub struct Trigger(mpsc::UnboundedSender<&'static str>);
+pub(crate) struct Trigger(mpsc::UnboundedSender<&'static str>);
 
 impl Trigger {
     /// Asks for a reload; `why` is `SIGHUP` or `a change`.
-    pub fn reload(&self, why: &'static str) {
+    pub(crate) fn reload(&self, why: &'static str) {
         let _ = self.0.send(why);
     }
 }
@@ -236,7 +236,7 @@ impl Trigger {
 /// requests go on being answered from the document served until the new one
 /// is checked; then tells `hooks` which files changed. Returns the trigger
 /// and the task's future.
-pub fn reloader(
+pub(crate) fn reloader(
     live: Arc<Live>,
     source: Arc<Source>,
     files: Arc<Files>,

@@ -33,7 +33,7 @@ use crate::error::Error;
 use crate::metrics::{self, Metrics};
 
 /// The setting naming the files.
-pub const SETTING: &str = "CONFIG_SERVER_RENDER";
+pub(crate) const SETTING: &str = "CONFIG_SERVER_RENDER";
 
 /// One entry of `CONFIG_SERVER_RENDER`, as written.
 #[derive(Deserialize)]
@@ -67,7 +67,7 @@ enum Hook {
 
 /// A file to render.
 #[derive(Debug)]
-pub struct Target {
+pub(crate) struct Target {
     /// `CONFIG_SERVER_RENDER[0] (config/app.env)`, for messages.
     name: String,
     /// Relative to the app's directory, checked.
@@ -78,7 +78,7 @@ pub struct Target {
 }
 
 /// The files to render, and what was last written to each.
-pub struct Files {
+pub(crate) struct Files {
     app_dir: PathBuf,
     targets: Vec<Target>,
     /// A hash of the bytes last written to each target.
@@ -88,7 +88,7 @@ pub struct Files {
 impl Files {
     /// Reads `CONFIG_SERVER_RENDER` (a JSON list; unset: no file), with every
     /// path checked against `app_dir`.
-    pub fn from_setting(setting: Option<&str>, app_dir: &Path) -> Result<Self, Error> {
+    pub(crate) fn from_setting(setting: Option<&str>, app_dir: &Path) -> Result<Self, Error> {
         let bad = |problem: String| Error::InvalidRender { problem };
         let entries: Vec<Entry> = match setting {
             None => Vec::new(),
@@ -182,7 +182,7 @@ impl Files {
     }
 
     /// Writes every file from `document`, at startup: any failure stops the sidecar.
-    pub fn write_all(&self, document: &Document) -> Result<(), Error> {
+    pub(crate) fn write_all(&self, document: &Document) -> Result<(), Error> {
         for (i, target) in self.targets.iter().enumerate() {
             self.write(i, document)
                 .map_err(|problem| Error::RenderFailed {
@@ -195,7 +195,7 @@ impl Files {
 
     /// Writes the files whose content `document` changes; returns their indexes.
     /// A file that cannot be written keeps its last good version, with a warning.
-    pub fn update(&self, document: &Document, metrics: &Metrics) -> Vec<usize> {
+    pub(crate) fn update(&self, document: &Document, metrics: &Metrics) -> Vec<usize> {
         let mut changed = Vec::new();
         for (i, target) in self.targets.iter().enumerate() {
             match self.write(i, document) {
@@ -245,7 +245,7 @@ impl Files {
 
     /// Starts one task per file with a command or a signal; returns what tells
     /// them that their files changed.
-    pub fn start_hooks(
+    pub(crate) fn start_hooks(
         self: &Arc<Self>,
         metrics: Arc<dyn Fn(metrics::Hook) + Send + Sync>,
         timeout: Duration,

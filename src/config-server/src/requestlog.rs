@@ -20,9 +20,9 @@ use tokio::sync::Notify;
 use crate::sanitize;
 
 /// Characters of a request path the log keeps.
-pub const MAX_PATH: usize = 256;
+pub(crate) const MAX_PATH: usize = 256;
 /// Characters of a request method the log keeps.
-pub const MAX_METHOD: usize = 16;
+pub(crate) const MAX_METHOD: usize = 16;
 
 /// How long a line may wait in memory.
 const FLUSH_DELAY: Duration = Duration::from_millis(50);
@@ -30,7 +30,7 @@ const FLUSH_DELAY: Duration = Duration::from_millis(50);
 const FLUSH_SIZE: usize = 32 * 1024;
 
 #[derive(Default)]
-pub struct RequestLog {
+pub(crate) struct RequestLog {
     pending: Mutex<Pending>,
     wake: Notify,
 }
@@ -43,7 +43,7 @@ struct Pending {
 
 impl RequestLog {
     /// Queues one line.
-    pub fn record(&self, method: &Method, path: &str, status: StatusCode, took: Duration) {
+    pub(crate) fn record(&self, method: &Method, path: &str, status: StatusCode, took: Duration) {
         let mut pending = self.lock();
         // Writing into a Vec cannot fail.
         let _ = writeln!(
@@ -63,7 +63,7 @@ impl RequestLog {
     }
 
     /// Writes out lines that have waited `FLUSH_DELAY`; runs until the runtime stops.
-    pub async fn flush_periodically(&self) {
+    pub(crate) async fn flush_periodically(&self) {
         loop {
             self.wake.notified().await;
             tokio::time::sleep(FLUSH_DELAY).await;
@@ -72,7 +72,7 @@ impl RequestLog {
     }
 
     /// Writes out every waiting line now.
-    pub fn flush(&self) {
+    pub(crate) fn flush(&self) {
         let mut pending = self.lock();
         write_out(&mut pending.buf);
         pending.flush_scheduled = false;

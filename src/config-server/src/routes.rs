@@ -43,10 +43,10 @@ const NO_TOKEN: &[u8] =
 const BUSY_WAITING: &[u8] =
     br#"{"error":"too many requests are waiting (CONFIG_SERVER_MAX_WAITING), try again"}"#;
 
-pub type Body = Full<Bytes>;
+pub(crate) type Body = Full<Bytes>;
 
 /// What the door asks of a request.
-pub struct Door {
+pub(crate) struct Door {
     /// The bearer token, if one is set.
     pub token: Option<Vec<u8>>,
     /// The longest `wait` a client may ask for.
@@ -54,14 +54,14 @@ pub struct Door {
 }
 
 /// A request, as far as routing needs it.
-pub struct Request<'a> {
+pub(crate) struct Request<'a> {
     pub method: &'a Method,
     pub uri: &'a Uri,
     pub headers: &'a HeaderMap,
 }
 
 /// The metrics label of a path: a fixed set, never anything the client wrote.
-pub fn route_label(path: &str) -> &'static str {
+pub(crate) fn route_label(path: &str) -> &'static str {
     match path {
         "/health" => "health",
         "/metrics" => "metrics",
@@ -72,7 +72,7 @@ pub fn route_label(path: &str) -> &'static str {
 }
 
 /// How a request is to be answered.
-pub enum Routed {
+pub(crate) enum Routed {
     Now(Response<Body>),
     /// `/metrics`, which the server renders.
     Metrics,
@@ -85,7 +85,7 @@ pub enum Routed {
 }
 
 /// A read of the configuration: what to select, and the client's version.
-pub struct Read {
+pub(crate) struct Read {
     /// The key path after `/config/`.
     path: Vec<String>,
     /// `?key=` names and their paths (below `path`); none: the value at `path`.
@@ -96,7 +96,7 @@ pub struct Read {
 impl Read {
     /// The answer from `document`: `200` with the value, `304` if the client
     /// has it, or `404` naming the key missing.
-    pub fn answer(&self, document: &Document) -> Response<Body> {
+    pub(crate) fn answer(&self, document: &Document) -> Response<Body> {
         let rendered = if self.keys.is_empty() {
             document.get(&self.path).ok_or_else(|| self.path.join("/"))
         } else {
@@ -147,7 +147,7 @@ impl Read {
 }
 
 /// Routes `request`, answered from `snapshot`.
-pub fn route(request: &Request<'_>, snapshot: &Snapshot, door: &Door) -> Routed {
+pub(crate) fn route(request: &Request<'_>, snapshot: &Snapshot, door: &Door) -> Routed {
     if !loopback_host(request.uri, request.headers) {
         return Routed::Now(json(StatusCode::FORBIDDEN, Bytes::from_static(BAD_HOST)));
     }
@@ -259,7 +259,7 @@ fn param(pair: &str) -> Option<(&str, &str)> {
 }
 
 /// `30s`, `500ms`, `2m`, or a whole number of seconds; at most `max`.
-pub fn parse_wait(value: &str, max: Duration) -> Result<Duration, String> {
+pub(crate) fn parse_wait(value: &str, max: Duration) -> Result<Duration, String> {
     let shown = crate::sanitize::cut(value, 32);
     let invalid = || {
         format!(
@@ -344,7 +344,7 @@ fn has_token(headers: &HeaderMap, token: &[u8]) -> bool {
 }
 
 /// `503` to a read that would wait while too many others do.
-pub fn busy_waiting() -> Response<Body> {
+pub(crate) fn busy_waiting() -> Response<Body> {
     let mut response = json(
         StatusCode::SERVICE_UNAVAILABLE,
         Bytes::from_static(BUSY_WAITING),
@@ -356,7 +356,7 @@ pub fn busy_waiting() -> Response<Body> {
 }
 
 /// `200` with a body that is not JSON (`/metrics`).
-pub fn text(body: String, content_type: &'static str) -> Response<Body> {
+pub(crate) fn text(body: String, content_type: &'static str) -> Response<Body> {
     let mut response = json(StatusCode::OK, Bytes::from(body));
     response
         .headers_mut()

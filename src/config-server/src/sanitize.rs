@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 /// `text` escaped, and cut after `max_chars` characters with a note of how much
 /// was left out.
-pub fn cut(text: &str, max_chars: usize) -> String {
+pub(crate) fn cut(text: &str, max_chars: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max_chars + 16));
     for (taken, (i, c)) in text.char_indices().enumerate() {
         if taken == max_chars {

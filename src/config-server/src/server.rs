@@ -40,7 +40,7 @@ use crate::watch as watcher;
 const DRAIN_TIMEOUT: Duration = Duration::from_millis(500);
 /// The largest request head (request line and headers) accepted; a larger one
 /// gets `431`. Also what a connection's read buffer may grow to.
-pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// A repeating condition (accept failures, the connection limit) is logged at
 /// most this often.
 const WARN_EVERY: Duration = Duration::from_secs(10);
@@ -49,7 +49,7 @@ const BUSY_BODY: &str = r#"{"error":"too many connections, try again"}"#;
 
 /// Serves what was loaded at startup on `127.0.0.1:port` until SIGTERM or SIGINT;
 /// `files` were written from it, and are written again at every reload.
-pub fn serve(
+pub(crate) fn serve(
     config: Config,
     loaded: Loaded,
     files: Files,

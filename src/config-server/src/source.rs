@@ -25,18 +25,18 @@ use crate::sanitize;
 use crate::watch;
 
 /// The tag (or binding type) that marks the service binding holding the configuration.
-pub const TAG: &str = "config-server";
+pub(crate) const TAG: &str = "config-server";
 
 /// The most a configuration source may hold: the file, the bindings file, or all
 /// the files of a `SERVICE_BINDING_ROOT` tree together. CF caps file-based
 /// bindings at 1 MB (cloud_controller_ng ServiceBindingFilesBuilder); a source
 /// this size already parses into several times as much memory, and the sidecar
 /// runs in 32 MB.
-pub const MAX_SOURCE_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_SOURCE_BYTES: u64 = 1024 * 1024;
 
 /// Where the served configuration came from, as the startup line tells it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     File(PathBuf),
     Service {
         name: String,
@@ -48,7 +48,7 @@ pub enum Origin {
 
 /// How a service binding was picked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Match {
+pub(crate) enum Match {
     /// Its name is `CONFIG_SERVER_SERVICE`.
     Name,
     /// Its tags hold `config-server`.
@@ -79,7 +79,7 @@ impl fmt::Display for Origin {
 }
 
 /// A configuration, read and checked, ready to be served.
-pub struct Loaded {
+pub(crate) struct Loaded {
     pub document: Document,
     pub origin: Origin,
 }
@@ -94,7 +94,7 @@ const LOAD_TRIES: usize = 5;
 /// the password file: the files' state is taken before and after, and a
 /// load that saw them change is thrown away and tried again, so that what
 /// is served is one version or the other, never a mix.
-pub fn load(source: &Source) -> Result<Loaded, Error> {
+pub(crate) fn load(source: &Source) -> Result<Loaded, Error> {
     let targets = watch::targets(source);
     for _ in 0..LOAD_TRIES {
         let before = watch::fingerprint(&targets);
@@ -138,7 +138,7 @@ fn load_once(source: &Source) -> Result<Loaded, Error> {
 }
 
 /// Why [`read_capped`] gave up.
-pub enum Capped {
+pub(crate) enum Capped {
     Io(io::Error),
     NotRegular,
     /// The size found, or the most read before giving up.
@@ -147,7 +147,7 @@ pub enum Capped {
 
 /// Reads a regular file of at most `budget` bytes, refusing a larger one before
 /// reading it whole (and one that grows past `budget` while it is read).
-pub fn read_capped(path: &Path, budget: u64) -> Result<Vec<u8>, Capped> {
+pub(crate) fn read_capped(path: &Path, budget: u64) -> Result<Vec<u8>, Capped> {
     let meta = fs::metadata(path).map_err(Capped::Io)?;
     read_regular(path, &meta, budget)
 }
@@ -377,7 +377,7 @@ fn by_tag_or_type(sources: &[Listing]) -> Result<Option<(&Listing, &Binding, Mat
             })
             .collect();
         match matches[..] {
-            [] => continue,
+            [] => {}
             [(binding, matched)] => return Ok(Some((listing, binding, matched))),
             _ => {
                 let names: Vec<&str> = matches.iter().map(|(b, _)| b.name.as_str()).collect();

@@ -15,7 +15,7 @@ use crate::source::{read_capped, Capped};
 const MAX_TOKEN_BYTES: u64 = 4096;
 
 /// The token's bytes.
-pub fn read(source: &TokenSource) -> Result<Vec<u8>, Error> {
+pub(crate) fn read(source: &TokenSource) -> Result<Vec<u8>, Error> {
     match source {
         TokenSource::Value(token) => check("CONFIG_SERVER_TOKEN".to_owned(), token.as_bytes()),
         TokenSource::File(path) => {

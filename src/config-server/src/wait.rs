@@ -40,9 +40,9 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 /// The most of a `/health` answer read.
 const MAX_ANSWER: u64 = 64 * 1024;
 
-pub const EXIT_USAGE: u8 = 2;
-pub const EXIT_SETTING: u8 = 3;
-pub const EXIT_TIMEOUT: u8 = 5;
+pub(crate) const EXIT_USAGE: u8 = 2;
+pub(crate) const EXIT_SETTING: u8 = 3;
+pub(crate) const EXIT_TIMEOUT: u8 = 5;
 
 const USAGE: &str = "usage: config-server wait [--timeout DURATION] [--only-for TYPE,...]\n\
     \n\
@@ -117,12 +117,12 @@ fn parse_duration(raw: &str) -> Option<Duration> {
 /// The sidecar's last startup error, in `$TMPDIR` (CF's launcher sets it to
 /// /home/vcap/tmp for every process of an instance), keyed by its port. Without
 /// `TMPDIR` (a local run) there is none.
-pub struct Note {
+pub(crate) struct Note {
     path: PathBuf,
 }
 
 impl Note {
-    pub fn new(env: &HashMap<String, String>, port: u16) -> Option<Self> {
+    pub(crate) fn new(env: &HashMap<String, String>, port: u16) -> Option<Self> {
         let dir = env.get("TMPDIR").filter(|d| !d.is_empty())?;
         Some(Self {
             path: PathBuf::from(dir).join(format!("config-server-{port}.error")),
@@ -130,12 +130,12 @@ impl Note {
     }
 
     /// Forgets an earlier start's error.
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         let _ = fs::remove_file(&self.path);
     }
 
     /// Leaves `err` for `wait`; best effort: the error line in the log is what counts.
-    pub fn write(&self, err: &error::Error) {
+    pub(crate) fn write(&self, err: &error::Error) {
         let _ = fs::write(&self.path, error::report(err));
     }
 
@@ -206,7 +206,7 @@ fn process_type(env: &HashMap<String, String>) -> Option<String> {
 }
 
 /// Runs `config-server wait ARGS` with `env`; returns the exit code.
-pub fn main(args: &[String], env: &HashMap<String, String>) -> ExitCode {
+pub(crate) fn main(args: &[String], env: &HashMap<String, String>) -> ExitCode {
     let args = match parse_args(args) {
         Ok(a) => a,
         Err(msg) if msg.is_empty() => {

@@ -49,13 +49,13 @@ const SETTLE_TRIES: usize = 20;
 
 /// What to stat.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Target {
+pub(crate) enum Target {
     File(PathBuf),
     Tree(PathBuf),
 }
 
 /// The files behind `source`; empty when nothing can change (an environment variable).
-pub fn targets(source: &Source) -> Vec<Target> {
+pub(crate) fn targets(source: &Source) -> Vec<Target> {
     match source {
         Source::File(path) => vec![Target::File(path.clone())],
         Source::Services { bindings, .. } => bindings
@@ -71,7 +71,7 @@ pub fn targets(source: &Source) -> Vec<Target> {
 
 /// The state of the targets' files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Print {
+pub(crate) struct Print {
     /// A hash of everything stat says of them.
     pub all: u64,
     /// A hash of which files they are (device and inode) only: it stays the
@@ -87,7 +87,7 @@ struct Hashers {
 }
 
 /// The state of every target's files.
-pub fn fingerprint(targets: &[Target]) -> Print {
+pub(crate) fn fingerprint(targets: &[Target]) -> Print {
     let mut hasher = Hashers::default();
     for target in targets {
         match target {
@@ -214,7 +214,7 @@ fn entries(dir: &Path, budget: &mut usize, hashers: &mut Hashers) -> Vec<OsStrin
 /// (see [`Live::wants_retry`]); never returns (and does nothing when there is
 /// nothing to watch). Files changed in place are read only once they held
 /// still for `settle`.
-pub async fn run(
+pub(crate) async fn run(
     live: Arc<Live>,
     trigger: Trigger,
     source: Arc<Source>,

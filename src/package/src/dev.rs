@@ -16,7 +16,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use url::Url;
 
-pub struct DevArgs<'a> {
+pub(crate) struct DevArgs<'a> {
     pub root: &'a Path,
     pub supply: &'a Path,
     pub out: &'a Path,
@@ -24,7 +24,7 @@ pub struct DevArgs<'a> {
     pub artifacts: &'a [(String, PathBuf)],
 }
 
-pub fn run(args: &DevArgs<'_>) -> anyhow::Result<()> {
+pub(crate) fn run(args: &DevArgs<'_>) -> anyhow::Result<()> {
     if !is_free(args.out) {
         return Err(PackError::OutputInTheWay {
             path: args.out.to_path_buf(),

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 /// A value to write: a scalar, a list of scalars (written `[a, b]`), or a mapping of
 /// those (written as a block).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Value {
+pub(crate) enum Value {
     Scalar(String),
     /// A whole number, written plain.
     Int(u64),
@@ -21,10 +21,10 @@ pub enum Value {
 /// Why a node cannot be edited in place: the caller names the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct Refused(pub String);
+pub(crate) struct Refused(pub String);
 
 /// Pending replacements of `text`, applied all at once by `finish`.
-pub struct Editor<'t> {
+pub(crate) struct Editor<'t> {
     text: &'t str,
     /// The file's line break (`\r\n` in a file written on Windows), for the lines added.
     newline: &'static str,
@@ -33,7 +33,7 @@ pub struct Editor<'t> {
 }
 
 impl<'t> Editor<'t> {
-    pub fn new(text: &'t str) -> Self {
+    pub(crate) fn new(text: &'t str) -> Self {
         let first_break = text.find('\n');
         let crlf = first_break.is_some_and(|i| text[..i].ends_with('\r'));
         Editor {
@@ -44,7 +44,7 @@ impl<'t> Editor<'t> {
     }
 
     /// Sets a scalar's value, in its own quoting style when that can hold it.
-    pub fn set_scalar(&mut self, node: &Node, value: &str) -> Result<(), Refused> {
+    pub(crate) fn set_scalar(&mut self, node: &Node, value: &str) -> Result<(), Refused> {
         let style = match &node.kind {
             Kind::Scalar { value: old, .. } if old == value => return Ok(()),
             Kind::Scalar { style, .. } if *style != Style::Block && !node.anchored => *style,
@@ -55,7 +55,7 @@ impl<'t> Editor<'t> {
     }
 
     /// Sets a plain scalar to a whole number.
-    pub fn set_int(&mut self, node: &Node, value: u64) -> Result<(), Refused> {
+    pub(crate) fn set_int(&mut self, node: &Node, value: u64) -> Result<(), Refused> {
         match &node.kind {
             Kind::Scalar { value: old, .. } if *old == value.to_string() => Ok(()),
             Kind::Scalar {
@@ -73,7 +73,12 @@ impl<'t> Editor<'t> {
     /// the items that stay keep their lines and comments, an item that takes another's
     /// place takes its line, the rest are removed or added with their own lines. Any
     /// other list is written `[a, b]`.
-    pub fn set_list(&mut self, key: &Node, node: &Node, values: &[String]) -> Result<(), Refused> {
+    pub(crate) fn set_list(
+        &mut self,
+        key: &Node,
+        node: &Node,
+        values: &[String],
+    ) -> Result<(), Refused> {
         match &node.kind {
             Kind::Sequence { items, .. }
                 if items
@@ -137,7 +142,12 @@ impl<'t> Editor<'t> {
     }
 
     /// Adds `key: value` as the last entry of a block mapping.
-    pub fn insert_entry(&mut self, map: &Node, key: &str, value: &Value) -> Result<(), Refused> {
+    pub(crate) fn insert_entry(
+        &mut self,
+        map: &Node,
+        key: &str,
+        value: &Value,
+    ) -> Result<(), Refused> {
         match &map.kind {
             _ if map.anchored => Err(not_plain(map)),
             Kind::Mapping { flow: false, .. } => {
@@ -154,7 +164,12 @@ impl<'t> Editor<'t> {
     }
 
     /// Adds an item at the end of a block list.
-    pub fn append_item(&mut self, key: &Node, seq: &Node, item: &Value) -> Result<(), Refused> {
+    pub(crate) fn append_item(
+        &mut self,
+        key: &Node,
+        seq: &Node,
+        item: &Value,
+    ) -> Result<(), Refused> {
         match &seq.kind {
             _ if seq.anchored => Err(not_plain(seq)),
             Kind::Sequence { flow: false, .. } => {
@@ -179,7 +194,7 @@ impl<'t> Editor<'t> {
     }
 
     /// Removes one item of a block list, with its lines.
-    pub fn remove_item(&mut self, seq: &Node, index: usize) -> Result<(), Refused> {
+    pub(crate) fn remove_item(&mut self, seq: &Node, index: usize) -> Result<(), Refused> {
         match &seq.kind {
             Kind::Sequence { flow: false, items } => match items.get(index) {
                 Some(item) => self.remove_item_lines(item),
@@ -192,7 +207,7 @@ impl<'t> Editor<'t> {
     }
 
     /// Removes `key: value` from a block mapping, with its lines.
-    pub fn remove_entry(&mut self, key: &Node, value: &Node) -> Result<(), Refused> {
+    pub(crate) fn remove_entry(&mut self, key: &Node, value: &Node) -> Result<(), Refused> {
         let start = self.line_start(key.start);
         if self.text[start..key.start].trim() != "" {
             return Err(Refused(
@@ -206,7 +221,12 @@ impl<'t> Editor<'t> {
 
     /// Replaces whatever follows `key` (its `:` and value) with `: <value>`. A value of
     /// several lines goes below the key, whose line keeps its comment.
-    pub fn replace_value(&mut self, key: &Node, value: &Node, new: &Value) -> Result<(), Refused> {
+    pub(crate) fn replace_value(
+        &mut self,
+        key: &Node,
+        value: &Node,
+        new: &Value,
+    ) -> Result<(), Refused> {
         let colon = self.text[key.end..]
             .find(':')
             .map(|i| key.end + i)
@@ -237,7 +257,7 @@ impl<'t> Editor<'t> {
     }
 
     /// The text with every edit applied; refused if two edits overlap (a bug).
-    pub fn finish(self) -> Result<String, Refused> {
+    pub(crate) fn finish(self) -> Result<String, Refused> {
         let mut edits = self.edits;
         // Stable: insertions at one point keep the order they were made in, and come
         // before a removal that starts there.
@@ -367,7 +387,7 @@ fn not_plain(node: &Node) -> Refused {
 
 /// `value` as a YAML scalar that reads back as exactly this string: in `style` where
 /// that is safe, else double-quoted.
-pub fn scalar(value: &str, style: Style) -> String {
+pub(crate) fn scalar(value: &str, style: Style) -> String {
     match style {
         Style::Plain if plain_is_safe(value) => value.to_string(),
         Style::SingleQuoted if !value.chars().any(char::is_control) => {

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 /// Failures only the packager and the tool can hit.
 #[derive(Debug, thiserror::Error)]
-pub enum PackError {
+pub(crate) enum PackError {
     /// An `include_files` entry names a path outside the buildpack's root, or is not
     /// written as a plain relative path.
     #[error("{}: include_files entry {entry:?} {problem}{}", manifest.display(), at(*position))]
@@ -213,7 +213,7 @@ fn explain(e: &Error) -> Explanation {
             format!(
                 "package for a stack it has a build for (--stack {}), or pin a build for this \
                  stack first (package pin NAME --stack STACK ...)",
-                supported.first().map(String::as_str).unwrap_or("STACK")
+                supported.first().map_or("STACK", String::as_str)
             ),
             vec![format!(
                 "stacks with a build of every sidecar: {}",
@@ -335,7 +335,7 @@ fn explain(e: &Error) -> Explanation {
 }
 
 /// The exit code and the whole `**ERROR**` message for any error.
-pub fn report(err: &anyhow::Error) -> (i32, String) {
+pub(crate) fn report(err: &anyhow::Error) -> (i32, String) {
     if let Some(e) = err.downcast_ref::<PackError>() {
         return (e.exit_code(), e.explain().render(&e.to_string()));
     }

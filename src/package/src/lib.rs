@@ -360,20 +360,19 @@ fn run(command: Command, env: &HashMap<String, String>) -> anyhow::Result<()> {
             sha256,
             stack,
             manifest,
-        } => match (uri, sha256) {
-            (Some(uri), Some(sha256)) => {
+        } => {
+            if let (Some(uri), Some(sha256)) = (uri, sha256) {
                 checked_uri(&uri)?;
                 let name = name.unwrap_or_else(|| "the artifact".into());
                 verify::run(&name, "", &uri, sha256, env)
-            }
-            _ => {
+            } else {
                 let m = Manifest::parse(&zip::read(&manifest)?, &manifest)?;
                 let name = name.unwrap_or_default();
                 pin::known_dependency(&m, &manifest, &name)?;
                 let dep = m.pick(&name, stack.as_deref())?;
                 verify::run(&dep.name, &dep.version, &dep.uri_text, dep.sha256, env)
             }
-        },
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use std::path::Path;
 
 /// One build of a dependency, as it should be pinned.
 #[derive(Debug, Clone)]
-pub struct Pin {
+pub(crate) struct Pin {
     pub name: String,
     pub version: String,
     pub uri: String,
@@ -27,7 +27,7 @@ pub struct Pin {
 }
 
 /// The pinned text, and what the person pinning should know.
-pub struct Pinned {
+pub(crate) struct Pinned {
     pub text: String,
     /// `text`, loaded (it was checked to load as exactly this).
     pub manifest: Manifest,
@@ -93,7 +93,7 @@ fn target(m: &Manifest, path: &Path, p: &Pin) -> anyhow::Result<Option<usize>> {
 }
 
 /// Pins `p` in the manifest `text` read from `path`. Nothing is written here.
-pub fn pin(text: &str, path: &Path, p: &Pin) -> anyhow::Result<Pinned> {
+pub(crate) fn pin(text: &str, path: &Path, p: &Pin) -> anyhow::Result<Pinned> {
     plan_pin(text, path, p).map_err(|e| positioned(e, text))
 }
 
@@ -110,7 +110,7 @@ fn positioned(e: anyhow::Error, text: &str) -> anyhow::Error {
 /// The file as a tree of spans, for the editor. It reads YAML as the loader does, but
 /// where the two parsers disagree (libyaml takes a few things saphyr refuses), the
 /// tool cannot edit safely and says so.
-pub fn spans(text: &str, path: &Path) -> anyhow::Result<Node> {
+pub(crate) fn spans(text: &str, path: &Path) -> anyhow::Result<Node> {
     let uneditable = |why: String, position| PackError::Uneditable {
         manifest: path.to_path_buf(),
         key: "(document)".into(),
@@ -132,7 +132,13 @@ pub fn spans(text: &str, path: &Path) -> anyhow::Result<Node> {
 }
 
 /// A refusal of the editor, as the error that names the key and its place.
-pub fn refusal(path: &Path, text: &str, key: &str, change: &str, r: Refused) -> anyhow::Error {
+pub(crate) fn refusal(
+    path: &Path,
+    text: &str,
+    key: &str,
+    change: &str,
+    r: Refused,
+) -> anyhow::Error {
     PackError::Uneditable {
         manifest: path.to_path_buf(),
         key: key.to_string(),
@@ -145,7 +151,7 @@ pub fn refusal(path: &Path, text: &str, key: &str, change: &str, r: Refused) -> 
 /// Loads the edited text: it must load, and as exactly the planned manifest. A value
 /// the manifest refuses is the command line's, not the file's: its position in a text
 /// that was never written would mislead.
-pub fn check_result(
+pub(crate) fn check_result(
     text: &str,
     path: &Path,
     change: &'static str,
@@ -197,7 +203,7 @@ pub fn check_result(
 }
 
 /// The dependency `name` must be in the manifest: a typo gets the names it has.
-pub fn known_dependency(m: &Manifest, path: &Path, name: &str) -> Result<(), PackError> {
+pub(crate) fn known_dependency(m: &Manifest, path: &Path, name: &str) -> Result<(), PackError> {
     if m.dependencies.iter().any(|d| d.name == name) {
         return Ok(());
     }
@@ -347,11 +353,11 @@ fn upsert(
     for (field, value) in fields {
         match (entry.entries_named(field).first().copied(), value) {
             (Some((_, node)), Value::Scalar(v)) => {
-                ed.set_scalar(node, v).map_err(failed(key(field)))?
+                ed.set_scalar(node, v).map_err(failed(key(field)))?;
             }
             (Some((_, node)), Value::Int(n)) => ed.set_int(node, *n).map_err(failed(key(field)))?,
             (Some((k, node)), Value::List(l)) => {
-                ed.set_list(k, node, l).map_err(failed(key(field)))?
+                ed.set_list(k, node, l).map_err(failed(key(field)))?;
             }
             (None, value) => ed
                 .insert_entry(entry, field, value)
@@ -381,7 +387,7 @@ fn add_item(
 }
 
 /// A sidecar as `package sidecar` declares it.
-pub struct SidecarSpec {
+pub(crate) struct SidecarSpec {
     pub name: String,
     pub dependency: String,
     pub executable: String,
@@ -392,7 +398,7 @@ pub struct SidecarSpec {
 
 /// Adds the sidecar `s` to the manifest `text`, or makes the one of that name match
 /// it. Like a pin: planned on the types, applied by span, checked by re-parsing.
-pub fn sidecar(text: &str, path: &Path, s: &SidecarSpec) -> anyhow::Result<String> {
+pub(crate) fn sidecar(text: &str, path: &Path, s: &SidecarSpec) -> anyhow::Result<String> {
     plan_sidecar(text, path, s).map_err(|e| positioned(e, text))
 }
 
@@ -467,7 +473,7 @@ fn check_values(path: &Path, p: &Pin) -> anyhow::Result<()> {
 /// `stack`, `pre_package`, `include_files`, `default_versions[NAME]`, or
 /// `dependencies[NAME].FIELD` and `sidecars[NAME].FIELD`, where NAME may also be an
 /// index and a dependency is its default build (for `stack`, if given).
-pub fn get(
+pub(crate) fn get(
     m: &Manifest,
     path: &Path,
     key: &str,
@@ -506,15 +512,12 @@ pub fn get(
             one(&m.default_versions[i].version)
         }
         ("dependencies", Some(sel), field) => {
-            let dep = match sel.parse::<usize>() {
-                Ok(i) => m
-                    .dependencies
-                    .get(i)
-                    .ok_or_else(|| wrong(format!("dependencies has no entry {i}")))?,
-                Err(_) => {
-                    known_dependency(m, path, sel)?;
-                    m.pick(sel, stack)?
-                }
+            let dep = if let Ok(i) = sel.parse::<usize>() { m
+            .dependencies
+            .get(i)
+            .ok_or_else(|| wrong(format!("dependencies has no entry {i}")))? } else {
+                known_dependency(m, path, sel)?;
+                m.pick(sel, stack)?
             };
             match field {
                 "name" => one(&dep.name),
@@ -576,7 +579,10 @@ mod tests {
             version: version.into(),
             uri: format!("https://h/{name}-{version}.tgz"),
             sha256: NEW.parse().expect("sha"),
-            stacks: stacks.iter().map(|s| s.to_string()).collect(),
+            stacks: stacks
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect(),
         }
     }
 
@@ -708,7 +714,10 @@ mod tests {
             executable: "bin/my-agent".into(),
             args: vec!["--port".into(), "9000".into()],
             memory_mb,
-            process_types: process_types.iter().map(|s| s.to_string()).collect(),
+            process_types: process_types
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect(),
         };
         let path = Path::new("/bp/manifest.yml");
         let added = sidecar(&text, path, &spec(16, &["web"])).expect("add");

@@ -11,7 +11,7 @@ use buildpack::{detail, step};
 use std::collections::HashMap;
 
 /// Checks that `uri` serves `sha256`; `name` and `version` are for the messages.
-pub fn run(
+pub(crate) fn run(
     name: &str,
     version: &str,
     uri: &str,

@@ -28,7 +28,7 @@ use tempfile::TempDir;
 use zip::write::SimpleFileOptions;
 
 /// What to package.
-pub struct ZipArgs<'a> {
+pub(crate) struct ZipArgs<'a> {
     pub root: &'a Path,
     pub supply: &'a Path,
     pub cached: bool,
@@ -38,12 +38,12 @@ pub struct ZipArgs<'a> {
 }
 
 /// A file of the buildpack: where it comes from and its mode.
-pub struct Item {
+pub(crate) struct Item {
     pub source: PathBuf,
     pub mode: u32,
 }
 
-pub fn run(args: &ZipArgs<'_>, env: &HashMap<String, String>) -> anyhow::Result<()> {
+pub(crate) fn run(args: &ZipArgs<'_>, env: &HashMap<String, String>) -> anyhow::Result<()> {
     let manifest_file = args.root.join("manifest.yml");
     let text = read(&manifest_file)?;
     let manifest = Manifest::parse(&text, &manifest_file)?;
@@ -127,7 +127,7 @@ pub fn run(args: &ZipArgs<'_>, env: &HashMap<String, String>) -> anyhow::Result<
 
 /// Reads a manifest as supply does: a regular file (a FIFO would hang the tool), at
 /// most the 1 MB Cloud Controller accepts.
-pub fn read(path: &Path) -> anyhow::Result<String> {
+pub(crate) fn read(path: &Path) -> anyhow::Result<String> {
     let text = read_text(path, MAX_MANIFEST_BYTES).map_err(|e| Error::BuildpackFile {
         path: path.to_path_buf(),
         reason: e.to_string(),
@@ -138,7 +138,7 @@ pub fn read(path: &Path) -> anyhow::Result<String> {
 /// The buildpack's files by their path in the buildpack: `include_files` from `root`,
 /// with `bin/supply` the compiled `supply` and `manifest.yml` the packaged text
 /// (written into `work`). Every entry must be a file inside `root`.
-pub fn contents(
+pub(crate) fn contents(
     root: &Path,
     text: &str,
     manifest: &Manifest,
@@ -270,7 +270,7 @@ fn cached_path(dep: &Dependency) -> String {
 /// The manifest as packaged, edited by span so that its comments stay: `stack:` with
 /// --stack (and only that stack's dependencies), and `file:` on each cached one. It
 /// must load as exactly that change of the source manifest.
-pub fn packaged_manifest(
+pub(crate) fn packaged_manifest(
     text: &str,
     path: &Path,
     manifest: &Manifest,
@@ -336,7 +336,7 @@ pub fn packaged_manifest(
 /// A work directory in the output directory (so the zip's rename stays on one
 /// filesystem), locked while a run uses it. A run killed with SIGKILL leaves its
 /// directory behind unlocked; the next run in that directory removes it.
-pub struct WorkDir {
+pub(crate) struct WorkDir {
     dir: TempDir,
     _lock: File,
 }
@@ -344,7 +344,7 @@ pub struct WorkDir {
 const WORK_PREFIX: &str = ".package-";
 
 impl WorkDir {
-    pub fn new(output: &Path) -> anyhow::Result<WorkDir> {
+    pub(crate) fn new(output: &Path) -> anyhow::Result<WorkDir> {
         sweep(output);
         for _ in 0..3 {
             let dir = tempfile::Builder::new()
@@ -368,7 +368,7 @@ impl WorkDir {
         .into())
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 }
@@ -526,7 +526,7 @@ fn summary(zip: &Path, deps: &[(usize, &Dependency)], cached: bool) -> anyhow::R
 }
 
 /// True for a directory that `package dev` may fill: missing, or empty.
-pub fn is_free(path: &Path) -> bool {
+pub(crate) fn is_free(path: &Path) -> bool {
     match fs::read_dir(path) {
         Ok(mut entries) => entries.next().is_none(),
         Err(e) => e.kind() == io::ErrorKind::NotFound,
@@ -535,7 +535,7 @@ pub fn is_free(path: &Path) -> bool {
 
 /// Lays the items out as a buildpack directory at `dest`: built beside it, then
 /// renamed into place, so a failure leaves nothing there.
-pub fn write_dir(items: &BTreeMap<String, Item>, dest: &Path) -> anyhow::Result<()> {
+pub(crate) fn write_dir(items: &BTreeMap<String, Item>, dest: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let parent = dest
         .parent()

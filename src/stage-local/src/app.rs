@@ -9,10 +9,10 @@ use serde_yaml::Value;
 use std::path::{Path, PathBuf};
 
 /// Cloud Controller's default app memory, when the manifest sets none.
-pub const DEFAULT_MEMORY_MB: u64 = 1024;
+pub(crate) const DEFAULT_MEMORY_MB: u64 = 1024;
 
 #[derive(Debug, Clone)]
-pub struct App {
+pub(crate) struct App {
     /// Absolute.
     pub dir: PathBuf,
     pub name: String,
@@ -29,13 +29,13 @@ pub struct App {
 
 /// One entry of the manifest's `processes:` (only what sizes the process).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcessMemory {
+pub(crate) struct ProcessMemory {
     pub kind: String,
     pub memory_mb: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserSidecar {
+pub(crate) struct UserSidecar {
     pub name: String,
     pub process_types: Vec<String>,
     pub command: String,
@@ -80,7 +80,7 @@ struct RawSidecar {
 }
 
 impl App {
-    pub fn load(dir: &Path) -> Result<App, Error> {
+    pub(crate) fn load(dir: &Path) -> Result<App, Error> {
         let bad_dir = |problem: String| Error::AppDir {
             path: dir.to_path_buf(),
             problem,
@@ -94,8 +94,7 @@ impl App {
             .map_err(|e| bad_dir(format!("cannot be resolved: {e}")))?;
         let default_name = dir
             .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_else(|| "app".into());
+            .map_or_else(|| "app".into(), |n| n.to_string_lossy().to_string());
         let path = dir.join("manifest.yml");
         let raw = match crate::files::read_small_text(&path) {
             Ok(text) => Some(parse_manifest(&text, &path)?),
@@ -199,7 +198,7 @@ impl App {
     /// that type wins (for web it replaces the app-level `memory:`); else web gets the
     /// app-level `memory:`; every other type gets Cloud Controller's default
     /// (`default_app_memory`, 1024 MB), whatever the app-level `memory:` says.
-    pub fn process_memory(&self, kind: &str) -> (u64, &'static str) {
+    pub(crate) fn process_memory(&self, kind: &str) -> (u64, &'static str) {
         match self.processes.iter().find(|p| p.kind == kind) {
             Some(ProcessMemory {
                 memory_mb: Some(mb),
@@ -216,7 +215,7 @@ impl App {
 
     /// Sets variables after the manifest's `env:` (`--env`, as `cf set-env` would): a
     /// variable the manifest has keeps its place with the new value.
-    pub fn set_env(&mut self, vars: &[(String, String)]) {
+    pub(crate) fn set_env(&mut self, vars: &[(String, String)]) {
         for (k, v) in vars {
             match self.env.iter_mut().find(|(name, _)| name == k) {
                 Some(slot) => slot.1 = v.clone(),
@@ -226,7 +225,7 @@ impl App {
     }
 
     /// The name of the app's final buildpack, which the local stand-in replaces.
-    pub fn final_buildpack(&self) -> String {
+    pub(crate) fn final_buildpack(&self) -> String {
         self.buildpacks
             .last()
             .cloned()
@@ -255,7 +254,7 @@ fn parse_manifest(text: &str, path: &Path) -> Result<RawApp, Error> {
 }
 
 /// Cloud Controller refuses these names in an app's environment.
-pub fn check_env_key(key: &str) -> Result<(), String> {
+pub(crate) fn check_env_key(key: &str) -> Result<(), String> {
     if key.starts_with("VCAP_") {
         Err("cannot start with VCAP_ (Cloud Controller refuses it)".into())
     } else if key.starts_with("VMC_") {
@@ -268,7 +267,7 @@ pub fn check_env_key(key: &str) -> Result<(), String> {
 }
 
 /// A YAML scalar as the cf CLI sends it: the value's text.
-pub fn scalar(v: &Value) -> Option<String> {
+pub(crate) fn scalar(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -280,7 +279,7 @@ pub fn scalar(v: &Value) -> Option<String> {
 }
 
 /// `256M`, `256MB`, `1G`, `1GB` (any case) in megabytes, as the cf CLI reads `memory:`.
-pub fn megabytes(v: &Value) -> Result<u64, String> {
+pub(crate) fn megabytes(v: &Value) -> Result<u64, String> {
     let rule = "byte quantity must be a positive integer with a unit of measurement like \
                 M, MB, G, or GB";
     let text = match v {

@@ -17,7 +17,7 @@ use std::path::{Component, Path, PathBuf};
 const MODE_WITHOUT_UNIX_MODE: u32 = 0o666;
 
 #[derive(Debug, Clone)]
-pub struct Buildpack {
+pub(crate) struct Buildpack {
     /// As given on the command line.
     pub source: PathBuf,
     /// The directory holding `bin/`.
@@ -32,7 +32,7 @@ pub struct Buildpack {
 
 impl Buildpack {
     /// Resolves `source`; zips are unpacked under `unpack_root/<cache_id>`.
-    pub fn resolve(source: &Path, unpack_root: &Path) -> Result<Buildpack, Error> {
+    pub(crate) fn resolve(source: &Path, unpack_root: &Path) -> Result<Buildpack, Error> {
         let bad = |problem: String| Error::Buildpack {
             path: source.to_path_buf(),
             problem,
@@ -69,19 +69,19 @@ impl Buildpack {
     }
 
     /// A short name for messages: the zip's or directory's file name.
-    pub fn display_name(&self) -> String {
-        self.source
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_else(|| self.source.display().to_string())
+    pub(crate) fn display_name(&self) -> String {
+        self.source.file_name().map_or_else(
+            || self.source.display().to_string(),
+            |n| n.to_string_lossy().to_string(),
+        )
     }
 
-    pub fn supply(&self) -> PathBuf {
+    pub(crate) fn supply(&self) -> PathBuf {
         self.root.join("bin").join("supply")
     }
 
     /// Checks that `bin/supply` can run, as CF finds out before running any supply.
-    pub fn check_supply(&self) -> Result<(), Error> {
+    pub(crate) fn check_supply(&self) -> Result<(), Error> {
         let path = self.supply();
         let fail = |problem| Error::SupplyScript {
             path: path.clone(),
@@ -120,7 +120,7 @@ fn find_root(dir: &Path) -> PathBuf {
     }
 }
 
-pub fn cache_id(key: &str) -> String {
+pub(crate) fn cache_id(key: &str) -> String {
     let digest = Sha256::digest(key.as_bytes());
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
@@ -157,10 +157,10 @@ fn unzip(zip_path: &Path, dest: &Path) -> Result<bool, Error> {
         let mut entry = archive
             .by_index(i)
             .map_err(|e| bad(format!("entry {i} cannot be read: {e}")))?;
-        let name = entry
-            .name()
-            .map(|n| n.to_string())
-            .unwrap_or_else(|_| String::from_utf8_lossy(entry.name_raw()).to_string());
+        let name = entry.name().map_or_else(
+            |_| String::from_utf8_lossy(entry.name_raw()).to_string(),
+            |n| n.to_string(),
+        );
         let unsafe_entry = |problem: &str| Error::UnsafeZipEntry {
             zip: zip_path.to_path_buf(),
             entry: name.clone(),

@@ -15,7 +15,7 @@ use std::path::Path;
 
 /// Cloud Controller stages with at least this much memory (minimum_staging_memory_mb),
 /// and MEMORY_LIMIT during staging says so: not the app's memory.
-pub const MIN_STAGING_MEMORY_MB: u64 = 1024;
+pub(crate) const MIN_STAGING_MEMORY_MB: u64 = 1024;
 /// Staging disk (minimum_staging_disk_mb) and the default app disk quota, in MB.
 const STAGING_DISK_MB: u64 = 4096;
 const APP_DISK_MB: u64 = 1024;
@@ -26,10 +26,10 @@ const CF_API: &str = "https://api.stage-local.invalid";
 
 /// Variables in insertion order, a later `set` of the same name replacing the value.
 #[derive(Debug, Default, Clone)]
-pub struct Vars(Vec<(String, String)>);
+pub(crate) struct Vars(Vec<(String, String)>);
 
 impl Vars {
-    pub fn set(&mut self, k: &str, v: impl Into<String>) {
+    pub(crate) fn set(&mut self, k: &str, v: impl Into<String>) {
         let v = v.into();
         match self.0.iter_mut().find(|(name, _)| name == k) {
             Some(slot) => slot.1 = v,
@@ -38,14 +38,14 @@ impl Vars {
     }
 
     #[cfg(test)]
-    pub fn get(&self, k: &str) -> Option<&str> {
+    pub(crate) fn get(&self, k: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(name, _)| name == k)
             .map(|(_, v)| v.as_str())
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 }
@@ -53,7 +53,7 @@ impl Vars {
 /// The ids of the app and of one instance of one of its process types: UUID-shaped,
 /// derived from the app's name so that reruns are comparable (CF's are random).
 #[derive(Debug, Clone)]
-pub struct Ids {
+pub(crate) struct Ids {
     pub instance: String,
     pub app: String,
     pub space: String,
@@ -63,13 +63,13 @@ pub struct Ids {
 
 impl Ids {
     /// The ids of the web process's instance.
-    pub fn of(app_name: &str) -> Ids {
+    pub(crate) fn of(app_name: &str) -> Ids {
         Ids::of_process(app_name, "web")
     }
 
     /// The ids of instance `index` of process type `kind`: instance 0's are
     /// [`Ids::of_process`]'s, every other instance has its own instance guid.
-    pub fn of_instance(app_name: &str, kind: &str, index: u32) -> Ids {
+    pub(crate) fn of_instance(app_name: &str, kind: &str, index: u32) -> Ids {
         let mut ids = Ids::of_process(app_name, kind);
         if index > 0 {
             let index = index.to_string();
@@ -86,7 +86,7 @@ impl Ids {
     /// The ids of an instance of process type `kind`. Cloud Controller gives the web
     /// process the app's own guid (ProcessCreate) and every other type a guid of its
     /// own; each instance (its own container) has its own instance guid.
-    pub fn of_process(app_name: &str, kind: &str) -> Ids {
+    pub(crate) fn of_process(app_name: &str, kind: &str) -> Ids {
         let id = |what: &str| uuid(&[app_name.as_bytes(), what.as_bytes()]);
         let of_kind = |what: &str| uuid(&[app_name.as_bytes(), what.as_bytes(), kind.as_bytes()]);
         let web = kind == "web";
@@ -105,10 +105,10 @@ impl Ids {
 }
 
 /// The instance's address: its IP as Diego gives it (CF_INSTANCE_IP), here loopback.
-pub const INSTANCE_IP: &str = "127.0.0.1";
+pub(crate) const INSTANCE_IP: &str = "127.0.0.1";
 
 /// What a process is given, beyond the app.
-pub struct Instance<'a> {
+pub(crate) struct Instance<'a> {
     pub droplet: &'a Path,
     /// PORT, where the process listens.
     pub port: u16,
@@ -131,7 +131,7 @@ pub struct Instance<'a> {
 }
 
 /// The environment of every `bin/supply` and of the final buildpack's stand-in.
-pub fn staging(s: &Settings, app: &App, home: &Path) -> Vars {
+pub(crate) fn staging(s: &Settings, app: &App, home: &Path) -> Vars {
     let memory = app.process_memory("web").0.max(MIN_STAGING_MEMORY_MB);
     let mut v = Vars::default();
     v.set("PATH", &s.path);
@@ -172,7 +172,7 @@ fn bindings(v: &mut Vars, s: &Settings) {
 
 /// The environment of a process or one of its sidecars (all of an instance get the
 /// same, but for MEMORY_LIMIT), before the launcher's `.profile.d` scripts.
-pub fn running(s: &Settings, app: &App, i: &Instance<'_>) -> Vars {
+pub(crate) fn running(s: &Settings, app: &App, i: &Instance<'_>) -> Vars {
     let mut v = Vars::default();
     let ids = i.ids;
     v.set("PATH", &s.path);
@@ -236,7 +236,7 @@ pub fn running(s: &Settings, app: &App, i: &Instance<'_>) -> Vars {
 /// container (CF_INSTANCE_IP, CF_INSTANCE_ADDR, the identity certificate) is left out;
 /// what the launcher adds (HOME, TMPDIR, DEPS_DIR, its VCAP_APPLICATION rewrite) is the
 /// entrypoint's, at run time. Same app, same values: the image's digest depends on them.
-pub fn image(s: &Settings, app: &App, port: u16, memory_mb: u64) -> Vars {
+pub(crate) fn image(s: &Settings, app: &App, port: u16, memory_mb: u64) -> Vars {
     let ids = Ids::of(&app.name);
     let mut v = Vars::default();
     v.set("LANG", "en_US.UTF-8");
@@ -338,7 +338,7 @@ fn uuid(parts: &[&[u8]]) -> String {
 }
 
 /// Runs a process with exactly `vars`, nothing inherited.
-pub fn apply(cmd: &mut std::process::Command, vars: &Vars) {
+pub(crate) fn apply(cmd: &mut std::process::Command, vars: &Vars) {
     cmd.env_clear();
     for (k, v) in vars.iter() {
         cmd.env(k, v);

@@ -12,12 +12,12 @@ use std::path::Path;
 /// The most read of one small file: far above a real manifest, Procfile,
 /// VCAP_SERVICES or launch.yml (Cloud Controller caps an app's environment and a
 /// buildpack's manifest.yml near this), far below a memory problem.
-pub const MAX_SMALL_FILE: u64 = 1 << 20;
+pub(crate) const MAX_SMALL_FILE: u64 = 1 << 20;
 
 /// Opens `path` for reading only if it is a regular file, without blocking (a FIFO
 /// with no writer would block the open); the type is checked on the open file, so
 /// nothing can be swapped in between. A missing file stays `NotFound`.
-pub fn open_regular(path: &Path) -> io::Result<File> {
+pub(crate) fn open_regular(path: &Path) -> io::Result<File> {
     let file = File::options()
         .read(true)
         .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
@@ -44,7 +44,7 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
 }
 
 /// Reads a small regular file whole: at most `MAX_SMALL_FILE` bytes.
-pub fn read_small(path: &Path) -> io::Result<Vec<u8>> {
+pub(crate) fn read_small(path: &Path) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     open_regular(path)?
         .take(MAX_SMALL_FILE + 1)
@@ -59,7 +59,7 @@ pub fn read_small(path: &Path) -> io::Result<Vec<u8>> {
 }
 
 /// `read_small`, as UTF-8 text.
-pub fn read_small_text(path: &Path) -> io::Result<String> {
+pub(crate) fn read_small_text(path: &Path) -> io::Result<String> {
     String::from_utf8(read_small(path)?)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "it is not UTF-8 text"))
 }

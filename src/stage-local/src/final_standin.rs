@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::Command;
 
 /// Where the stand-in works: CF's `bin/finalize BUILD CACHE DEPS IDX PROFILE_DIR`.
-pub struct Finalize<'a> {
+pub(crate) struct Finalize<'a> {
     /// The final buildpack's name, from the app's manifest.
     pub name: &'a str,
     pub build_dir: &'a Path,
@@ -34,7 +34,7 @@ const RUBY_ENV: &str =
 const RACK_WEB: &str = "bundle exec rackup config.ru -p $PORT";
 
 /// Runs the stand-in; returns its default process types.
-pub fn run(f: &Finalize<'_>) -> Result<Vec<Declared>, Error> {
+pub(crate) fn run(f: &Finalize<'_>) -> Result<Vec<Declared>, Error> {
     let gemfile = f.build_dir.join("Gemfile").is_file();
     if gemfile {
         let version = ruby_version(f)?;
@@ -173,7 +173,7 @@ fn set_launch_environment(f: &Finalize<'_>) -> std::io::Result<()> {
         };
         let mut names: Vec<_> = entries
             .flatten()
-            .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
             .map(|e| e.file_name().to_string_lossy().to_string())
             .collect();
         names.sort();

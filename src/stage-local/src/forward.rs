@@ -11,7 +11,7 @@ use std::thread;
 
 /// Forwards every connection to `listener` to `127.0.0.1:port` of this process's
 /// network; returns only when accepting fails for good.
-pub fn serve(listener: &TcpListener, port: u16) -> io::Result<()> {
+pub(crate) fn serve(listener: &TcpListener, port: u16) -> io::Result<()> {
     loop {
         let client = match listener.accept() {
             Ok((client, _)) => client,
@@ -97,6 +97,6 @@ mod tests {
         c.set_read_timeout(Some(std::time::Duration::from_secs(30)))
             .expect("timeout");
         let mut buf = Vec::new();
-        assert_eq!(c.read_to_end(&mut buf).map(|_| buf.len()).unwrap_or(0), 0);
+        assert_eq!(c.read_to_end(&mut buf).map_or(0, |_| buf.len()), 0);
     }
 }

@@ -9,14 +9,14 @@ use std::time::Duration;
 const MAX_ANSWER: usize = 1 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
+pub(crate) struct Answer {
     pub status: u16,
     pub reason: String,
     pub body: Vec<u8>,
 }
 
 /// `GET path` from 127.0.0.1:`port`.
-pub fn get(port: u16, path: &str, timeout: Duration) -> io::Result<Answer> {
+pub(crate) fn get(port: u16, path: &str, timeout: Duration) -> io::Result<Answer> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;

@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const VALIDITY: Duration = Duration::from_secs(24 * 3600);
 
 /// The files of one run; dropping this removes them.
-pub struct Credentials {
+pub(crate) struct Credentials {
     dir: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
@@ -30,7 +30,7 @@ pub struct Credentials {
 impl Credentials {
     /// Writes a fresh certificate chain (instance, then CA) and key into `dir`, which
     /// is made anew with mode 0700 (its missing parents too); the key is 0600.
-    pub fn create(dir: &Path, ids: &Ids, ip: &str) -> anyhow::Result<Credentials> {
+    pub(crate) fn create(dir: &Path, ids: &Ids, ip: &str) -> anyhow::Result<Credentials> {
         let (chain, key) =
             issue(ids, ip).context("cannot make the instance identity certificate")?;
         match fs::remove_dir_all(dir) {

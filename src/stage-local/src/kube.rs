@@ -9,7 +9,7 @@ use serde_json::json;
 use std::path::Path;
 
 /// What the objects need to know.
-pub struct Kube<'a> {
+pub(crate) struct Kube<'a> {
     /// The app's name: the objects' names and their `app` label.
     pub app: &'a str,
     pub image: &'a str,
@@ -23,7 +23,7 @@ pub struct Kube<'a> {
 
 impl Kube<'_> {
     /// The YAML documents.
-    pub fn yaml(&self) -> String {
+    pub(crate) fn yaml(&self) -> String {
         let name = object_name(self.app);
         let labels = json!({ "app": name });
         let secret = format!("{name}-vcap-services");
@@ -90,7 +90,7 @@ impl Kube<'_> {
             .join("---\n")
     }
 
-    pub fn write(&self, file: &Path) -> anyhow::Result<()> {
+    pub(crate) fn write(&self, file: &Path) -> anyhow::Result<()> {
         let dir = file.parent().unwrap_or(Path::new("."));
         let mut tmp = tempfile::Builder::new()
             .prefix(".kube")

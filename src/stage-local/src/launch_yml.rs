@@ -13,7 +13,7 @@ use std::fmt;
 
 /// One `processes:` entry of a launch.yml, or one line of a Procfile.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Declared {
+pub(crate) struct Declared {
     pub kind: String,
     pub command: String,
     /// `limits.memory` in MB; `None` when absent (Go reads that as 0, "unset").
@@ -23,7 +23,7 @@ pub struct Declared {
 }
 
 /// Parses a launch.yml; the error lists every problem CF's builder would stop on.
-pub fn parse(bytes: &[u8]) -> Result<Vec<Declared>, Vec<String>> {
+pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<Declared>, Vec<String>> {
     let doc = document(bytes).map_err(|e| vec![e])?;
     let mut errs = Vec::new();
     let mut out = Vec::new();
@@ -82,7 +82,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Declared>, Vec<String>> {
 }
 
 /// Parses a Procfile (yaml.v2 into `map[string]string`), in file order.
-pub fn parse_procfile(bytes: &[u8]) -> Result<Vec<Declared>, String> {
+pub(crate) fn parse_procfile(bytes: &[u8]) -> Result<Vec<Declared>, String> {
     // CF's builder drops yaml's message and says only "invalid YAML".
     let invalid = |detail: String| format!("invalid YAML ({detail})");
     let doc = document(bytes).map_err(invalid)?;
@@ -111,7 +111,7 @@ pub fn parse_procfile(bytes: &[u8]) -> Result<Vec<Declared>, String> {
 /// byte-order mark (a UTF-8 one is skipped), and anything else fails ("invalid leading
 /// UTF-8 octet"); the first document only, whatever follows it; duplicate keys allowed,
 /// the last one winning; `<<` merge keys applied in place. An empty file is `null`.
-pub fn document(bytes: &[u8]) -> Result<Value, String> {
+pub(crate) fn document(bytes: &[u8]) -> Result<Value, String> {
     let text = decode(bytes)?;
     if text.trim().is_empty() {
         return Ok(Value::Null);

@@ -49,7 +49,7 @@ impl Planned<'_> {
     }
 }
 
-pub fn run(s: &Settings, app: &App, staged: &Staged, area: &Area) -> anyhow::Result<()> {
+pub(crate) fn run(s: &Settings, app: &App, staged: &Staged, area: &Area) -> anyhow::Result<()> {
     let outcome = &staged.outcome;
     let mut planned = Vec::new();
     for kind in &s.processes {
@@ -401,8 +401,7 @@ impl Launch<'_> {
 fn source_of(label: &str) -> &str {
     label
         .rsplit_once('[')
-        .map(|(_, rest)| rest.trim_end_matches(']'))
-        .unwrap_or(label)
+        .map_or(label, |(_, rest)| rest.trim_end_matches(']'))
 }
 
 /// The first process of the instances, or of their network helpers, that has exited.

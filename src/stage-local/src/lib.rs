@@ -134,21 +134,18 @@ fn image_inputs(
 ) -> anyhow::Result<ImageInputs> {
     let entrypoint = std::fs::read(&i.entrypoint)
         .with_context(|| format!("cannot read {}", i.entrypoint.display()))?;
-    let (base, standin) = match &i.base {
-        Some(path) => {
-            let base = image::base::open(path)?;
-            out::say(format!(
-                "the image's base: {} ({} layer(s))",
-                path.display(),
-                base.layers.len()
-            ));
-            (base, false)
-        }
-        None => {
-            let recipe = image::standin::Recipe::for_app(&app.dir);
-            let (base, _) = image::standin::ensure(&recipe, &s.work_dir.join("bases"))?;
-            (base, true)
-        }
+    let (base, standin) = if let Some(path) = &i.base {
+        let base = image::base::open(path)?;
+        out::say(format!(
+            "the image's base: {} ({} layer(s))",
+            path.display(),
+            base.layers.len()
+        ));
+        (base, false)
+    } else {
+        let recipe = image::standin::Recipe::for_app(&app.dir);
+        let (base, _) = image::standin::ensure(&recipe, &s.work_dir.join("bases"))?;
+        (base, true)
     };
     Ok(ImageInputs {
         base,

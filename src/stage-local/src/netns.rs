@@ -29,14 +29,14 @@ use std::process::{Command, Stdio};
 
 /// The first argument that makes stage-local its own network helper (never shown in
 /// `--help`: nobody types it).
-pub const HELPER: &str = "--internal-instance-network";
+pub(crate) const HELPER: &str = "--internal-instance-network";
 
 /// `PORT` inside an instance's own network: the port Diego gives every container (the
 /// buildpack `DesiredLrpBuilder`'s default).
-pub const INNER_PORT: u16 = 8080;
+pub(crate) const INNER_PORT: u16 = 8080;
 
 /// How this run's instances get their network.
-pub enum Network {
+pub(crate) enum Network {
     /// All share this machine's loopback (`--network host`, or no namespaces here).
     Host,
     /// Each instance has its own network namespace.
@@ -45,7 +45,7 @@ pub enum Network {
 
 /// How to make and enter an instance's network namespace on this machine.
 #[derive(Debug, Clone)]
-pub struct Namespaces {
+pub(crate) struct Namespaces {
     /// stage-local's own executable, which the helper runs.
     exe: PathBuf,
     /// The namespace is owned by a user namespace of its own (not root).
@@ -54,14 +54,14 @@ pub struct Namespaces {
 
 /// The network of one running instance: the helper's pid names its namespace.
 #[derive(Debug, Clone)]
-pub struct Joined {
+pub(crate) struct Joined {
     helper: i32,
     user: bool,
 }
 
 /// Decides the network of this run from `--network` and what the machine allows, and
 /// says which it is.
-pub fn choose(s: &Settings) -> Result<Network, Error> {
+pub(crate) fn choose(s: &Settings) -> Result<Network, Error> {
     if s.network == NetworkMode::Host {
         return Ok(Network::Host);
     }
@@ -147,7 +147,7 @@ impl Namespaces {
     /// Starts the network helper of one instance: a new namespace whose `PORT` is
     /// reachable at `listener` (bound here, on this machine's loopback). Returns once
     /// the namespace's `lo` is up. `label` names the instance in messages.
-    pub fn start(
+    pub(crate) fn start(
         &self,
         nets: &mut Supervisor,
         label: &str,
@@ -176,7 +176,7 @@ impl Namespaces {
 impl Joined {
     /// `program` run in the instance's network namespace (and its user namespace, with
     /// this user's uid): `nsenter` execs it, so its pid is the program's.
-    pub fn command(&self, program: &str) -> Command {
+    pub(crate) fn command(&self, program: &str) -> Command {
         let ns = format!("/proc/{}/ns", self.helper);
         let mut cmd = Command::new("nsenter");
         if self.user {
@@ -190,7 +190,7 @@ impl Joined {
 
 /// The helper's side, inside the new namespace: `ARGS` is `--check` (bring `lo` up and
 /// exit) or the port to forward to. Returns the exit code.
-pub fn helper_main(args: &[OsString]) -> i32 {
+pub(crate) fn helper_main(args: &[OsString]) -> i32 {
     // Gone with stage-local, even if it is killed with SIGKILL.
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
     if let Err(e) = loopback_up() {

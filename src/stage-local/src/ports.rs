@@ -23,7 +23,7 @@ use std::net::TcpListener;
 
 /// A port the app's env gives a sidecar, or the free port that replaces it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SidecarPort {
+pub(crate) struct SidecarPort {
     /// The variable, e.g. `CONFIG_SERVER_PORT`.
     pub var: String,
     pub port: u16,
@@ -35,14 +35,14 @@ pub struct SidecarPort {
 
 /// The ports of one instance: its `PORT` and its sidecars'.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstancePorts {
+pub(crate) struct InstancePorts {
     pub port: u16,
     pub sidecars: Vec<SidecarPort>,
 }
 
 impl InstancePorts {
     /// The variables this instance gets another value of than the app's env has.
-    pub fn overrides(&self) -> Vec<(String, String)> {
+    pub(crate) fn overrides(&self) -> Vec<(String, String)> {
         self.sidecars
             .iter()
             .filter(|p| p.moved_from.is_some())
@@ -52,7 +52,7 @@ impl InstancePorts {
 }
 
 /// The variable that holds `sidecar`'s port by stage-local's convention.
-pub fn var_for(sidecar: &str) -> String {
+pub(crate) fn var_for(sidecar: &str) -> String {
     let name: String = sidecar
         .chars()
         .map(|c| {
@@ -71,7 +71,7 @@ pub fn var_for(sidecar: &str) -> String {
 /// answer is in the same order. A sidecar's port from the app's env that is taken fails,
 /// naming its holder; another `*_PORT` of the app's env that is taken only gets a
 /// warning, as it may well name a remote service.
-pub fn plan(
+pub(crate) fn plan(
     app: &App,
     instances: &[(&str, Vec<&Sidecar>)],
     wanted: Option<u16>,
@@ -103,9 +103,10 @@ pub fn plan(
     }
     let mut taken: BTreeSet<u16> = kept.iter().map(|p| p.port).collect();
     // Web's first, so that `--port` is checked before any other port is picked.
-    let web_port = match instances.iter().any(|(kind, _)| *kind == "web") {
-        true => Some(pick(wanted, &kept, &taken)?),
-        false => None,
+    let web_port = if instances.iter().any(|(kind, _)| *kind == "web") {
+        Some(pick(wanted, &kept, &taken)?)
+    } else {
+        None
     };
     taken.extend(web_port);
     let mut planned = Vec::new();
@@ -130,7 +131,7 @@ pub fn plan(
 /// app's port in every one of them (no check: a new namespace has nothing on it), and
 /// each instance's `PORT` is reached from here at its own loopback port: `wanted` (web's
 /// `--port`) for web's first instance, a free one for every other.
-pub fn plan_own(
+pub(crate) fn plan_own(
     app: &App,
     instances: &[(&str, Vec<&Sidecar>)],
     wanted: Option<u16>,
@@ -248,14 +249,14 @@ fn free(taken: &BTreeSet<u16>) -> anyhow::Result<u16> {
 
 /// True if a listener cannot bind `port`: processes listen on 0.0.0.0 or on loopback,
 /// so both must be free.
-pub fn in_use(port: u16) -> bool {
+pub(crate) fn in_use(port: u16) -> bool {
     ["0.0.0.0", "127.0.0.1"]
         .iter()
         .any(|host| TcpListener::bind((*host, port)).is_err())
 }
 
 /// The process listening on TCP `port`, as `pid N (command line)`, or why it is unknown.
-pub fn holder(port: u16) -> String {
+pub(crate) fn holder(port: u16) -> String {
     let sockets = listening_sockets(port);
     let Some((inode, uid)) = sockets.first().copied() else {
         return "no listening socket on it shows in /proc/net/tcp (it may be bound \
@@ -267,11 +268,9 @@ pub fn holder(port: u16) -> String {
             continue;
         };
         let wanted = format!("socket:[{inode}]");
-        let owns = fds.flatten().any(|fd| {
-            fs::read_link(fd.path())
-                .map(|l| l.as_os_str() == wanted.as_str())
-                .unwrap_or(false)
-        });
+        let owns = fds
+            .flatten()
+            .any(|fd| fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == wanted.as_str()));
         if owns {
             return match running_as(pid) {
                 Some((exe, argv)) => format!("pid {pid} ({exe}: {argv})"),

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 /// A declaration and where it came from, for the summary.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub declared: Declared,
     pub origin: String,
 }
@@ -20,7 +20,7 @@ pub struct Entry {
 /// Adds `new` to `list` as CF's MergeProcesses does: an entry replaces every entry of the
 /// same type already there, or is appended. Entries appended by this same call are not
 /// replaced by later ones of the batch: CF compares against the list as it was.
-pub fn merge(list: &mut Vec<Entry>, new: Vec<Entry>) {
+pub(crate) fn merge(list: &mut Vec<Entry>, new: Vec<Entry>) {
     let before = list.len();
     for e in new {
         let mut replaced = false;
@@ -38,7 +38,7 @@ pub fn merge(list: &mut Vec<Entry>, new: Vec<Entry>) {
 
 /// A sidecar of the staged app.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sidecar {
+pub(crate) struct Sidecar {
     pub name: String,
     pub process_types: Vec<String>,
     pub command: String,
@@ -49,7 +49,7 @@ pub struct Sidecar {
 
 /// What staging produced, as Cloud Controller would see it.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// Type to (command, origin); a later declaration of a type wins.
     pub process_types: BTreeMap<String, (String, String)>,
     /// Entries without `sidecar_for`, in merge order (result.json's `processes`).
@@ -59,7 +59,7 @@ pub struct Outcome {
 }
 
 /// CF's ConvertToResult, plus the app manifest's sidecars.
-pub fn convert(merged: &[Entry], app: &App) -> Outcome {
+pub(crate) fn convert(merged: &[Entry], app: &App) -> Outcome {
     let mut process_types = BTreeMap::new();
     let mut processes = Vec::new();
     let mut sidecars = Vec::new();
@@ -94,7 +94,7 @@ pub fn convert(merged: &[Entry], app: &App) -> Outcome {
 
 impl Outcome {
     /// The sidecars that run beside `process_type`.
-    pub fn sidecars_for(&self, process_type: &str) -> Vec<&Sidecar> {
+    pub(crate) fn sidecars_for(&self, process_type: &str) -> Vec<&Sidecar> {
         self.sidecars
             .iter()
             .filter(|s| s.process_types.iter().any(|t| t == process_type))
@@ -102,7 +102,7 @@ impl Outcome {
     }
 
     /// MB the sidecars of `process_type` carve out of that process's memory.
-    pub fn sidecar_memory(&self, process_type: &str) -> i64 {
+    pub(crate) fn sidecar_memory(&self, process_type: &str) -> i64 {
         self.sidecars_for(process_type)
             .iter()
             .map(|s| s.memory.unwrap_or(0))
@@ -111,7 +111,7 @@ impl Outcome {
 
     /// Cloud Controller's checks on assigning the droplet, plus the one it lacks
     /// (a memory of 0 or less).
-    pub fn check(&self, app: &App) -> Result<(), Error> {
+    pub(crate) fn check(&self, app: &App) -> Result<(), Error> {
         for s in self.buildpack_sidecars(app) {
             if app.sidecars.iter().any(|u| u.name == s.name) {
                 return Err(Error::SidecarClash {
@@ -172,7 +172,7 @@ impl Outcome {
     }
 
     /// The staging result as a user wants to read it.
-    pub fn summary(&self, app: &App) -> String {
+    pub(crate) fn summary(&self, app: &App) -> String {
         let mut text = String::from("  process types:\n");
         if self.process_types.is_empty() {
             text.push_str("    (none)\n");
@@ -223,7 +223,7 @@ impl Outcome {
     /// `result.json` as CF's builder writes it (buildpackapplifecycle StagingResult),
     /// `buildpacks` in order with the final one last. The app manifest's sidecars are
     /// Cloud Controller's business, not the builder's, so they are left out.
-    pub fn result_json(&self, app: &App, buildpacks: &[BuildpackMetadata]) -> String {
+    pub(crate) fn result_json(&self, app: &App, buildpacks: &[BuildpackMetadata]) -> String {
         let last = buildpacks.last();
         let processes: Vec<ProcessJson<'_>> = self
             .processes
@@ -268,7 +268,7 @@ impl Outcome {
 /// A buildpack as result.json names it; `name`, `version` and `config` come from the
 /// buildpack's `<DEPS_DIR>/<idx>/config.yml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct BuildpackMetadata {
+pub(crate) struct BuildpackMetadata {
     pub key: String,
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -283,7 +283,7 @@ pub struct BuildpackMetadata {
 
 /// `staging_info.yml` as the builder writes it: JSON (which YAML readers accept) with
 /// the final buildpack's name, the web command, and the final buildpack's `config`.
-pub fn staging_info(outcome: &Outcome, buildpacks: &[BuildpackMetadata]) -> String {
+pub(crate) fn staging_info(outcome: &Outcome, buildpacks: &[BuildpackMetadata]) -> String {
     #[derive(Serialize)]
     struct StagingInfo<'a> {
         detected_buildpack: &'a str,
@@ -366,7 +366,10 @@ mod tests {
                 kind: kind.into(),
                 command: command.into(),
                 memory,
-                sidecar_for: sidecar_for.iter().map(|s| s.to_string()).collect(),
+                sidecar_for: sidecar_for
+                    .iter()
+                    .map(std::string::ToString::to_string)
+                    .collect(),
             },
             origin: origin.into(),
         }

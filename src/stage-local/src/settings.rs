@@ -22,7 +22,7 @@ use std::time::Duration;
 /// docs/stage-local.md.
 #[derive(Parser, Debug)]
 #[command(name = "stage-local", version, about, long_about)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// A supply buildpack: a zip (as `cf create-buildpack` takes) or a directory.
     /// Repeat for several, in the order CF should run them. scripts/stage-local sets the
     /// default to a development buildpack of its checkout
@@ -128,7 +128,7 @@ pub struct Cli {
 
 /// `--network`: where each instance's network is.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NetworkMode {
+pub(crate) enum NetworkMode {
     /// Own where the machine allows it, else host.
     Auto,
     /// A network namespace of its own for each instance; refused where there is none.
@@ -139,7 +139,7 @@ pub enum NetworkMode {
 
 /// Everything a run needs, resolved once.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub app_dir: PathBuf,
     pub buildpacks: Vec<PathBuf>,
     /// Stop once the app has answered (`--stop-after-answers`, or the old `--stop`).
@@ -179,7 +179,7 @@ pub struct Settings {
 
 /// What an image is written from and to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageSettings {
+pub(crate) struct ImageSettings {
     /// `--image` and `--image-layout`, absolute.
     pub targets: Vec<crate::image::Target>,
     pub kube: Option<PathBuf>,
@@ -198,7 +198,7 @@ const PROXY_VARS: [&str; 6] = [
 ];
 
 impl Settings {
-    pub fn resolve(
+    pub(crate) fn resolve(
         cli: Cli,
         env: &HashMap<String, String>,
         interrupted: Arc<AtomicBool>,

@@ -51,7 +51,7 @@ const IGNORED: [&str; 7] = [
 
 /// A staged app: its droplet and what Cloud Controller would get.
 #[derive(Debug)]
-pub struct Staged {
+pub(crate) struct Staged {
     pub droplet: PathBuf,
     pub result_json: PathBuf,
     pub outcome: Outcome,
@@ -59,20 +59,20 @@ pub struct Staged {
 
 /// DEPS_IDX of buildpack `i` among `total` (the final one included): zero-padded to the
 /// digits of `total` (buildpackapplifecycle LifecycleBuilderConfig.DepsIndex).
-pub fn deps_idx(i: usize, total: usize) -> String {
+pub(crate) fn deps_idx(i: usize, total: usize) -> String {
     let width = total.max(1).to_string().len();
     format!("{i:0width$}")
 }
 
 /// The app's dirs under the work dir, locked for the whole run: staging, and then as
 /// long as the app runs, so that no other run replaces the droplet under it.
-pub struct Area {
+pub(crate) struct Area {
     pub root: PathBuf,
     _lock: File,
 }
 
 impl Area {
-    pub fn open(work_dir: &Path, app: &App) -> anyhow::Result<Area> {
+    pub(crate) fn open(work_dir: &Path, app: &App) -> anyhow::Result<Area> {
         let root = work_dir.join(dir_name(&app.name));
         fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
         let lock_path = root.join(".lock");
@@ -107,7 +107,7 @@ impl Area {
         Ok(Area { root, _lock: lock })
     }
 
-    pub fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.root.join(name)
     }
 
@@ -191,7 +191,7 @@ fn dir_name(name: &str) -> String {
 }
 
 /// Stages `app` in `area`, which the caller holds locked for the whole run.
-pub fn stage(s: &Settings, app: &App, area: &Area) -> anyhow::Result<Staged> {
+pub(crate) fn stage(s: &Settings, app: &App, area: &Area) -> anyhow::Result<Staged> {
     area.clear()?;
     let final_name = app.final_buildpack();
     out::say(format!(

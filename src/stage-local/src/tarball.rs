@@ -15,7 +15,7 @@ use std::path::Path;
 use tar::{EntryType, Header, HeaderMode};
 
 /// Writes `droplet` (a directory) to `target` as a gzipped tar.
-pub fn write(droplet: &Path, target: &Path) -> anyhow::Result<()> {
+pub(crate) fn write(droplet: &Path, target: &Path) -> anyhow::Result<()> {
     let dir = target.parent().unwrap_or(Path::new("."));
     // 0666 less the umask, as `tar -czf` (CF's builder) and any build output are
     // created: not tempfile's private 0600.
@@ -31,8 +31,11 @@ pub fn write(droplet: &Path, target: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot archive {}", droplet.display()))?;
     let tmp = tar
         .into_inner()
-        .and_then(|gz| gz.finish())
-        .and_then(|buf| buf.into_inner().map_err(|e| e.into_error()))
+        .and_then(flate2::write::GzEncoder::finish)
+        .and_then(|buf| {
+            buf.into_inner()
+                .map_err(std::io::IntoInnerError::into_error)
+        })
         .with_context(|| format!("cannot write the droplet into {}", dir.display()))?;
     tmp.as_file().sync_all()?;
     tmp.persist(target)
@@ -51,7 +54,7 @@ fn add<W: Write>(tar: &mut tar::Builder<W>, path: &Path, name: &[u8]) -> io::Res
         dir_name.push(b'/');
         append(tar, &mut header, &dir_name, None, io::empty())?;
         let mut children: Vec<_> = fs::read_dir(path)?.collect::<io::Result<_>>()?;
-        children.sort_by_key(|e| e.file_name());
+        children.sort_by_key(std::fs::DirEntry::file_name);
         for child in children {
             let mut child_name = name.to_vec();
             child_name.push(b'/');

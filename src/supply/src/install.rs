@@ -479,15 +479,12 @@ impl<'a> Unpacker<'a> {
         }
         let mut names = rel.split('/');
         for name in names.by_ref() {
-            match self.dirs.get(&(missing.parent, name.to_string())) {
-                Some(&index) => {
-                    missing.parent = index;
-                    missing.at.push(name);
-                }
-                None => {
-                    missing.names.push(name);
-                    break;
-                }
+            if let Some(&index) = self.dirs.get(&(missing.parent, name.to_string())) {
+                missing.parent = index;
+                missing.at.push(name);
+            } else {
+                missing.names.push(name);
+                break;
             }
         }
         missing.names.extend(names);
@@ -625,7 +622,7 @@ fn read_pax(mut data: &[u8], pending: &mut Pending) -> Result<(), String> {
                         .ok()
                         .and_then(|v| v.parse().ok())
                         .ok_or_else(unreadable)?,
-                )
+                );
             }
             k if k.starts_with(b"GNU.sparse.") => {
                 return Err("describes a sparse file, which is not accepted".into())

@@ -353,7 +353,7 @@ fn keep_for_cache(verified: &Verified, dep: &Dependency, work: &Path, to: &mut V
             copy,
         }),
         Err(e) => {
-            warn!("could not keep a copy for the app cache: {e}; the next staging downloads again")
+            warn!("could not keep a copy for the app cache: {e}; the next staging downloads again");
         }
     }
 }
@@ -422,32 +422,29 @@ fn commit(layout: &Layout, staging: &mut Staging, staged: Staged) -> Result<Repo
         buildpack::fsutil::write_atomic(&new, text)?;
         staging.place(&new, &layout.profile_d.join(file_name))?;
     }
-    let declared = match staged.launch {
-        Some(yml) => {
-            let copy = match &layout.unpadded {
-                Some(unpadded) => {
-                    staging.ensure_dir(&unpadded.dir)?;
-                    let copy = staged.launch_yml.with_extension("copy");
-                    fs::copy(&staged.launch_yml, &copy).map_err(Error::write(&copy))?;
-                    staging.place(&copy, &unpadded.launch_yml)?;
-                    Some(unpadded.launch_yml.clone())
-                }
-                None => None,
-            };
-            staging.place(&staged.launch_yml, &layout.launch_yml)?;
-            Some(Declared {
-                yml,
-                path: layout.launch_yml.clone(),
-                copy,
-            })
-        }
-        None => {
-            if let Some(unpadded) = &layout.unpadded {
-                staging.remove(&unpadded.launch_yml)?;
+    let declared = if let Some(yml) = staged.launch {
+        let copy = match &layout.unpadded {
+            Some(unpadded) => {
+                staging.ensure_dir(&unpadded.dir)?;
+                let copy = staged.launch_yml.with_extension("copy");
+                fs::copy(&staged.launch_yml, &copy).map_err(Error::write(&copy))?;
+                staging.place(&copy, &unpadded.launch_yml)?;
+                Some(unpadded.launch_yml.clone())
             }
-            staging.remove(&layout.launch_yml)?;
-            None
+            None => None,
+        };
+        staging.place(&staged.launch_yml, &layout.launch_yml)?;
+        Some(Declared {
+            yml,
+            path: layout.launch_yml.clone(),
+            copy,
+        })
+    } else {
+        if let Some(unpadded) = &layout.unpadded {
+            staging.remove(&unpadded.launch_yml)?;
         }
+        staging.remove(&layout.launch_yml)?;
+        None
     };
     Ok(Report {
         to_cache: staged.to_cache,

@@ -29,7 +29,7 @@ fn connect(sidecar: &Running) -> TcpStream {
 /// for `PATIENCE`. Returns what was read.
 fn assert_closed_by_server(stream: &mut TcpStream) -> Vec<u8> {
     let mut got = Vec::new();
-    let mut buf = [0; 65536];
+    let mut buf = vec![0; 65536];
     loop {
         match stream.read(&mut buf) {
             Ok(0) => return got,

@@ -11,25 +11,25 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_config-server");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_config-server");
 
 /// The built-in demo document, byte for byte.
-pub const DEMO: &str = r#"{"Scope":"some-service.admin","Password":"not-a-real-p4$$w0rd"}"#;
+pub(crate) const DEMO: &str = r#"{"Scope":"some-service.admin","Password":"not-a-real-p4$$w0rd"}"#;
 
 /// A value planted in test configurations that must never show up in any output.
-pub const SECRET: &str = "s3cr3t-Pa55word";
+pub(crate) const SECRET: &str = "s3cr3t-Pa55word";
 
 /// How long a test waits for something that normally takes milliseconds.
 const PATIENCE: Duration = Duration::from_secs(10);
 
 /// A port that was free a moment ago.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local addr").port()
 }
 
 /// Polls `check` every 20 ms until it returns `Some` or `within` runs out.
-pub fn wait_for<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+pub(crate) fn wait_for<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + within;
     loop {
         if let Some(value) = check() {
@@ -44,7 +44,7 @@ pub fn wait_for<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Op
 
 /// Builder for one run of the sidecar. The environment starts empty, with
 /// `CONFIG_SERVER_PORT` set to a free port.
-pub struct Sidecar {
+pub(crate) struct Sidecar {
     command: Command,
     port: u16,
     /// Whether the port was picked here (and may be picked again if taken).
@@ -52,7 +52,7 @@ pub struct Sidecar {
 }
 
 impl Sidecar {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with_command(Command::new(BIN))
     }
 
@@ -72,30 +72,30 @@ impl Sidecar {
     }
 
     /// Runs the sidecar as `bash -c '<prefix> exec config-server'`, e.g. to set a ulimit.
-    pub fn wrap_in_shell(prefix: &str) -> Self {
+    pub(crate) fn wrap_in_shell(prefix: &str) -> Self {
         let mut command = Command::new("bash");
         command.args(["-c", &format!("{prefix} exec \"$0\""), BIN]);
         Self::with_command(command)
     }
 
-    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
+    pub(crate) fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
         self.command.env(key, value);
         self
     }
 
-    pub fn env_remove(mut self, key: &str) -> Self {
+    pub(crate) fn env_remove(mut self, key: &str) -> Self {
         self.command.env_remove(key);
         self
     }
 
-    pub fn port(mut self, port: u16) -> Self {
+    pub(crate) fn port(mut self, port: u16) -> Self {
         self.port = port;
         self.picked_port = false;
         self.command.env("CONFIG_SERVER_PORT", port.to_string());
         self
     }
 
-    pub fn current_dir(mut self, dir: &Path) -> Self {
+    pub(crate) fn current_dir(mut self, dir: &Path) -> Self {
         self.command.current_dir(dir);
         self
     }
@@ -115,7 +115,7 @@ impl Sidecar {
     /// Starts the sidecar and waits until `/health` answers 200. A port picked
     /// here that something else took in the meantime (tests and other work run
     /// in parallel) is picked again.
-    pub fn start(mut self) -> Running {
+    pub(crate) fn start(mut self) -> Running {
         let mut running = self.spawn();
         for _ in 0..3 {
             let exited = wait_for(PATIENCE, || {
@@ -155,7 +155,7 @@ impl Sidecar {
     }
 
     /// Runs a sidecar that is expected to fail at startup, and waits for it to exit.
-    pub fn run_to_exit(mut self) -> Exited {
+    pub(crate) fn run_to_exit(mut self) -> Exited {
         let mut running = self.spawn();
         let status = running.wait_exit(PATIENCE).unwrap_or_else(|| {
             panic!(
@@ -167,13 +167,13 @@ impl Sidecar {
     }
 }
 
-pub fn capture(stream: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+pub(crate) fn capture(stream: impl Read + Send + 'static) -> Arc<Mutex<String>> {
     let text = Arc::new(Mutex::new(String::new()));
     let sink = Arc::clone(&text);
     thread::spawn(move || {
         let mut reader = BufReader::new(stream);
         let mut line = String::new();
-        while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+        while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
             sink.lock().expect("capture lock").push_str(&line);
             line.clear();
         }
@@ -182,7 +182,7 @@ pub fn capture(stream: impl Read + Send + 'static) -> Arc<Mutex<String>> {
 }
 
 /// A running sidecar; killed on drop, so a failing test leaves nothing behind.
-pub struct Running {
+pub(crate) struct Running {
     child: Child,
     pub port: u16,
     stdout: Arc<Mutex<String>>,
@@ -190,22 +190,22 @@ pub struct Running {
 }
 
 impl Running {
-    pub fn stdout(&self) -> String {
+    pub(crate) fn stdout(&self) -> String {
         self.stdout.lock().expect("stdout lock").clone()
     }
 
-    pub fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.stderr.lock().expect("stderr lock").clone()
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Waits until stderr holds `text`; returns all of stderr. The sidecar's output
     /// reaches the test through a reader thread: a line written just before an answer
     /// may arrive just after it.
-    pub fn wait_stderr(&self, text: &str) -> String {
+    pub(crate) fn wait_stderr(&self, text: &str) -> String {
         wait_for(PATIENCE, || {
             Some(self.stderr()).filter(|err| err.contains(text))
         })
@@ -213,18 +213,18 @@ impl Running {
     }
 
     /// Waits until stdout holds `text`; returns all of stdout.
-    pub fn wait_stdout(&self, text: &str) -> String {
+    pub(crate) fn wait_stdout(&self, text: &str) -> String {
         wait_for(PATIENCE, || {
             Some(self.stdout()).filter(|out| out.contains(text))
         })
         .unwrap_or_else(|| panic!("stdout never showed {text:?}; it has:\n{}", self.stdout()))
     }
 
-    pub fn get(&self, path: &str) -> Response {
+    pub(crate) fn get(&self, path: &str) -> Response {
         self.request("GET", path)
     }
 
-    pub fn request(&self, method: &str, path: &str) -> Response {
+    pub(crate) fn request(&self, method: &str, path: &str) -> Response {
         request(self.port, method, path)
             .unwrap_or_else(|err| panic!("{method} {path} on port {}: {err}", self.port))
     }
@@ -233,7 +233,7 @@ impl Running {
         request(self.port, "GET", path).ok()
     }
 
-    pub fn signal(&self, name: &str) {
+    pub(crate) fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .args(["-s", name, &self.pid().to_string()])
             .status()
@@ -242,7 +242,7 @@ impl Running {
     }
 
     /// Sends `signal` and waits for the exit; returns it and how long it took.
-    pub fn stop(self, signal: &str) -> (Exited, Duration) {
+    pub(crate) fn stop(self, signal: &str) -> (Exited, Duration) {
         let sent = Instant::now();
         self.signal(signal);
         let exited = self.wait();
@@ -250,7 +250,7 @@ impl Running {
     }
 
     /// Waits for the process to exit (after a signal sent earlier).
-    pub fn wait(mut self) -> Exited {
+    pub(crate) fn wait(mut self) -> Exited {
         let status = self
             .wait_exit(PATIENCE)
             .unwrap_or_else(|| panic!("config-server still running after {PATIENCE:?}"));
@@ -284,7 +284,7 @@ impl Drop for Running {
 
 /// How a sidecar run ended.
 #[derive(Debug)]
-pub struct Exited {
+pub(crate) struct Exited {
     /// `None` if killed by a signal.
     pub code: Option<i32>,
     pub stdout: String,
@@ -294,7 +294,7 @@ pub struct Exited {
 impl Exited {
     /// Asserts a startup failure: `code`, stderr exactly `error: <message>`
     /// (after any warnings), nothing served, no secret anywhere.
-    pub fn assert_error(&self, code: i32, message: &str) {
+    pub(crate) fn assert_error(&self, code: i32, message: &str) {
         assert_eq!(self.code, Some(code), "{self:#?}");
         let last = self.stderr.lines().last().unwrap_or_default();
         assert_eq!(last, format!("error: {message}"), "{self:#?}");
@@ -306,7 +306,7 @@ impl Exited {
     }
 }
 
-pub fn assert_no_secret(output: &str) {
+pub(crate) fn assert_no_secret(output: &str) {
     assert!(
         !output.contains(SECRET),
         "secret leaked into output:\n{output}"
@@ -315,24 +315,24 @@ pub fn assert_no_secret(output: &str) {
 
 /// An HTTP response, headers keyed in lower case.
 #[derive(Debug)]
-pub struct Response {
+pub(crate) struct Response {
     pub status: u16,
     pub headers: BTreeMap<String, String>,
     pub body: String,
 }
 
 impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(String::as_str)
     }
 
     /// The body as JSON.
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:#?}"))
     }
 
     /// Asserts status, `Content-Type: application/json` and the whole body.
-    pub fn assert_json(&self, status: u16, body: &str) {
+    pub(crate) fn assert_json(&self, status: u16, body: &str) {
         assert_eq!(
             (self.status, self.header("content-type"), self.body.as_str()),
             (status, Some("application/json"), body),
@@ -342,12 +342,12 @@ impl Response {
 }
 
 /// One request on a fresh connection, `Connection: close`.
-pub fn request(port: u16, method: &str, path: &str) -> std::io::Result<Response> {
+pub(crate) fn request(port: u16, method: &str, path: &str) -> std::io::Result<Response> {
     request_with(port, method, path, &[])
 }
 
 /// One request with extra headers on a fresh connection, `Connection: close`.
-pub fn request_with(
+pub(crate) fn request_with(
     port: u16,
     method: &str,
     path: &str,
@@ -370,7 +370,7 @@ pub fn request_with(
 }
 
 /// Reads one response from a keep-alive connection (needs `Content-Length`).
-pub fn read_response(stream: &mut TcpStream) -> Response {
+pub(crate) fn read_response(stream: &mut TcpStream) -> Response {
     stream
         .set_read_timeout(Some(PATIENCE))
         .expect("set timeout");
@@ -408,7 +408,7 @@ pub fn read_response(stream: &mut TcpStream) -> Response {
 }
 
 /// Parses one complete response (status line, headers, body up to EOF or Content-Length).
-pub fn parse_response(raw: &[u8]) -> Response {
+pub(crate) fn parse_response(raw: &[u8]) -> Response {
     let text = String::from_utf8_lossy(raw);
     let (head, body) = text
         .split_once("\r\n\r\n")
@@ -439,7 +439,7 @@ pub fn parse_response(raw: &[u8]) -> Response {
 }
 
 /// The number of file descriptors the process has open.
-pub fn open_fds(pid: u32) -> usize {
+pub(crate) fn open_fds(pid: u32) -> usize {
     fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("read fd dir")
         .count()
@@ -447,16 +447,18 @@ pub fn open_fds(pid: u32) -> usize {
 
 /// The file descriptor the process would get next: a limit of open files this
 /// low leaves it none (the count of open ones may be higher, with gaps below).
-pub fn lowest_free_fd(pid: u32) -> usize {
+pub(crate) fn lowest_free_fd(pid: u32) -> usize {
     let open: BTreeSet<usize> = fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("read fd dir")
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();
-    (0..).find(|fd| !open.contains(fd)).unwrap_or_default()
+    (0..=open.len())
+        .find(|fd| !open.contains(fd))
+        .unwrap_or_default()
 }
 
 /// Sets the sidecar's soft limit of open files.
-pub fn set_open_files(pid: u32, files: usize) {
+pub(crate) fn set_open_files(pid: u32, files: usize) {
     use rustix::process::{prlimit, Pid, Resource, Rlimit};
     let limits = fs::read_to_string(format!("/proc/{pid}/limits")).expect("read limits");
     let pid = Pid::from_raw(i32::try_from(pid).expect("pid")).expect("a pid");

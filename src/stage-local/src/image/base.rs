@@ -18,7 +18,7 @@ const MAX_JSON: u64 = 8 << 20;
 
 /// A base image, read and checked.
 #[derive(Debug)]
-pub struct Base {
+pub(crate) struct Base {
     /// Its config, as the base has it.
     pub config: Value,
     pub layers: Vec<Layer>,
@@ -26,14 +26,14 @@ pub struct Base {
 
 /// One layer of the base: its descriptor (with an OCI media type) and where its bytes are.
 #[derive(Debug, Clone)]
-pub struct Layer {
+pub(crate) struct Layer {
     pub descriptor: oci::Descriptor,
     pub blob: Blob,
 }
 
 /// Where a blob's bytes are: a file, or a stretch of an archive.
 #[derive(Debug, Clone)]
-pub enum Blob {
+pub(crate) enum Blob {
     File(PathBuf),
     InArchive {
         archive: PathBuf,
@@ -43,7 +43,7 @@ pub enum Blob {
 }
 
 impl Blob {
-    pub fn open(&self) -> io::Result<Box<dyn Read>> {
+    pub(crate) fn open(&self) -> io::Result<Box<dyn Read>> {
         match self {
             Blob::File(path) => Ok(Box::new(File::open(path)?)),
             Blob::InArchive {
@@ -114,7 +114,7 @@ impl Store {
 }
 
 /// Reads the base at `path`: the image for this machine's architecture.
-pub fn open(path: &Path) -> Result<Base, Error> {
+pub(crate) fn open(path: &Path) -> Result<Base, Error> {
     let bad = |problem: String| Error::Base {
         path: path.to_path_buf(),
         problem,

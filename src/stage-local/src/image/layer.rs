@@ -22,10 +22,10 @@ use std::path::Path;
 use tar::{EntryType, Header};
 
 /// vcap, the user a Diego cell runs the droplet's processes as.
-pub const VCAP: u64 = 2000;
+pub(super) const VCAP: u64 = 2000;
 
 /// A file of the layer beyond the droplet, owned by root.
-pub struct Extra<'a> {
+pub(super) struct Extra<'a> {
     /// Relative to `/`, e.g. `lifecycle/cf-entrypoint`.
     pub path: &'a str,
     pub mode: u32,
@@ -33,7 +33,7 @@ pub struct Extra<'a> {
 }
 
 /// A gzipped layer written to a temp file, with its descriptor and diff_id.
-pub struct Written {
+pub(super) struct Written {
     pub file: tempfile::NamedTempFile,
     pub descriptor: oci::Descriptor,
     pub diff_id: String,
@@ -41,7 +41,7 @@ pub struct Written {
 
 /// Writes the droplet layer into a temp file in `dir`. `extras` go under their own
 /// directories (made 0755, root-owned), which must sort after `home/`.
-pub fn droplet(droplet: &Path, extras: &[Extra<'_>], dir: &Path) -> anyhow::Result<Written> {
+pub(super) fn droplet(droplet: &Path, extras: &[Extra<'_>], dir: &Path) -> anyhow::Result<Written> {
     gzipped(dir, |tar| {
         dir_entry(tar, "home", 0o755, 0)?;
         add_tree(tar, droplet, "home/vcap")?;
@@ -51,7 +51,7 @@ pub fn droplet(droplet: &Path, extras: &[Extra<'_>], dir: &Path) -> anyhow::Resu
 }
 
 /// A layer of `extras` alone, in a temp file in `dir`.
-pub fn files(extras: &[Extra<'_>], dir: &Path) -> anyhow::Result<Written> {
+pub(super) fn files(extras: &[Extra<'_>], dir: &Path) -> anyhow::Result<Written> {
     gzipped(dir, |tar| add_extras(tar, extras)).context("cannot write the lifecycle layer")
 }
 
@@ -72,7 +72,7 @@ fn add_extras(tar: &mut Tar<'_>, extras: &[Extra<'_>]) -> io::Result<()> {
 }
 
 /// A tar (already made, e.g. by mmdebstrap) as a gzipped layer in a temp file in `dir`.
-pub fn from_tar(tar: &Path, dir: &Path) -> anyhow::Result<Written> {
+pub(super) fn from_tar(tar: &Path, dir: &Path) -> anyhow::Result<Written> {
     let file = fs::File::open(tar).with_context(|| format!("cannot read {}", tar.display()))?;
     let (tmp, digest, size, diff_id) = compress(dir, |w| {
         io::copy(&mut io::BufReader::with_capacity(1 << 20, file), w).map(drop)
@@ -143,7 +143,7 @@ fn compress(
 /// droplet: 2.95 MB against 2.87 MB).
 const LEVEL: u32 = 4;
 /// The size of the pieces of the stream compressed apart.
-pub const CHUNK: usize = 1 << 20;
+pub(super) const CHUNK: usize = 1 << 20;
 
 /// A writer that gzips what it is given as one member per [`CHUNK`] bytes, the members
 /// of a batch (one per core) compressed at once, and written in order to `out`.
@@ -231,14 +231,14 @@ impl<W: Write> Write for Members<W> {
 }
 
 /// A writer that hashes and counts what passes through it.
-pub struct Hashing<W> {
+pub(super) struct Hashing<W> {
     pub inner: W,
     hash: Sha256,
     pub count: u64,
 }
 
 impl<W: Write> Hashing<W> {
-    pub fn new(inner: W) -> Self {
+    pub(super) fn new(inner: W) -> Self {
         Hashing {
             inner,
             hash: Sha256::new(),
@@ -247,7 +247,7 @@ impl<W: Write> Hashing<W> {
     }
 
     /// `sha256:<hex>` of what was written so far.
-    pub fn digest(&self) -> String {
+    pub(super) fn digest(&self) -> String {
         oci::hex_digest(self.hash.clone().finalize().as_slice())
     }
 }
@@ -290,7 +290,7 @@ fn add_tree(tar: &mut Tar<'_>, path: &Path, name: &str) -> io::Result<()> {
     if kind.is_dir() {
         dir_entry(tar, name, mode, VCAP)?;
         let mut children: Vec<_> = fs::read_dir(path)?.collect::<io::Result<_>>()?;
-        children.sort_by_key(|e| e.file_name());
+        children.sort_by_key(std::fs::DirEntry::file_name);
         for child in children {
             let child_name = format!("{name}/{}", child.file_name().to_string_lossy());
             add_tree(tar, &child.path(), &child_name)?;

@@ -10,10 +10,10 @@
 //! Nothing is written at FILE or DIR until the whole image is: it is made beside them
 //! and renamed into place.
 
-pub mod base;
+pub(crate) mod base;
 mod layer;
-pub mod oci;
-pub mod standin;
+pub(crate) mod oci;
+pub(crate) mod standin;
 
 use crate::app::App;
 use crate::env::Vars;
@@ -31,11 +31,11 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// The port the app listens on in the container, as on a Diego cell.
-pub const PORT: u16 = 8080;
+pub(crate) const PORT: u16 = 8080;
 
 /// Where an image goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
+pub(crate) enum Target {
     /// `--image FILE`: an archive.
     Archive(PathBuf),
     /// `--image-layout DIR`: a directory.
@@ -43,7 +43,7 @@ pub enum Target {
 }
 
 /// What an image is made of, before anything is written.
-pub struct Parts<'a> {
+pub(crate) struct Parts<'a> {
     pub name: String,
     pub base: &'a Base,
     pub droplet: &'a Path,
@@ -55,7 +55,7 @@ pub struct Parts<'a> {
 /// The process plan of a staged app: every process type with its MEMORY_LIMIT and its
 /// sidecars, as Cloud Controller gives them to Diego. A sidecar for a process type the
 /// droplet lacks would never run: refused, naming it.
-pub fn plan(app: &App, outcome: &Outcome) -> Result<Plan, Error> {
+pub(crate) fn plan(app: &App, outcome: &Outcome) -> Result<Plan, Error> {
     if !outcome.process_types.contains_key("web") {
         return Err(Error::NoProcessType {
             wanted: "web".into(),
@@ -107,7 +107,7 @@ pub fn plan(app: &App, outcome: &Outcome) -> Result<Plan, Error> {
 }
 
 /// The image's name: `localhost/<app>:latest`, the app's name made a valid reference.
-pub fn name_of(app: &str) -> String {
+pub(crate) fn name_of(app: &str) -> String {
     let mut repo: String = app
         .to_lowercase()
         .chars()
@@ -121,7 +121,11 @@ pub fn name_of(app: &str) -> String {
 }
 
 /// Writes the image to each target; returns its manifest's digest.
-pub fn write(parts: &Parts<'_>, targets: &[Target], scratch: &Path) -> anyhow::Result<String> {
+pub(crate) fn write(
+    parts: &Parts<'_>,
+    targets: &[Target],
+    scratch: &Path,
+) -> anyhow::Result<String> {
     let plan_json = parts.plan.to_json();
     let lifecycle = layer::files(
         &[Extra {
@@ -445,7 +449,7 @@ fn hex(digest: &str) -> &str {
 }
 
 /// Says what went where, and how long writing it took (scripts/bench reads it).
-pub fn report(
+pub(crate) fn report(
     name: &str,
     digest: &str,
     targets: &[Target],

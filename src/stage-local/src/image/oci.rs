@@ -11,12 +11,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 
-pub const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-pub const LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
-pub const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-pub const LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+pub(crate) const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub(crate) const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub(crate) const LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+pub(crate) const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub(crate) const LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 /// Docker's media types, found in `docker save` output and in images pulled from
 /// Docker Hub; each has an OCI twin with the same bytes.
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -24,14 +24,14 @@ const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+
 const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
 /// The annotation that names an image in an OCI layout (what `podman load` tags it as).
-pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+pub(crate) const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// The content of the `oci-layout` file.
-pub const LAYOUT_FILE: &str = "{\"imageLayoutVersion\":\"1.0.0\"}";
+pub(crate) const LAYOUT_FILE: &str = "{\"imageLayoutVersion\":\"1.0.0\"}";
 
 /// A pointer to a blob: its media type, `sha256:<hex>` digest and size.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Descriptor {
+pub(crate) struct Descriptor {
     pub media_type: String,
     pub digest: String,
     pub size: u64,
@@ -42,7 +42,7 @@ pub struct Descriptor {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Platform {
+pub(crate) struct Platform {
     pub architecture: String,
     pub os: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -51,7 +51,7 @@ pub struct Platform {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Manifest {
+pub(crate) struct Manifest {
     pub schema_version: u32,
     #[serde(default)]
     pub media_type: Option<String>,
@@ -61,7 +61,7 @@ pub struct Manifest {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Index {
+pub(crate) struct Index {
     pub schema_version: u32,
     #[serde(default)]
     pub media_type: Option<String>,
@@ -71,7 +71,7 @@ pub struct Index {
 /// One image of `docker save`'s `manifest.json` (a list of these).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct DockerImage {
+pub(crate) struct DockerImage {
     pub config: String,
     #[serde(default)]
     pub repo_tags: Option<Vec<String>>,
@@ -80,13 +80,13 @@ pub struct DockerImage {
 
 /// What a descriptor's media type says the blob is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Manifest,
     Index,
     Other,
 }
 
-pub fn kind(media_type: &str) -> Kind {
+pub(crate) fn kind(media_type: &str) -> Kind {
     match media_type {
         MANIFEST | DOCKER_MANIFEST => Kind::Manifest,
         INDEX | DOCKER_LIST => Kind::Index,
@@ -96,7 +96,7 @@ pub fn kind(media_type: &str) -> Kind {
 
 /// A layer's media type as OCI names it, or `None` for what is no layer this writer
 /// knows (an encrypted or foreign layer).
-pub fn oci_layer_type(media_type: &str) -> Option<&'static str> {
+pub(crate) fn oci_layer_type(media_type: &str) -> Option<&'static str> {
     match media_type {
         LAYER_TAR | DOCKER_LAYER_TAR => Some(LAYER_TAR),
         LAYER_GZIP | DOCKER_LAYER_GZIP => Some(LAYER_GZIP),
@@ -106,18 +106,18 @@ pub fn oci_layer_type(media_type: &str) -> Option<&'static str> {
 }
 
 /// `sha256:<hex>` of `bytes`.
-pub fn digest_of(bytes: &[u8]) -> String {
+pub(crate) fn digest_of(bytes: &[u8]) -> String {
     hex_digest(Sha256::digest(bytes).as_slice())
 }
 
 /// `sha256:<hex>` of a finished hash.
-pub fn hex_digest(hash: &[u8]) -> String {
+pub(crate) fn hex_digest(hash: &[u8]) -> String {
     let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
     format!("sha256:{hex}")
 }
 
 /// The hex part of a `sha256:` digest, if it is one (64 lowercase hex digits).
-pub fn sha256_hex(digest: &str) -> Option<&str> {
+pub(crate) fn sha256_hex(digest: &str) -> Option<&str> {
     let hex = digest.strip_prefix("sha256:")?;
     (hex.len() == 64
         && hex
@@ -127,7 +127,7 @@ pub fn sha256_hex(digest: &str) -> Option<&str> {
 }
 
 /// The architecture OCI names the machine's by (Go's GOARCH).
-pub fn this_architecture() -> &'static str {
+pub(crate) fn this_architecture() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",

@@ -25,7 +25,7 @@ const DEFAULT_SUITE: &str = "bookworm";
 
 /// What to build: Debian's release and the packages.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Recipe {
+pub(crate) struct Recipe {
     pub suite: String,
     pub packages: Vec<String>,
 }
@@ -33,10 +33,13 @@ pub struct Recipe {
 impl Recipe {
     /// The stand-in for `app_dir`: Ruby and one package per gem of the Gemfile.lock's
     /// DEPENDENCIES when the app has a Gemfile.
-    pub fn for_app(app_dir: &Path) -> Recipe {
-        let mut packages: Vec<String> = ALWAYS.iter().map(|p| p.to_string()).collect();
+    pub(crate) fn for_app(app_dir: &Path) -> Recipe {
+        let mut packages: Vec<String> = ALWAYS
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect();
         if app_dir.join("Gemfile").is_file() {
-            packages.extend(RUBY.iter().map(|p| p.to_string()));
+            packages.extend(RUBY.iter().map(std::string::ToString::to_string));
             let lock = fs::read_to_string(app_dir.join("Gemfile.lock")).unwrap_or_default();
             packages.extend(
                 gems(&lock)
@@ -95,7 +98,7 @@ fn hooks() -> [&'static str; 1] {
 
 /// The stand-in base for `recipe`, built now unless `bases_dir` has it; the path of its
 /// layout and whether it was built now.
-pub fn ensure(recipe: &Recipe, bases_dir: &Path) -> Result<(Base, PathBuf), Error> {
+pub(crate) fn ensure(recipe: &Recipe, bases_dir: &Path) -> Result<(Base, PathBuf), Error> {
     let dir = bases_dir.join(format!("standin-{}", recipe.key()));
     let failed = |problem: String| Error::StandInBase {
         packages: recipe.packages.clone(),

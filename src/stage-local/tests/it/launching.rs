@@ -443,7 +443,7 @@ fn processes_a_killed_run_left_behind_keep_their_droplet() {
     let web = started_pid(&out, "APP/PROC/WEB/0");
     let side = started_pid(&out, "APP/PROC/WEB/SIDECAR/SIDEKICK/0");
     // Whatever happens below, the orphans are killed at the end.
-    let _orphans = KillGroupsOnDrop(vec![web, side]);
+    let orphans = KillGroupsOnDrop(vec![web, side]);
     first.kill_hard();
     assert!(!gone(web) && !gone(side), "the orphans run on");
 
@@ -483,7 +483,7 @@ fn processes_a_killed_run_left_behind_keep_their_droplet() {
             cwd.display()
         );
     }
-    drop(_orphans);
+    drop(orphans);
     sb.stage()
         .buildpack(&bp)
         .arg("--stage-only")

@@ -12,15 +12,15 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_stage-local");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_stage-local");
 /// No test may take longer than this; a hang is a failure, not a stuck CI job.
-pub const LIMIT: Duration = Duration::from_secs(60);
+pub(crate) const LIMIT: Duration = Duration::from_secs(60);
 
 /// A tiny web app: answers `/` with a greeting, `/env` with its environment and
 /// working directory as JSON, and, when the app's env has CONFIG_SERVER_PORT, `/config`
 /// with what its config-server serves (as fixtures/rubyapp does). Logs one line to
 /// stdout and one to stderr at start.
-pub const SERVER_PY: &str = r#"import http.server, json, os, sys, urllib.request
+pub(crate) const SERVER_PY: &str = r#"import http.server, json, os, sys, urllib.request
 print("web up", flush=True)
 print("web says on stderr", file=sys.stderr, flush=True)
 class H(http.server.BaseHTTPRequestHandler):
@@ -44,20 +44,20 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
 "#;
 
-pub struct Sandbox {
+pub(crate) struct Sandbox {
     pub root: tempfile::TempDir,
 }
 
 impl Sandbox {
     /// An empty app dir named `app` (so the app is called "app" unless a manifest says).
-    pub fn new() -> Sandbox {
+    pub(crate) fn new() -> Sandbox {
         let root = tempfile::tempdir().expect("tempdir");
         fs::create_dir_all(root.path().join("app")).expect("app dir");
         Sandbox { root }
     }
 
     /// An app that serves HTTP on $PORT (python3), named `demo`, with 256M.
-    pub fn web_app() -> Sandbox {
+    pub(crate) fn web_app() -> Sandbox {
         let sb = Sandbox::new();
         sb.file("server.py", SERVER_PY)
             .file("Procfile", "web: exec python3 server.py\n")
@@ -68,28 +68,28 @@ impl Sandbox {
         sb
     }
 
-    pub fn app(&self) -> PathBuf {
+    pub(crate) fn app(&self) -> PathBuf {
         self.root.path().join("app")
     }
 
-    pub fn work(&self) -> PathBuf {
+    pub(crate) fn work(&self) -> PathBuf {
         self.root.path().join("work")
     }
 
     /// The app's dir under the work dir, for an app called `name`.
-    pub fn area(&self, name: &str) -> PathBuf {
+    pub(crate) fn area(&self, name: &str) -> PathBuf {
         self.work().join(name)
     }
 
     /// Writes a file of the app.
-    pub fn file(&self, rel: &str, text: &str) -> &Sandbox {
+    pub(crate) fn file(&self, rel: &str, text: &str) -> &Sandbox {
         write(&self.app().join(rel), text, 0o644);
         self
     }
 
     /// A directory buildpack whose bin/supply is `body` (bash, `set -euo pipefail`,
     /// with $build $cache $deps $idx set from the four arguments).
-    pub fn buildpack(&self, name: &str, body: &str) -> PathBuf {
+    pub(crate) fn buildpack(&self, name: &str, body: &str) -> PathBuf {
         let dir = self.root.path().join("buildpacks").join(name);
         let script = format!(
             "#!/usr/bin/env bash\nset -euo pipefail\nbuild=$1 cache=$2 deps=$3 idx=$4\n{body}\n"
@@ -100,14 +100,14 @@ impl Sandbox {
 
     /// A buildpack that installs `script` as `bin/<name>` and declares it a sidecar of
     /// `web` with `memory` (as written into launch.yml), at `<DEPS_DIR>/<DEPS_IDX>` only.
-    pub fn sidecar_buildpack(&self, name: &str, memory: &str, script: &str) -> PathBuf {
+    pub(crate) fn sidecar_buildpack(&self, name: &str, memory: &str, script: &str) -> PathBuf {
         self.sidecar_buildpack_writing(name, memory, script, false)
     }
 
     /// Like [`Sandbox::sidecar_buildpack`]; with `unpadded_too`, also writes the same
     /// launch.yml at the index without leading zeros, where CF's builder reads it once
     /// an app has 10 or more buildpacks.
-    pub fn sidecar_buildpack_writing(
+    pub(crate) fn sidecar_buildpack_writing(
         &self,
         name: &str,
         memory: &str,
@@ -147,7 +147,7 @@ echo "-----> {name} buildpack installed bin/{name}""#
     }
 
     /// `stage-local --work-dir <work>` with the arguments to come; APP_DIR is added last.
-    pub fn stage(&self) -> Run {
+    pub(crate) fn stage(&self) -> Run {
         Run {
             args: vec!["--work-dir".into(), self.work().display().to_string()],
             env: vec![],
@@ -157,45 +157,45 @@ echo "-----> {name} buildpack installed bin/{name}""#
 }
 
 /// A loopback port nothing listens on right now.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
 }
 
-pub fn write(path: &Path, text: &str, mode: u32) {
+pub(crate) fn write(path: &Path, text: &str, mode: u32) {
     fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
     fs::write(path, text).expect("write");
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
-pub struct Run {
+pub(crate) struct Run {
     args: Vec<String>,
     env: Vec<(String, String)>,
     app: PathBuf,
 }
 
 impl Run {
-    pub fn arg(mut self, a: impl AsRef<std::ffi::OsStr>) -> Run {
+    pub(crate) fn arg(mut self, a: impl AsRef<std::ffi::OsStr>) -> Run {
         self.args.push(a.as_ref().to_string_lossy().to_string());
         self
     }
 
-    pub fn buildpack(self, p: impl AsRef<Path>) -> Run {
+    pub(crate) fn buildpack(self, p: impl AsRef<Path>) -> Run {
         self.arg("--buildpack").arg(p.as_ref())
     }
 
     /// `--network host`: every instance on this machine's loopback, as on a machine
     /// without network namespaces; for what only holds there (shared ports).
-    pub fn host_network(self) -> Run {
+    pub(crate) fn host_network(self) -> Run {
         self.arg("--network").arg("host")
     }
 
     /// `--process TYPE`: start an instance of that process type.
-    pub fn process(self, kind: &str) -> Run {
+    pub(crate) fn process(self, kind: &str) -> Run {
         self.arg("--process").arg(kind)
     }
 
-    pub fn env(mut self, k: &str, v: &str) -> Run {
+    pub(crate) fn env(mut self, k: &str, v: &str) -> Run {
         self.env.push((k.into(), v.into()));
         self
     }
@@ -215,12 +215,12 @@ impl Run {
     }
 
     /// Runs to the end (within `LIMIT`).
-    pub fn run(self) -> Outcome {
+    pub(crate) fn run(self) -> Outcome {
         self.spawn().finish()
     }
 
     /// Starts in the background; output is collected as it comes.
-    pub fn spawn(self) -> Running {
+    pub(crate) fn spawn(self) -> Running {
         let mut child = self.command().spawn().expect("start stage-local");
         let out = Arc::new(Mutex::new(String::new()));
         let err = Arc::new(Mutex::new(String::new()));
@@ -248,7 +248,7 @@ fn collect(stream: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> thre
     })
 }
 
-pub struct Running {
+pub(crate) struct Running {
     child: Option<Child>,
     out: Arc<Mutex<String>>,
     err: Arc<Mutex<String>>,
@@ -256,16 +256,16 @@ pub struct Running {
 }
 
 impl Running {
-    pub fn stdout(&self) -> String {
+    pub(crate) fn stdout(&self) -> String {
         self.out.lock().expect("lock").clone()
     }
 
-    pub fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         self.child.as_ref().expect("running").id() as i32
     }
 
     /// Waits until stdout has `text`; returns stdout so far.
-    pub fn wait_for(&mut self, text: &str) -> String {
+    pub(crate) fn wait_for(&mut self, text: &str) -> String {
         let deadline = Instant::now() + LIMIT;
         loop {
             let out = self.stdout();
@@ -285,14 +285,14 @@ impl Running {
         }
     }
 
-    pub fn signal(&self, sig: Signal) {
+    pub(crate) fn signal(&self, sig: Signal) {
         kill_process(pid(self.pid()), sig).expect("signal stage-local");
     }
 
     /// Kills stage-local with SIGKILL, as `kill -9` or the OOM killer would: it cannot
     /// stop what it started. Its output readers are left behind, since an orphan may
     /// hold the other end of its pipes.
-    pub fn kill_hard(mut self) {
+    pub(crate) fn kill_hard(mut self) {
         let mut child = self.child.take().expect("running");
         let _ = kill_process(pid(child.id() as i32), Signal::KILL);
         let _ = child.wait();
@@ -300,7 +300,7 @@ impl Running {
     }
 
     /// Waits for the end (within `LIMIT`, else kills it and fails).
-    pub fn finish(mut self) -> Outcome {
+    pub(crate) fn finish(mut self) -> Outcome {
         let mut child = self.child.take().expect("running");
         let deadline = Instant::now() + LIMIT;
         let status = loop {
@@ -338,7 +338,7 @@ impl Drop for Running {
     }
 }
 
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub code: i32,
     pub out: String,
     pub err: String,
@@ -349,17 +349,17 @@ impl Outcome {
         format!("stdout:\n{}\nstderr:\n{}", self.out, self.err)
     }
 
-    pub fn code(&self, want: i32) -> &Outcome {
+    pub(crate) fn code(&self, want: i32) -> &Outcome {
         assert_eq!(self.code, want, "exit code; {}", self.dump());
         self
     }
 
-    pub fn success(&self) -> &Outcome {
+    pub(crate) fn success(&self) -> &Outcome {
         self.code(0)
     }
 
     /// stdout or stderr contains `text`.
-    pub fn has(&self, text: &str) -> &Outcome {
+    pub(crate) fn has(&self, text: &str) -> &Outcome {
         assert!(
             self.out.contains(text) || self.err.contains(text),
             "output lacks {text:?}; {}",
@@ -368,7 +368,7 @@ impl Outcome {
         self
     }
 
-    pub fn lacks(&self, text: &str) -> &Outcome {
+    pub(crate) fn lacks(&self, text: &str) -> &Outcome {
         assert!(
             !self.out.contains(text) && !self.err.contains(text),
             "output has {text:?}; {}",
@@ -378,7 +378,7 @@ impl Outcome {
     }
 
     /// The body stage-local printed for `GET <path>`.
-    pub fn answer(&self, path: &str) -> String {
+    pub(crate) fn answer(&self, path: &str) -> String {
         let mut lines = self.out.lines();
         let head = format!("{path} -> ");
         lines
@@ -389,12 +389,12 @@ impl Outcome {
     }
 
     /// The pid stage-local reported starting for the log source, e.g. `APP/PROC/WEB/0`.
-    pub fn started_pid(&self, source: &str) -> i32 {
+    pub(crate) fn started_pid(&self, source: &str) -> i32 {
         started_pid(&self.out, source)
     }
 }
 
-pub fn started_pid(out: &str, source: &str) -> i32 {
+pub(crate) fn started_pid(out: &str, source: &str) -> i32 {
     let head = format!("stage-local: started [{source}] as pid ");
     out.lines()
         .find_map(|l| l.strip_prefix(&head))
@@ -403,23 +403,22 @@ pub fn started_pid(out: &str, source: &str) -> i32 {
         .unwrap_or_else(|| panic!("no start of {source} in:\n{out}"))
 }
 
-pub fn pid(raw: i32) -> Pid {
+pub(crate) fn pid(raw: i32) -> Pid {
     Pid::from_raw(raw).expect("a pid")
 }
 
 /// True once `pid` is no more (or only a zombie nobody will run again).
-pub fn gone(pid: i32) -> bool {
+pub(crate) fn gone(pid: i32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
         Ok(stat) => stat
             .rsplit_once(')')
-            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-            .unwrap_or(false),
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
     }
 }
 
 /// Reads a pid a test process wrote into a file.
-pub fn pid_in(path: &Path) -> i32 {
+pub(crate) fn pid_in(path: &Path) -> i32 {
     fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .trim()
@@ -428,14 +427,14 @@ pub fn pid_in(path: &Path) -> i32 {
 }
 
 /// The JSON object printed for `GET /env` by the test app.
-pub fn env_answer(o: &Outcome) -> serde_json::Value {
+pub(crate) fn env_answer(o: &Outcome) -> serde_json::Value {
     serde_json::from_str(&o.answer("/env")).expect("JSON from /env")
 }
 
 /// The environment a running process was started with. Read again while it comes back
 /// empty: a process in the middle of an `exec` (the launcher's bash, then the command)
 /// shows no environment for a moment.
-pub fn environ(pid: i32) -> std::collections::BTreeMap<String, String> {
+pub(crate) fn environ(pid: i32) -> std::collections::BTreeMap<String, String> {
     let deadline = std::time::Instant::now() + LIMIT;
     loop {
         let raw = fs::read(format!("/proc/{pid}/environ"))
@@ -456,7 +455,7 @@ pub fn environ(pid: i32) -> std::collections::BTreeMap<String, String> {
 }
 
 /// The `process_type` of a process's VCAP_APPLICATION.
-pub fn process_type(env: &std::collections::BTreeMap<String, String>) -> String {
+pub(crate) fn process_type(env: &std::collections::BTreeMap<String, String>) -> String {
     let vcap: serde_json::Value =
         serde_json::from_str(&env["VCAP_APPLICATION"]).expect("VCAP_APPLICATION");
     vcap["process_type"]
@@ -466,7 +465,7 @@ pub fn process_type(env: &std::collections::BTreeMap<String, String>) -> String 
 }
 
 /// Every `[source]` stage-local reported starting, sorted.
-pub fn started_sources(out: &str) -> Vec<String> {
+pub(crate) fn started_sources(out: &str) -> Vec<String> {
     let mut sources: Vec<String> = out
         .lines()
         .filter_map(|l| l.strip_prefix("stage-local: started ["))
@@ -478,7 +477,7 @@ pub fn started_sources(out: &str) -> Vec<String> {
 
 /// Stops a run with Ctrl-C as a user would: it must exit 0 after stopping exactly
 /// `pids`' process groups, and none of them may outlive it.
-pub fn interrupt(running: Running, pids: &[i32]) -> Outcome {
+pub(crate) fn interrupt(running: Running, pids: &[i32]) -> Outcome {
     running.signal(Signal::INT);
     let o = running.finish();
     o.success().has(&format!(
@@ -494,7 +493,7 @@ pub fn interrupt(running: Running, pids: &[i32]) -> Outcome {
 /// True when process `pid` itself holds the socket that listens on TCP `port`
 /// (`/proc/<pid>/net/tcp*`, the tables of its own network, for the socket's inode,
 /// `/proc/<pid>/fd` for who holds it).
-pub fn listens(pid: i32, port: u16) -> bool {
+pub(crate) fn listens(pid: i32, port: u16) -> bool {
     let inodes: Vec<String> = ["tcp", "tcp6"]
         .iter()
         .filter_map(|t| fs::read_to_string(format!("/proc/{pid}/net/{t}")).ok())
@@ -505,7 +504,7 @@ pub fn listens(pid: i32, port: u16) -> bool {
                     let f: Vec<&str> = l.split_whitespace().collect();
                     let local = u16::from_str_radix(f.get(1)?.rsplit_once(':')?.1, 16).ok()?;
                     (local == port && *f.get(3)? == "0A")
-                        .then(|| f.get(9).map(|i| i.to_string()))?
+                        .then(|| f.get(9).map(std::string::ToString::to_string))?
                 })
                 .collect::<Vec<_>>()
         })
@@ -523,7 +522,7 @@ pub fn listens(pid: i32, port: u16) -> bool {
 }
 
 /// This process's umask (children inherit it), from `/proc/self/status`.
-pub fn umask() -> u32 {
+pub(crate) fn umask() -> u32 {
     fs::read_to_string("/proc/self/status")
         .expect("/proc/self/status")
         .lines()
@@ -534,7 +533,7 @@ pub fn umask() -> u32 {
 
 /// A binary of another workspace crate: `var` names it, else the one `cargo test
 /// --workspace` built next to this test binary (`target/debug/<name>`).
-pub fn built(var: &str, name: &str) -> PathBuf {
+pub(crate) fn built(var: &str, name: &str) -> PathBuf {
     let path = match std::env::var_os(var) {
         Some(p) => PathBuf::from(p),
         None => std::env::current_exe()

@@ -192,7 +192,7 @@ fn whatever_sits_at_the_cached_supply_is_replaced_never_followed() {
         match junk {
             "a directory" => fs::create_dir_all(cached.join("inner")).expect("dir"),
             "a symlink to a directory" => {
-                std::os::unix::fs::symlink(&outside, &cached).expect("link")
+                std::os::unix::fs::symlink(&outside, &cached).expect("link");
             }
             _ => fs::write(&cached, &real).expect("copy"),
         }

@@ -1,7 +1,7 @@
 //! Archives for tests: well-formed ones, and hostile ones written entry by entry.
 
 /// A gzipped tar holding regular files (path, contents, mode).
-pub fn tgz(entries: &[(&str, &[u8], u32)]) -> Vec<u8> {
+pub(crate) fn tgz(entries: &[(&str, &[u8], u32)]) -> Vec<u8> {
     let raw: Vec<Entry> = entries
         .iter()
         .map(|(p, d, m)| Entry::file(p, d, *m))
@@ -11,7 +11,7 @@ pub fn tgz(entries: &[(&str, &[u8], u32)]) -> Vec<u8> {
 
 /// One tar entry, written as given: paths are not checked, so hostile archives can
 /// be built (`../`, absolute paths, links, devices).
-pub struct Entry {
+pub(crate) struct Entry {
     pub path: String,
     pub data: Vec<u8>,
     pub mode: u32,
@@ -20,7 +20,7 @@ pub struct Entry {
 }
 
 impl Entry {
-    pub fn file(path: &str, data: &[u8], mode: u32) -> Entry {
+    pub(crate) fn file(path: &str, data: &[u8], mode: u32) -> Entry {
         Entry {
             path: path.into(),
             data: data.to_vec(),
@@ -30,7 +30,7 @@ impl Entry {
         }
     }
 
-    pub fn link(path: &str, kind: tar::EntryType, target: &str) -> Entry {
+    pub(crate) fn link(path: &str, kind: tar::EntryType, target: &str) -> Entry {
         Entry {
             path: path.into(),
             data: Vec::new(),
@@ -41,7 +41,7 @@ impl Entry {
     }
 }
 
-pub fn raw_tgz(entries: &[Entry]) -> Vec<u8> {
+pub(crate) fn raw_tgz(entries: &[Entry]) -> Vec<u8> {
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let mut b = tar::Builder::new(gz);
     for e in entries {
@@ -63,6 +63,6 @@ pub fn raw_tgz(entries: &[Entry]) -> Vec<u8> {
 }
 
 /// A fake sidecar binary: a shell script, so the tests can tell it from others.
-pub fn sidecar_bytes(tag: &str) -> Vec<u8> {
+pub(crate) fn sidecar_bytes(tag: &str) -> Vec<u8> {
     format!("#!/bin/sh\necho config-server {tag}\n").into_bytes()
 }

@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// A buildpack directory: manifest.yml, VERSION, and the artifact it pins.
-pub struct Buildpack {
+pub(crate) struct Buildpack {
     pub dir: tempfile::TempDir,
     pub artifact: Vec<u8>,
     pub uri: String,
@@ -22,7 +22,7 @@ pub struct Buildpack {
 impl Buildpack {
     /// A buildpack whose config-server artifact is a tgz with `bin/config-server`.
     #[must_use]
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Buildpack {
             dir: tempfile::tempdir().expect("tempdir"),
             artifact: tgz(&[("bin/config-server", &sidecar_bytes("v1"), 0o755)]),
@@ -40,47 +40,47 @@ impl Buildpack {
     }
 
     #[must_use]
-    pub fn artifact(mut self, bytes: Vec<u8>) -> Self {
+    pub(crate) fn artifact(mut self, bytes: Vec<u8>) -> Self {
         self.artifact = bytes;
         self
     }
 
     #[must_use]
-    pub fn uri(mut self, uri: impl Into<String>) -> Self {
+    pub(crate) fn uri(mut self, uri: impl Into<String>) -> Self {
         self.uri = uri.into();
         self
     }
 
     /// Pins a digest other than the artifact's.
     #[must_use]
-    pub fn sha(mut self, sha: &str) -> Self {
+    pub(crate) fn sha(mut self, sha: &str) -> Self {
         self.sha = Some(sha.into());
         self
     }
 
     /// Makes it a cached buildpack: the artifact sits at `file:` inside it.
     #[must_use]
-    pub fn cached(mut self) -> Self {
+    pub(crate) fn cached(mut self) -> Self {
         self.file = Some("dependencies/0123abcd/config-server-0.1.0.tgz".into());
         self
     }
 
     /// Extra keys appended to the sidecar entry (e.g. `  args: [--x]`).
     #[must_use]
-    pub fn sidecar_extra(mut self, yaml: &str) -> Self {
+    pub(crate) fn sidecar_extra(mut self, yaml: &str) -> Self {
         self.extra = yaml.into();
         self
     }
 
     /// Extra top-level keys appended to the manifest (e.g. `include_files:` lines).
     #[must_use]
-    pub fn top_level(mut self, yaml: &str) -> Self {
+    pub(crate) fn top_level(mut self, yaml: &str) -> Self {
         self.top_level = yaml.into();
         self
     }
 
     #[must_use]
-    pub fn write(self) -> Self {
+    pub(crate) fn write(self) -> Self {
         let sha = self
             .sha
             .clone()
@@ -110,34 +110,34 @@ impl Buildpack {
         self
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    pub fn manifest(&self) -> PathBuf {
+    pub(crate) fn manifest(&self) -> PathBuf {
         self.dir.path().join("manifest.yml")
     }
 }
 
 /// The four staging dirs, fresh per test unless shared on purpose.
-pub struct Dirs {
+pub(crate) struct Dirs {
     pub root: tempfile::TempDir,
 }
 
 impl Dirs {
     #[must_use]
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let root = tempfile::tempdir().expect("tempdir");
         fs::create_dir(root.path().join("app")).expect("app");
         Dirs { root }
     }
-    pub fn build(&self) -> PathBuf {
+    pub(crate) fn build(&self) -> PathBuf {
         self.root.path().join("app")
     }
-    pub fn cache(&self) -> PathBuf {
+    pub(crate) fn cache(&self) -> PathBuf {
         self.root.path().join("cache")
     }
-    pub fn deps(&self) -> PathBuf {
+    pub(crate) fn deps(&self) -> PathBuf {
         self.root.path().join("deps")
     }
 }

@@ -6,7 +6,7 @@ use std::fs;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     let (d, _, _) = copy_hashed(&mut &bytes[..], std::io::sink()).expect("hash");
     d.to_string()
 }
@@ -14,7 +14,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Every path under `dir` (relative) with what it is: a file's sha256 and mode, a
 /// symlink's target, or `dir`. Compared before and after a run to prove nothing was
 /// written outside where it belongs.
-pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
+pub(crate) fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -48,7 +48,7 @@ pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
 /// The names of the entries directly in `dir`, sorted. Fails if `dir` cannot be read:
 /// an empty listing of a directory that is not there would prove nothing.
 #[track_caller]
-pub fn listing(dir: &Path) -> Vec<String> {
+pub(crate) fn listing(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
         .flatten()
@@ -62,7 +62,7 @@ pub fn listing(dir: &Path) -> Vec<String> {
 /// point's (`.sidecar-buildpack-supply-….partial`, `.supply-….partial`), and, so that
 /// older or careless ones are caught too, mktemp's `tmp.XXXXXXXXXX`, `.supply.XXXXXX`
 /// and `.err` files.
-pub fn is_temp_name(name: &str) -> bool {
+pub(crate) fn is_temp_name(name: &str) -> bool {
     name.ends_with(".partial")
         || name.ends_with(".err")
         || name.starts_with(".unpack-")
@@ -74,7 +74,7 @@ pub fn is_temp_name(name: &str) -> bool {
 /// Fails if any file under `dir` is a leftover temp file, or if `dir` does not exist
 /// (an absence of temp files in no directory at all proves nothing).
 #[track_caller]
-pub fn assert_no_temp_files(dir: &Path) {
+pub(crate) fn assert_no_temp_files(dir: &Path) {
     assert!(
         fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()),
         "{} is not a directory: nothing to check",
@@ -90,7 +90,7 @@ pub fn assert_no_temp_files(dir: &Path) {
                 "leftover temp file {}",
                 e.path().display()
             );
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
                 stack.push(e.path());
             }
         }

@@ -6,14 +6,14 @@ use std::process::Command;
 
 /// A filesystem mounted for one test, unmounted when dropped. Needs root (tests and
 /// CI run as root); a failure to mount fails the test with the reason.
-pub struct Mount {
+pub(crate) struct Mount {
     path: PathBuf,
 }
 
 impl Mount {
     /// A tmpfs at `path` (created) with `options`, e.g. `size=1m` or `ro,size=64k`.
     #[must_use = "the filesystem is unmounted when dropped"]
-    pub fn tmpfs(path: &Path, options: &str) -> Mount {
+    pub(crate) fn tmpfs(path: &Path, options: &str) -> Mount {
         fs::create_dir_all(path).expect("mount point");
         mount(&["-t", "tmpfs", "-o", options, "tmpfs", utf8(path)]);
         Mount {
@@ -24,7 +24,7 @@ impl Mount {
     /// Makes the existing directory `path` read-only in place (a read-only bind
     /// mount: root ignores file modes, but not a read-only mount).
     #[must_use = "the filesystem is unmounted when dropped"]
-    pub fn read_only(path: &Path) -> Mount {
+    pub(crate) fn read_only(path: &Path) -> Mount {
         mount(&["--bind", utf8(path), utf8(path)]);
         let m = Mount {
             path: path.to_path_buf(),

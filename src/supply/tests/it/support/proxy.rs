@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 /// A real forward proxy (tinyproxy) on 127.0.0.1, logging every request it forwards.
 /// scripts/test installs tinyproxy; without it the test fails and says so.
-pub struct Tinyproxy {
+pub(crate) struct Tinyproxy {
     pub port: u16,
     child: Child,
     dir: tempfile::TempDir,
@@ -17,13 +17,13 @@ pub struct Tinyproxy {
 
 impl Tinyproxy {
     #[must_use = "the proxy stops when dropped"]
-    pub fn start() -> Tinyproxy {
+    pub(crate) fn start() -> Tinyproxy {
         Tinyproxy::configured("")
     }
 
     /// A proxy that wants `user` and `password` (Basic): without them it answers 407.
     #[must_use = "the proxy stops when dropped"]
-    pub fn with_auth(user: &str, password: &str) -> Tinyproxy {
+    pub(crate) fn with_auth(user: &str, password: &str) -> Tinyproxy {
         Tinyproxy::configured(&format!("BasicAuth {user} {password}\n"))
     }
 
@@ -72,11 +72,11 @@ impl Tinyproxy {
         proxy
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("tinyproxy.log")).unwrap_or_default()
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 /// What the test server does for one request.
 #[derive(Clone)]
-pub enum Reply {
+pub(crate) enum Reply {
     Body(Vec<u8>),
     Status(u16),
     /// Announces the full length, sends `n` bytes, closes.
@@ -42,7 +42,7 @@ pub enum Reply {
 
 /// A real HTTP/1.1 server on a loopback address that answers requests from a script;
 /// the last reply repeats. Plain HTTP, or HTTPS with a certificate from [`TestCa`].
-pub struct Server {
+pub(crate) struct Server {
     pub addr: SocketAddr,
     scheme: &'static str,
     hits: Arc<AtomicUsize>,
@@ -60,19 +60,19 @@ struct State {
 
 impl Server {
     #[must_use]
-    pub fn start(replies: Vec<Reply>) -> Server {
+    pub(crate) fn start(replies: Vec<Reply>) -> Server {
         Server::start_on(Ipv4Addr::LOCALHOST, replies)
     }
 
     /// On another loopback address, such as 127.0.0.2: another host to redirect to.
     #[must_use]
-    pub fn start_on(ip: Ipv4Addr, replies: Vec<Reply>) -> Server {
+    pub(crate) fn start_on(ip: Ipv4Addr, replies: Vec<Reply>) -> Server {
         Server::listen(ip, None, replies)
     }
 
     /// HTTPS on 127.0.0.1 with `tls` (see [`TestCa::server`]).
     #[must_use]
-    pub fn start_tls(tls: Arc<rustls::ServerConfig>, replies: Vec<Reply>) -> Server {
+    pub(crate) fn start_tls(tls: Arc<rustls::ServerConfig>, replies: Vec<Reply>) -> Server {
         Server::listen(Ipv4Addr::LOCALHOST, Some(tls), replies)
     }
 
@@ -119,21 +119,21 @@ impl Server {
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}://{}{}", self.scheme, self.addr, path)
     }
 
-    pub fn hits(&self) -> usize {
+    pub(crate) fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
     }
 
     /// Every request head received (request line and headers), in order.
-    pub fn requests(&self) -> Vec<String> {
+    pub(crate) fn requests(&self) -> Vec<String> {
         self.state.requests.lock().expect("lock").clone()
     }
 
     /// The most requests this server was answering at the same time.
-    pub fn max_in_flight(&self) -> usize {
+    pub(crate) fn max_in_flight(&self) -> usize {
         self.state.max_in_flight.load(Ordering::SeqCst)
     }
 }
@@ -245,7 +245,7 @@ fn respond(mut s: impl Read + Write, reply: Reply, state: &State) {
 }
 
 /// A port on 127.0.0.1 that nothing listens on (bound, then released).
-pub fn closed_port() -> u16 {
+pub(crate) fn closed_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
 }

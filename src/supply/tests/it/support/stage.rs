@@ -9,15 +9,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-pub const SUPPLY: &str = env!("CARGO_BIN_EXE_supply");
+pub(crate) const SUPPLY: &str = env!("CARGO_BIN_EXE_supply");
 /// The repository's root: manifest.yml, bin/, fuzz/ and the golden files live there.
-pub const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+pub(crate) const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
 /// The packager's binary. Cargo builds (and names in `CARGO_BIN_EXE_*`) only this
 /// crate's own binaries for its tests, so the packager is built here, once per test
 /// run, by the same dev build every script uses (`cargo build --workspace --bins`,
 /// scripts/lib.sh): a stale `target/debug/package` is never what a test runs.
-pub fn package_bin() -> PathBuf {
+pub(crate) fn package_bin() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
@@ -59,10 +59,10 @@ pub fn package_bin() -> PathBuf {
         .clone()
 }
 /// A secret that tests put in URLs; it must never appear in any output.
-pub const SECRET: &str = "s3cr3t-T0KEN";
+pub(crate) const SECRET: &str = "s3cr3t-T0KEN";
 
 /// One run of the real `supply` binary.
-pub struct Stage<'a> {
+pub(crate) struct Stage<'a> {
     bp: &'a Buildpack,
     dirs: &'a Dirs,
     idx: String,
@@ -71,7 +71,7 @@ pub struct Stage<'a> {
     relative: bool,
 }
 
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub code: i32,
     pub out: String,
     pub deps_idx: PathBuf,
@@ -89,7 +89,7 @@ fn snapshot_of(dir: &std::path::Path) -> Snapshot {
 
 impl<'a> Stage<'a> {
     #[must_use]
-    pub fn new(bp: &'a Buildpack, dirs: &'a Dirs) -> Self {
+    pub(crate) fn new(bp: &'a Buildpack, dirs: &'a Dirs) -> Self {
         let mut env = HashMap::new();
         env.insert("CF_STACK".into(), "cflinuxfs4".into());
         // Keep retries quick in tests; the defaults are documented in the README.
@@ -107,38 +107,41 @@ impl<'a> Stage<'a> {
     /// Passes the four dirs as paths relative to the working directory (the dirs'
     /// root), as a local run may.
     #[must_use]
-    pub fn relative(mut self) -> Self {
+    pub(crate) fn relative(mut self) -> Self {
         self.relative = true;
         self
     }
 
     /// Runs supply under another command, e.g. `unshare -n --` (no network at all).
     #[must_use]
-    pub fn wrapped(mut self, wrapper: &[&str]) -> Self {
-        self.wrapper = wrapper.iter().map(|s| s.to_string()).collect();
+    pub(crate) fn wrapped(mut self, wrapper: &[&str]) -> Self {
+        self.wrapper = wrapper
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect();
         self
     }
 
     #[must_use]
-    pub fn idx(mut self, idx: &str) -> Self {
+    pub(crate) fn idx(mut self, idx: &str) -> Self {
         self.idx = idx.into();
         self
     }
 
     #[must_use]
-    pub fn env(mut self, k: &str, v: &str) -> Self {
+    pub(crate) fn env(mut self, k: &str, v: &str) -> Self {
         self.env.insert(k.into(), v.into());
         self
     }
 
     #[must_use]
-    pub fn no_env(mut self, k: &str) -> Self {
+    pub(crate) fn no_env(mut self, k: &str) -> Self {
         self.env.remove(k);
         self
     }
 
     #[must_use = "check the outcome"]
-    pub fn run(self) -> Outcome {
+    pub(crate) fn run(self) -> Outcome {
         let mut cmd = match self.wrapper.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
@@ -170,7 +173,7 @@ impl Outcome {
     /// Runs `cmd` to the end and checks that its output leaks no secret.
     /// Runs `cmd`, recording DEPS_DIR (the parent of `deps_idx`) before it.
     #[track_caller]
-    pub fn of_staging(cmd: &mut Command, deps_idx: PathBuf) -> Outcome {
+    pub(crate) fn of_staging(cmd: &mut Command, deps_idx: PathBuf) -> Outcome {
         let before = snapshot_of(deps_idx.parent().expect("DEPS_DIR"));
         let mut out = Outcome::of(cmd, deps_idx);
         out.deps_before = Some(before);
@@ -178,7 +181,7 @@ impl Outcome {
     }
 
     #[track_caller]
-    pub fn of(cmd: &mut Command, deps_idx: PathBuf) -> Outcome {
+    pub(crate) fn of(cmd: &mut Command, deps_idx: PathBuf) -> Outcome {
         let started = Instant::now();
         let out = cmd.output().expect("run the command");
         let elapsed = started.elapsed();
@@ -200,7 +203,7 @@ impl Outcome {
     /// Fails unless DEPS_DIR is exactly as it was before the run: every path, file
     /// contents and mode, symlink target, and whether DEPS_DIR existed at all.
     #[track_caller]
-    pub fn deps_as_found(&self) -> &Self {
+    pub(crate) fn deps_as_found(&self) -> &Self {
         let before = self
             .deps_before
             .as_ref()
@@ -216,18 +219,18 @@ impl Outcome {
     }
 
     #[track_caller]
-    pub fn code(&self, want: i32) -> &Self {
+    pub(crate) fn code(&self, want: i32) -> &Self {
         assert_eq!(self.code, want, "exit code; output:\n{}", self.out);
         self
     }
 
     #[track_caller]
-    pub fn success(&self) -> &Self {
+    pub(crate) fn success(&self) -> &Self {
         self.code(0)
     }
 
     #[track_caller]
-    pub fn has(&self, text: &str) -> &Self {
+    pub(crate) fn has(&self, text: &str) -> &Self {
         assert!(
             self.out.contains(text),
             "output lacks {text:?}; output:\n{}",
@@ -237,7 +240,7 @@ impl Outcome {
     }
 
     #[track_caller]
-    pub fn lacks(&self, text: &str) -> &Self {
+    pub(crate) fn lacks(&self, text: &str) -> &Self {
         assert!(
             !self.out.contains(text),
             "output has {text:?}; output:\n{}",
@@ -247,13 +250,13 @@ impl Outcome {
     }
 
     #[track_caller]
-    pub fn launch_yml(&self) -> String {
+    pub(crate) fn launch_yml(&self) -> String {
         fs::read_to_string(self.deps_idx.join("launch.yml")).expect("launch.yml")
     }
 
     /// The installed executable's contents, after checking it is mode 0755.
     #[track_caller]
-    pub fn installed(&self) -> Vec<u8> {
+    pub(crate) fn installed(&self) -> Vec<u8> {
         let p = self.deps_idx.join("bin/config-server");
         let mode = fs::metadata(&p).expect("installed").permissions().mode() & 0o777;
         assert_eq!(mode, 0o755, "mode of {}", p.display());
@@ -263,7 +266,7 @@ impl Outcome {
     /// No executable and no launch.yml, at the index or at its unpadded copy; and,
     /// for a run that recorded it, DEPS_DIR exactly as the run found it.
     #[track_caller]
-    pub fn not_installed(&self) -> &Self {
+    pub(crate) fn not_installed(&self) -> &Self {
         if self.deps_before.is_some() {
             self.deps_as_found();
         }
@@ -289,7 +292,7 @@ impl Outcome {
 
 /// Fails if `text` holds a secret the tests planted.
 #[track_caller]
-pub fn assert_no_secret(text: &str) {
+pub(crate) fn assert_no_secret(text: &str) {
     for needle in [SECRET, "hunter2"] {
         assert!(!text.contains(needle), "secret {needle:?} leaked:\n{text}");
     }

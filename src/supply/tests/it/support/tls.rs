@@ -5,14 +5,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// A certificate authority made fresh for one test: no key is ever committed.
-pub struct TestCa {
+pub(crate) struct TestCa {
     issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
     cert: rcgen::Certificate,
 }
 
 impl TestCa {
     #[must_use]
-    pub fn new() -> TestCa {
+    pub(crate) fn new() -> TestCa {
         let key = rcgen::KeyPair::generate().expect("CA key");
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
         params
@@ -32,7 +32,7 @@ impl TestCa {
 
     /// Writes the CA's certificate into `dir` (a CF_SYSTEM_CERT_PATH), with a file
     /// that is not PEM beside it, which must be skipped.
-    pub fn install(&self, dir: &Path) {
+    pub(crate) fn install(&self, dir: &Path) {
         fs::create_dir_all(dir).expect("cert dir");
         fs::write(dir.join("test-ca.pem"), self.cert.pem()).expect("write CA");
         fs::write(dir.join("README"), "not a certificate\n").expect("write junk");
@@ -41,9 +41,9 @@ impl TestCa {
     /// A TLS server config whose certificate, signed by this CA, names `names`
     /// (IP addresses or DNS names). `expired` makes one that ended in 2001.
     #[must_use]
-    pub fn server(&self, names: &[&str], expired: bool) -> Arc<rustls::ServerConfig> {
+    pub(crate) fn server(&self, names: &[&str], expired: bool) -> Arc<rustls::ServerConfig> {
         let key = rcgen::KeyPair::generate().expect("leaf key");
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let names: Vec<String> = names.iter().map(std::string::ToString::to_string).collect();
         let mut params = rcgen::CertificateParams::new(names).expect("params");
         params
             .distinguished_name
