@@ -283,11 +283,24 @@ impl Error {
                     }
                 )],
             ),
-            Error::Directory { .. } => (
-                "Cloud Foundry calls bin/supply BUILD_DIR CACHE_DIR DEPS_DIR DEPS_IDX with usable \
-                 directories; a local run passed something else"
+            Error::Directory {
+                name: "DEPS_IDX", ..
+            } => (
+                "Cloud Foundry passes the buildpack's position in the app's buildpack list as \
+                 DEPS_IDX (0, or 00, 01 ... once the app has 10 or more buildpacks); a local run \
+                 passed something else"
                     .into(),
-                "pass an existing app directory as BUILD_DIR and writable paths for the others"
+                "pass the index as digits, such as 0".into(),
+                vec![],
+            ),
+            Error::Directory { .. } => (
+                "Cloud Foundry calls bin/supply BUILD_DIR CACHE_DIR DEPS_DIR DEPS_IDX with \
+                 directories it has made (CACHE_DIR may be missing); a local run passed something \
+                 else"
+                    .into(),
+                "pass an existing app directory as BUILD_DIR, an existing directory (or a new one \
+                 in an existing directory) as DEPS_DIR, and a directory or a path that does not \
+                 exist yet as CACHE_DIR"
                     .into(),
                 vec![],
             ),
@@ -418,20 +431,27 @@ impl Error {
                     vec![format!("attempts: {attempts}")],
                 )
             }
-            Error::Checksum { error_page, .. } => {
+            Error::Checksum {
+                error_page, origin, ..
+            } => {
                 let cause = if *error_page {
                     "the server sent an HTML or XML page (an error page or a login form) instead \
                      of the file"
                 } else {
                     "the file changed after it was pinned, or it was corrupted on the way"
                 };
-                (
-                    cause.into(),
+                // A file:// pin is a local build (`package dev`, which scripts/stage-local
+                // runs): a rebuild changes the file, and the fix is to lay it out again.
+                let fix = if origin.to_string().starts_with("file://") {
+                    "if this is a development buildpack (package dev, which scripts/stage-local \
+                     runs), the local build changed after it was made: make it again with \
+                     package dev, or run scripts/stage-local; otherwise do not use this file, \
+                     and re-pin only a file you built or trust"
+                } else {
                     "do not use this file; check the uri and sha256 in the buildpack's \
                      manifest.yml, and re-pin only a file you built or trust"
-                        .into(),
-                    self.checksum_details(),
-                )
+                };
+                (cause.into(), fix.into(), self.checksum_details())
             }
             Error::Archive { .. } => (
                 "the artifact is damaged, or was built wrongly or maliciously".into(),
