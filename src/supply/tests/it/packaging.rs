@@ -200,6 +200,10 @@ fn zip_in(out: &Path, name: &str) -> PathBuf {
         p.display(),
         fs::read_dir(out).map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
     );
+    // Readable by an upload job or a web server, not only by who packaged it (a temp
+    // file's 0600 once leaked through the rename).
+    let mode = fs::metadata(&p).expect("zip").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "{}: mode {mode:o}", p.display());
     p
 }
 
