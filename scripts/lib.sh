@@ -77,11 +77,14 @@ ensure_apt() {
 }
 
 # Tools the scripts install live in a place of the project's own, never in the user's
-# ~/.cargo/bin or the system's Python: TOOLS, under the target dir (gitignored; `cargo
-# clean` removes it, a fresh clone starts without it, and another user of the machine
-# does not inherit it). Python packages go into one venv there, cargo tools into
-# TOOLS/cargo; both are put first on PATH by the ensure_* functions.
-TOOLS=${CARGO_TARGET_DIR:-$ROOT/target}/tools
+# ~/.cargo/bin or the system's Python: TOOLS, a directory named for this project that
+# only these scripts put on PATH (a Python venv, and TOOLS/cargo for cargo tools).
+# Its path is fixed, not inside the checkout: zig's own path reaches the release
+# binaries (a checkout's target/tools gave other bytes in every clone), so every
+# checkout on a machine must build with the same tools at the same path for the pins
+# to hold. SIDECAR_BUILDPACK_TOOLS moves it (a user without write access to the
+# default, or a bench that installs from nothing); builds then differ from the pins.
+TOOLS=${SIDECAR_BUILDPACK_TOOLS:-/var/cache/sidecar-buildpack/tools}
 
 # on_path DIR: puts DIR first on PATH (once).
 on_path() {
@@ -98,7 +101,8 @@ ensure_venv() {
   if [[ ! -x $venv/bin/python3 ]] || ! "$venv/bin/python3" -m pip --version >/dev/null 2>&1; then
     command -v python3 >/dev/null || ensure_apt python3
     log "making the project's Python venv at $venv (a few seconds)"
-    rm -rf "$venv" && mkdir -p "$TOOLS" || die 1 "cannot write $TOOLS"
+    rm -rf "$venv" && mkdir -p "$TOOLS" ||
+      die 1 "cannot write $TOOLS (run as root, or set SIDECAR_BUILDPACK_TOOLS to a directory you can write)"
     # Debian's python3 makes venvs only with python3-venv (ensurepip).
     if ! python3 -m venv "$venv" >/dev/null 2>&1; then
       rm -rf "$venv"
