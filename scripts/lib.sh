@@ -219,11 +219,13 @@ glibc_ok() {
 # writes manifest.yml (`package --help`), and sets PACKAGE to its path.
 ensure_package_tool() {
   ensure_rust
-  # The one dev build every script and suite uses (scripts/stage-local too): another
-  # package selection would unify features otherwise and compile much of it again.
-  log "building the workspace's tools (cargo build --workspace --bins)"
-  talk "building the workspace's tools (cargo build)" \
-    cargo build --locked --manifest-path "$ROOT/Cargo.toml" --workspace --bins ||
+  # Only the packager's crates, but selected with --workspace: features are resolved
+  # for the whole workspace as in the one dev build every script and suite uses
+  # (scripts/stage-local too), so nothing built here is built again there, and a first
+  # scripts/package does not wait for stage-local's and config-server's crates.
+  log "building the packager (cargo build --workspace --bin package)"
+  talk "building the packager (cargo build)" \
+    cargo build --locked --manifest-path "$ROOT/Cargo.toml" --workspace --bin package ||
     die 1 "cargo build failed"
   PACKAGE=${CARGO_TARGET_DIR:-$ROOT/target}/debug/package
 }
