@@ -57,9 +57,17 @@ fn every_pin_is_under_the_release_location() {
     let downloadurl =
         fs::read_to_string(Path::new(REPO).join(".downloadurl")).expect(".downloadurl");
     let mut uris: Vec<String> = m.dependencies.iter().map(|d| d.uri_text.clone()).collect();
-    uris.extend(lock.lines().find_map(|l| l.strip_prefix("url=")).map(str::to_string));
+    uris.extend(
+        lock.lines()
+            .find_map(|l| l.strip_prefix("url="))
+            .map(str::to_string),
+    );
     uris.push(downloadurl.trim().to_string());
-    assert_eq!(uris.len(), m.dependencies.len() + 2, "bin/supply.lock has a url=");
+    assert_eq!(
+        uris.len(),
+        m.dependencies.len() + 2,
+        "bin/supply.lock has a url="
+    );
     for uri in uris {
         assert!(
             uri.starts_with(&base),
