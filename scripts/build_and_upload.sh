@@ -40,7 +40,8 @@ its owners and released from a file:
                          stacks of the build it replaces; required for a new dependency
 
 Where it goes:
-  --bucket NAME          S3 bucket (env BUCKET; default sidecar-buildpack-releases)
+  --bucket NAME          S3 bucket (env BUCKET; default: release.conf's bucket=, the
+                         one setting of the release location)
   --prefix PREFIX        key prefix of DEPENDENCY (env PREFIX; default: its name)
   --supply-prefix PREFIX key prefix of supply (env SUPPLY_PREFIX; default supply)
   --endpoint-url URL     an S3-compatible server instead of AWS (env S3_ENDPOINT_URL);
@@ -73,7 +74,11 @@ USAGE
 }
 
 dep=config-server artifact='' version='' stacks=()
-bucket=${BUCKET:-sidecar-buildpack-releases}
+# The release location is one setting, release.conf's bucket= line.
+conf_bucket=$(sed -n 's/^bucket=//p' "$ROOT/release.conf" 2>/dev/null) ||
+  die "$EXIT_SETUP" "cannot read $ROOT/release.conf"
+[[ -n $conf_bucket ]] || die "$EXIT_SETUP" "$ROOT/release.conf has no bucket= line"
+bucket=${BUCKET:-$conf_bucket}
 prefix=${PREFIX:-}
 supply_prefix=${SUPPLY_PREFIX:-supply}
 endpoint=${S3_ENDPOINT_URL:-}

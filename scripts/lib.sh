@@ -2,17 +2,17 @@
 # Shared helpers for scripts/ and tests/. Source it; it only defines functions.
 #
 # The ensure_* functions install what a fresh machine lacks, from Debian's packages,
-# PyPI or crates.io, and are silent and quick when it is already there. Tool versions
+# PyPI or crates.io (into TOOLS, the project's own place), say what they install, and
+# are silent and quick when it is already there. Tool versions
 # that change the bytes of a build are pinned here, so every machine builds the same.
 
 # Pinned because the linker (zig) and its driver shape the binaries we ship.
 ZIGLANG_VERSION=0.14.1
 CARGO_ZIGBUILD_VERSION=0.24.1
-# Pinned because they write into what we ship: cargo-auditable embeds the dependency
-# tree in each binary (0.7.3 and later drive cargo-zigbuild), cargo-cyclonedx writes
-# the SBOM packed beside config-server. rust-audit-info only reads (tests).
+# Pinned because it writes into what we ship: cargo-auditable embeds the dependency
+# tree in each binary (0.7.3 and later drive cargo-zigbuild). rust-audit-info only
+# reads (tests).
 CARGO_AUDITABLE_VERSION=0.7.7
-CARGO_CYCLONEDX_VERSION=0.5.9
 RUST_AUDIT_INFO_VERSION=0.5.4
 
 # log MSG...: a line on stderr, prefixed with the calling script's name.
@@ -24,6 +24,34 @@ die() {
   shift
   log "error: $*"
   exit "$code"
+}
+
+# talk WHAT CMD...: runs CMD with its stderr passed through line by line, and whenever it
+# has printed nothing for 15 s, a line saying it is still WHAT (no step of a first run
+# may look hung: a release build's last crates, linked with LTO, print nothing for a
+# minute). CMD's stdout is untouched; the exit status is CMD's.
+talk() {
+  local what=$1
+  shift
+  { "$@" 2>&1 1>&3 3>&- | _heartbeat "$what" >&2; } 3>&1
+  return "${PIPESTATUS[0]}"
+}
+
+_heartbeat() {
+  local start=$SECONDS line rc
+  while :; do
+    if IFS= read -r -t 15 line; then
+      printf '%s\n' "$line"
+    else
+      rc=$?
+      if ((rc > 128)); then
+        log "still $1 ($((SECONDS - start)) s so far)"
+      else
+        [[ -z $line ]] || printf '%s\n' "$line"
+        return 0
+      fi
+    fi
+  done
 }
 
 _apt_updated=
@@ -42,41 +70,69 @@ ensure_apt() {
   local sudo=()
   ((EUID == 0)) || sudo=(sudo)
   if [[ -z $_apt_updated ]]; then
-    "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 update -qq || die 1 "apt-get update failed"
+    talk "updating apt's package lists" "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 update -qq || die 1 "apt-get update failed"
     _apt_updated=1
   fi
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
-    "${missing[@]}" >/dev/null || die 1 "apt-get install ${missing[*]} failed"
+  DEBIAN_FRONTEND=noninteractive talk "installing ${missing[*]} (apt)" "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 install \
+    -y -qq --no-install-recommends "${missing[@]}" >/dev/null || die 1 "apt-get install ${missing[*]} failed"
 }
 
-# ensure_python: python3 with pip.
-ensure_python() {
-  command -v python3 >/dev/null || ensure_apt python3
-  python3 -m pip --version >/dev/null 2>&1 || ensure_apt python3-pip
-}
+# Tools the scripts install live in a place of the project's own, never in the user's
+# ~/.cargo/bin or the system's Python: TOOLS, a directory named for this project that
+# only these scripts put on PATH (a Python venv, and TOOLS/cargo for cargo tools).
+# Its path is fixed, not inside the checkout: zig's own path reaches the release
+# binaries (a checkout's target/tools gave other bytes in every clone), so every
+# checkout on a machine must build with the same tools at the same path for the pins
+# to hold. SIDECAR_BUILDPACK_TOOLS moves it (a user without write access to the
+# default, or a bench that installs from nothing); builds then differ from the pins.
+TOOLS=${SIDECAR_BUILDPACK_TOOLS:-/var/cache/sidecar-buildpack/tools}
 
-# ensure_pip SPEC DIST...: pip-installs SPEC (e.g. 'moto[server]') unless every
-# distribution DIST is installed, then puts pip's scripts dir on PATH so its
-# commands run.
-ensure_pip() {
-  local spec=$1 dist missing=
-  shift
-  ensure_python
-  for dist in "$@"; do
-    python3 -m pip show --quiet "$dist" >/dev/null 2>&1 || missing=1
-  done
-  if [[ -n $missing ]]; then
-    log "installing $spec (pip)"
-    # PIP_BREAK_SYSTEM_PACKAGES: Debian's own python3 refuses installs otherwise (PEP 668).
-    PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check \
-      --no-input "$spec" || die 1 "pip install $spec failed"
-  fi
-  local scripts
-  scripts=$(python3 -m sysconfig | sed -n 's/^\tscripts = "\(.*\)"$/\1/p')
+# on_path DIR: puts DIR first on PATH (once).
+on_path() {
   case ":$PATH:" in
-    *":$scripts:"*) ;;
-    *) PATH="$scripts:$PATH" ;;
+    *":$1:"*) ;;
+    *) PATH="$1:$PATH" ;;
   esac
+}
+
+# ensure_venv: the project's Python venv (TOOLS/venv), its bin/ first on PATH, so
+# `python3` and the commands pip installs are the venv's from then on.
+ensure_venv() {
+  local venv=$TOOLS/venv
+  if [[ ! -x $venv/bin/python3 ]] || ! "$venv/bin/python3" -m pip --version >/dev/null 2>&1; then
+    command -v python3 >/dev/null || ensure_apt python3
+    log "making the project's Python venv at $venv (a few seconds)"
+    rm -rf "$venv" && mkdir -p "$TOOLS" ||
+      die 1 "cannot write $TOOLS (run as root, or set SIDECAR_BUILDPACK_TOOLS to a directory you can write)"
+    # Debian's python3 makes venvs only with python3-venv (ensurepip).
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+      rm -rf "$venv"
+      ensure_apt python3-venv
+      python3 -m venv "$venv" || die 1 "python3 -m venv $venv failed"
+    fi
+  fi
+  on_path "$venv/bin"
+}
+
+# pip_install SPEC...: into the project's venv, with pip's own progress on stderr.
+pip_install() {
+  log "installing $* (pip, into $TOOLS/venv; seconds to a minute, once)"
+  talk "installing $* (pip)" python3 -m pip install --disable-pip-version-check --no-input \
+    --progress-bar off "$@" 1>&2 || die 1 "pip install $* failed"
+}
+
+# ensure_pip SPEC DIST...: pip-installs SPEC (e.g. 'moto[server]') into the project's
+# venv unless every distribution DIST is installed there.
+ensure_pip() {
+  local spec=$1 dist
+  shift
+  ensure_venv
+  for dist in "$@"; do
+    python3 -m pip show --quiet "$dist" >/dev/null 2>&1 || {
+      pip_install "$spec"
+      return 0
+    }
+  done
 }
 
 # ensure_rust: cargo on PATH (rustup's default location is added if needed).
@@ -87,35 +143,36 @@ ensure_rust() {
   command -v cargo >/dev/null || die 1 "cargo not found: install Rust with rustup (https://rustup.rs)"
 }
 
-# ensure_zig: zig (the pinned PyPI ziglang) and cargo-zigbuild, which looks for
-# `python3 -m ziglang` before any `zig` on PATH.
+# ensure_zig: zig and cargo-zigbuild at their pinned versions, both from PyPI (prebuilt
+# wheels: seconds, where `cargo install cargo-zigbuild` compiles for minutes), in the
+# project's venv. cargo-zigbuild finds zig as `python3 -m ziglang`, the venv's.
 ensure_zig() {
   ensure_rust
-  ensure_python
-  if [[ $(python3 -m ziglang version 2>/dev/null) != "$ZIGLANG_VERSION" ]]; then
-    log "installing ziglang $ZIGLANG_VERSION (pip)"
-    PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check \
-      --no-input "ziglang==$ZIGLANG_VERSION" || die 1 "pip install ziglang==$ZIGLANG_VERSION failed"
+  ensure_venv
+  if [[ $(python3 -m ziglang version 2>/dev/null) != "$ZIGLANG_VERSION" ]] ||
+    [[ $(cargo-zigbuild --version 2>/dev/null) != "cargo-zigbuild $CARGO_ZIGBUILD_VERSION" ]]; then
+    pip_install "ziglang==$ZIGLANG_VERSION" "cargo-zigbuild==$CARGO_ZIGBUILD_VERSION"
   fi
-  ensure_cargo_tool cargo-zigbuild "$CARGO_ZIGBUILD_VERSION"
 }
 
 # ensure_cargo_tool CRATE VERSION: `cargo install --locked CRATE@VERSION` from crates.io
-# unless cargo already lists that version as installed.
+# into TOOLS/cargo, unless that version is there; TOOLS/cargo/bin goes first on PATH.
 ensure_cargo_tool() {
   ensure_rust
+  on_path "$TOOLS/cargo/bin"
   local installed
-  installed=$(cargo install --list 2>/dev/null) || installed=
+  installed=$(cargo install --list --root "$TOOLS/cargo" 2>/dev/null) || installed=
   grep -qxF "$1 v$2:" <<<"$installed" && return 0
-  log "installing $1 $2 (cargo install; takes a few minutes once)"
-  cargo install --quiet --locked "$1@$2" || die 1 "cargo install $1@$2 failed"
+  log "installing $1 $2 into $TOOLS/cargo (cargo install, once: a minute or two; cargo's progress follows)"
+  talk "installing $1 (cargo install)" cargo install --locked --root "$TOOLS/cargo" "$1@$2" ||
+    die 1 "cargo install $1@$2 failed"
 }
 
 # ensure_sbom_tools: cargo-auditable (`cargo auditable zigbuild` embeds the dependency
-# tree in the binary) and cargo-cyclonedx (writes the SBOM), at their pinned versions.
+# tree in the binary) at its pinned version. The SBOM itself is written by
+# scripts/sbom from `cargo metadata`, with Python's standard library.
 ensure_sbom_tools() {
   ensure_cargo_tool cargo-auditable "$CARGO_AUDITABLE_VERSION"
-  ensure_cargo_tool cargo-cyclonedx "$CARGO_CYCLONEDX_VERSION"
 }
 
 # ensure_objdump: binutils' objdump, to read the glibc symbol versions a binary needs.
@@ -163,10 +220,13 @@ glibc_ok() {
 # writes manifest.yml (`package --help`), and sets PACKAGE to its path.
 ensure_package_tool() {
   ensure_rust
-  # The one dev build every script and suite uses (scripts/stage-local too): another
-  # package selection would unify features otherwise and compile much of it again.
-  log "building the workspace's tools (cargo build --workspace --bins)"
-  cargo build --locked --manifest-path "$ROOT/Cargo.toml" --workspace --bins ||
+  # Only the packager's crates, but selected with --workspace: features are resolved
+  # for the whole workspace as in the one dev build every script and suite uses
+  # (scripts/stage-local too), so nothing built here is built again there, and a first
+  # scripts/package does not wait for stage-local's and config-server's crates.
+  log "building the packager (cargo build --workspace --bin package)"
+  talk "building the packager (cargo build)" \
+    cargo build --locked --manifest-path "$ROOT/Cargo.toml" --workspace --bin package ||
     die 1 "cargo build failed"
   PACKAGE=${CARGO_TARGET_DIR:-$ROOT/target}/debug/package
 }

@@ -289,10 +289,22 @@ impl Error {
             Error::NoPinnedVersion { var, available, .. } => {
                 explain_no_pinned_version(var, available)
             }
+            Error::Directory {
+                name: "DEPS_IDX", ..
+            } => Explanation::new(
+                "Cloud Foundry passes the buildpack's position in the app's buildpack list as \
+                 DEPS_IDX (0, or 00, 01 ... once the app has 10 or more buildpacks); a local run \
+                 passed something else",
+                "pass the index as digits, such as 0",
+                vec![],
+            ),
             Error::Directory { .. } => Explanation::new(
-                "Cloud Foundry calls bin/supply BUILD_DIR CACHE_DIR DEPS_DIR DEPS_IDX with usable \
-                 directories; a local run passed something else",
-                "pass an existing app directory as BUILD_DIR and writable paths for the others",
+                "Cloud Foundry calls bin/supply BUILD_DIR CACHE_DIR DEPS_DIR DEPS_IDX with \
+                 directories it has made (CACHE_DIR may be missing); a local run passed something \
+                 else",
+                "pass an existing app directory as BUILD_DIR, an existing directory (or a new one \
+                 in an existing directory) as DEPS_DIR, and a directory or a path that does not \
+                 exist yet as CACHE_DIR",
                 vec![],
             ),
             Error::Download {
@@ -312,19 +324,27 @@ impl Error {
             Error::HttpStatus {
                 status, attempts, ..
             } => explain_http_status(*status, *attempts),
-            Error::Checksum { error_page, .. } => {
+            Error::Checksum {
+                error_page, origin, ..
+            } => {
                 let cause = if *error_page {
                     "the server sent an HTML or XML page (an error page or a login form) instead \
                      of the file"
                 } else {
                     "the file changed after it was pinned, or it was corrupted on the way"
                 };
-                Explanation::new(
-                    cause,
+                // A file:// pin is a local build (`package dev`, which scripts/stage-local
+                // runs): a rebuild changes the file, and the fix is to lay it out again.
+                let fix = if origin.to_string().starts_with("file://") {
+                    "if this is a development buildpack (package dev, which scripts/stage-local \
+                     runs), the local build changed after it was made: make it again with \
+                     package dev, or run scripts/stage-local; otherwise do not use this file, \
+                     and re-pin only a file you built or trust"
+                } else {
                     "do not use this file; check the uri and sha256 in the buildpack's \
-                     manifest.yml, and re-pin only a file you built or trust",
-                    self.checksum_details(),
-                )
+                     manifest.yml, and re-pin only a file you built or trust"
+                };
+                Explanation::new(cause, fix, self.checksum_details())
             }
             Error::Archive { .. } => Explanation::new(
                 "the artifact is damaged, or was built wrongly or maliciously",

@@ -67,6 +67,10 @@ pub(crate) enum PackError {
         bytes: usize,
         limit: u64,
     },
+    /// `package verify --all`: some pinned uris do not serve their pinned bytes (each
+    /// failure was reported as it happened).
+    #[error("{} of {total} pinned uris do not serve the pinned bytes: {}", failed.len(), failed.join(", "))]
+    NotServed { failed: Vec<String>, total: usize },
     /// The change asked for would leave manifest.yml invalid.
     #[error("{}: {change} would make `{key}` invalid: {problem}", manifest.display())]
     WouldBreak {
@@ -86,6 +90,7 @@ impl PackError {
     fn exit_code(&self) -> i32 {
         match self {
             PackError::Key(_) | PackError::Argument { .. } => exit::USAGE,
+            PackError::NotServed { .. } => exit::ARTIFACT,
             _ => exit::CONFIG,
         }
     }
@@ -117,6 +122,16 @@ impl PackError {
                 "package dev creates its directory whole and never mixes it with other files"
                     .into(),
                 "give --out a path that does not exist yet, or an empty directory".into(),
+                vec![],
+            ),
+            PackError::NotServed { .. } => (
+                "the release these pins name is not published where they point, or not with \
+                 these bytes; stagings that download them (the uncached zip, the git URL) would \
+                 fail"
+                    .into(),
+                "publish the release (scripts/build_and_upload.sh), or push with the cached zip \
+                 (scripts/package --cached), which downloads nothing"
+                    .into(),
                 vec![],
             ),
             PackError::Key(_) => (

@@ -164,11 +164,14 @@ enum Command {
     },
     /// Check that a uri serves the pinned bytes
     ///
-    /// Fetches it as staging does (same client, proxies, CAs, retries): the pin of NAME in the manifest, or --uri and --sha256
+    /// Fetches it as staging does (same client, proxies, CAs, retries): the pin of NAME in the manifest, --uri and --sha256, or with --all every build of every dependency and the prebuilt supply of bin/supply.lock (the git-URL route) beside the manifest
     Verify {
         /// The dependency whose pinned uri to check (its default build)
-        #[arg(required_unless_present = "uri")]
+        #[arg(required_unless_present_any = ["uri", "all"], conflicts_with = "all")]
         name: Option<String>,
+        /// Every pinned uri: each build of each dependency, and bin/supply.lock's
+        #[arg(long, conflicts_with_all = ["uri", "stack"])]
+        all: bool,
         #[arg(long, requires = "sha256")]
         uri: Option<String>,
         #[arg(long, requires = "uri")]
@@ -355,11 +358,17 @@ fn run(command: Command, env: &HashMap<String, String>) -> anyhow::Result<()> {
             artifacts: &artifacts,
         }),
         Command::Verify {
+            all: true,
+            manifest,
+            ..
+        } => verify::all(&manifest, env),
+        Command::Verify {
             name,
             uri,
             sha256,
             stack,
             manifest,
+            ..
         } => {
             if let (Some(uri), Some(sha256)) = (uri, sha256) {
                 checked_uri(&uri)?;

@@ -496,6 +496,10 @@ fn write_zip(items: &BTreeMap<String, Item>, work: &Path, dest: &Path) -> anyhow
         .inner
         .into_inner()
         .map_err(|e| Error::write(dest)(e.into_error()))?;
+    // A temp file is 0600; the zip is for others to read (an upload job, a web server).
+    tmp.as_file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .map_err(Error::write(dest))?;
     tmp.as_file().sync_all().map_err(Error::write(dest))?;
     tmp.persist(dest).map_err(|e| Error::write(dest)(e.error))?;
     Ok(())

@@ -120,7 +120,14 @@ fn decide(ctx: &Context) -> Result<Plan, Error> {
 /// Makes everything in the staging dir, then commits it; on any failure, undoes what
 /// was committed.
 fn act(ctx: &Context, plan: &Plan) -> Result<(), Error> {
+    let deps_dir_existed = ctx.deps_dir.is_dir();
     let mut staging = Staging::begin(&ctx.deps_dir, &ctx.deps_idx)?;
+    if !deps_dir_existed {
+        detail!(
+            "Created DEPS_DIR {} (Cloud Foundry makes it before staging; a local run may leave it to supply)",
+            ctx.deps_dir.display()
+        );
+    }
     let cache = AppCache::new(&ctx.cache_dir);
     let layout = Layout::of(ctx);
     let done = stage(ctx, plan, &cache, staging.path())
@@ -586,28 +593,55 @@ fn check_dirs(ctx: &Context) -> Result<(), Error> {
         && ctx.deps_idx.len() <= 8
         && ctx.deps_idx.bytes().all(|b| b.is_ascii_digit());
     if !idx_ok {
+        // Quoted, so an empty or blank value shows as what it is.
         return Err(Error::Directory {
             name: "DEPS_IDX",
-            path: buildpack::redact::shown(&buildpack::redact::scrub_urls(&ctx.deps_idx)).into(),
-            problem: "must be the buildpack's index, such as 0 or 03".into(),
+            path: buildpack::redact::quoted_value(&ctx.deps_idx).into(),
+            problem: "is not a buildpack index: 1 to 8 digits, such as 0 or 03".into(),
         });
     }
-    // Other buildpacks' dirs live in DEPS_DIR: never replace it, only create it. A
-    // symlink to a directory is CF's or the operator's choice, and followed.
+    // Other buildpacks' dirs live in DEPS_DIR: never replace it. CF creates it before
+    // staging; a local run's missing one is made, but only as the last directory of a
+    // path whose parent exists (a typo never grows a tree, as root, anywhere). A symlink
+    // to a directory is CF's or the operator's choice, and followed.
     let problem = match fs::symlink_metadata(&ctx.deps_dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => format!("cannot be used: {e}"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let parent = ctx
+                .deps_dir
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            (!parent.is_dir()).then(|| {
+                format!(
+                    "does not exist, and neither does its parent {}",
+                    parent.display()
+                )
+            })
+        }
+        Err(e) => Some(format!("cannot be used: {e}")),
         Ok(_) => match fs::metadata(&ctx.deps_dir) {
-            Ok(m) if m.is_dir() => return Ok(()),
-            Ok(_) => "is not a directory".into(),
-            Err(e) => format!("cannot be used: {e}"),
+            Ok(m) if m.is_dir() => None,
+            Ok(_) => Some("is not a directory".into()),
+            Err(e) => Some(format!("cannot be used: {e}")),
         },
     };
-    Err(Error::Directory {
-        name: "DEPS_DIR",
-        path: ctx.deps_dir.clone(),
-        problem,
-    })
+    if let Some(problem) = problem {
+        return Err(Error::Directory {
+            name: "DEPS_DIR",
+            path: ctx.deps_dir.clone(),
+            problem,
+        });
+    }
+    // The app cache is created when something is stored; a file in its place would
+    // fail only then, after the download.
+    if fs::symlink_metadata(&ctx.cache_dir).is_ok() && !ctx.cache_dir.is_dir() {
+        return Err(Error::Directory {
+            name: "CACHE_DIR",
+            path: ctx.cache_dir.clone(),
+            problem: "is not a directory".into(),
+        });
+    }
+    Ok(())
 }
 
 /// CF carves sidecar memory out of the process's and refuses a droplet whose sidecars

@@ -45,6 +45,8 @@ fn first_staging_downloads_then_the_cache_serves() {
     let url = server.url(&format!("/supply/supply-linux-x86_64?sig={SECRET}"));
     let bp = checkout(&url, &real);
     let dirs = Dirs::new();
+    // As CF does: DEPS_DIR exists (a local run's missing one gets a line of its own).
+    fs::create_dir(dirs.deps()).expect("deps");
     let out = run_entry(&bp, &dirs);
     out.success()
         .has("-----> Fetching the prebuilt supply for sidecar_buildpack 1.2.3\n")

@@ -480,7 +480,7 @@ fn served_source(replies: impl FnOnce(&[u8]) -> Vec<Reply>) -> (Source, Server, 
 }
 
 fn only_the_zip(out: &Path) {
-    assert_eq!(listing(out), ["sidecar_buildpack-cached-v0.1.0.zip"]);
+    assert_eq!(listing(out), [crate::packaging::zip_name("-cached")]);
 }
 
 #[test]

@@ -235,13 +235,77 @@ fn a_version_that_is_not_one_version_is_refused_before_anything_is_written() {
 #[test]
 fn deps_idx_that_is_not_an_index() {
     let bp = Buildpack::new().cached().write();
-    for idx in ["../1", "abc", "123456789", " 0"] {
+    for idx in ["../1", "abc", "123456789", " 0", ""] {
         let dirs = Dirs::new();
-        Stage::new(&bp, &dirs).idx(idx).run().code(3).has(&format!(
-            "       **ERROR** DEPS_IDX {idx} must be the buildpack's index"
-        ));
+        Stage::new(&bp, &dirs)
+            .idx(idx)
+            .run()
+            .code(3)
+            // Quoted, so an empty or blank value shows as one.
+            .has(&format!(
+                "       **ERROR** DEPS_IDX \"{idx}\" is not a buildpack index: 1 to 8 digits, such as 0 or 03\n"
+            ))
+            .has("To fix: pass the index as digits, such as 0\n");
         assert_eq!(listing(dirs.root.path()), ["app"], "{idx}: nothing created");
     }
+}
+
+/// CF makes DEPS_DIR before staging. A local run's missing one is made, and said so,
+/// but only in an existing directory: a typo never grows a tree (as root, anywhere).
+#[test]
+fn a_missing_deps_dir_is_made_only_in_an_existing_directory() {
+    let bp = Buildpack::new().cached().write();
+    let dirs = Dirs::new();
+    let deep = dirs.root.path().join("nonexistent/deps");
+    let o = Outcome::of(
+        std::process::Command::new(SUPPLY)
+            .env_clear()
+            .env("SIDECAR_BUILDPACK_DIR", bp.path())
+            .env("CF_STACK", "cflinuxfs4")
+            .arg(dirs.build())
+            .arg(dirs.cache())
+            .arg(&deep)
+            .arg("0"),
+        deep.join("0"),
+    );
+    o.code(3).has(&format!(
+        "       **ERROR** DEPS_DIR {} does not exist, and neither does its parent {}\n",
+        deep.display(),
+        deep.parent().expect("parent").display()
+    ));
+    assert_eq!(listing(dirs.root.path()), ["app"], "nothing created");
+
+    Stage::new(&bp, &dirs).run().code(0).has(&format!(
+        "       Created DEPS_DIR {} (Cloud Foundry makes it before staging; a local run may leave it to supply)\n",
+        dirs.deps().display()
+    ));
+    // CF's case: it exists, and nothing is said about it.
+    let again = Stage::new(&bp, &dirs).run();
+    again.code(0);
+    assert!(!again.out.contains("Created DEPS_DIR"), "{}", again.out);
+}
+
+/// A file where the app cache goes fails before anything is written, naming
+/// CACHE_DIR, instead of "File exists" after the download.
+#[test]
+fn a_cache_dir_that_is_a_file_is_refused_first() {
+    let bp = Buildpack::new().cached().write();
+    let dirs = Dirs::new();
+    fs::write(dirs.cache(), "not a dir").expect("file");
+    Stage::new(&bp, &dirs)
+        .run()
+        .code(3)
+        .has(&format!(
+            "       **ERROR** CACHE_DIR {} is not a directory\n",
+            dirs.cache().display()
+        ))
+        .has("a directory or a path that does not exist yet as CACHE_DIR");
+    assert_eq!(
+        listing(dirs.root.path()),
+        ["app", "cache"],
+        "nothing created"
+    );
+    assert_eq!(fs::read_to_string(dirs.cache()).expect("kept"), "not a dir");
 }
 
 /// Every numeric knob, given garbage, a negative, zero (where zero is not allowed),

@@ -272,6 +272,42 @@ fn get_reads_values_and_refuses_unknown_keys() {
     assert!(text(&o).contains("not \"colour\""), "{}", text(&o));
 }
 
+/// A rebuild changes the local file a development buildpack pins: the error says to
+/// make the development buildpack again, not to distrust a release.
+#[test]
+fn a_stale_dev_buildpack_says_to_make_it_again() {
+    let work = tempfile::tempdir().expect("work");
+    let artifact = work.path().join("config-server");
+    fs::write(&artifact, sidecar_bytes("first build")).expect("artifact");
+    let bp = work.path().join("bp");
+    let arg = format!("config-server={}", artifact.display());
+    tool(&[
+        "dev",
+        "--root",
+        REPO,
+        "--supply",
+        SUPPLY,
+        "--out",
+        s(&bp),
+        &arg,
+    ]);
+    fs::write(&artifact, sidecar_bytes("rebuilt")).expect("rebuild");
+    let dirs = Dirs::new();
+    let o = Command::new(bp.join("bin/supply"))
+        .args([dirs.build(), dirs.cache(), dirs.deps(), "0".into()])
+        .env_clear()
+        .env("CF_STACK", "cflinuxfs4")
+        .output()
+        .expect("supply");
+    exits_saying(
+        &o,
+        4,
+        "To fix: if this is a development buildpack (package dev, which scripts/stage-local \
+         runs), the local build changed after it was made: make it again with package dev, or \
+         run scripts/stage-local",
+    );
+}
+
 #[test]
 #[ignore = "needs root: runs inside unshare -n (no network)"]
 fn a_dev_buildpack_stages_a_local_build_with_no_network() {
@@ -386,6 +422,64 @@ fn verify_fetches_as_staging_does_and_compares_the_digest() {
     let gone = Server::start(vec![Reply::Status(404)]);
     let o = package(&["verify", "--uri", &gone.url("/x.tgz"), "--sha256", &sha]);
     exits_saying(&o, 4, "nothing is published at the uri");
+}
+
+/// What an operator runs before a push: every pinned uri, the git-URL route's
+/// prebuilt supply (bin/supply.lock) included, each reported, one failure not hiding
+/// the next check.
+#[test]
+fn verify_all_checks_every_pin_and_the_supply_lock() {
+    let bytes = sidecar_bytes("published");
+    let cs = Server::start(vec![Reply::Body(bytes.clone())]);
+    let (dir, m) = manifest_copy();
+    tool(&[
+        "pin",
+        "config-server",
+        "--version",
+        "0.1.0",
+        "--uri",
+        &cs.url("/cs-0.1.0.tgz"),
+        "--sha256",
+        &sha256_hex(&bytes),
+        "--manifest",
+        s(&m),
+    ]);
+    let supply = b"#!/bin/sh\necho supply\n".to_vec();
+    let unpublished = Server::start(vec![Reply::Status(404)]);
+    fs::create_dir(dir.path().join("bin")).expect("bin");
+    let lock = dir.path().join("bin/supply.lock");
+    let write_lock = |url: &str| {
+        fs::write(
+            &lock,
+            format!("# comment\nurl={url}\nsha256={}\n", sha256_hex(&supply)),
+        )
+        .expect("lock");
+    };
+    write_lock(&unpublished.url("/supply-0.2.0"));
+    let o = package(&["verify", "--all", "--manifest", s(&m)]);
+    exits_saying(
+        &o,
+        4,
+        "1 of 2 pinned uris do not serve the pinned bytes: supply (bin/supply.lock)",
+    );
+    let out = text(&o);
+    assert!(out.contains("Checking config-server 0.1.0"), "{out}");
+    assert!(out.contains("Checking supply (bin/supply.lock)"), "{out}");
+    assert!(out.contains("nothing is published at the uri"), "{out}");
+    assert!(out.contains("push with the cached zip"), "{out}");
+
+    let published = Server::start(vec![Reply::Body(supply.clone())]);
+    write_lock(&published.url("/supply-0.2.0"));
+    let o = package(&["verify", "--all", "--manifest", s(&m)]);
+    exits_saying(&o, 0, "Every pinned uri serves its pinned bytes (2)");
+    assert_eq!(published.hits(), 1);
+
+    // Without a lock beside the manifest (a zip's manifest), only the dependencies.
+    fs::remove_file(&lock).expect("rm");
+    let o = package(&["verify", "--all", "--manifest", s(&m)]);
+    exits_saying(&o, 0, "Every pinned uri serves its pinned bytes (1)");
+    let o = package(&["verify", "--all", "config-server", "--manifest", s(&m)]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
 
 // --- Manifests as people write them -------------------------------------------------

@@ -35,6 +35,13 @@ pub(crate) struct Source {
     pub(crate) artifact: Vec<u8>,
 }
 
+/// The zip's name for `flavour` (`""`, `"-cached"`, `"-cached-cflinuxfs4"`), with the
+/// repo's VERSION, which `Source` copies.
+pub(crate) fn zip_name(flavour: &str) -> String {
+    let version = fs::read_to_string(Path::new(REPO).join("VERSION")).expect("VERSION");
+    format!("sidecar_buildpack{flavour}-v{}.zip", version.trim())
+}
+
 impl Source {
     pub(crate) fn new() -> Source {
         let root = tempfile::tempdir().expect("root");
@@ -200,6 +207,10 @@ fn zip_in(out: &Path, name: &str) -> PathBuf {
         p.display(),
         fs::read_dir(out).map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
     );
+    // Readable by an upload job or a web server, not only by who packaged it (a temp
+    // file's 0600 once leaked through the rename).
+    let mode = fs::metadata(&p).expect("zip").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "{}: mode {mode:o}", p.display());
     p
 }
 
@@ -213,7 +224,7 @@ fn uncached_zip_is_what_cf_create_buildpack_accepts() {
     let out = tempfile::tempdir().expect("out");
     let (code, text) = src.package(out.path(), &[]);
     assert_eq!(code, 0, "{text}");
-    let zip = zip_in(out.path(), "sidecar_buildpack-v0.1.0.zip");
+    let zip = zip_in(out.path(), &zip_name(""));
     assert!(
         text.ends_with(&format!("zip: {}\n", zip.display())),
         "{text}"
@@ -276,7 +287,7 @@ fn cached_stack_zip_stages_with_no_network_at_all() {
         text.contains(&format!("{} cached", src.config_server())),
         "{text}"
     );
-    let zip = zip_in(out.path(), "sidecar_buildpack-cached-cflinuxfs4-v0.1.0.zip");
+    let zip = zip_in(out.path(), &zip_name("-cached-cflinuxfs4"));
     let z = entries(&zip);
     let uri = src.get("dependencies[config-server].uri");
     let md5 = format!("{:x}", md5::Md5::digest(uri.as_bytes()));
@@ -347,7 +358,7 @@ fn same_inputs_give_a_byte_identical_zip() {
         .output()
         .expect("run");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
-    let name = "sidecar_buildpack-cached-v0.1.0.zip";
+    let name = &zip_name("-cached");
     let (za, zb) = (
         fs::read(zip_in(a.path(), name)).expect("a"),
         fs::read(zip_in(b.path(), name)).expect("b"),
@@ -534,7 +545,7 @@ fn a_full_output_disk_gives_one_clean_error_and_leaves_nothing() {
     let _mount = Mount::tmpfs(&full, "size=256k");
     let (code, text) = src.package(&full, &[]);
     assert_eq!(code, 5, "{text}");
-    let zip = full.join("sidecar_buildpack-v0.1.0.zip");
+    let zip = full.join(zip_name(""));
     assert!(
         text.contains(&format!(
             "       **ERROR** cannot write {}\n       Cause: no space left on the device\n       To fix: free space on that filesystem",

@@ -40,3 +40,38 @@ fn supply_lock_pins_this_version() {
     );
     assert!(sha.parse::<buildpack::digest::Sha256>().is_ok(), "{sha}");
 }
+
+/// The release location is one setting: every pinned uri (each build in manifest.yml,
+/// the git-URL route's supply in bin/supply.lock, .downloadurl) is under the bucket
+/// release.conf names, where scripts/build_and_upload.sh publishes.
+#[test]
+fn every_pin_is_under_the_release_location() {
+    let conf = fs::read_to_string(Path::new(REPO).join("release.conf")).expect("release.conf");
+    let bucket = conf
+        .lines()
+        .find_map(|l| l.strip_prefix("bucket="))
+        .expect("bucket= in release.conf");
+    let base = format!("https://{bucket}.s3.amazonaws.com/");
+    let m = Manifest::load(&Path::new(REPO).join("manifest.yml")).expect("repo manifest loads");
+    let lock = fs::read_to_string(Path::new(REPO).join("bin/supply.lock")).expect("lock");
+    let downloadurl =
+        fs::read_to_string(Path::new(REPO).join(".downloadurl")).expect(".downloadurl");
+    let mut uris: Vec<String> = m.dependencies.iter().map(|d| d.uri_text.clone()).collect();
+    uris.extend(
+        lock.lines()
+            .find_map(|l| l.strip_prefix("url="))
+            .map(str::to_string),
+    );
+    uris.push(downloadurl.trim().to_string());
+    assert_eq!(
+        uris.len(),
+        m.dependencies.len() + 2,
+        "bin/supply.lock has a url="
+    );
+    for uri in uris {
+        assert!(
+            uri.starts_with(&base),
+            "{uri} is not under {base} (release.conf): re-pin with scripts/build_and_upload.sh"
+        );
+    }
+}

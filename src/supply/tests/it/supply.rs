@@ -27,6 +27,8 @@ fn served(replies: impl FnOnce(&[u8]) -> Vec<Reply>) -> (Buildpack, Server) {
 fn downloads_verifies_installs_and_declares() {
     let (bp, server) = served(|a| vec![Reply::Body(a.to_vec())]);
     let dirs = Dirs::new();
+    // As CF does: DEPS_DIR exists (a local run's missing one gets a line of its own).
+    fs::create_dir(dirs.deps()).expect("deps");
     let out = Stage::new(&bp, &dirs).run();
     out.success()
         .has("-----> sidecar_buildpack 1.2.3\n-----> Installing config-server 0.1.0\n")
