@@ -75,3 +75,23 @@ fn every_pin_is_under_the_release_location() {
         );
     }
 }
+
+#[test]
+fn the_tools_say_the_version_the_buildpack_has() {
+    // `supply --version`, `package --version` and the download's User-Agent are the
+    // crates' versions: they follow VERSION, as the zips and the staging log do.
+    let version = fs::read_to_string(Path::new(REPO).join("VERSION")).expect("VERSION");
+    assert_eq!(
+        env!("CARGO_PKG_VERSION"),
+        version.trim(),
+        "supply's Cargo.toml"
+    );
+    for krate in ["buildpack", "package"] {
+        let toml = fs::read_to_string(Path::new(REPO).join(format!("src/{krate}/Cargo.toml")))
+            .expect("Cargo.toml");
+        assert!(
+            toml.contains(&format!("\nversion = \"{}\"\n", version.trim())),
+            "src/{krate}/Cargo.toml's version is not VERSION's"
+        );
+    }
+}
