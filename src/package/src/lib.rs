@@ -259,44 +259,17 @@ fn run(command: Command, env: &HashMap<String, String>) -> anyhow::Result<()> {
             stacks,
             manifest,
             output,
-        } => {
-            checked_uri(&uri)?;
-            let text = zip::read(&manifest)?;
-            let pinned = pin::pin(
-                &text,
-                &manifest,
-                &pin::Pin {
-                    name: name.clone(),
-                    version: version.clone(),
-                    uri: uri.clone(),
-                    sha256,
-                    stacks,
-                },
-            )?;
-            for w in &pinned.warnings {
-                tracing::warn!("{w}");
-            }
-            match output.as_deref() {
-                Some(p) if p == Path::new("-") => {
-                    std::io::stdout().write_all(pinned.text.as_bytes())?;
-                }
-                Some(p) => write_atomic(p, &pinned.text, Some(&manifest))?,
-                None if pinned.text == text => {
-                    detail!(
-                        "{} already pins {name} {version} at {}",
-                        manifest.display(),
-                        Redacted::str(&uri)
-                    );
-                }
-                None => {
-                    write_atomic(&manifest, &pinned.text, Some(&manifest))?;
-                    step!("Pinned {name} {version} in {}", manifest.display());
-                    detail!("uri:    {}", Redacted::str(&uri));
-                    detail!("sha256: {sha256}");
-                }
-            }
-            Ok(())
-        }
+        } => pin_command(
+            pin::Pin {
+                name,
+                version,
+                uri,
+                sha256,
+                stacks,
+            },
+            &manifest,
+            output.as_deref(),
+        ),
         Command::Sidecar {
             name,
             dependency,
@@ -305,9 +278,8 @@ fn run(command: Command, env: &HashMap<String, String>) -> anyhow::Result<()> {
             memory_mb,
             process_types,
             manifest,
-        } => {
-            let text = zip::read(&manifest)?;
-            let spec = pin::SidecarSpec {
+        } => sidecar_command(
+            pin::SidecarSpec {
                 dependency: dependency.unwrap_or_else(|| name.clone()),
                 name,
                 executable,
@@ -318,34 +290,14 @@ fn run(command: Command, env: &HashMap<String, String>) -> anyhow::Result<()> {
                 } else {
                     process_types
                 },
-            };
-            let new = pin::sidecar(&text, &manifest, &spec)?;
-            if new != text {
-                write_atomic(&manifest, &new, Some(&manifest))?;
-            }
-            step!("Sidecar {} in {}", spec.name, manifest.display());
-            detail!(
-                "{} from {}, {} MB, beside [{}]",
-                spec.executable,
-                spec.dependency,
-                spec.memory_mb,
-                spec.process_types.join(", ")
-            );
-            Ok(())
-        }
+            },
+            &manifest,
+        ),
         Command::Get {
             key,
             stack,
             manifest,
-        } => {
-            let m = Manifest::parse(&zip::read(&manifest)?, &manifest)?;
-            let values = pin::get(&m, &manifest, &key, stack.as_deref())?;
-            let mut out = std::io::stdout();
-            for v in values {
-                writeln!(out, "{v}")?;
-            }
-            Ok(())
-        }
+        } => get_command(&key, stack.as_deref(), &manifest),
         Command::Dev {
             root,
             supply,
@@ -369,20 +321,96 @@ fn run(command: Command, env: &HashMap<String, String>) -> anyhow::Result<()> {
             stack,
             manifest,
             ..
-        } => {
-            if let (Some(uri), Some(sha256)) = (uri, sha256) {
-                checked_uri(&uri)?;
-                let name = name.unwrap_or_else(|| "the artifact".into());
-                verify::run(&name, "", &uri, sha256, env)
-            } else {
-                let m = Manifest::parse(&zip::read(&manifest)?, &manifest)?;
-                let name = name.unwrap_or_default();
-                pin::known_dependency(&m, &manifest, &name)?;
-                let dep = m.pick(&name, stack.as_deref())?;
-                verify::run(&dep.name, &dep.version, &dep.uri_text, dep.sha256, env)
-            }
+        } => verify_command(name, uri, sha256, stack.as_deref(), &manifest, env),
+    }
+}
+
+/// `package pin`: the build `p` into `manifest`, or onto `output` (`-`: stdout).
+fn pin_command(p: pin::Pin, manifest: &Path, output: Option<&Path>) -> anyhow::Result<()> {
+    checked_uri(&p.uri)?;
+    let text = zip::read(manifest)?;
+    let pinned = pin::pin(&text, manifest, &p)?;
+    for w in &pinned.warnings {
+        tracing::warn!("{w}");
+    }
+    let pin::Pin {
+        name,
+        version,
+        uri,
+        sha256,
+        ..
+    } = &p;
+    match output {
+        Some(out) if out == Path::new("-") => {
+            std::io::stdout().write_all(pinned.text.as_bytes())?;
+        }
+        Some(out) => write_atomic(out, &pinned.text, Some(manifest))?,
+        None if pinned.text == text => {
+            detail!(
+                "{} already pins {name} {version} at {}",
+                manifest.display(),
+                Redacted::str(uri)
+            );
+        }
+        None => {
+            write_atomic(manifest, &pinned.text, Some(manifest))?;
+            step!("Pinned {name} {version} in {}", manifest.display());
+            detail!("uri:    {}", Redacted::str(uri));
+            detail!("sha256: {sha256}");
         }
     }
+    Ok(())
+}
+
+/// `package sidecar`: declares `spec` in `manifest`.
+fn sidecar_command(spec: pin::SidecarSpec, manifest: &Path) -> anyhow::Result<()> {
+    let text = zip::read(manifest)?;
+    let new = pin::sidecar(&text, manifest, &spec)?;
+    if new != text {
+        write_atomic(manifest, &new, Some(manifest))?;
+    }
+    step!("Sidecar {} in {}", spec.name, manifest.display());
+    detail!(
+        "{} from {}, {} MB, beside [{}]",
+        spec.executable,
+        spec.dependency,
+        spec.memory_mb,
+        spec.process_types.join(", ")
+    );
+    Ok(())
+}
+
+/// `package get`: the values at `key`, one a line on stdout.
+fn get_command(key: &str, stack: Option<&str>, manifest: &Path) -> anyhow::Result<()> {
+    let m = Manifest::parse(&zip::read(manifest)?, manifest)?;
+    let values = pin::get(&m, manifest, key, stack)?;
+    let mut out = std::io::stdout();
+    for v in values {
+        writeln!(out, "{v}")?;
+    }
+    Ok(())
+}
+
+/// `package verify`: a uri and its sha256 from the command line, or a dependency's
+/// build from `manifest`.
+fn verify_command(
+    name: Option<String>,
+    uri: Option<String>,
+    sha256: Option<Sha256>,
+    stack: Option<&str>,
+    manifest: &Path,
+    env: &HashMap<String, String>,
+) -> anyhow::Result<()> {
+    if let (Some(uri), Some(sha256)) = (uri, sha256) {
+        checked_uri(&uri)?;
+        let name = name.unwrap_or_else(|| "the artifact".into());
+        return verify::run(&name, "", &uri, sha256, env);
+    }
+    let m = Manifest::parse(&zip::read(manifest)?, manifest)?;
+    let name = name.unwrap_or_default();
+    pin::known_dependency(&m, manifest, &name)?;
+    let dep = m.pick(&name, stack)?;
+    verify::run(&dep.name, &dep.version, &dep.uri_text, dep.sha256, env)
 }
 
 /// Replaces `path` with `text` all at once: a temp file beside it, with the mode of
