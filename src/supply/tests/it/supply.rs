@@ -422,7 +422,9 @@ fn command_line_contract() {
         )
     };
     let (code, out) = run(&["--version"]);
-    assert_eq!((code, out.as_str()), (0, "supply 0.1.0\n"));
+    let version = std::fs::read_to_string(std::path::Path::new(REPO).join("VERSION"))
+        .expect("VERSION");
+    assert_eq!((code, out), (0, format!("supply {}\n", version.trim())));
     let (code, out) = run(&["--help"]);
     assert_eq!(code, 0);
     assert!(
