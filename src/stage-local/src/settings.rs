@@ -17,9 +17,9 @@ use std::time::Duration;
 /// the place of the app's final buildpack. With --image, the droplet also becomes an OCI
 /// image that runs the app and its sidecars anywhere. Exit codes: 0 ok, 1 internal, 2
 /// usage, 3 bad input, 4 launch.yml rejected, 5 refused by Cloud Controller's checks, 6
-/// port in use, 7 no answer, 8 a process exited, 9 unusable image base, 130 interrupted,
-/// 223 final buildpack (stand-in) failed, 225 a supply buildpack failed. See
-/// docs/stage-local.md.
+/// port in use, 7 no answer, 8 a process exited, 9 no network namespace for --network
+/// own, 10 unusable image base, 130 interrupted, 223 final buildpack (stand-in) failed,
+/// 225 a supply buildpack failed. See docs/stage-local.md.
 #[derive(Parser, Debug)]
 #[command(name = "stage-local", version, about, long_about)]
 pub(crate) struct Cli {

@@ -192,15 +192,18 @@ fn an_unwritable_cache_leaves_no_temp_file_anywhere() {
     let real = supply_bytes();
     let server = Server::start(vec![Reply::Body(real.clone())]);
     let bp = checkout(&server.url(&format!("/supply?sig={SECRET}")), &real);
-    // CACHE_DIR a file: nothing can be kept there.
+    // A read-only CACHE_DIR: nothing can be kept there, and the staging goes on. (A
+    // CACHE_DIR that is a file is refused by supply before anything, #22.)
     let dirs = Dirs::new();
-    fs::write(dirs.cache(), "not a dir").expect("file");
+    fs::create_dir_all(dirs.cache()).expect("cache");
+    let ro = Mount::read_only(&dirs.cache());
     let out = run_entry_watching_tmp(&bp, &dirs);
     out.success()
         .has("**WARNING** the app cache is not writable; the next staging downloads the prebuilt supply again");
     assert_eq!(out.installed(), sidecar_bytes("v1"));
     assert_no_temp_files(&dirs.deps());
-    assert_eq!(fs::read_to_string(dirs.cache()).expect("kept"), "not a dir");
+    assert_eq!(listing(&dirs.cache()), Vec::<String>::new());
+    drop(ro);
 
     // A read-only CACHE_DIR, and a supply that then fails: DEPS_DIR as found, no
     // temp file left.

@@ -422,8 +422,8 @@ fn command_line_contract() {
         )
     };
     let (code, out) = run(&["--version"]);
-    let version = std::fs::read_to_string(std::path::Path::new(REPO).join("VERSION"))
-        .expect("VERSION");
+    let version =
+        std::fs::read_to_string(std::path::Path::new(REPO).join("VERSION")).expect("VERSION");
     assert_eq!((code, out), (0, format!("supply {}\n", version.trim())));
     let (code, out) = run(&["--help"]);
     assert_eq!(code, 0);
