@@ -192,16 +192,6 @@ pub struct Explanation {
     pub details: Vec<String>,
 }
 
-impl From<(String, String, Vec<String>)> for Explanation {
-    fn from((cause, fix, details): (String, String, Vec<String>)) -> Self {
-        Explanation {
-            cause,
-            fix,
-            details,
-        }
-    }
-}
-
 impl Explanation {
     fn new(cause: impl Into<String>, fix: impl Into<String>, details: Vec<String>) -> Self {
         Explanation {
@@ -378,7 +368,7 @@ impl Error {
 /// staging group, or a variable CF sets itself.
 fn explain_setting(name: &str, accepted: &str) -> Explanation {
     match crate::settings::scope_of(name) {
-        Scope::App => (
+        Scope::App => Explanation::new(
             format!("{name} is an app env var that tunes this buildpack at staging"),
             format!(
                 "set {name} to {accepted} (cf set-env APP {name} VALUE, or the app \
@@ -386,7 +376,7 @@ fn explain_setting(name: &str, accepted: &str) -> Explanation {
             ),
             vec![],
         ),
-        Scope::Operator => (
+        Scope::Operator => Explanation::new(
             format!(
                 "{name} comes from the staging environment variable group (set by \
                  the platform operator) or from the app's env"
@@ -398,7 +388,7 @@ fn explain_setting(name: &str, accepted: &str) -> Explanation {
             ),
             vec![],
         ),
-        Scope::Platform => (
+        Scope::Platform => Explanation::new(
             format!(
                 "Cloud Foundry sets {name} itself; this value was set by hand or by \
                  a local tool"
@@ -407,11 +397,10 @@ fn explain_setting(name: &str, accepted: &str) -> Explanation {
             vec![],
         ),
     }
-    .into()
 }
 
 fn explain_stack(buildpack: &str, stack: &str, supported: &[String]) -> Explanation {
-    (
+    Explanation::new(
         format!("this release of {buildpack} has no build for the app's stack"),
         format!(
             "use a release of {buildpack} that supports the stack {stack} (the platform \
@@ -428,10 +417,8 @@ fn explain_stack(buildpack: &str, stack: &str, supported: &[String]) -> Explanat
             }
         )],
     )
-        .into()
 }
 
-/// A download that failed for good: what its fault says about the host, the proxy and
 /// A per-app pin (`SIDECAR_BUILDPACK_<SIDECAR>_VERSION`) that no build matches.
 fn explain_no_pinned_version(var: &str, available: &[String]) -> Explanation {
     Explanation::new(
@@ -455,6 +442,7 @@ fn explain_no_pinned_version(var: &str, available: &[String]) -> Explanation {
     )
 }
 
+/// A download that failed for good: what its fault says about the host, the proxy and
 /// the trust store, and what to do.
 fn explain_download(
     attempts: u32,
@@ -543,7 +531,7 @@ fn explain_download(
                 .to_string(),
         ),
     };
-    (cause, fix, details).into()
+    Explanation::new(cause, fix, details)
 }
 
 fn explain_http_status(status: u16, attempts: u32) -> Explanation {
@@ -572,12 +560,7 @@ fn explain_http_status(status: u16, attempts: u32) -> Explanation {
         "check that the uri in the buildpack's manifest.yml is reachable from \
          staging, or use the cached buildpack"
     };
-    (
-        cause.into(),
-        fix.into(),
-        vec![format!("attempts: {attempts}")],
-    )
-        .into()
+    Explanation::new(cause, fix, vec![format!("attempts: {attempts}")])
 }
 
 fn explain_write(source: &io::Error) -> Explanation {
@@ -591,14 +574,12 @@ fn explain_write(source: &io::Error) -> Explanation {
         io::ErrorKind::PermissionDenied => "permission denied".to_string(),
         _ => source.to_string(),
     };
-    (
+    Explanation::new(
         cause,
         "free space or fix permissions on that path; on Cloud Foundry, raise the \
-         app's disk quota (cf push -k) and restage"
-            .into(),
+         app's disk quota (cf push -k) and restage",
         vec![source.to_string()],
     )
-        .into()
 }
 
 /// The whole `**ERROR**` message for any error: typed errors get their explanation,
