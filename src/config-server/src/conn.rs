@@ -1,7 +1,6 @@
 //! What one client connection may hold, and for how long.
 //!
-//! [`Timed`] wraps the socket that hyper reads and writes, and follows the
-//! connection through three phases:
+//! [`serve`] takes a connection through three phases:
 //!
 //! - idle: no request on it (just connected, or its last response sent). It
 //!   may stay so for the idle timeout, then it is closed. A new connection
@@ -10,13 +9,15 @@
 //!   hold a whole request that no one has read yet.
 //! - reading: the first byte of a request has arrived. The whole head must
 //!   follow within the header timeout, however slowly it trickles in (a
-//!   half-sent request cannot hold the connection).
-//! - writing: a response is going out. The client must take it within the
-//!   idle timeout (a client that never reads cannot hold it either).
+//!   half-sent request cannot hold the connection), in at most
+//!   [`MAX_HEAD_BYTES`].
+//! - answering: the handler answers; a `?wait=` read is bounded by its own
+//!   wait, and ends at once if the client hangs up. Then the client must take
+//!   the response within the idle timeout (a client that never reads cannot
+//!   hold the connection either).
 //!
-//! When a deadline passes, the socket read or write fails with `TimedOut` and
-//! hyper drops the connection. Each phase change re-arms one timer; reads and
-//! writes within a phase cost nothing extra.
+//! Nothing is buffered while an answer is awaited but what the client
+//! pipelines behind its request: a held read costs its task and no buffer.
 //!
 //! [`Tracker`] counts open connections and knows which are idle and since
 //! when, so that at the connection limit the accept loop can close the one
@@ -24,181 +25,294 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::io;
-use std::pin::Pin;
+use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use bytes::Bytes;
+use http::{Method, Response, StatusCode};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
-use tokio::time::{Instant, Sleep};
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
 
 use crate::config::Limits;
+use crate::wire::{self, Framing, Head, Parsed};
 
 /// `Slot::idle_since` of a connection that is not idle.
 const BUSY: u64 = u64::MAX;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Idle,
-    Reading,
-    Writing,
+/// The largest request head (request line and headers) accepted; a larger one
+/// gets `431`.
+pub(crate) const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// How much is read at a time while a head comes in.
+const READ_CHUNK: usize = 1024;
+
+/// How long a connection closed with unread bytes (a body, the rest of a
+/// refused head) is drained first: closing with unread data resets the
+/// connection, and the client could lose the answer.
+const LINGER: Duration = Duration::from_millis(100);
+
+/// Answers the requests of a connection.
+pub(crate) trait Handler {
+    /// The response to `head`; `None` when `gone` resolved first (the client
+    /// hung up while its answer was awaited).
+    fn handle<G: Future<Output = ()>>(
+        &self,
+        head: Head,
+        gone: G,
+    ) -> impl Future<Output = Option<Response<Bytes>>>;
 }
 
-/// The socket, with the deadlines of its phase.
-pub(crate) struct Timed {
-    io: TcpStream,
-    phase: Phase,
-    /// When the phase began.
-    since: Instant,
-    /// Whether the tracker counts the connection as idle.
-    told_idle: bool,
-    deadline: Pin<Box<Sleep>>,
+/// How a connection ends its current phase.
+enum Next {
+    Go,
+    Close,
+}
+
+/// Serves the requests of one connection until the client hangs up, a
+/// deadline passes, the tracker evicts it, or `shutdown` turns true.
+pub(crate) async fn serve<H: Handler>(
+    mut stream: TcpStream,
+    handler: &H,
+    slot: &Slot,
     limits: Limits,
-    slot: Arc<Slot>,
     epoch: Instant,
-}
-
-impl Timed {
-    pub(crate) fn new(io: TcpStream, limits: Limits, slot: Arc<Slot>, epoch: Instant) -> Self {
-        let deadline = Box::pin(tokio::time::sleep(limits.idle_timeout));
-        Self {
-            io,
-            phase: Phase::Idle,
-            since: Instant::now(),
-            told_idle: false,
-            deadline,
-            limits,
-            slot,
-            epoch,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut since = Instant::now();
+    loop {
+        if buf.is_empty() {
+            let idle = Idle {
+                slot,
+                epoch,
+                since,
+                timeout: limits.idle_timeout,
+            };
+            if let Next::Close = idle.wait(&stream, &mut buf, &mut shutdown).await {
+                return;
+            }
         }
-    }
-
-    fn enter(&mut self, phase: Phase) {
-        if self.phase == phase {
+        slot.idle_since.store(BUSY, Ordering::Relaxed);
+        let head = match read_head(&stream, &mut buf, limits.header_timeout).await {
+            Ok(head) => head,
+            Err(Some(status)) => {
+                let framing = Framing {
+                    head_only: false,
+                    close: true,
+                    keep_alive_10: false,
+                };
+                let refusal = wire::refusal(status);
+                if respond(&mut stream, &refusal, framing, limits.idle_timeout)
+                    .await
+                    .is_ok()
+                {
+                    linger(&mut stream).await;
+                }
+                return;
+            }
+            Err(None) => return,
+        };
+        if buf.is_empty() {
+            // Freed, not kept: a read that waits must not hold a buffer.
+            buf = Vec::new();
+        }
+        let unread_body = head.has_body;
+        let mut framing = Framing {
+            head_only: head.method == Method::HEAD,
+            close: !head.keep_alive || head.has_body,
+            keep_alive_10: head.http10 && head.keep_alive,
+        };
+        let answer = handler.handle(*head, hung_up(&stream, &mut buf)).await;
+        let Some(response) = answer else {
+            return;
+        };
+        framing.close |= *shutdown.borrow() || slot.evicting.load(Ordering::Relaxed);
+        if respond(&mut stream, &response, framing, limits.idle_timeout)
+            .await
+            .is_err()
+        {
             return;
         }
-        self.phase = phase;
-        let now = Instant::now();
-        self.since = now;
-        let limit = match phase {
-            Phase::Reading => self.limits.header_timeout,
-            Phase::Idle | Phase::Writing => self.limits.idle_timeout,
-        };
-        self.deadline.as_mut().reset(now + limit);
-        // A response just went out: idle (what the client pipelined behind its
-        // request, hyper has read already or may be dropped with the connection).
-        self.told_idle = phase == Phase::Idle;
-        if self.told_idle {
-            self.slot.set_idle_since(self.epoch, now);
-        } else {
-            self.slot.idle_since.store(BUSY, Ordering::Relaxed);
+        if framing.close {
+            if unread_body {
+                linger(&mut stream).await;
+            }
+            return;
         }
-    }
-
-    /// After an operation came back `Pending`: fails it if the deadline has passed
-    /// (and otherwise makes sure the task wakes up when it does).
-    fn expired(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
-        // A read held by `?wait=` is bounded by its own wait, not by these.
-        if self.slot.waiting.load(Ordering::Relaxed) {
-            return None;
-        }
-        if self.deadline.as_mut().poll(cx).is_pending() {
-            return None;
-        }
-        let what = match self.phase {
-            Phase::Idle => "connection idle for longer than CONFIG_SERVER_IDLE_TIMEOUT_MS",
-            Phase::Reading => "request head not complete within CONFIG_SERVER_HEADER_TIMEOUT_MS",
-            Phase::Writing => "response not taken within CONFIG_SERVER_IDLE_TIMEOUT_MS",
-        };
-        Some(io::Error::new(io::ErrorKind::TimedOut, what))
-    }
-
-    fn after_write(
-        &mut self,
-        cx: &mut Context<'_>,
-        polled: Poll<io::Result<usize>>,
-    ) -> Poll<io::Result<usize>> {
-        match polled {
-            Poll::Pending => match self.expired(cx) {
-                Some(err) => Poll::Ready(Err(err)),
-                None => Poll::Pending,
-            },
-            ready @ Poll::Ready(_) => ready,
-        }
+        since = Instant::now();
     }
 }
 
-impl AsyncRead for Timed {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        match Pin::new(&mut self.io).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                if buf.filled().len() > before && self.phase == Phase::Idle {
-                    self.enter(Phase::Reading);
-                }
-                Poll::Ready(Ok(()))
+/// A connection with no request on it.
+struct Idle<'a> {
+    slot: &'a Slot,
+    epoch: Instant,
+    /// When it went idle: accepted, or its last response sent.
+    since: Instant,
+    timeout: Duration,
+}
+
+impl Idle<'_> {
+    /// Waits for the first bytes of a request, into `buf`.
+    async fn wait(
+        &self,
+        stream: &TcpStream,
+        buf: &mut Vec<u8>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Next {
+        let deadline = self.since + self.timeout;
+        let mut told = false;
+        loop {
+            match read_now(stream, buf) {
+                Ok(0) => return Next::Close,
+                Ok(_) => return Next::Go,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return Next::Close,
             }
-            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
-            Poll::Pending => {
-                if self.phase == Phase::Idle && !self.told_idle {
-                    // A new connection with nothing to read: idle since it was accepted.
-                    self.slot.set_idle_since(self.epoch, self.since);
-                    self.told_idle = true;
-                }
-                match self.expired(cx) {
-                    Some(err) => Poll::Ready(Err(err)),
-                    None => Poll::Pending,
-                }
+            if !told {
+                // A response just went out, or a new connection has nothing to read.
+                self.slot.set_idle_since(self.epoch, self.since);
+                told = true;
+            }
+            tokio::select! {
+                ready = stream.readable() => if ready.is_err() {
+                    return Next::Close;
+                },
+                () = self.slot.evict.notified() => return Next::Close,
+                _ = shutdown.wait_for(|&stop| stop) => return Next::Close,
+                () = tokio::time::sleep_until(deadline) => return Next::Close,
             }
         }
     }
 }
 
-impl AsyncWrite for Timed {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.enter(Phase::Writing);
-        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
-        self.after_write(cx, polled)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.enter(Phase::Writing);
-        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        self.after_write(cx, polled)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let polled = Pin::new(&mut self.io).poll_flush(cx);
-        // hyper flushes once a response is written out: the connection is idle again.
-        if matches!(polled, Poll::Ready(Ok(()))) && self.phase == Phase::Writing {
-            self.enter(Phase::Idle);
+/// Reads into `buf` until it starts with a whole request head, within
+/// `timeout` (its first bytes are in). `Err(Some(status))`: refuse it with
+/// that status; `Err(None)`: drop the connection (hung up, timed out, failed).
+async fn read_head(
+    stream: &TcpStream,
+    buf: &mut Vec<u8>,
+    timeout: Duration,
+) -> Result<Box<Head>, Option<StatusCode>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match wire::parse(buf) {
+            Parsed::Head(head, len) => {
+                buf.drain(..len);
+                return Ok(head);
+            }
+            Parsed::Refused(status) => return Err(Some(status)),
+            Parsed::Partial if buf.len() > MAX_HEAD_BYTES => {
+                return Err(Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE))
+            }
+            Parsed::Partial => {}
         }
-        polled
+        loop {
+            match read_now(stream, buf) {
+                Ok(0) => return Err(None),
+                Ok(_) => break,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return Err(None),
+            }
+            match tokio::time::timeout_at(deadline, stream.readable()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return Err(None),
+            }
+        }
     }
+}
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+/// Reads what the socket has now, up to [`READ_CHUNK`] more than `buf` holds.
+fn read_now(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    buf.reserve(READ_CHUNK);
+    stream.try_read_buf(buf)
+}
+
+/// Resolves when the client hangs up (or the socket fails) while its request
+/// is answered. What it pipelines meanwhile is kept in `pending`, up to
+/// [`MAX_HEAD_BYTES`]; then it is not read until the answer is out.
+async fn hung_up(stream: &TcpStream, pending: &mut Vec<u8>) {
+    loop {
+        if pending.len() > MAX_HEAD_BYTES {
+            return std::future::pending().await;
+        }
+        if stream.readable().await.is_err() {
+            return;
+        }
+        // Without a reservation: a waiting read grows no buffer it will not use.
+        match stream.try_read_buf(pending) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
     }
+}
+
+/// Writes `response`, which the client must take within `timeout`.
+async fn respond(
+    stream: &mut TcpStream,
+    response: &Response<Bytes>,
+    framing: Framing,
+    timeout: Duration,
+) -> io::Result<()> {
+    let mut head = Vec::with_capacity(256);
+    wire::encode_head(response, framing, &mut head);
+    let body: &[u8] = if wire::sends_body(response.status(), framing) {
+        response.body()
+    } else {
+        &[]
+    };
+    tokio::time::timeout(timeout, write_both(stream, &head, body))
+        .await
+        .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+}
+
+/// Writes `head` then `body`, in one system call when the socket takes both.
+async fn write_both(stream: &mut TcpStream, mut head: &[u8], mut body: &[u8]) -> io::Result<()> {
+    while !head.is_empty() || !body.is_empty() {
+        let n = stream
+            .write_vectored(&[IoSlice::new(head), IoSlice::new(body)])
+            .await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        let from_head = n.min(head.len());
+        head = &head[from_head..];
+        body = &body[n - from_head..];
+    }
+    Ok(())
+}
+
+/// Closes the sending side, then drains what the client still sends for
+/// [`LINGER`], so that the last response is not lost to a reset.
+async fn linger(stream: &mut TcpStream) {
+    let _ = stream.shutdown().await;
+    let _ = tokio::time::timeout(LINGER, async {
+        loop {
+            if stream.readable().await.is_err() {
+                return;
+            }
+            match discard_now(stream) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    })
+    .await;
+}
+
+/// Reads and drops what the socket has now (the buffer is on the stack of
+/// this call, not in every connection's task).
+fn discard_now(stream: &TcpStream) -> io::Result<usize> {
+    let mut sink = [0; 4096];
+    stream.try_read(&mut sink)
 }
 
 /// One open connection as the tracker sees it.
@@ -206,8 +320,6 @@ pub(crate) struct Slot {
     /// Milliseconds from the tracker's epoch to when it went idle; [`BUSY`] if not idle.
     idle_since: AtomicU64,
     evicting: AtomicBool,
-    /// Holding a `?wait=` read.
-    waiting: AtomicBool,
     /// Asks the connection's task to close it.
     pub evict: Notify,
 }
@@ -280,19 +392,15 @@ impl Tracker {
         self.waiting.load(Ordering::Relaxed)
     }
 
-    /// Counts `slot`'s connection as waiting until the guard is dropped; `None`
-    /// if `max` connections wait already.
-    pub(crate) fn start_waiting<'a>(&'a self, slot: &'a Slot, max: usize) -> Option<Waiting<'a>> {
+    /// Counts a connection as waiting until the guard is dropped; `None` if
+    /// `max` connections wait already.
+    pub(crate) fn start_waiting(&self, max: usize) -> Option<Waiting<'_>> {
         self.waiting
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                 (n < max).then_some(n + 1)
             })
             .ok()?;
-        slot.waiting.store(true, Ordering::Relaxed);
-        Some(Waiting {
-            tracker: self,
-            slot,
-        })
+        Some(Waiting { tracker: self })
     }
 
     /// Adds a connection; it stays counted until the registration is dropped.
@@ -301,7 +409,6 @@ impl Tracker {
         let slot = Arc::new(Slot {
             idle_since: AtomicU64::new(BUSY),
             evicting: AtomicBool::new(false),
-            waiting: AtomicBool::new(false),
             evict: Notify::new(),
         });
         self.lock().insert(id, Arc::clone(&slot));
@@ -332,12 +439,10 @@ impl Tracker {
 /// A connection counted as waiting.
 pub(crate) struct Waiting<'a> {
     tracker: &'a Tracker,
-    slot: &'a Slot,
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.slot.waiting.store(false, Ordering::Relaxed);
         self.tracker.waiting.fetch_sub(1, Ordering::Relaxed);
     }
 }

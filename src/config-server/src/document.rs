@@ -17,7 +17,7 @@ use std::hash::{DefaultHasher, Hasher};
 use std::ops::Range;
 
 use bytes::Bytes;
-use hyper::header::HeaderValue;
+use http::header::HeaderValue;
 use serde_json::{Map, Value};
 
 /// Served when no configuration source is found, byte for byte as the original

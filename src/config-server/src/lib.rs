@@ -27,6 +27,7 @@ mod source;
 mod token;
 mod wait;
 mod watch;
+mod wire;
 
 use std::collections::HashMap;
 use std::process::ExitCode;

@@ -5,7 +5,7 @@
 //! after the first unwritten line, as soon as `FLUSH_SIZE` bytes are waiting,
 //! and at shutdown. An idle sidecar has no timer running at all.
 //!
-//! Only the path is logged: hyper keeps the query string apart, and no
+//! Only the path is logged: the URI keeps the query string apart, and no
 //! configuration value ever passes through here. Method and path come from the
 //! client, so they are escaped and cut (`sanitize`): at most [`MAX_PATH`]
 //! characters of a path, [`MAX_METHOD`] of a method.
@@ -14,7 +14,7 @@ use std::io::Write;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use hyper::{Method, StatusCode};
+use http::{Method, StatusCode};
 use tokio::sync::Notify;
 
 use crate::sanitize;

@@ -25,12 +25,11 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::header::{
+use http::header::{
     HeaderMap, HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, ETAG, HOST,
     IF_NONE_MATCH, RETRY_AFTER, WWW_AUTHENTICATE,
 };
-use hyper::{Method, Response, StatusCode, Uri};
+use http::{Method, Response, StatusCode, Uri};
 
 use crate::document::{percent_decode, split_path, Document, Rendered};
 use crate::reload::Snapshot;
@@ -43,7 +42,8 @@ const NO_TOKEN: &[u8] =
 const BUSY_WAITING: &[u8] =
     br#"{"error":"too many requests are waiting (CONFIG_SERVER_MAX_WAITING), try again"}"#;
 
-pub(crate) type Body = Full<Bytes>;
+/// Responses are small and whole.
+pub(crate) type Body = Bytes;
 
 /// What the door asks of a request.
 pub(crate) struct Door {
@@ -304,7 +304,7 @@ fn loopback_host(uri: &Uri, headers: &HeaderMap) -> bool {
         },
         (Some(_), Some(_)) => return false,
     };
-    let authority = uri.authority().map(hyper::http::uri::Authority::as_str);
+    let authority = uri.authority().map(http::uri::Authority::as_str);
     [host, authority].into_iter().flatten().all(is_loopback)
 }
 
@@ -365,7 +365,7 @@ pub(crate) fn text(body: String, content_type: &'static str) -> Response<Body> {
 }
 
 fn json(status: StatusCode, body: Bytes) -> Response<Body> {
-    let mut response = Response::new(Full::new(body));
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -388,8 +388,6 @@ fn error(status: StatusCode, message: &str) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-
-    use http_body_util::BodyExt;
 
     use super::*;
     use crate::document::Document;
@@ -460,12 +458,7 @@ mod tests {
             .get(ALLOW)
             .map(|v| v.to_str().expect("ascii").to_owned());
         assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
-        let bytes = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime")
-            .block_on(response.into_body().collect())
-            .expect("a Full body cannot fail")
-            .to_bytes();
+        let bytes = response.into_body();
         (
             status,
             allow,

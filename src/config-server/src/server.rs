@@ -1,31 +1,30 @@
-//! The HTTP/1.1 server: one current-thread tokio runtime, hyper connections on
-//! `127.0.0.1` only, a bounded number of them, reloads on SIGHUP and on
+//! The HTTP/1.1 server: one current-thread tokio runtime, connections on
+//! `127.0.0.1` only (HTTP/1.1 by hand, in `wire` and `conn`), a bounded number of them, reloads on SIGHUP and on
 //! watched changes, and a bounded graceful shutdown on SIGTERM or SIGINT.
 //!
 //! Hostile or broken clients: a connection may hold a request head for the
 //! header timeout, sit idle for the idle timeout, and send a head of at most
-//! [`MAX_HEAD_BYTES`] (`conn`). At the connection limit, the connection idle
+//! `MAX_HEAD_BYTES` (`conn`). At the connection limit, the connection idle
 //! the longest is closed to make room; when none is idle, the new one gets a
 //! `503` at once. Failures to accept (out of file descriptors) back off up to a
 //! second and are logged at most once per [`WARN_EVERY`].
 
-use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::net::Ipv4Addr;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::StatusCode;
-use hyper_util::rt::TokioIo;
+use bytes::Bytes;
+use http::{Response, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::config::{Config, Limits};
-use crate::conn::{self, Backoff, Slot, Timed, Tracker};
+use crate::conn::{self, Backoff, Handler, Tracker};
 use crate::error::Error;
 use crate::reload::{self, Live};
 use crate::render::Files;
@@ -33,14 +32,12 @@ use crate::requestlog::RequestLog;
 use crate::routes::{self, Door, Read, Routed};
 use crate::source::Loaded;
 use crate::watch as watcher;
+use crate::wire::Head;
 
 /// How long in-flight requests get to finish after SIGTERM/SIGINT. Cloud
 /// Foundry would wait 10 s before SIGKILL; requests take microseconds, and
 /// being gone within a second keeps restarts quick.
 const DRAIN_TIMEOUT: Duration = Duration::from_millis(500);
-/// The largest request head (request line and headers) accepted; a larger one
-/// gets `431`. Also what a connection's read buffer may grow to.
-pub(crate) const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// A repeating condition (accept failures, the connection limit) is logged at
 /// most this often.
 const WARN_EVERY: Duration = Duration::from_secs(10);
@@ -145,8 +142,6 @@ async fn run(
         ))
     });
 
-    let mut http = http1::Builder::new();
-    http.max_buf_size(MAX_HEAD_BYTES);
     let mut accept_failures = Throttled::new();
     let mut at_limit = Throttled::new();
     let mut backoff = Backoff::new();
@@ -168,7 +163,7 @@ async fn run(
                         ));
                         tokio::spawn(refuse(stream));
                     } else {
-                        spawn_connection(stream, &app, &http, limits, &tracker, &shutdown_rx);
+                        spawn_connection(stream, &app, &tracker, &shutdown_rx);
                     }
                 }
                 Err(err) => {
@@ -278,65 +273,37 @@ async fn refuse(mut stream: TcpStream) {
 fn spawn_connection(
     stream: TcpStream,
     app: &Arc<App>,
-    http: &http1::Builder,
-    limits: Limits,
     tracker: &Arc<Tracker>,
     shutdown: &watch::Receiver<bool>,
 ) {
     // Responses are small and written whole: no reason to wait for ACKs.
     let _ = stream.set_nodelay(true);
     let (slot, registration) = tracker.register();
-    let io = TokioIo::new(Timed::new(stream, limits, Arc::clone(&slot), tracker.epoch));
-    let service_slot = Arc::clone(&slot);
     let app = Arc::clone(app);
-    let service = service_fn(move |request| {
-        let (app, slot) = (Arc::clone(&app), Arc::clone(&service_slot));
-        async move { Ok::<_, Infallible>(app.handle(request, &slot).await) }
-    });
-    let connection = http.serve_connection(io, service);
-    let mut shutdown = shutdown.clone();
+    let shutdown = shutdown.clone();
     tokio::spawn(async move {
         let _registration = registration;
-        let mut connection = std::pin::pin!(connection);
-        let mut closing = false;
-        loop {
-            tokio::select! {
-                // A client that hangs up mid-request is not worth a log line.
-                _ = connection.as_mut() => break,
-                () = slot.evict.notified(), if !closing => {
-                    if slot.is_idle() {
-                        break;
-                    }
-                    connection.as_mut().graceful_shutdown();
-                    closing = true;
-                }
-                _ = shutdown.wait_for(|&stop| stop), if !closing => {
-                    connection.as_mut().graceful_shutdown();
-                    closing = true;
-                }
-            }
-        }
+        let (limits, epoch) = (app.limits, app.tracker.epoch);
+        conn::serve(stream, &*app, &slot, limits, epoch, shutdown).await;
     });
 }
 
-impl App {
-    async fn handle<B>(
-        &self,
-        request: hyper::Request<B>,
-        slot: &Slot,
-    ) -> hyper::Response<routes::Body> {
+impl Handler for App {
+    async fn handle<G: Future<Output = ()>>(&self, head: Head, gone: G) -> Option<Response<Bytes>> {
         let started = Instant::now();
         let snapshot = self.live.snapshot();
         let routed = routes::route(
             &routes::Request {
-                method: request.method(),
-                uri: request.uri(),
-                headers: request.headers(),
+                method: &head.method,
+                uri: &head.uri,
+                headers: &head.headers,
             },
             &snapshot,
             &self.door,
         );
         drop(snapshot);
+        // The headers are not kept while a read waits.
+        let Head { method, uri, .. } = head;
         let response = match routed {
             Routed::Now(response) => response,
             Routed::Metrics => {
@@ -347,46 +314,51 @@ impl App {
                 );
                 routes::text(text, "text/plain; version=0.0.4; charset=utf-8")
             }
-            Routed::Wait { read, wait } => self.wait(&read, wait, slot).await,
+            Routed::Wait { read, wait } => self.wait(&read, wait, gone).await?,
         };
-        let path = request.uri().path();
+        let path = uri.path();
         self.log
-            .record(request.method(), path, response.status(), started.elapsed());
+            .record(&method, path, response.status(), started.elapsed());
         self.live
             .metrics
             .request(routes::route_label(path), response.status().as_u16());
-        response
+        Some(response)
     }
+}
 
+impl App {
     /// Holds a read until its answer is no longer `304` (a new generation
     /// changed what it selects), `wait` passes, or the server stops; answers
-    /// `503` if too many reads wait already. A waiting connection counts
-    /// against `CONFIG_SERVER_MAX_WAITING`, not against the connections that
-    /// plain reads need.
-    async fn wait(
+    /// `503` if too many reads wait already; `None` if the client hangs up
+    /// first (`gone`). A waiting connection counts against
+    /// `CONFIG_SERVER_MAX_WAITING`, not against the connections that plain
+    /// reads need.
+    async fn wait<G: Future<Output = ()>>(
         &self,
         read: &Read,
         wait: Duration,
-        slot: &Slot,
-    ) -> hyper::Response<routes::Body> {
-        let Some(_waiting) = self.tracker.start_waiting(slot, self.limits.max_waiting) else {
-            return routes::busy_waiting();
+        gone: G,
+    ) -> Option<Response<Bytes>> {
+        let Some(_waiting) = self.tracker.start_waiting(self.limits.max_waiting) else {
+            return Some(routes::busy_waiting());
         };
         let deadline = tokio::time::Instant::now() + wait;
         // Subscribed before looking: a swap after this look wakes the loop.
         let mut generations = self.live.subscribe();
         let mut shutdown = self.shutdown.clone();
+        let mut gone = pin!(gone);
         loop {
             let response = read.answer(&self.live.snapshot().document);
             if response.status() != StatusCode::NOT_MODIFIED {
-                return response;
+                return Some(response);
             }
             tokio::select! {
                 changed = generations.changed() => if changed.is_err() {
-                    return response;
+                    return Some(response);
                 },
-                () = tokio::time::sleep_until(deadline) => return response,
-                _ = shutdown.wait_for(|&stop| stop) => return response,
+                () = tokio::time::sleep_until(deadline) => return Some(response),
+                _ = shutdown.wait_for(|&stop| stop) => return Some(response),
+                () = gone.as_mut() => return None,
             }
         }
     }

@@ -12,18 +12,11 @@ use std::thread;
 use std::time::Duration;
 
 use crate::support::{
-    lowest_free_fd, open_fds, read_response, request, set_open_files, wait_for, Running, Sidecar,
-    DEMO,
+    lowest_free_fd, open_fds, read_response, request, set_open_files, wait_for, Sidecar, DEMO,
 };
 
 const PATIENCE: Duration = Duration::from_secs(10);
 const LONG: &str = "600000";
-
-fn connect(sidecar: &Running) -> TcpStream {
-    let stream = TcpStream::connect(("127.0.0.1", sidecar.port)).expect("connect");
-    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
-    stream
-}
 
 /// Reads until the server closes the connection; panics if it stays open
 /// for `PATIENCE`. Returns what was read.
@@ -52,13 +45,13 @@ fn half_sent_request_is_closed_after_the_header_timeout() {
         .env("CONFIG_SERVER_HEADER_TIMEOUT_MS", "200")
         .env("CONFIG_SERVER_IDLE_TIMEOUT_MS", LONG)
         .start();
-    let mut stream = connect(&sidecar);
+    let mut stream = sidecar.connect();
     stream
         .write_all(b"GET /config/ HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         .expect("write");
     assert_closed_by_server(&mut stream);
     // The same head after a served request on a keep-alive connection.
-    let mut stream = connect(&sidecar);
+    let mut stream = sidecar.connect();
     assert_eq!(keep_alive_request(&mut stream, "/health"), 200);
     stream.write_all(b"GET /con").expect("write");
     assert_closed_by_server(&mut stream);
@@ -71,7 +64,7 @@ fn trickled_request_head_is_cut_off() {
         .env("CONFIG_SERVER_HEADER_TIMEOUT_MS", "300")
         .env("CONFIG_SERVER_IDLE_TIMEOUT_MS", LONG)
         .start();
-    let mut stream = connect(&sidecar);
+    let mut stream = sidecar.connect();
     stream
         .write_all(b"GET /config/ HTTP/1.1\r\n")
         .expect("write");
@@ -103,14 +96,14 @@ fn idle_connections_are_closed_after_the_idle_timeout() {
         .env("CONFIG_SERVER_HEADER_TIMEOUT_MS", LONG)
         .start();
     // Kept alive after a request.
-    let mut used = connect(&sidecar);
+    let mut used = sidecar.connect();
     assert_eq!(keep_alive_request(&mut used, "/config/"), 200);
     // Connected, never a byte.
-    let mut silent = connect(&sidecar);
+    let mut silent = sidecar.connect();
     assert_closed_by_server(&mut used);
     assert_closed_by_server(&mut silent);
     // A connection in use is not idle: requests within the timeout keep it open.
-    let mut busy = connect(&sidecar);
+    let mut busy = sidecar.connect();
     for _ in 0..5 {
         assert_eq!(keep_alive_request(&mut busy, "/health"), 200);
         thread::sleep(Duration::from_millis(100));
@@ -130,7 +123,7 @@ fn client_that_never_reads_its_responses_is_dropped() {
         .env("CONFIG_SERVER_IDLE_TIMEOUT_MS", "300")
         .env("CONFIG_SERVER_HEADER_TIMEOUT_MS", LONG)
         .start();
-    let mut stream = connect(&sidecar);
+    let mut stream = sidecar.connect();
     let requests = "GET /config/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".repeat(60);
     stream.write_all(requests.as_bytes()).expect("write");
     // Never read while the server writes 60 MB; then see how much arrived.
@@ -150,7 +143,7 @@ fn at_the_connection_limit_the_longest_idle_connection_makes_room() {
         .env("CONFIG_SERVER_MAX_CONNECTIONS", "3")
         .env("CONFIG_SERVER_IDLE_TIMEOUT_MS", LONG)
         .start();
-    let mut conns: Vec<TcpStream> = (0..3).map(|_| connect(&sidecar)).collect();
+    let mut conns: Vec<TcpStream> = (0..3).map(|_| sidecar.connect()).collect();
     for c in &mut conns {
         assert_eq!(keep_alive_request(c, "/health"), 200);
         thread::sleep(Duration::from_millis(20));
@@ -172,7 +165,7 @@ fn at_the_connection_limit_with_no_idle_connection_new_ones_get_503() {
     // Three half-sent requests hold every slot.
     let mut held: Vec<TcpStream> = (0..3)
         .map(|_| {
-            let mut c = connect(&sidecar);
+            let mut c = sidecar.connect();
             c.write_all(b"GET /config/ HTTP/1.1\r\n").expect("write");
             c
         })
@@ -237,7 +230,7 @@ fn running_out_of_file_descriptors_backs_off_and_warns_once() {
     let base = open_fds(pid);
     let mut held: Vec<TcpStream> = (0..3)
         .map(|_| {
-            let mut c = connect(&sidecar);
+            let mut c = sidecar.connect();
             c.write_all(b"GET /health HTTP/1.1\r\n").expect("write");
             c
         })
@@ -250,7 +243,7 @@ fn running_out_of_file_descriptors_backs_off_and_warns_once() {
     set_open_files(pid, lowest_free_fd(pid));
     let mut waiting: Vec<TcpStream> = (0..3)
         .map(|_| {
-            let mut c = connect(&sidecar);
+            let mut c = sidecar.connect();
             c.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                 .expect("write");
             c
@@ -304,7 +297,7 @@ fn connection_limit_is_lowered_to_fit_the_open_files_limit() {
         )
     );
     // Far more clients than fit: the sidecar keeps answering.
-    let conns: Vec<TcpStream> = (0..30).map(|_| connect(&sidecar)).collect();
+    let conns: Vec<TcpStream> = (0..30).map(|_| sidecar.connect()).collect();
     assert!(wait_for(PATIENCE, || (sidecar.get("/health").status == 200)
         .then_some(()))
     .is_some());
@@ -321,7 +314,7 @@ fn out_of_file_descriptors_with_idle_clients_to_close_still_warns_once() {
     // Every new client finds no file descriptor, the sidecar closes an idle one
     // to make room, accepts, and runs out again: the condition comes and goes
     // dozens of times, and must still be logged once per interval.
-    let mut conns: Vec<TcpStream> = (0..40).map(|_| connect(&sidecar)).collect();
+    let mut conns: Vec<TcpStream> = (0..40).map(|_| sidecar.connect()).collect();
     let last = conns.last_mut().expect("40 connections");
     assert_eq!(keep_alive_request(last, "/health"), 200);
     let stderr = sidecar.wait_stderr("cannot accept connections");

@@ -11,6 +11,7 @@ mod hostile;
 mod logging;
 mod network;
 mod port;
+mod protocol;
 mod races;
 mod reads;
 mod reload;

@@ -229,6 +229,22 @@ impl Running {
             .unwrap_or_else(|err| panic!("{method} {path} on port {}: {err}", self.port))
     }
 
+    /// A new connection to the sidecar, whose reads give up after `PATIENCE`.
+    pub(crate) fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        stream
+    }
+
+    /// The `ETag` of `GET path`.
+    pub(crate) fn etag(&self, path: &str) -> String {
+        let response = self.get(path);
+        match response.header("etag") {
+            Some(tag) => tag.to_owned(),
+            None => panic!("no ETag: {response:#?}"),
+        }
+    }
+
     fn try_get(&self, path: &str) -> Option<Response> {
         request(self.port, "GET", path).ok()
     }
