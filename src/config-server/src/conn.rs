@@ -10,7 +10,7 @@
 //! - reading: the first byte of a request has arrived. The whole head must
 //!   follow within the header timeout, however slowly it trickles in (a
 //!   half-sent request cannot hold the connection), in at most
-//!   [`MAX_HEAD_BYTES`].
+//!   [`MAX_HEAD_BYTES`], and no more than that is read for it.
 //! - answering: the handler answers; a `?wait=` read is bounded by its own
 //!   wait, and ends at once if the client hangs up. Then the client must take
 //!   the response within the idle timeout (a client that never reads cannot
@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes};
 use http::{Method, Response, StatusCode};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -38,14 +38,10 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use crate::config::Limits;
-use crate::wire::{self, Framing, Head, Parsed};
+use crate::wire::{self, Framing, Head, Parsed, MAX_HEAD_BYTES};
 
 /// `Slot::idle_since` of a connection that is not idle.
 const BUSY: u64 = u64::MAX;
-
-/// The largest request head (request line and headers) accepted; a larger one
-/// gets `431`.
-pub(crate) const MAX_HEAD_BYTES: usize = 16 * 1024;
 
 /// How much is read at a time while a head comes in.
 const READ_CHUNK: usize = 1024;
@@ -167,7 +163,7 @@ impl Idle<'_> {
         let deadline = self.since + self.timeout;
         let mut told = false;
         loop {
-            match read_now(stream, buf) {
+            match read_now(stream, buf, READ_CHUNK) {
                 Ok(0) => return Next::Close,
                 Ok(_) => return Next::Go,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
@@ -206,13 +202,15 @@ async fn read_head(
                 return Ok(head);
             }
             Parsed::Refused(status) => return Err(Some(status)),
-            Parsed::Partial if buf.len() > MAX_HEAD_BYTES => {
-                return Err(Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE))
-            }
             Parsed::Partial => {}
         }
+        // Partial: fewer than MAX_HEAD_BYTES are in (parse refuses a head not
+        // whole within them), and no read takes the buffer past them.
+        let room = MAX_HEAD_BYTES
+            .saturating_sub(buf.len())
+            .clamp(1, READ_CHUNK);
         loop {
-            match read_now(stream, buf) {
+            match read_now(stream, buf, room) {
                 Ok(0) => return Err(None),
                 Ok(_) => break,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
@@ -226,10 +224,10 @@ async fn read_head(
     }
 }
 
-/// Reads what the socket has now, up to [`READ_CHUNK`] more than `buf` holds.
-fn read_now(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
-    buf.reserve(READ_CHUNK);
-    stream.try_read_buf(buf)
+/// Reads what the socket has now, at most `most` (above 0) bytes more than `buf` holds.
+fn read_now(stream: &TcpStream, buf: &mut Vec<u8>, most: usize) -> io::Result<usize> {
+    buf.reserve(most);
+    stream.try_read_buf(&mut (&mut *buf).limit(most))
 }
 
 /// Resolves when the client hangs up (or the socket fails) while its request
@@ -237,14 +235,15 @@ fn read_now(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
 /// [`MAX_HEAD_BYTES`]; then it is not read until the answer is out.
 async fn hung_up(stream: &TcpStream, pending: &mut Vec<u8>) {
     loop {
-        if pending.len() > MAX_HEAD_BYTES {
+        let room = MAX_HEAD_BYTES.saturating_sub(pending.len());
+        if room == 0 {
             return std::future::pending().await;
         }
         if stream.readable().await.is_err() {
             return;
         }
         // Without a reservation: a waiting read grows no buffer it will not use.
-        match stream.try_read_buf(pending) {
+        match stream.try_read_buf(&mut (&mut *pending).limit(room)) {
             Ok(0) => return,
             Ok(_) => {}
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}

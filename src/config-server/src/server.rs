@@ -4,7 +4,7 @@
 //!
 //! Hostile or broken clients: a connection may hold a request head for the
 //! header timeout, sit idle for the idle timeout, and send a head of at most
-//! `MAX_HEAD_BYTES` (`conn`). At the connection limit, the connection idle
+//! `MAX_HEAD_BYTES` (`wire`). At the connection limit, the connection idle
 //! the longest is closed to make room; when none is idle, the new one gets a
 //! `503` at once. Failures to accept (out of file descriptors) back off up to a
 //! second and are logged at most once per [`WARN_EVERY`].

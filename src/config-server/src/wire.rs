@@ -10,8 +10,8 @@
 //! - `GET`-style requests: a request with a body (`Content-Length` above 0, or
 //!   any `Transfer-Encoding`) is answered, then the connection is closed
 //!   instead of reading the body.
-//! - At most [`MAX_HEADERS`] headers in at most `MAX_HEAD_BYTES`; more is
-//!   `431`. A head that is not HTTP/1.x (a TLS hello, HTTP/2's preface, a
+//! - At most [`MAX_HEADERS`] headers in at most [`MAX_HEAD_BYTES`]; more is
+//!   `431`, however the bytes arrive. A head that is not HTTP/1.x (a TLS hello, HTTP/2's preface, a
 //!   bare line feed in the wrong place), or has conflicting lengths, is `400`,
 //!   and the connection is closed after either.
 //! - Keep-alive is HTTP/1.1's default, and HTTP/1.0's with
@@ -26,6 +26,10 @@ use http::{HeaderMap, Method, Response, StatusCode, Uri};
 
 /// The most headers a request may have (hyper's default, too).
 pub(crate) const MAX_HEADERS: usize = 100;
+
+/// The largest request head (request line and headers) accepted; a larger one
+/// gets `431`.
+pub(crate) const MAX_HEAD_BYTES: usize = 16 * 1024;
 
 /// A request head, parsed.
 pub(crate) struct Head {
@@ -50,12 +54,17 @@ pub(crate) enum Parsed {
     Refused(StatusCode),
 }
 
-/// Parses the request head at the start of `buf`.
+/// Parses the request head at the start of `buf`. Only its first
+/// [`MAX_HEAD_BYTES`] are looked at: a head that does not end within them is
+/// too large (`431`), whatever follows.
 pub(crate) fn parse(buf: &[u8]) -> Parsed {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut slots);
-    let len = match request.parse(buf) {
+    let len = match request.parse(&buf[..buf.len().min(MAX_HEAD_BYTES)]) {
         Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => {
+            return Parsed::Refused(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        }
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(httparse::Error::TooManyHeaders) => {
             return Parsed::Refused(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
@@ -296,6 +305,41 @@ mod tests {
         };
         assert_eq!(first.uri.path(), "/a");
         assert_eq!(&two[len..], "GET /b HTTP/1.1\r\n\r\n");
+    }
+
+    /// `GET /config` with a padding header, `size` bytes in all.
+    fn head_of(size: usize) -> String {
+        let start = "GET /config HTTP/1.1\r\nHost: localhost\r\nX-Pad: ";
+        format!("{start}{}\r\n\r\n", "p".repeat(size - start.len() - 4))
+    }
+
+    #[test]
+    fn a_head_is_at_most_16_kib_whatever_follows_it() {
+        let largest = head_of(MAX_HEAD_BYTES);
+        assert_eq!(parsed(&largest).uri.path(), "/config");
+        // Pipelined requests behind a head that fits do not count against it.
+        let behind = format!("{largest}{}", head_of(MAX_HEAD_BYTES));
+        assert!(matches!(parse(behind.as_bytes()), Parsed::Head(_, len) if len == MAX_HEAD_BYTES));
+        // One byte more is too large, though it arrived whole, in one read.
+        let over = head_of(MAX_HEAD_BYTES + 1);
+        assert_eq!(refused(&over), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        let giant = head_of(3 * MAX_HEAD_BYTES);
+        assert_eq!(refused(&giant), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        // Fewer than 100 headers, over 16 KiB together.
+        let many: String = (0..90)
+            .map(|i| format!("X-{i}: {}\r\n", "v".repeat(200)))
+            .collect();
+        let many = format!("GET / HTTP/1.1\r\n{many}\r\n");
+        assert_eq!(refused(&many), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        // Not whole yet: partial below the cap, refused at it.
+        assert!(matches!(
+            parse(&over.as_bytes()[..MAX_HEAD_BYTES - 1]),
+            Parsed::Partial
+        ));
+        assert_eq!(
+            refused(&over[..MAX_HEAD_BYTES]),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
     }
 
     fn encoded(response: &Response<Bytes>, framing: Framing) -> String {

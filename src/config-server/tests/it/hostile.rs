@@ -12,7 +12,8 @@ use std::thread;
 use std::time::Duration;
 
 use crate::support::{
-    lowest_free_fd, open_fds, read_response, request, set_open_files, wait_for, Sidecar, DEMO,
+    lowest_free_fd, open_fds, parse_response, read_response, request, set_open_files, wait_for,
+    Sidecar, DEMO,
 };
 
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -216,6 +217,38 @@ fn oversized_head_gets_431_and_long_paths_are_cut_in_the_log() {
         "{line}"
     );
     assert!(!stdout.contains("ppppp"), "the 431 request was logged");
+    assert_eq!(sidecar.get("/health").status, 200);
+}
+
+/// `GET /config/` with a padding header, `size` bytes in all.
+fn head_of(size: usize) -> String {
+    let start = "GET /config/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nX-Pad: ";
+    format!("{start}{}\r\n\r\n", "p".repeat(size - start.len() - 4))
+}
+
+#[test]
+fn a_head_over_16_kib_gets_431_though_it_arrives_whole() {
+    let sidecar = Sidecar::new().start();
+    let many: String = (0..90)
+        .map(|i| format!("X-{i}: {}\r\n", "v".repeat(200)))
+        .collect();
+    for (what, head, status) in [
+        ("exactly 16 KiB", head_of(16 * 1024), 200),
+        ("a byte more", head_of(16 * 1024 + 1), 431),
+        ("20 KiB", head_of(20 * 1024), 431),
+        (
+            "90 headers, 18 KiB",
+            format!("GET /config/ HTTP/1.1\r\nHost: 127.0.0.1\r\n{many}Connection: close\r\n\r\n"),
+            431,
+        ),
+    ] {
+        // One write: the bytes past the cap are there to read at once.
+        let mut stream = sidecar.connect();
+        stream.write_all(head.as_bytes()).expect("write");
+        let got = assert_closed_by_server(&mut stream);
+        let response = parse_response(&got);
+        assert_eq!(response.status, status, "{what}: {response:#?}");
+    }
     assert_eq!(sidecar.get("/health").status, 200);
 }
 
