@@ -342,6 +342,97 @@ mod tests {
         );
     }
 
+    /// xorshift64: the same inputs on every run.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// `seed` with a few bytes inserted, removed, replaced or repeated.
+    fn mutated(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
+        const BYTES: &[u8] = b" \t\r\n:/?#[]@%*,;=\"\\\x00\x7f\x80\xff0159+-.HTPchunkedlength";
+        let mut buf = seed.to_vec();
+        for _ in 0..=rng.below(8) {
+            let at = rng.below(buf.len() + 1);
+            match rng.below(4) {
+                0 => buf.insert(at, BYTES[rng.below(BYTES.len())]),
+                1 if at < buf.len() => {
+                    buf.remove(at);
+                }
+                2 if at < buf.len() => buf[at] = rng.next() as u8,
+                _ => {
+                    let from = rng.below(buf.len().max(1));
+                    let to = (from + rng.below(16)).min(buf.len());
+                    let piece = buf[from..to].to_vec();
+                    buf.splice(at..at, piece);
+                }
+            }
+        }
+        buf
+    }
+
+    /// Mutated and random heads, for a bounded time: `parse` never panics, a
+    /// head it takes is at most 16 KiB and within the bytes given, and every
+    /// strict prefix of it is `Partial` (a head split across reads is never
+    /// refused for where the split fell).
+    #[test]
+    fn no_input_makes_parse_panic_or_misframe() {
+        let padded = head_of(MAX_HEAD_BYTES);
+        let seeds: [&[u8]; 8] = [
+            b"GET /config/db?key=a&wait=30s HTTP/1.1\r\nHost: 127.0.0.1:8082\r\nIf-None-Match: \"1\"\r\n\r\n",
+            b"POST http://localhost:8/config HTTP/1.0\r\nContent-Length: 5, 5\r\nConnection: keep-alive\r\n\r\nhello",
+            b"HEAD * HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 0\r\n\r\n",
+            b"CONNECT [::1]:80 HTTP/1.1\nHost: [::1]\n\n",
+            b"OPTIONS http://u@[::1]:99/a%20b?c#d HTTP/1.1\r\nX: \xff\xfe\t\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"\r\n\r\nGET //x HTTP/1.1\r\nA:\r\nB: \r\n\r\nGET / HTTP/1.1\r\n\r\n",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+            padded.as_bytes(),
+        ];
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let started = std::time::Instant::now();
+        let mut heads = 0;
+        for round in 0..200_000 {
+            if started.elapsed() > std::time::Duration::from_secs(2) {
+                break;
+            }
+            let buf = if round % 8 == 0 {
+                (0..rng.below(64)).map(|_| rng.next() as u8).collect()
+            } else {
+                let seed = seeds[rng.below(seeds.len())];
+                mutated(&mut rng, seed)
+            };
+            let Parsed::Head(_, len) = parse(&buf) else {
+                continue;
+            };
+            heads += 1;
+            assert!(
+                len <= buf.len().min(MAX_HEAD_BYTES),
+                "{len} bytes taken of {}",
+                buf.len()
+            );
+            if len < 1024 {
+                for cut in 0..len {
+                    assert!(
+                        matches!(parse(&buf[..cut]), Parsed::Partial),
+                        "{cut} bytes of {:?}",
+                        String::from_utf8_lossy(&buf[..len])
+                    );
+                }
+            }
+        }
+        assert!(heads > 0, "no mutation was a head: the seeds are wrong");
+    }
+
     fn encoded(response: &Response<Bytes>, framing: Framing) -> String {
         let mut out = Vec::new();
         encode_head(response, framing, &mut out);
