@@ -308,19 +308,26 @@ fn loopback_host(uri: &Uri, headers: &HeaderMap) -> bool {
     [host, authority].into_iter().flatten().all(is_loopback)
 }
 
+/// Whether `authority` is `host` or `host:port` with a loopback host. The
+/// port is digits or nothing: anything else would let a name hide behind a
+/// loopback prefix, as in `127.0.0.1:1@evil.example`, whose host (after the
+/// userinfo `127.0.0.1:1`) is `evil.example`.
 fn is_loopback(authority: &str) -> bool {
+    let port_ok = |port: &str| port.bytes().all(|b| b.is_ascii_digit());
     let host = match authority.strip_prefix('[') {
         Some(rest) => match rest.split_once(']') {
-            Some((v6, port)) if port.is_empty() || port.starts_with(':') => {
+            Some((v6, port)) if port.is_empty() || port.strip_prefix(':').is_some_and(port_ok) => {
                 return v6.parse::<Ipv6Addr>().is_ok_and(|ip| {
                     ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
                 });
             }
             _ => return false,
         },
-        None => authority
-            .rsplit_once(':')
-            .map_or(authority, |(host, _)| host),
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) if port_ok(port) => host,
+            Some(_) => return false,
+            None => authority,
+        },
     };
     let host = host.to_ascii_lowercase();
     host == "localhost"
@@ -669,6 +676,11 @@ mod tests {
             ("[::2]", 403),
             ("[::1", 403),
             ("", 403),
+            // Userinfo in front of another host, and ports that are not numbers.
+            ("127.0.0.1:1@evil.example", 403),
+            ("[::1]:1@evil.example:80", 403),
+            ("localhost@evil.example", 403),
+            ("localhost:http", 403),
         ] {
             let mut headers = HeaderMap::new();
             headers.insert(HOST, HeaderValue::from_str(host).expect("header"));
@@ -688,13 +700,21 @@ mod tests {
             respond(&snap, &Method::GET, "/config", &twice).status(),
             403
         );
-        let absolute = respond(
+        for target in [
+            "http://evil.example/config",
+            "http://127.0.0.1:1@evil.example/config",
+            "http://[::1]:1@evil.example/config",
+        ] {
+            let absolute = respond(&snap, &Method::GET, target, &HeaderMap::new());
+            assert_eq!(absolute.status(), 403, "{target}");
+        }
+        let local = respond(
             &snap,
             &Method::GET,
-            "http://evil.example/config",
+            "http://127.0.0.1:8082/config",
             &HeaderMap::new(),
         );
-        assert_eq!(absolute.status(), 403);
+        assert_eq!(local.status(), 200);
     }
 
     #[test]

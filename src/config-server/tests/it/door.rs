@@ -47,6 +47,31 @@ fn only_loopback_host_names_are_answered_against_dns_rebinding() {
 }
 
 #[test]
+fn a_target_in_absolute_form_must_name_a_loopback_host_too() {
+    let sidecar = Sidecar::new().start();
+    let port = sidecar.port;
+    let local = format!("Host: 127.0.0.1:{port}\r\n");
+    raw(port, &format!("http://127.0.0.1:{port}/config"), &local).assert_json(200, DEMO);
+    for target in [
+        "http://rebind.attacker.example/config".to_owned(),
+        // The host is rebind.attacker.example; `127.0.0.1:<port>` is userinfo.
+        format!("http://127.0.0.1:{port}@rebind.attacker.example/config"),
+    ] {
+        for headers in [local.as_str(), ""] {
+            let response = raw(port, &target, headers);
+            assert_eq!(response.status, 403, "{target} {headers:?}: {response:#?}");
+            assert!(!response.body.contains("admin"), "{response:#?}");
+        }
+    }
+    let response = raw(
+        port,
+        "/config",
+        &format!("Host: 127.0.0.1:{port}@rebind.attacker.example\r\n"),
+    );
+    assert_eq!(response.status, 403, "{response:#?}");
+}
+
+#[test]
 fn with_a_token_every_read_but_health_needs_it() {
     let token = "tok-3f9a2c71e0";
     let sidecar = Sidecar::new().env("CONFIG_SERVER_TOKEN", token).start();
