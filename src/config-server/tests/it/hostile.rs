@@ -112,6 +112,43 @@ fn idle_connections_are_closed_after_the_idle_timeout() {
 }
 
 #[test]
+fn a_partial_head_pipelined_behind_a_request_is_cut_off_after_the_header_timeout() {
+    let sidecar = Sidecar::new()
+        .env("CONFIG_SERVER_HEADER_TIMEOUT_MS", "200")
+        .env("CONFIG_SERVER_IDLE_TIMEOUT_MS", LONG)
+        .start();
+    let mut stream = sidecar.connect();
+    // In one write: the start of the second head is read with the first, and
+    // the connection never goes idle between them.
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /con")
+        .expect("write");
+    assert_eq!(read_response(&mut stream).status, 200);
+    assert_closed_by_server(&mut stream);
+}
+
+#[test]
+fn a_held_read_outlasts_the_idle_and_header_timeouts() {
+    let sidecar = Sidecar::new()
+        .env("CONFIG_SERVER_IDLE_TIMEOUT_MS", "100")
+        .env("CONFIG_SERVER_HEADER_TIMEOUT_MS", "100")
+        .start();
+    let tag = sidecar.etag("/config");
+    let mut stream = sidecar.connect();
+    write!(
+        stream,
+        "GET /config?wait=1s HTTP/1.1\r\nHost: 127.0.0.1\r\nIf-None-Match: {tag}\r\n\r\n"
+    )
+    .expect("write");
+    // Ten times either timeout: a read cut by one would end with no answer.
+    let response = read_response(&mut stream);
+    assert_eq!(response.status, 304, "{response:#?}");
+    assert_eq!(response.header("etag"), Some(tag.as_str()));
+    // Answered, the connection is idle, and the idle timeout applies again.
+    assert_closed_by_server(&mut stream);
+}
+
+#[test]
 fn client_that_never_reads_its_responses_is_dropped() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("big.json");
