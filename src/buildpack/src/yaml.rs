@@ -1,10 +1,13 @@
 //! A YAML document as a tree of nodes that know where they are in the source text.
 //! serde_yaml gives types but no positions; saphyr-parser's events carry them. The
 //! tree serves two owners of `manifest.yml`: error messages that name the real line
-//! and column of a key, and the manifest tool, which edits a value by replacing its
-//! bytes so that every comment and the order of the file stay as they were.
+//! and column of a key (`de` reads the manifest's types over it, to say why serde_yaml
+//! refused one), and the manifest tool, which edits a value by replacing its bytes so
+//! that every comment and the order of the file stay as they were.
 
 use saphyr_parser::{Event, ScalarStyle, Span};
+
+pub mod de;
 
 /// Deeper nesting than this is refused (serde_yaml stops at 128 too), so a hostile
 /// document cannot overflow the stack when the tree is walked or dropped.
@@ -676,6 +679,32 @@ mod tests {
         let bomb = "a: &a [x, x]\nb: &b [*a, *a]\nc: &c [*b, *b]\n";
         assert!(parse(bomb).is_ok());
         assert_eq!(parse("").expect("empty"), None);
+    }
+
+    #[test]
+    fn a_prefix_ends_at_the_syntax_error() {
+        let (root, error) = parse_prefix("a: 1\nb: [x, y\nc: 2\n");
+        assert!(error.is_some());
+        let root = root.expect("what came before");
+        assert!(root.cut && root.get("a").is_some_and(|a| !a.cut));
+        let b = root.get("b").expect("b");
+        assert!(b.cut && b.items()[0].as_str() == Some("x"), "{b:?}");
+        // A key whose value the error cuts off is there, with a cut value.
+        let (root, _) = parse_prefix("a: 1\nb: *nowhere\n");
+        let b = root.expect("root").get("b").cloned().expect("b");
+        assert!(b.cut && b.as_str() == Some(""), "{b:?}");
+        // A whole document has nothing cut.
+        let (root, error) = parse_prefix("a: [x]\n");
+        assert!(error.is_none() && !root.expect("root").cut);
+        let tagged = doc("a: !!str 5\nb: !local x\n");
+        assert!(matches!(
+            &tagged.get("a").expect("a").kind,
+            Kind::Scalar { tag: Some(t), .. } if t == "tag:yaml.org,2002:str"
+        ));
+        assert!(matches!(
+            &tagged.get("b").expect("b").kind,
+            Kind::Scalar { tag: Some(t), .. } if t == "!local"
+        ));
     }
 
     #[test]
