@@ -38,11 +38,15 @@ pub enum Error {
         value: String,
     },
     /// The buildpack's `manifest.yml` has a bad value.
-    #[error("{}: `{key}` {problem}", path.display())]
+    #[error("{}: `{key}` {problem}{}", path.display(), at(*position))]
     Manifest {
         path: PathBuf,
         key: String,
         problem: String,
+        /// The line and column (1-based) of what `key` names in the file, where known:
+        /// its value, or the key itself when the key is what is wrong (unknown, or
+        /// written twice).
+        position: Option<(usize, usize)>,
     },
     /// An env setting has a value outside its accepted form.
     #[error("{name} is set to {value}, which is not valid")]
@@ -362,6 +366,12 @@ impl Error {
         let path = path.into();
         move |source| Error::Write { path, source }
     }
+}
+
+/// ` at line L column C`, the way errors about a place in a file end (nothing when the
+/// place is not known).
+pub fn at(position: Option<(usize, usize)>) -> String {
+    position.map_or_else(String::new, |(l, c)| format!(" at line {l} column {c}"))
 }
 
 /// Who sets an env setting decides what to tell: an app's own knob, the operator's

@@ -5,7 +5,10 @@ use crate::deprecation::{Date, Deprecation, Line};
 use crate::digest::Sha256;
 use crate::errors::Error;
 use crate::fsutil::read_text;
+use crate::yaml::de::ErrorKind;
+use crate::yaml::{Kind, Node, Step, Style};
 use serde::Deserialize;
+use serde_path_to_error::Segment;
 use std::path::{Path, PathBuf};
 use url::Url;
 
@@ -22,7 +25,7 @@ pub struct Manifest {
     pub language: String,
     #[serde(default)]
     pub default_versions: Vec<DefaultVersion>,
-    #[serde(default, deserialize_with = "de_dependencies")]
+    #[serde(default)]
     pub dependencies: Vec<Dependency>,
     #[serde(default)]
     pub include_files: Vec<String>,
@@ -45,7 +48,8 @@ pub struct DefaultVersion {
     pub version: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(from = "RawDependency")]
 pub struct Dependency {
     pub name: String,
     pub version: String,
@@ -71,14 +75,17 @@ impl Dependency {
     }
 }
 
-/// A dependency as written; its `uri` and `sha256` are typed in `de_dependencies`,
-/// where an error can still name the exact key.
+/// A dependency as written. Its `uri` and `sha256` are typed as each is read, so that
+/// an error is raised at its own key (`dependencies[1].uri`), not at the list.
 #[derive(Deserialize)]
 struct RawDependency {
     name: String,
     version: String,
-    uri: String,
-    sha256: String,
+    /// The URL, and the text it was read from.
+    #[serde(deserialize_with = "de_uri")]
+    uri: (Url, String),
+    #[serde(deserialize_with = "de_sha256")]
+    sha256: Sha256,
     #[serde(default)]
     cf_stacks: Vec<String>,
     #[serde(default)]
@@ -135,32 +142,47 @@ fn default_process_types() -> Vec<String> {
     vec!["web".to_string()]
 }
 
-fn de_dependencies<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Dependency>, D::Error> {
-    use serde::de::Error as _;
-    let raw = Vec::<RawDependency>::deserialize(d)?;
-    raw.into_iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let sha256 = r
-                .sha256
-                .parse()
-                .map_err(|e| D::Error::custom(format!("dependencies[{i}].sha256: {e}")))?;
-            let uri = parse_uri(&r.uri)
-                .map_err(|e| D::Error::custom(format!("dependencies[{i}].uri: {e}")))?;
-            Ok(Dependency {
-                name: r.name,
-                version: r.version,
-                uri,
-                uri_text: r.uri,
-                sha256,
-                cf_stacks: r.cf_stacks,
-                file: r.file,
-            })
-        })
-        .collect()
+impl From<RawDependency> for Dependency {
+    fn from(r: RawDependency) -> Self {
+        let (uri, uri_text) = r.uri;
+        Dependency {
+            name: r.name,
+            version: r.version,
+            uri,
+            uri_text,
+            sha256: r.sha256,
+            cf_stacks: r.cf_stacks,
+            file: r.file,
+        }
+    }
 }
 
-/// A `dependency_deprecation_dates` entry as written; typed in `de_deprecations`.
+/// Reads a string and types it with `parse`; its error is the key's problem.
+fn typed<'de, D, T, E>(d: D, parse: impl FnOnce(&str) -> Result<T, E>) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    E: std::fmt::Display,
+{
+    let text = String::deserialize(d)?;
+    parse(&text).map_err(serde::de::Error::custom)
+}
+
+fn de_uri<'de, D: serde::Deserializer<'de>>(d: D) -> Result<(Url, String), D::Error> {
+    let text = String::deserialize(d)?;
+    let url = parse_uri(&text).map_err(serde::de::Error::custom)?;
+    Ok((url, text))
+}
+
+fn de_sha256<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Sha256, D::Error> {
+    typed(d, str::parse)
+}
+
+fn de_date<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Date, D::Error> {
+    typed(d, Date::parse)
+}
+
+/// A `dependency_deprecation_dates` entry as written; its `date` is typed as it is
+/// read, so that an error is raised at that key.
 /// libbuildpack's four keys, and `match:`, which older CF buildpack manifests carry
 /// (compile-extensions read it) and which is ignored. Any other key is refused: a
 /// misspelt `link:` or `version-line:` would otherwise drop what operators plan by.
@@ -169,32 +191,28 @@ fn de_dependencies<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Depende
 struct RawDeprecation {
     name: String,
     version_line: String,
-    date: String,
+    #[serde(deserialize_with = "de_date")]
+    date: Date,
     #[serde(default)]
     link: Option<String>,
     #[serde(default, rename = "match")]
     _match: Option<serde::de::IgnoredAny>,
 }
 
+/// The entries, typed as each is read (an empty `dependency_deprecation_dates:` is none).
 fn de_deprecations<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Deprecation>, D::Error> {
-    use serde::de::Error as _;
     let raw = Option::<Vec<RawDeprecation>>::deserialize(d)?.unwrap_or_default();
-    raw.into_iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let key = |k: &str| format!("dependency_deprecation_dates[{i}].{k}");
-            let date = Date::parse(&r.date)
-                .map_err(|e| D::Error::custom(format!("{}: {e}", key("date"))))?;
-            Ok(Deprecation {
-                line: Line::parse(&r.version_line),
-                name: r.name,
-                version_line: r.version_line,
-                date,
-                // libbuildpack prints no link for an empty one.
-                link: r.link.filter(|l| !l.is_empty()),
-            })
+    Ok(raw
+        .into_iter()
+        .map(|r| Deprecation {
+            line: Line::parse(&r.version_line),
+            name: r.name,
+            version_line: r.version_line,
+            date: r.date,
+            // libbuildpack prints no link for an empty one.
+            link: r.link.filter(|l| !l.is_empty()),
         })
-        .collect()
+        .collect())
 }
 
 const IDENTIFIER_RULE: &str = "must be 1-64 letters, digits, '.', '-', '_', '+' or '~', starting \
@@ -262,14 +280,15 @@ impl Manifest {
             return Err(Error::Manifest {
                 path: path.to_path_buf(),
                 key: "(document)".into(),
-                problem: format!("{} at line {} column {}", e.message, e.line, e.column),
+                problem: e.message,
+                position: Some((e.line, e.column)),
             });
         }
-        let checked = match serde_yaml::from_str::<Manifest>(text) {
-            Ok(m) => m.check(path).map(|()| m),
-            Err(e) => Err(yaml_error(path, &e)),
-        };
-        checked.map_err(|e| with_position(e, text))
+        let manifest: Manifest =
+            serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text))
+                .map_err(|e| refused(path, text, &e))?;
+        manifest.check(path).map_err(|e| with_position(e, text))?;
+        Ok(manifest)
     }
 
     /// Checks what the types cannot: names, paths and printable text, and that the
@@ -393,6 +412,7 @@ impl Check<'_> {
             path: self.path.to_path_buf(),
             key,
             problem: problem.into(),
+            position: None,
         }
     }
 
@@ -663,98 +683,154 @@ pub fn relative_inside(p: &str) -> bool {
             .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\0'))
 }
 
-fn yaml_error(path: &Path, e: &serde_yaml::Error) -> Error {
-    // serde_yaml prefixes the message with the key path (`sidecars[0].memory_mb: ...`);
-    // our own typed fields add theirs, so the innermost `key: ` prefix wins.
-    let msg = e.to_string();
-    let mut key = "(document)".to_string();
-    let mut problem = msg.as_str();
-    while let Some((k, rest)) = problem.split_once(": ") {
-        if k.contains(' ') || k.is_empty() {
-            break;
+/// Why serde_yaml refused `text`, from typed sources: the key path from
+/// serde_path_to_error; serde's words and the kind of error from the same types read
+/// over our own tree (`yaml::de`), since serde_yaml keeps them only in the text of its
+/// message, between its own key path and position; the position from our tree.
+fn refused(path: &Path, text: &str, e: &serde_path_to_error::Error<serde_yaml::Error>) -> Error {
+    // serde_yaml's message whole, under `(document)`: libyaml's positions are in it.
+    let whole = || Error::Manifest {
+        path: path.to_path_buf(),
+        key: "(document)".into(),
+        problem: crate::redact::shown(&crate::redact::scrub_urls(&e.inner().to_string())),
+        position: None,
+    };
+    // The text itself is refused (its syntax, a second document, an unknown anchor):
+    // serde_yaml reads the types as far as the text goes, and reports that error when
+    // they are right that far, at the error's own place.
+    let place = |e: &serde_yaml::Error| e.location().map(|l| (l.line(), l.column()));
+    if let Err(text_error) = serde_yaml::from_str::<serde::de::IgnoredAny>(text) {
+        if place(&text_error) == place(e.inner()) {
+            return whole();
         }
-        key = k.to_string();
-        problem = rest;
     }
-    // serde_yaml quotes values in its messages; a hostile one is still cut here, and a
-    // URL pasted into the wrong key is redacted.
+    // A wrong value: read the types again over our own tree, as far as our parser reads
+    // the text (libyaml reads a few things it does not).
+    let (root, syntax_error) = crate::yaml::parse_prefix(text);
+    if root.is_none() && syntax_error.is_some() {
+        return whole();
+    }
+    // serde_yaml reads an empty document as an empty mapping.
+    let empty = Node {
+        start: 0,
+        end: 0,
+        line: 1,
+        column: 1,
+        anchor: None,
+        cut: false,
+        kind: Kind::Scalar {
+            value: String::new(),
+            style: Style::Plain,
+            tag: None,
+        },
+    };
+    let doc = crate::yaml::de::Document::new(root.as_ref().unwrap_or(&empty));
+    let (mut steps, error) =
+        match serde_path_to_error::deserialize::<_, Manifest>(doc.deserializer()) {
+            // The same error at the same key: the replay read the text as serde_yaml did.
+            Err(replayed)
+                if steps_of(replayed.path()) == steps_of(e.path())
+                    && replayed.inner().kind != ErrorKind::Unread =>
+            {
+                (steps_of(replayed.path()), replayed.into_inner())
+            }
+            _ => return whole(),
+        };
+    // The error is the mapping's, and points at the key: the first of an unknown name
+    // (its path ends at it), the second of a duplicate.
+    let key = match &error.kind {
+        ErrorKind::UnknownField(name) => {
+            if steps.last() == Some(&Step::Key(name.clone())) {
+                steps.pop();
+            }
+            Some((name, 0))
+        }
+        ErrorKind::DuplicateField(name) => Some((name, 1)),
+        ErrorKind::Unread | ErrorKind::Other => None,
+    };
+    // An empty document has no place to name.
+    let position = root.as_ref().and_then(|root| {
+        let node = root.nearest(&steps);
+        let found = match key {
+            Some((name, nth)) => node.entries_named(name).get(nth).map(|(k, _)| k),
+            None => Some(node),
+        };
+        // serde_yaml's own where our tree has no such key (in a mapping an alias names).
+        found
+            .map(|n| (n.line, n.column))
+            .or_else(|| place(e.inner()))
+    });
     Error::Manifest {
         path: path.to_path_buf(),
-        key: crate::redact::shown(&key),
-        problem: crate::redact::shown(&crate::redact::scrub_urls(problem)),
+        key: crate::redact::shown(&key_of(&steps)),
+        // serde quotes values in its messages; a hostile one is still cut here, and a
+        // URL pasted into the wrong key is redacted.
+        problem: crate::redact::shown(&crate::redact::scrub_urls(&error.message)),
+        position,
+    }
+}
+
+/// A typed key path as the tree's steps, up to one that is not a key or an index (a
+/// key that is not text; no manifest type is an enum).
+fn steps_of(path: &serde_path_to_error::Path) -> Vec<Step> {
+    path.iter()
+        .map_while(|segment| match segment {
+            Segment::Seq { index } => Some(Step::Index(*index)),
+            Segment::Map { key } => Some(Step::Key(key.clone())),
+            Segment::Enum { .. } | Segment::Unknown => None,
+        })
+        .collect()
+}
+
+/// `dependencies[0].sha256`, or `(document)` for the document itself.
+fn key_of(steps: &[Step]) -> String {
+    let mut key = String::new();
+    for step in steps {
+        match step {
+            Step::Key(k) if key.is_empty() => key.push_str(k),
+            Step::Key(k) => key.push_str(&format!(".{k}")),
+            Step::Index(i) => key.push_str(&format!("[{i}]")),
+        }
+    }
+    if key.is_empty() {
+        "(document)".into()
+    } else {
+        key
     }
 }
 
 /// The line and column of the value at `key` (`dependencies[0].sha256`) in `text`, or
 /// of the deepest part of that path that is there.
 pub fn key_position(text: &str, key: &str) -> Option<(usize, usize)> {
-    locate(text, key, "")
-}
-
-/// Ends a manifest error with the line and column of the key it names, found in the
-/// text itself: serde_yaml reports custom errors at the start of the enclosing list.
-/// The packager's own errors about a key get theirs here too.
-pub fn with_position(err: Error, text: &str) -> Error {
-    let Error::Manifest { path, key, problem } = err else {
-        return err;
-    };
-    let (stripped, reported) = split_location(&problem);
-    // libyaml's own positions of a syntax error are right; keep its message whole.
-    if key == "(document)" && reported.is_some() && !problem.starts_with("duplicate field") {
-        return Error::Manifest { path, key, problem };
-    }
-    let problem = stripped;
-    let position = locate(text, &key, problem).or(reported);
-    let problem = match position {
-        Some((line, column)) => format!("{problem} at line {line} column {column}"),
-        None => problem.to_string(),
-    };
-    Error::Manifest { path, key, problem }
-}
-
-/// Splits serde_yaml's trailing ` at line L column C` off a message.
-fn split_location(problem: &str) -> (&str, Option<(usize, usize)>) {
-    let parsed = problem.rsplit_once(" at line ").and_then(|(head, tail)| {
-        let (line, column) = tail.split_once(" column ")?;
-        Some((head, (line.parse().ok()?, column.parse().ok()?)))
-    });
-    match parsed {
-        Some((head, at)) => (head, Some(at)),
-        None => (problem, None),
-    }
-}
-
-/// The line and column `key` names in `text`: the value for a bad value, the key
-/// itself for an unknown or duplicate field, the entry for a missing one.
-fn locate(text: &str, key: &str, problem: &str) -> Option<(usize, usize)> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let root = match crate::yaml::parse(text) {
-        Ok(root) => root?,
-        Err(e) => return (key == "(document)").then_some((e.line, e.column)),
-    };
-    let steps = if key == "(document)" {
-        Vec::new()
-    } else {
-        crate::yaml::path_steps(key)
-    };
-    let node = root.nearest(&steps);
-    let field = |prefix: &str| {
-        problem
-            .strip_prefix(prefix)
-            .and_then(|rest| rest.strip_prefix('`'))
-            .and_then(|rest| rest.split_once('`'))
-            .map(|(name, _)| name)
-    };
-    let found = if let Some(name) = field("unknown field ") {
-        node.entries_named(name).first().map(|(k, _)| k)
-    } else if let Some(name) = field("duplicate field ") {
-        node.entries_named(name).get(1).map(|(k, _)| k)
-    } else if key == "(document)" {
-        None
-    } else {
-        Some(node)
-    };
-    found.map(|n| (n.line, n.column))
+    let document = key == "(document)";
+    match crate::yaml::parse(text) {
+        Ok(root) if !document => root.map(|root| {
+            let node = root.nearest(&crate::yaml::path_steps(key));
+            (node.line, node.column)
+        }),
+        Ok(_) => None,
+        Err(e) => document.then_some((e.line, e.column)),
+    }
+}
+
+/// Gives a manifest error that has no position the line and column of the value its
+/// key names in `text`: the checks' errors, and the packager's own about a key.
+pub fn with_position(err: Error, text: &str) -> Error {
+    match err {
+        Error::Manifest {
+            path,
+            key,
+            problem,
+            position: None,
+        } => Error::Manifest {
+            position: key_position(text, &key),
+            path,
+            key,
+            problem,
+        },
+        other => other,
+    }
 }
 
 /// Where a manifest's path is reported from.
@@ -843,6 +919,18 @@ sidecars:
         assert!(err.contains("64 hex digits"), "{err}");
     }
 
+    /// Splits a trailing ` at line L column C` off a message.
+    fn split_location(problem: &str) -> (&str, Option<(usize, usize)>) {
+        let parsed = problem.rsplit_once(" at line ").and_then(|(head, tail)| {
+            let (line, column) = tail.split_once(" column ")?;
+            Some((head, (line.parse().ok()?, column.parse().ok()?)))
+        });
+        match parsed {
+            Some((head, at)) => (head, Some(at)),
+            None => (problem, None),
+        }
+    }
+
     /// The `at line L column C` a message ends with.
     fn position(err: &str) -> (usize, usize) {
         let (_, at) = split_location(err);
@@ -882,6 +970,156 @@ sidecars:
         // One position per place, even where serde_yaml had its own.
         let err = load(&good().replacen(SHA, "abc", 1)).expect_err("bad sha");
         assert_eq!(err.matches(" at line ").count(), 1, "{err}");
+    }
+
+    /// `good()` with a second sidecar whose entry ends with `tail`.
+    fn with_second_sidecar(tail: &str) -> String {
+        format!(
+            "{}- name: other\n  dependency: config-server\n  executable: bin/config-server\n  \
+             memory_mb: 8\n{tail}",
+            good()
+        )
+    }
+
+    /// The key an error names, its words, and the line and column it ends with.
+    fn parts(err: &str) -> (&str, &str, (usize, usize)) {
+        let rest = err.strip_prefix("/bp/manifest.yml: `").expect("the file");
+        let (key, rest) = rest.split_once("` ").expect("a key");
+        let (problem, at) = split_location(rest);
+        (
+            key,
+            problem,
+            at.unwrap_or_else(|| panic!("no position in {err}")),
+        )
+    }
+
+    #[test]
+    fn errors_name_the_typed_key_and_its_place() {
+        // A duplicate, nested: the mapping's key, at the second of the two.
+        let text = with_second_sidecar("  hold_app:\n    args: [wait]\n    args: [again]\n");
+        let err = load(&text).expect_err("duplicate");
+        let second = (where_is(&text, "    args: [again]").0, 5);
+        assert_eq!(
+            parts(&err),
+            ("sidecars[1].hold_app", "duplicate field `args`", second)
+        );
+        let text = good().replacen(
+            "  version: 0.1.0\n  uri: https://releases.example/config-server-0.1.0-fs4",
+            "  version: 0.1.0\n  version: 0.1.1\n  uri: https://releases.example/config-server-0.1.0-fs4",
+            1,
+        );
+        let err = load(&text).expect_err("duplicate");
+        let second = (where_is(&text, "  version: 0.1.1").0, 3);
+        assert_eq!(
+            parts(&err),
+            ("dependencies[1]", "duplicate field `version`", second)
+        );
+        // An unknown key, nested: the mapping's key, at the unknown one.
+        let text = with_second_sidecar("  hold_app:\n    args: [wait]\n    colour: red\n");
+        let err = load(&text).expect_err("unknown");
+        let (key, problem, at) = parts(&err);
+        assert_eq!(
+            (key, at),
+            ("sidecars[1].hold_app", (where_is(&text, "colour").0, 5))
+        );
+        assert!(
+            problem == "unknown field `colour`, expected `args` or `versions`",
+            "{err}"
+        );
+        // A bad value in the second entry: its own key, at its value.
+        let text = good().replacen(
+            &format!("{SHA}\n  cf_stacks: [cflinuxfs4]"),
+            "abc\n  cf_stacks: [cflinuxfs4]",
+            1,
+        );
+        assert_ne!(text, good());
+        let err = load(&text).expect_err("bad sha");
+        let (key, problem, at) = parts(&err);
+        assert_eq!((key, at), ("dependencies[1].sha256", (15, 11)), "{err}");
+        assert!(problem.contains("64 hex digits"), "{err}");
+        let text = format!(
+            "{}dependency_deprecation_dates:\n- name: config-server\n  version_line: 0.1.x\n  \
+             date: 2027-04-01\n- name: config-server\n  version_line: 0.2.x\n  date: 2027-13-01\n",
+            good()
+        );
+        let err = load(&text).expect_err("bad date");
+        let (key, problem, at) = parts(&err);
+        let (line, column) = where_is(&text, "2027-13-01");
+        assert_eq!(
+            (key, at),
+            ("dependency_deprecation_dates[1].date", (line, column)),
+            "{err}"
+        );
+        assert!(problem.contains("is not a day of the calendar"), "{err}");
+    }
+
+    #[test]
+    fn a_scalar_is_text_where_text_is_read() {
+        // As serde_yaml reads it: a number where a string is asked for is its text.
+        let text = good()
+            .replace(
+                "memory_mb: 32",
+                "memory_mb: 32\n  args: [--port, 8080, true]",
+            )
+            .replace("version: 0.1.0", "version: 1.10");
+        let m = load(&text).expect("loads");
+        assert_eq!(m.sidecars[0].args, ["--port", "8080", "true"]);
+        assert_eq!(m.dependencies[0].version, "1.10");
+        // And a wrong value found after one of them is explained in serde's words.
+        let err = load(&text.replace("memory_mb: 32", "memory_mb: 1.10")).expect_err("float");
+        assert_eq!(
+            parts(&err),
+            (
+                "sidecars[0].memory_mb",
+                "invalid type: floating point `1.1`, expected u32",
+                (21, 14)
+            )
+        );
+    }
+
+    #[test]
+    fn a_wrong_value_before_a_syntax_error_is_named_as_serde_yaml_finds_it() {
+        // serde_yaml reads the types as far as the text is YAML: a wrong value before
+        // the error is the error, with its key and place.
+        let broken = format!("{}include_files: [a\n", good());
+        let err = load(&broken.replace("memory_mb: 32", "memory_mb: 32M")).expect_err("both");
+        let (key, problem, at) = parts(&err);
+        assert_eq!((key, at), ("sidecars[0].memory_mb", (21, 14)), "{err}");
+        assert!(problem.starts_with("invalid type: string \"32M\""), "{err}");
+        // With none, the syntax error, whole, as libyaml words and places it.
+        let err = load(&broken).expect_err("syntax");
+        assert!(err.starts_with("/bp/manifest.yml: `(document)` "), "{err}");
+        assert!(err.contains(" at line 22 column "), "{err}");
+        // An alias bomb under a key the buildpack ignores is never expanded.
+        let mut bomb = String::from("bomb0: &b0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let refs = vec![format!("*b{}", i - 1); 10].join(", ");
+            bomb.push_str(&format!("bomb{i}: &b{i} [{refs}]\n"));
+        }
+        let text = format!("{}{bomb}", good().replace("memory_mb: 32", "memory_mb: x"));
+        let err = load(&text).expect_err("wrong");
+        assert_eq!(parts(&err).0, "sidecars[0].memory_mb", "{err}");
+    }
+
+    #[test]
+    fn a_position_is_added_only_where_there_is_none() {
+        let error = |position| Error::Manifest {
+            path: "/bp/manifest.yml".into(),
+            key: "sidecars[0].memory_mb".into(),
+            problem: "bad".into(),
+            position,
+        };
+        let placed = |e: Error| match e {
+            Error::Manifest { position, .. } => position,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(placed(with_position(error(None), &good())), Some((21, 14)));
+        assert_eq!(
+            placed(with_position(error(Some((1, 1))), &good())),
+            Some((1, 1))
+        );
+        assert_eq!(key_position(&good(), "(document)"), None);
+        assert_eq!(key_position("a: [", "(document)"), Some((2, 1)));
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! A YAML document as a tree of nodes that know where they are in the source text.
 //! serde_yaml gives types but no positions; saphyr-parser's events carry them. The
 //! tree serves two owners of `manifest.yml`: error messages that name the real line
-//! and column of a key, and the manifest tool, which edits a value by replacing its
-//! bytes so that every comment and the order of the file stay as they were.
+//! and column of a key (`de` reads the manifest's types over it, to say why serde_yaml
+//! refused one), and the manifest tool, which edits a value by replacing its bytes so
+//! that every comment and the order of the file stay as they were.
 
 use saphyr_parser::{Event, ScalarStyle, Span};
+
+pub mod de;
 
 /// Deeper nesting than this is refused (serde_yaml stops at 128 too), so a hostile
 /// document cannot overflow the stack when the tree is walked or dropped.
@@ -20,8 +23,12 @@ pub struct Node {
     /// Where `start` is: 1-based line and column (in characters).
     pub line: usize,
     pub column: usize,
-    /// Whether the node carries an `&anchor`, so that an alias may share it.
-    pub anchored: bool,
+    /// The id of the node's `&anchor`, if it carries one (so that an alias may share
+    /// it): unique to each anchor written, as the parser numbers them.
+    pub anchor: Option<usize>,
+    /// Cut short by a syntax error (`parse_prefix`): a collection whose items after its
+    /// last were not read, or the value of a key that the error comes right after.
+    pub cut: bool,
     pub kind: Kind,
 }
 
@@ -30,6 +37,8 @@ pub enum Kind {
     Scalar {
         value: String,
         style: Style,
+        /// Its tag (`!!str`, `!local`), resolved: `tag:yaml.org,2002:str`, `!local`.
+        tag: Option<String>,
     },
     Sequence {
         flow: bool,
@@ -39,7 +48,10 @@ pub enum Kind {
         flow: bool,
         entries: Vec<(Node, Node)>,
     },
-    Alias,
+    /// `*name`: the node whose `anchor` is this id.
+    Alias {
+        anchor: usize,
+    },
 }
 
 /// How a scalar is written.
@@ -167,6 +179,16 @@ fn flow_too_long(events: &Events<'_>) -> SyntaxError {
 
 /// Parses the first document of `text`; `None` for an empty stream.
 pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
+    match parse_prefix(text) {
+        (root, None) => Ok(root),
+        (_, Some(e)) => Err(e),
+    }
+}
+
+/// The first document of `text` as far as it is YAML, and the error that ends it
+/// there, if one does: serde_yaml reads a document up to its error too, and reports a
+/// wrong value before it first. The collections the error cuts short are marked `cut`.
+pub fn parse_prefix(text: &str) -> (Option<Node>, Option<SyntaxError>) {
     let offsets = CharOffsets::new(text);
     // libyaml, which loads the manifest (serde_yaml), reads a tab after `:` as a space;
     // saphyr refuses `key:<tab>value`. A space in its place has the same length, so
@@ -176,27 +198,33 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
     let mut stack: Vec<Partial> = Vec::new();
     let mut root = None;
     let mut values = 0usize;
+    let mut error = None;
     // The same caps as `check_cost`: the packager's editor reads files supply never did.
     let mut events = Events::new(spaced.as_deref().unwrap_or(text));
     while let Some(event) = events.next() {
-        let (event, span) = event.map_err(|e| {
-            if events.cut() {
-                flow_too_long(&events)
-            } else if e.info() == SAPHYR_TOO_DEEP {
-                too_deep((e.marker().line(), e.marker().col() + 1))
-            } else {
-                SyntaxError {
-                    message: e.info().to_string(),
-                    line: e.marker().line(),
-                    column: e.marker().col() + 1,
-                    over_a_cap: false,
-                }
+        let (event, span) = match event {
+            Ok(read) => read,
+            Err(e) => {
+                error = Some(if events.cut() {
+                    flow_too_long(&events)
+                } else if e.info() == SAPHYR_TOO_DEEP {
+                    too_deep((e.marker().line(), e.marker().col() + 1))
+                } else {
+                    SyntaxError {
+                        message: e.info().to_string(),
+                        line: e.marker().line(),
+                        column: e.marker().col() + 1,
+                        over_a_cap: false,
+                    }
+                });
+                break;
             }
-        })?;
+        };
         if is_value(&event) {
             values += 1;
             if values > MAX_VALUES {
-                return Err(too_many_values((span.start.line(), span.start.col() + 1)));
+                error = Some(too_many_values((span.start.line(), span.start.col() + 1)));
+                break;
             }
         }
         let node = match event {
@@ -204,7 +232,8 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
             Event::Nothing | Event::StreamStart | Event::DocumentStart(_) => continue,
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
                 if stack.len() >= MAX_DEPTH {
-                    return Err(too_deep((span.start.line(), span.start.col() + 1)));
+                    error = Some(too_deep((span.start.line(), span.start.col() + 1)));
+                    break;
                 }
                 let is_map = matches!(event, Event::MappingStart(..));
                 // The span covers the node's properties (`&anchor`, `!tag`) too: a flow
@@ -228,7 +257,8 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                         end: start,
                         line,
                         column,
-                        anchored: anchor != 0,
+                        anchor: (anchor != 0).then_some(anchor),
+                        cut: false,
                         kind: if is_map {
                             Kind::Mapping {
                                 flow,
@@ -270,16 +300,24 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                 }
                 done.node
             }
-            Event::Scalar(value, style, anchor, _) => {
-                scalar(text, &offsets, span, value.into_owned(), style, anchor)
+            Event::Scalar(value, style, anchor, tag) => {
+                let tag = tag.map(|t| format!("{}{}", t.handle, t.suffix));
+                scalar(
+                    text,
+                    &offsets,
+                    span,
+                    (value.into_owned(), style, tag),
+                    anchor,
+                )
             }
-            Event::Alias(_) => Node {
+            Event::Alias(anchor) => Node {
                 start: offsets.byte(span.start.index()),
                 end: offsets.byte(span.end.index()),
                 line: span.start.line(),
                 column: span.start.col() + 1,
-                anchored: false,
-                kind: Kind::Alias,
+                anchor: None,
+                cut: false,
+                kind: Kind::Alias { anchor },
             },
         };
         if let Some(parent) = stack.last_mut() {
@@ -289,15 +327,42 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
             break;
         }
     }
-    Ok(root)
+    if error.is_some() {
+        while let Some(mut open) = stack.pop() {
+            // A key whose value the error cuts off is there, with a value that is `cut`.
+            if let Some(key) = open.pending_key.take() {
+                let missing = Node {
+                    start: key.end,
+                    end: key.end,
+                    line: key.line,
+                    column: key.column,
+                    anchor: None,
+                    cut: true,
+                    kind: Kind::Scalar {
+                        value: String::new(),
+                        style: Style::Plain,
+                        tag: None,
+                    },
+                };
+                open.add(key);
+                open.add(missing);
+            }
+            open.node.cut = true;
+            match stack.last_mut() {
+                Some(parent) => parent.add(open.node),
+                None => root = Some(open.node),
+            }
+        }
+    }
+    (root, error)
 }
 
+/// A scalar node from its event's value, style and tag.
 fn scalar(
     text: &str,
     offsets: &CharOffsets,
     span: Span,
-    value: String,
-    style: ScalarStyle,
+    (value, style, tag): (String, ScalarStyle, Option<String>),
     anchor: usize,
 ) -> Node {
     let start = offsets.byte(span.start.index());
@@ -321,8 +386,9 @@ fn scalar(
         end,
         line: span.start.line(),
         column: span.start.col() + 1,
-        anchored: anchor != 0,
-        kind: Kind::Scalar { value, style },
+        anchor: (anchor != 0).then_some(anchor),
+        cut: false,
+        kind: Kind::Scalar { value, style, tag },
     }
 }
 
@@ -449,6 +515,11 @@ pub fn path_steps(path: &str) -> Vec<Step> {
 }
 
 impl Node {
+    /// Whether the node carries an `&anchor`, so that an alias may share it.
+    pub fn anchored(&self) -> bool {
+        self.anchor.is_some()
+    }
+
     /// The scalar's text, if it is one.
     pub fn as_str(&self) -> Option<&str> {
         match &self.kind {
@@ -608,6 +679,32 @@ mod tests {
         let bomb = "a: &a [x, x]\nb: &b [*a, *a]\nc: &c [*b, *b]\n";
         assert!(parse(bomb).is_ok());
         assert_eq!(parse("").expect("empty"), None);
+    }
+
+    #[test]
+    fn a_prefix_ends_at_the_syntax_error() {
+        let (root, error) = parse_prefix("a: 1\nb: [x, y\nc: 2\n");
+        assert!(error.is_some());
+        let root = root.expect("what came before");
+        assert!(root.cut && root.get("a").is_some_and(|a| !a.cut));
+        let b = root.get("b").expect("b");
+        assert!(b.cut && b.items()[0].as_str() == Some("x"), "{b:?}");
+        // A key whose value the error cuts off is there, with a cut value.
+        let (root, _) = parse_prefix("a: 1\nb: *nowhere\n");
+        let b = root.expect("root").get("b").cloned().expect("b");
+        assert!(b.cut && b.as_str() == Some(""), "{b:?}");
+        // A whole document has nothing cut.
+        let (root, error) = parse_prefix("a: [x]\n");
+        assert!(error.is_none() && !root.expect("root").cut);
+        let tagged = doc("a: !!str 5\nb: !local x\n");
+        assert!(matches!(
+            &tagged.get("a").expect("a").kind,
+            Kind::Scalar { tag: Some(t), .. } if t == "tag:yaml.org,2002:str"
+        ));
+        assert!(matches!(
+            &tagged.get("b").expect("b").kind,
+            Kind::Scalar { tag: Some(t), .. } if t == "!local"
+        ));
     }
 
     #[test]

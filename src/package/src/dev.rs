@@ -61,6 +61,7 @@ pub(crate) fn run(args: &DevArgs<'_>) -> anyhow::Result<()> {
                         problem: format!(
                             "has no {name}: add it (package pin) before pinning a local build"
                         ),
+                        position: None,
                     },
                     &text,
                 )

@@ -47,7 +47,7 @@ impl<'t> Editor<'t> {
     pub(crate) fn set_scalar(&mut self, node: &Node, value: &str) -> Result<(), Refused> {
         let style = match &node.kind {
             Kind::Scalar { value: old, .. } if old == value => return Ok(()),
-            Kind::Scalar { style, .. } if *style != Style::Block && !node.anchored => *style,
+            Kind::Scalar { style, .. } if *style != Style::Block && !node.anchored() => *style,
             _ => return Err(not_plain(node)),
         };
         self.push(node.start, node.end, scalar(value, style));
@@ -61,7 +61,7 @@ impl<'t> Editor<'t> {
             Kind::Scalar {
                 style: Style::Plain,
                 ..
-            } if !node.anchored => {
+            } if !node.anchored() => {
                 self.push(node.start, node.end, value.to_string());
                 Ok(())
             }
@@ -88,7 +88,7 @@ impl<'t> Editor<'t> {
             {
                 return Ok(());
             }
-            _ if node.anchored => return Err(not_plain(node)),
+            _ if node.anchored() => return Err(not_plain(node)),
             _ => {}
         }
         match &node.kind {
@@ -149,7 +149,7 @@ impl<'t> Editor<'t> {
         value: &Value,
     ) -> Result<(), Refused> {
         match &map.kind {
-            _ if map.anchored => Err(not_plain(map)),
+            _ if map.anchored() => Err(not_plain(map)),
             Kind::Mapping { flow: false, .. } => {
                 let indent = map.column - 1;
                 let at = self.line_end(map.end);
@@ -171,7 +171,7 @@ impl<'t> Editor<'t> {
         item: &Value,
     ) -> Result<(), Refused> {
         match &seq.kind {
-            _ if seq.anchored => Err(not_plain(seq)),
+            _ if seq.anchored() => Err(not_plain(seq)),
             Kind::Sequence { flow: false, .. } => {
                 let indent = seq.column - 1;
                 let at = self.line_end(seq.end);
@@ -232,8 +232,7 @@ impl<'t> Editor<'t> {
             .map(|i| key.end + i)
             .ok_or_else(|| Refused("has no ':' after its key".into()))?;
         // An empty value (`key:` alone) has no bytes of its own.
-        let empty =
-            matches!(&value.kind, Kind::Scalar { value, style: Style::Plain } if value.is_empty());
+        let empty = matches!(&value.kind, Kind::Scalar { value, style: Style::Plain, .. } if value.is_empty());
         let end = if empty || value.end < colon {
             colon + 1
         } else {
@@ -373,11 +372,11 @@ fn common_subsequence(old: &[Option<&str>], new: &[String]) -> Vec<(usize, usize
 }
 
 fn not_plain(node: &Node) -> Refused {
-    let what = if node.anchored {
+    let what = if node.anchored() {
         "carries an anchor (&name) that other keys may share"
     } else {
         match node.kind {
-            Kind::Alias => "is an alias (*name) of another value",
+            Kind::Alias { .. } => "is an alias (*name) of another value",
             Kind::Scalar { .. } => "is a block scalar (| or >)",
             _ => "is not a single value",
         }

@@ -5,7 +5,7 @@
 //! 2 usage, 3 configuration (manifest.yml, a missing file, a bad argument value),
 //! 4 artifact (download or checksum), 5 filesystem.
 
-use buildpack::errors::{exit, Error, Explanation, Fault};
+use buildpack::errors::{at, exit, Error, Explanation, Fault};
 use std::io;
 use std::path::PathBuf;
 
@@ -79,11 +79,6 @@ pub(crate) enum PackError {
         key: String,
         problem: String,
     },
-}
-
-/// ` at line L column C`, the way manifest errors end.
-fn at(position: Option<(usize, usize)>) -> String {
-    position.map_or_else(String::new, |(l, c)| format!(" at line {l} column {c}"))
 }
 
 impl PackError {
@@ -390,6 +385,7 @@ mod tests {
                 path: "/bp/manifest.yml".into(),
                 key: "language".into(),
                 problem: "bad".into(),
+                position: None,
             },
             Error::Setting {
                 name: "SIDECAR_BUILDPACK_STALL_TIMEOUT".into(),

@@ -39,6 +39,7 @@ fn bad(path: &Path, key: impl Into<String>, problem: impl Into<String>) -> anyho
         path: path.to_path_buf(),
         key: key.into(),
         problem: problem.into(),
+        position: None,
     }
     .into()
 }
@@ -168,23 +169,15 @@ pub(crate) fn check_result(
         .into());
     }
     let after = Manifest::parse(text, path).map_err(|e| match e {
-        Error::Manifest { path, key, problem } => {
-            let problem = match problem.rsplit_once(" at line ") {
-                Some((head, tail))
-                    if tail.split(" column ").all(|n| n.parse::<usize>().is_ok()) =>
-                {
-                    head.to_string()
-                }
-                _ => problem,
-            };
-            PackError::WouldBreak {
-                manifest: path,
-                change,
-                key,
-                problem,
-            }
-            .into()
+        Error::Manifest {
+            path, key, problem, ..
+        } => PackError::WouldBreak {
+            manifest: path,
+            change,
+            key,
+            problem,
         }
+        .into(),
         other => anyhow::Error::from(other),
     })?;
     if after != *expected {

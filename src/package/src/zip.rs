@@ -225,6 +225,7 @@ pub(crate) fn contents(
                 path: manifest_file.clone(),
                 key: "include_files".into(),
                 problem: format!("must list {required}"),
+                position: None,
             };
             return Err(with_position(missing, text).into());
         }
