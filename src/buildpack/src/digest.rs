@@ -29,24 +29,22 @@ impl FromStr for Sha256 {
         if s.chars().count() != 64 {
             return Err(DigestError::Length(s.chars().count()));
         }
+        // The character itself, not the first byte of its UTF-8 (which named `ï` for a
+        // byte order mark, a character the file does not hold).
+        if let Some((i, c)) = s.chars().enumerate().find(|(_, c)| !c.is_ascii_hexdigit()) {
+            return Err(DigestError::NotHex(c, i));
+        }
         let mut out = [0u8; 32];
-        let bytes = s.as_bytes();
-        for (i, pair) in bytes.chunks(2).enumerate() {
-            let hi = hex_value(pair[0]).ok_or(DigestError::NotHex(pair[0] as char, 2 * i))?;
-            let lo = hex_value(pair[1]).ok_or(DigestError::NotHex(pair[1] as char, 2 * i + 1))?;
-            out[i] = hi << 4 | lo;
+        for (i, pair) in s.as_bytes().chunks(2).enumerate() {
+            out[i] = hex_value(pair[0]) << 4 | hex_value(pair[1]);
         }
         Ok(Sha256(out))
     }
 }
 
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+/// The value of a hex digit (the caller checked that it is one).
+fn hex_value(b: u8) -> u8 {
+    char::from(b).to_digit(16).map_or(0, |d| d as u8)
 }
 
 impl fmt::Display for Sha256 {
@@ -258,8 +256,19 @@ mod tests {
     fn rejects_non_hex_and_names_position() {
         let bad = format!("{}g", &EMPTY[..63]);
         assert_eq!(bad.parse::<Sha256>(), Err(DigestError::NotHex('g', 63)));
+        // The character named is the one written, not the first byte of its UTF-8.
         let multibyte = format!("{}é", &EMPTY[..63]);
-        assert!(multibyte.parse::<Sha256>().is_err());
+        assert_eq!(
+            multibyte.parse::<Sha256>(),
+            Err(DigestError::NotHex('é', 63))
+        );
+        let bom = format!("{}\u{feff}{}", &EMPTY[..29], &EMPTY[30..]);
+        let err = bom.parse::<Sha256>().expect_err("not hex");
+        assert_eq!(err, DigestError::NotHex('\u{feff}', 29));
+        assert_eq!(
+            err.to_string(),
+            "'\\u{feff}' at position 29 is not a hex digit"
+        );
     }
 
     #[test]
