@@ -705,7 +705,11 @@ fn refused(path: &Path, text: &str, e: &serde_path_to_error::Error<serde_yaml::E
         }
     }
     // A wrong value: read the types again over our own tree, as far as our parser reads
-    // the text (libyaml reads a few things it does not).
+    // the text (libyaml reads a few things it does not). Not where the two may read an
+    // anchor's name apart: the replay would read other values, and refuse in other words.
+    if crate::yaml::names_may_read_apart(text) {
+        return whole();
+    }
     let (root, syntax_error) = crate::yaml::parse_prefix(text);
     if root.is_none() && syntax_error.is_some() {
         return whole();
@@ -1099,6 +1103,44 @@ sidecars:
         let text = format!("{}{bomb}", good().replace("memory_mb: 32", "memory_mb: x"));
         let err = load(&text).expect_err("wrong");
         assert_eq!(parts(&err).0, "sidecars[0].memory_mb", "{err}");
+    }
+
+    #[test]
+    fn values_the_two_parsers_read_alike_are_named_as_serde_yaml_finds_them() {
+        // A byte order mark inside a value is text to libyaml; the replay reads it so.
+        let sha = format!("{}\u{feff}{}", &SHA[..29], &SHA[30..]);
+        let err = load(&good().replacen(SHA, &sha, 1)).expect_err("not hex");
+        assert_eq!(
+            parts(&err),
+            (
+                "dependencies[0].sha256",
+                "'\\u{feff}' at position 29 is not a hex digit",
+                (10, 11)
+            )
+        );
+        let err =
+            load(&good().replace("memory_mb: 32", "memory_mb: 3\u{feff}2")).expect_err("text");
+        assert_eq!(
+            parts(&err),
+            (
+                "sidecars[0].memory_mb",
+                "invalid type: string \"3\\u{feff}2\", expected u32",
+                (21, 14)
+            )
+        );
+        // An anchor's name that they read apart: serde_yaml's own words, whole, not the
+        // replay's of other values.
+        let text = good().replacen(
+            "- name: config-server\n  version: 0.1.0\n  uri: https://releases.example/config-server-0.1.0-fs4",
+            "- &name: config-server\n  version: 0.1.0\n  uri: https://releases.example/config-server-0.1.0-fs4",
+            1,
+        );
+        assert_ne!(text, good());
+        let err = load(&text).expect_err("no name");
+        assert!(
+            err.starts_with("/bp/manifest.yml: `(document)` dependencies[1]: missing field `name`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -195,12 +195,19 @@ pub fn parse_prefix(text: &str) -> (Option<Node>, Option<SyntaxError>) {
     // every offset still points into `text`. (Values that hold `:<tab>` read here with
     // a space: the tool edits none of them, as manifest values hold no control character.)
     let spaced = text.contains(":\t").then(|| text.replace(":\t", ": "));
+    let read = spaced.as_deref().unwrap_or(text);
+    // libyaml reads a byte order mark inside a line as text (`x\u{feff}y`); saphyr
+    // refuses it outside quotes, after the text before it in a plain scalar (whose
+    // value would then be read short). A stand-in of the same length is read in its
+    // place, and put back in the scalars.
+    let bom = BomStandIn::new(read);
+    let read = bom.as_ref().map_or(read, |b| b.text.as_str());
     let mut stack: Vec<Partial> = Vec::new();
     let mut root = None;
     let mut values = 0usize;
     let mut error = None;
     // The same caps as `check_cost`: the packager's editor reads files supply never did.
-    let mut events = Events::new(spaced.as_deref().unwrap_or(text));
+    let mut events = Events::new(read);
     while let Some(event) = events.next() {
         let (event, span) = match event {
             Ok(read) => read,
@@ -302,13 +309,11 @@ pub fn parse_prefix(text: &str) -> (Option<Node>, Option<SyntaxError>) {
             }
             Event::Scalar(value, style, anchor, tag) => {
                 let tag = tag.map(|t| format!("{}{}", t.handle, t.suffix));
-                scalar(
-                    text,
-                    &offsets,
-                    span,
-                    (value.into_owned(), style, tag),
-                    anchor,
-                )
+                let (value, tag) = match &bom {
+                    Some(b) => (b.put_back(&value), tag.map(|t| b.put_back(&t))),
+                    None => (value.into_owned(), tag),
+                };
+                scalar(text, &offsets, span, (value, style, tag), anchor)
             }
             Event::Alias(anchor) => Node {
                 start: offsets.byte(span.start.index()),
@@ -429,6 +434,53 @@ struct Partial {
     pending_key: Option<Node>,
 }
 
+/// A character that `text` does not hold, read in place of each byte order mark that
+/// is not at the start of a line (where saphyr skips one, and libyaml too).
+struct BomStandIn {
+    stand_in: char,
+    text: String,
+}
+
+impl BomStandIn {
+    fn new(text: &str) -> Option<Self> {
+        if !text.contains('\u{feff}') {
+            return None;
+        }
+        // A private-use character: three bytes in UTF-8, as U+FEFF is, so every offset
+        // still points into `text`. The first the text does not hold, found in one pass.
+        const FIRST: u32 = 0xE000;
+        let mut used = vec![false; 0x1900];
+        for c in text.chars() {
+            if let Some(slot) = (c as u32).checked_sub(FIRST) {
+                if let Some(u) = used.get_mut(slot as usize) {
+                    *u = true;
+                }
+            }
+        }
+        let stand_in = (0..used.len())
+            .find(|&i| !used[i])
+            .and_then(|i| char::from_u32(FIRST + i as u32))?;
+        let mut out = String::with_capacity(text.len());
+        let mut line_start = true;
+        for c in text.chars() {
+            out.push(if c == '\u{feff}' && !line_start {
+                stand_in
+            } else {
+                c
+            });
+            line_start = matches!(c, '\n' | '\r');
+        }
+        Some(BomStandIn {
+            stand_in,
+            text: out,
+        })
+    }
+
+    fn put_back(&self, value: &str) -> String {
+        value.replace(self.stand_in, "\u{feff}")
+    }
+}
+
 impl Partial {
     fn add(&mut self, child: Node) {
         if let Kind::Sequence { flow: false, .. } | Kind::Mapping { flow: false, .. } =
@@ -486,6 +538,35 @@ impl CharOffsets {
         let line = self.lines.partition_point(|&start| start <= char_index);
         (line, char_index - self.lines[line - 1] + 1)
     }
+}
+
+/// Whether `text` may name an anchor or alias that libyaml and saphyr read apart:
+/// libyaml (YAML 1.1) ends a name at the first character that is not a letter, digit,
+/// `-` or `_`, and takes `:` `?` `%` `@` or a backquote right after it; saphyr (YAML 1.2)
+/// reads on to a blank or a flow indicator. In `- &base: x` libyaml anchors an empty
+/// key, saphyr the value `x` under the name `base:`. Any `&` or `*` that starts a token
+/// so followed counts, in a comment or a quoted value too (linear, and it errs only
+/// towards saying so).
+pub fn names_may_read_apart(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut after_blank = true;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if after_blank && (b == b'&' || b == b'*') {
+            let name = bytes[i + 1..]
+                .iter()
+                .take_while(|c| c.is_ascii_alphanumeric() || **c == b'-' || **c == b'_')
+                .count();
+            let next = bytes.get(i + 1 + name);
+            if name > 0 && matches!(next, Some(b':' | b'?' | b'%' | b'@' | b'`')) {
+                return true;
+            }
+        }
+        after_blank = matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'[' | b'{' | b',');
+        i += 1;
+    }
+    false
 }
 
 /// One step of a key path such as `dependencies[0].sha256`.
@@ -705,6 +786,53 @@ mod tests {
             &tagged.get("b").expect("b").kind,
             Kind::Scalar { tag: Some(t), .. } if t == "!local"
         ));
+    }
+
+    #[test]
+    fn a_byte_order_mark_inside_a_line_is_text_as_libyaml_reads_it() {
+        // In a plain scalar, a flow one, a quoted one; and beside the first stand-in,
+        // which the text holds already (the next one is used).
+        let text = "a: x\u{feff}y\nb: [p \u{feff}, 'q\u{feff}']\nc: \u{e000}\u{feff}\n";
+        let libyaml: serde_yaml::Value = serde_yaml::from_str(text).expect("libyaml reads it");
+        let root = doc(text);
+        for key in ["a", "c"] {
+            let node = root.get(key).expect(key);
+            assert_eq!(node.as_str(), libyaml[key].as_str(), "{key}");
+            assert_eq!(Some(&text[node.start..node.end]), node.as_str(), "{key}");
+        }
+        let b: Vec<_> = root
+            .get("b")
+            .expect("b")
+            .items()
+            .iter()
+            .map(Node::as_str)
+            .collect();
+        assert_eq!(b, [Some("p \u{feff}"), Some("q\u{feff}")]);
+        assert_eq!(libyaml["b"][0].as_str(), Some("p \u{feff}"));
+    }
+
+    #[test]
+    fn anchor_names_that_the_parsers_read_apart() {
+        for apart in [
+            "- &base: x\n",
+            "a: *b:\n",
+            "[&x?]",
+            "a: &n@\n",
+            "# see &x: y\n",
+        ] {
+            assert!(names_may_read_apart(apart), "{apart}");
+        }
+        for alike in [
+            "a: &base x\nb: *base\n",
+            "[&x, *x]",
+            "{a: &x-y_1 b}",
+            "uri: https://h/?a=1&b:2\n",
+            "a: x&y:\n",
+            "a: & b\n",
+            "a: **bold**:\n",
+        ] {
+            assert!(!names_may_read_apart(alike), "{alike}");
+        }
     }
 
     #[test]
