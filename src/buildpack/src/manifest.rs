@@ -750,10 +750,13 @@ fn refused(path: &Path, text: &str, e: &serde_path_to_error::Error<serde_yaml::E
             Some((name, 0))
         }
         ErrorKind::DuplicateField(name) => Some((name, 1)),
-        ErrorKind::Unread | ErrorKind::Other => None,
+        ErrorKind::Key { .. } | ErrorKind::Unread | ErrorKind::Other => None,
     };
     // An empty document has no place to name.
     let position = root.as_ref().and_then(|root| {
+        if let ErrorKind::Key { line, column } = error.kind {
+            return Some((line, column));
+        }
         let node = root.nearest(&steps);
         let found = match key {
             Some((name, nth)) => node.entries_named(name).get(nth).map(|(k, _)| k),
@@ -1141,6 +1144,18 @@ sidecars:
             err.starts_with("/bp/manifest.yml: `(document)` dependencies[1]: missing field `name`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_key_that_is_no_name_is_placed_at_itself() {
+        // The key path ends at the mapping; the place is the key's, not the mapping's.
+        for (key, at) in [("[a]", (22, 3)), ("{a: b}", (22, 3))] {
+            let text = good().replace("memory_mb: 32", &format!("memory_mb: 32\n  {key}: x"));
+            let err = load(&text).expect_err(key);
+            let (path, problem, place) = parts(&err);
+            assert_eq!((path, place), ("sidecars[0]", at), "{err}");
+            assert!(problem.ends_with("expected field identifier"), "{err}");
+        }
     }
 
     #[test]

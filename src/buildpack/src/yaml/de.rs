@@ -36,6 +36,12 @@ pub enum ErrorKind {
     /// The types read on past the document's syntax error (`yaml::parse_prefix`), where
     /// serde_yaml reports that error.
     Unread,
+    /// A key that is not one the type reads (`[a]: x` where a name is): the key's line
+    /// and column, as the key path ends at the mapping.
+    Key {
+        line: usize,
+        column: usize,
+    },
     Other,
 }
 
@@ -636,7 +642,17 @@ impl<'a> de::MapAccess<'a> for Entries<'a> {
             return self.de.end();
         };
         self.value = Some(value);
-        seed.deserialize(self.de.child(key)).map(Some)
+        seed.deserialize(self.de.child(key))
+            .map(Some)
+            .map_err(|mut e| {
+                if e.kind == ErrorKind::Other {
+                    e.kind = ErrorKind::Key {
+                        line: key.line,
+                        column: key.column,
+                    };
+                }
+                e
+            })
     }
 
     fn next_value_seed<V: DeserializeSeed<'a>>(&mut self, seed: V) -> Result<V::Value, Error> {
