@@ -1147,6 +1147,18 @@ sidecars:
     }
 
     #[test]
+    fn a_block_scalar_is_placed_at_its_indicator() {
+        // As serde_yaml places it; an empty one was placed at the key after it.
+        for value in ["|\n    32", "|", ">-  # none"] {
+            let text = good().replace("memory_mb: 32", &format!("memory_mb: {value}"));
+            let err = load(&text).expect_err(value);
+            let (key, problem, at) = parts(&err);
+            assert_eq!((key, at), ("sidecars[0].memory_mb", (21, 14)), "{err}");
+            assert!(problem.starts_with("invalid type: string"), "{err}");
+        }
+    }
+
+    #[test]
     fn a_key_that_is_no_name_is_placed_at_itself() {
         // The key path ends at the mapping; the place is the key's, not the mapping's.
         for (key, at) in [("[a]", (22, 3)), ("{a: b}", (22, 3))] {

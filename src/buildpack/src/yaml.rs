@@ -313,7 +313,9 @@ pub fn parse_prefix(text: &str) -> (Option<Node>, Option<SyntaxError>) {
                     Some(b) => (b.put_back(&value), tag.map(|t| b.put_back(&t))),
                     None => (value.into_owned(), tag),
                 };
-                scalar(text, &offsets, span, (value, style, tag), anchor)
+                // Where the token before it ends: a block scalar's `|` or `>` is after.
+                let after = stack.last().map_or(0, Partial::read_to);
+                scalar(text, &offsets, (span, after), (value, style, tag), anchor)
             }
             Event::Alias(anchor) => Node {
                 start: offsets.byte(span.start.index()),
@@ -366,18 +368,27 @@ pub fn parse_prefix(text: &str) -> (Option<Node>, Option<SyntaxError>) {
 fn scalar(
     text: &str,
     offsets: &CharOffsets,
-    span: Span,
+    (span, after): (Span, usize),
     (value, style, tag): (String, ScalarStyle, Option<String>),
     anchor: usize,
 ) -> Node {
-    let start = offsets.byte(span.start.index());
+    let mut start = offsets.byte(span.start.index());
     let mut end = offsets.byte(span.end.index());
+    let (mut line, mut column) = (span.start.line(), span.start.col() + 1);
     let style = match style {
         ScalarStyle::Plain => Style::Plain,
         ScalarStyle::SingleQuoted => Style::SingleQuoted,
         ScalarStyle::DoubleQuoted => Style::DoubleQuoted,
         _ => Style::Block,
     };
+    // saphyr starts a block scalar at its first line of text, or at whatever follows
+    // when it has none (the next key): it starts at its `|` or `>`, as libyaml says.
+    if style == Style::Block {
+        if let Some(header) = block_header(text, after.min(start), start.max(end)) {
+            start = header;
+            (line, column) = offsets.line_column(start);
+        }
+    }
     // The parser's span of a quoted scalar can run on over the spaces and comment
     // that follow it; the closing quote is where it really ends. A block scalar's runs
     // on over the line breaks, blank lines and indent after its last line.
@@ -389,12 +400,36 @@ fn scalar(
     Node {
         start,
         end,
-        line: span.start.line(),
-        column: span.start.col() + 1,
+        line,
+        column,
         anchor: (anchor != 0).then_some(anchor),
         cut: false,
         kind: Kind::Scalar { value, style, tag },
     }
+}
+
+/// The byte offset of the `|` or `>` that starts a block scalar, between the end of the
+/// token before it (`after`) and the end of its span (`before`): past the `:` `-` `?`
+/// or `---` that introduce it, its tag and anchor, and a comment line.
+fn block_header(text: &str, after: usize, before: usize) -> Option<usize> {
+    let bytes = text.as_bytes().get(after..before)?;
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let to = |stop: &dyn Fn(u8) -> bool| {
+            i + bytes[i..]
+                .iter()
+                .position(|&c| stop(c))
+                .unwrap_or(bytes.len() - i)
+        };
+        i = match b {
+            b'|' | b'>' => return Some(after + i),
+            b' ' | b'\t' | b'\n' | b'\r' => i + 1,
+            b'#' => to(&|c| c == b'\n' || c == b'\r'),
+            b':' | b'-' | b'?' | b'!' | b'&' => to(&|c| c.is_ascii_whitespace()),
+            _ => return None,
+        };
+    }
+    None
 }
 
 /// The byte index of the quote that closes the quoted scalar at the start of `s`.
@@ -482,6 +517,18 @@ impl BomStandIn {
 }
 
 impl Partial {
+    /// Where the last token read in this collection ends: its pending key, its last
+    /// child, or its own start.
+    fn read_to(&self) -> usize {
+        let last = match &self.node.kind {
+            _ if self.pending_key.is_some() => self.pending_key.as_ref(),
+            Kind::Sequence { items, .. } => items.last(),
+            Kind::Mapping { entries, .. } => entries.last().map(|(_, v)| v),
+            Kind::Scalar { .. } | Kind::Alias { .. } => None,
+        };
+        last.map_or(self.node.start, |n| n.end)
+    }
+
     fn add(&mut self, child: Node) {
         if let Kind::Sequence { flow: false, .. } | Kind::Mapping { flow: false, .. } =
             self.node.kind
@@ -833,6 +880,21 @@ mod tests {
         ] {
             assert!(!names_may_read_apart(alike), "{alike}");
         }
+    }
+
+    #[test]
+    fn a_block_scalar_starts_at_its_indicator() {
+        let text = "a: |\n   x\nb: >-  # folded\n\n  y\nc: !!str |\nd:\n- |\n- &e >\n  z\n";
+        let root = doc(text);
+        let at = |n: &Node| (n.line, n.column, &text[n.start..n.end]);
+        assert_eq!(at(root.get("a").expect("a")), (1, 4, "|\n   x"));
+        assert_eq!(at(root.get("b").expect("b")), (3, 4, ">-  # folded\n\n  y"));
+        // With no text, not at the key that follows.
+        assert_eq!(at(root.get("c").expect("c")), (6, 10, "|"));
+        let d = root.get("d").expect("d");
+        assert_eq!(at(&d.items()[0]), (8, 3, "|"));
+        assert_eq!(at(&d.items()[1]), (9, 6, ">\n  z"));
+        assert_eq!((d.line, d.column), (8, 1), "the list at its first '-'");
     }
 
     #[test]
