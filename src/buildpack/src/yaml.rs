@@ -75,8 +75,29 @@ pub struct SyntaxError {
     pub over_a_cap: bool,
 }
 
-/// saphyr's own message when flow collections nest past its limit.
-const SAPHYR_TOO_DEEP: &str = "recursion limit exceeded";
+/// Most flow collections saphyr keeps open at once: its flow level is a `u8`, and the
+/// next `[` or `{` is an error ("recursion limit exceeded").
+const SAPHYR_MAX_FLOW_LEVEL: isize = u8::MAX as isize;
+
+/// Whether saphyr's error `e` is its limit on nested flow collections, told from where
+/// it is, not from its words: at a `[` or `{` that, counting the brackets before it,
+/// opens more flow collections than saphyr keeps. (A bracket in a quoted value or a
+/// comment counts too; that could only call some other error at such a `[` this one.)
+fn past_saphyr_flow_limit(text: &str, e: &saphyr_parser::ScanError) -> bool {
+    let at = e.marker().index();
+    let mut open = 0isize;
+    for (i, c) in text.chars().enumerate().take(at.saturating_add(1)) {
+        match c {
+            '[' | '{' => open += 1,
+            ']' | '}' => open -= 1,
+            _ => {}
+        }
+        if i == at {
+            return matches!(c, '[' | '{') && open > SAPHYR_MAX_FLOW_LEVEL;
+        }
+    }
+    false
+}
 
 use yaml_guard::Events;
 pub use yaml_guard::MAX_FLOW_AHEAD;
@@ -122,7 +143,7 @@ pub fn check_cost(text: &str) -> Result<(), SyntaxError> {
             }
             Err(_) if events.cut() => break,
             // saphyr's own limit on nesting, reached while scanning.
-            Err(e) if e.info().contains("recursion limit") => {
+            Err(e) if past_saphyr_flow_limit(text, &e) => {
                 return Err(too_deep((e.marker().line(), e.marker().col() + 1)))
             }
             Err(_) => break,
@@ -214,7 +235,7 @@ pub fn parse_prefix(text: &str) -> (Option<Node>, Option<SyntaxError>) {
             Err(e) => {
                 error = Some(if events.cut() {
                     flow_too_long(&events)
-                } else if e.info() == SAPHYR_TOO_DEEP {
+                } else if past_saphyr_flow_limit(text, &e) {
                     too_deep((e.marker().line(), e.marker().col() + 1))
                 } else {
                     SyntaxError {
@@ -744,6 +765,33 @@ mod tests {
             parse(&nested(MAX_FLOW_AHEAD + 100)).is_err(),
             "the editor's parser too"
         );
+    }
+
+    #[test]
+    fn the_scanners_nesting_limit_is_told_from_where_it_is() {
+        // Past saphyr's limit, in one flow collection inside the next: too deep, at the
+        // `[` that passes it, whatever saphyr words it as.
+        let deep = |n: usize| format!("x: {}{}\n", "[".repeat(n), "]".repeat(n));
+        let e = check_cost(&deep(300)).expect_err("too deep");
+        assert!(
+            e.over_a_cap && e.message.starts_with("nested deeper"),
+            "{e}"
+        );
+        assert_eq!((e.line, e.column), (1, 4 + 255), "{e}");
+        let e = parse(&deep(300)).expect_err("too deep");
+        assert!(
+            e.over_a_cap && e.message.starts_with("nested deeper"),
+            "{e}"
+        );
+        // Another error at a `[`, with fewer open: a syntax error, left to serde_yaml.
+        let bad = format!("x: {}{}\n", "[a], ".repeat(300), "[a]]");
+        assert!(check_cost(&bad).is_ok());
+        let e = parse(&bad).expect_err("syntax");
+        assert!(!e.over_a_cap, "{e}");
+        for text in ["[[a]", "x: [a\ny: b\n", "x: [a, {b: [c}]\n"] {
+            let e = parse(text).expect_err(text);
+            assert!(!e.over_a_cap, "{text}: {e}");
+        }
     }
 
     fn doc(text: &str) -> Node {
