@@ -1170,6 +1170,135 @@ sidecars:
         }
     }
 
+    /// Mutated manifests, a few thousand, for at most about two seconds: no panic; every
+    /// error is the manifest's, shown safely, with one position at most and none hidden
+    /// in its words; no credential of a URL pasted in; and where the error names a key,
+    /// it is serde_yaml's key, in serde_yaml's words (where nothing was escaped or cut).
+    #[test]
+    fn mutated_manifests_are_refused_safely_in_serde_yamls_terms() {
+        const PIECES: &[&str] = &[
+            ":",
+            "-",
+            " ",
+            "\t",
+            "[",
+            "]",
+            "{",
+            "}",
+            ",",
+            "#",
+            "'",
+            "\"",
+            "&a ",
+            "*a",
+            "&a:",
+            "!!str ",
+            "!!int ",
+            "!foo ",
+            "|\n    x\n",
+            ">-\n",
+            "?",
+            "~",
+            "\n",
+            "\r\n",
+            "\n  ",
+            "\n- ",
+            "---\n",
+            "...\n",
+            "<<: *a\n",
+            "x",
+            "1",
+            "-1",
+            "0x10",
+            "1.5",
+            "null",
+            "é",
+            "\u{feff}",
+            "\u{202e}",
+            "\u{1b}[31m",
+            "\\n",
+            "[a]: b\n  ",
+            "colour: red\n  ",
+            "https://u:pw-secret@h/x?sig=tok-secret",
+        ];
+        let base = format!(
+            "{}  hold_app: {{args: [wait]}}\ninclude_files: [a, b]\n\
+             dependency_deprecation_dates:\n- name: config-server\n  version_line: 0.1.x\n  \
+             date: 2027-04-01\n",
+            good()
+        );
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut below = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let started = std::time::Instant::now();
+        for _ in 0..5_000 {
+            if started.elapsed() > std::time::Duration::from_secs(2) {
+                break;
+            }
+            let mut text = base.clone();
+            for _ in 0..=below(3) {
+                let mut at = below(text.len() + 1);
+                while !text.is_char_boundary(at) {
+                    at -= 1;
+                }
+                let mut end = (at + below(5)).min(text.len());
+                while !text.is_char_boundary(end) {
+                    end += 1;
+                }
+                let piece = if below(3) == 0 {
+                    ""
+                } else {
+                    PIECES[below(PIECES.len())]
+                };
+                text.replace_range(at..end, piece);
+            }
+            let Err(e) = Manifest::parse(&text, Path::new("/bp/manifest.yml")) else {
+                continue;
+            };
+            let message = e.to_string();
+            let Error::Manifest {
+                key,
+                problem,
+                position,
+                ..
+            } = &e
+            else {
+                panic!("not a manifest error: {message}\n{text:?}");
+            };
+            let at_lines = message.matches(" at line ").count();
+            assert!(position.is_none() || at_lines == 1, "{message}\n{text:?}");
+            assert!(
+                !message.chars().any(crate::redact::is_unsafe),
+                "{message:?}"
+            );
+            assert!(!message.contains("secret"), "{message}\n{text:?}");
+            if key == "(document)" {
+                continue;
+            }
+            let theirs = serde_path_to_error::deserialize::<_, Manifest>(
+                serde_yaml::Deserializer::from_str(&text),
+            );
+            let Err(theirs) = theirs else {
+                continue; // refused by a check, not by serde_yaml
+            };
+            assert!(position.is_some(), "{message}\n{text:?}");
+            let words = theirs.inner().to_string();
+            assert!(
+                theirs.path().to_string().starts_with(key.as_str()),
+                "{words} / {message}"
+            );
+            let untouched = !problem.contains(['\\', '…', '*']);
+            assert!(
+                !untouched || words.contains(problem.as_str()),
+                "{words} / {message}\n{text:?}"
+            );
+        }
+    }
+
     #[test]
     fn a_position_is_added_only_where_there_is_none() {
         let error = |position| Error::Manifest {
