@@ -11,8 +11,8 @@ use buildpack::download::download;
 use buildpack::errors::Error;
 use buildpack::fsutil::read_text;
 use buildpack::manifest::{
-    basename, buildpack_name, key_position, read_version, relative_inside, with_position,
-    Dependency, Manifest, MAX_MANIFEST_BYTES,
+    basename, buildpack_name, key_position, read_version, relative_inside, Dependency, Manifest,
+    MAX_MANIFEST_BYTES,
 };
 use buildpack::settings::Env;
 use buildpack::transport::Fetcher;
@@ -146,6 +146,20 @@ pub(crate) fn contents(
     packaged: &str,
     work: &Path,
 ) -> anyhow::Result<BTreeMap<String, Item>> {
+    let place = |key: &str| key_position(text, key);
+    listed(root, manifest, supply, (packaged, work), &place)
+}
+
+/// `contents`, with `place` finding the line and column of a key of the manifest: it
+/// parses the whole text, so it is asked once, for the error, never for each entry (a
+/// manifest near 1 MiB may list tens of thousands).
+fn listed(
+    root: &Path,
+    manifest: &Manifest,
+    supply: &Path,
+    (packaged, work): (&str, &Path),
+    place: &dyn Fn(&str) -> Option<(usize, usize)>,
+) -> anyhow::Result<BTreeMap<String, Item>> {
     let manifest_file = root.join("manifest.yml");
     let packaged_path = work.join("manifest.yml");
     fs::write(&packaged_path, packaged).map_err(Error::write(&packaged_path))?;
@@ -155,13 +169,13 @@ pub(crate) fn contents(
     })?;
     let mut items = BTreeMap::new();
     for (i, name) in manifest.include_files.iter().enumerate() {
-        let position = key_position(text, &format!("include_files[{i}]"));
+        let position = || place(&format!("include_files[{i}]"));
         // Checked before anything is read: the zip holds only the buildpack's files.
         let outside = |problem| PackError::IncludeOutside {
             manifest: manifest_file.clone(),
             entry: name.clone(),
             problem,
-            position,
+            position: position(),
         };
         if !relative_inside(name) {
             let escapes = name.starts_with('/') || name.split('/').any(|c| c == "..");
@@ -184,7 +198,7 @@ pub(crate) fn contents(
                     entry: name.clone(),
                     path: path.clone(),
                     reason,
-                    position,
+                    position: position(),
                 };
                 // A symlink in the checkout may not lead out of it.
                 let real = path.canonicalize().map_err(|e| missing(e.to_string()))?;
@@ -221,13 +235,13 @@ pub(crate) fn contents(
         "VERSION",
     ] {
         if !items.contains_key(required) {
-            let missing = Error::Manifest {
+            return Err(Error::Manifest {
                 path: manifest_file.clone(),
                 key: "include_files".into(),
                 problem: format!("must list {required}"),
-                position: None,
-            };
-            return Err(with_position(missing, text).into());
+                position: place("include_files"),
+            }
+            .into());
         }
     }
     Ok(items)
@@ -566,4 +580,53 @@ pub(crate) fn write_dir(items: &BTreeMap<String, Item>, dest: &Path) -> anyhow::
     fs::rename(tmp.path(), dest).map_err(Error::write(dest))?;
     let _ = tmp.keep();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[test]
+    fn entries_are_placed_only_for_the_error() {
+        let root = TempDir::new().expect("tempdir");
+        let work = TempDir::new().expect("tempdir");
+        let mut names: Vec<String> = ["bin/supply", "bin/detect", "bin/compile", "manifest.yml"]
+            .map(String::from)
+            .to_vec();
+        names.extend((0..200).map(|i| format!("lib/f{i}")));
+        names.push("VERSION".into());
+        fs::create_dir_all(root.path().join("bin")).expect("bin");
+        fs::create_dir_all(root.path().join("lib")).expect("lib");
+        for name in &names {
+            fs::write(root.path().join(name), "x").expect("write");
+        }
+        let mut manifest = Manifest {
+            language: "sidecar".into(),
+            default_versions: Vec::new(),
+            dependencies: Vec::new(),
+            include_files: names,
+            pre_package: None,
+            stack: None,
+            sidecars: Vec::new(),
+            dependency_deprecation_dates: Vec::new(),
+        };
+        let supply = root.path().join("bin/supply");
+        let asked = Cell::new(0);
+        let place = |_: &str| {
+            asked.set(asked.get() + 1);
+            Some((1, 1))
+        };
+        let items =
+            listed(root.path(), &manifest, &supply, ("m", work.path()), &place).expect("all there");
+        assert_eq!(items.len(), 205);
+        // Each lookup parses the whole manifest: none for entries that are fine.
+        assert_eq!(asked.get(), 0);
+        manifest.include_files.push("lib/missing".into());
+        let Err(err) = listed(root.path(), &manifest, &supply, ("m", work.path()), &place) else {
+            panic!("lib/missing is not there");
+        };
+        assert!(err.to_string().contains("lib/missing"), "{err}");
+        assert_eq!(asked.get(), 1);
+    }
 }
