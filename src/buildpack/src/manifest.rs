@@ -400,6 +400,13 @@ impl Manifest {
     }
 }
 
+/// Words that quote a value of the manifest (a version line's parser's): as any
+/// untrusted text is shown, cut and escaped, and with a URL pasted into the value
+/// redacted, as serde's words are.
+fn echoed(why: &str) -> String {
+    crate::redact::shown(&crate::redact::scrub_urls(why))
+}
+
 /// `Manifest::check`'s steps, one per section; each names the key it refuses.
 struct Check<'m> {
     manifest: &'m Manifest,
@@ -582,7 +589,7 @@ impl Check<'_> {
                 ));
             }
             if let Err(why) = crate::version_line::VersionLine::parse(&hold.versions) {
-                return Err(self.bad(key("hold_app.versions"), why));
+                return Err(self.bad(key("hold_app.versions"), echoed(&why)));
             }
         }
         if s.process_types.is_empty()
@@ -617,7 +624,7 @@ impl Check<'_> {
                     key("version_line"),
                     format!(
                         "must be a semver range such as 0.1.x, ~0.1.2 or >= 0.1.0, < 0.2.0: {}",
-                        crate::redact::shown(why)
+                        echoed(why)
                     ),
                 ));
             }
@@ -1296,6 +1303,44 @@ sidecars:
                 !untouched || words.contains(problem.as_str()),
                 "{words} / {message}\n{text:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_version_line_quoted_in_a_message_is_redacted_and_cut() {
+        let url = "https://u:pw-secret@h/x?sig=tok-secret";
+        let hold = |versions: &str| {
+            good().replace(
+                "memory_mb: 32",
+                &format!("memory_mb: 32\n  hold_app: {{args: [wait], versions: '{versions}'}}"),
+            )
+        };
+        let deprecated = |line: &str| {
+            format!(
+                "{}dependency_deprecation_dates:\n- name: config-server\n  version_line: \
+                 '{line}'\n  date: 2027-04-01\n",
+                good()
+            )
+        };
+        for (text, key) in [
+            (
+                hold(&format!("0.1.x-{url}")),
+                "sidecars[0].hold_app.versions",
+            ),
+            (
+                deprecated(&format!("0.1.x-{url}")),
+                "dependency_deprecation_dates[0].version_line",
+            ),
+        ] {
+            let err = load(&text).expect_err(key);
+            assert_eq!(parts(&err).0, key, "{err}");
+            assert!(!err.contains("secret"), "{err}");
+            assert!(err.contains("https://***@h/x?***"), "{err}");
+        }
+        let long = format!("0.1.x-{}a!", "a.".repeat(1000));
+        for text in [hold(&long), deprecated(&long)] {
+            let err = load(&text).expect_err("long");
+            assert!(err.len() < 600, "{} characters: {err:.300}", err.len());
         }
     }
 
