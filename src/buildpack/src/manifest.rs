@@ -712,9 +712,10 @@ fn refused(path: &Path, text: &str, e: &serde_path_to_error::Error<serde_yaml::E
         }
     }
     // A wrong value: read the types again over our own tree, as far as our parser reads
-    // the text (libyaml reads a few things it does not). Not where the two may read an
-    // anchor's name apart: the replay would read other values, and refuse in other words.
-    if crate::yaml::names_may_read_apart(text) {
+    // the text (libyaml reads a few things it does not). Not where the two may read a
+    // text apart (an anchor's name, a YAML 1.1 line break): the replay would read other
+    // values, and refuse in other words.
+    if crate::yaml::may_read_apart(text) {
         return whole();
     }
     let (root, syntax_error) = crate::yaml::parse_prefix(text);
@@ -1151,6 +1152,16 @@ sidecars:
             err.starts_with("/bp/manifest.yml: `(document)` dependencies[1]: missing field `name`"),
             "{err}"
         );
+        // A line break to libyaml, text to saphyr: the value is cut there to serde_yaml.
+        let sha = format!("{}\u{2028} {}", &SHA[..10], &SHA[10..]);
+        let err = load(&good().replacen(SHA, &sha, 1)).expect_err("two lines");
+        assert!(
+            err.starts_with(
+                "/bp/manifest.yml: `(document)` dependencies[0]: expected 64 hex digits, found \
+                 10 characters"
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1184,46 +1195,15 @@ sidecars:
     #[test]
     fn mutated_manifests_are_refused_safely_in_serde_yamls_terms() {
         const PIECES: &[&str] = &[
-            ":",
-            "-",
-            " ",
-            "\t",
-            "[",
-            "]",
-            "{",
-            "}",
-            ",",
-            "#",
-            "'",
-            "\"",
-            "&a ",
-            "*a",
-            "&a:",
-            "!!str ",
-            "!!int ",
-            "!foo ",
+            ":", "-", " ", "\t", "[", "]", "{", "}", ",", "#", "'", "\"", "&a ", "*a", "&a:",
+            "!!str ", "!!int ", "!foo ", ">-\n", "?", "~", "\n", "\r\n", "\n  ", "\n- ", "---\n",
+            "...\n", "<<: *a\n", "x", "1", "-1", "0x10", "1.5", "null", "é", "\u{feff}",
+            "\u{202e}", "\\n", "\u{2028}", "\u{85}",
+        ];
+        // Longer: a value, a line, a URL with credentials.
+        const LONG: &[&str] = &[
             "|\n    x\n",
-            ">-\n",
-            "?",
-            "~",
-            "\n",
-            "\r\n",
-            "\n  ",
-            "\n- ",
-            "---\n",
-            "...\n",
-            "<<: *a\n",
-            "x",
-            "1",
-            "-1",
-            "0x10",
-            "1.5",
-            "null",
-            "é",
-            "\u{feff}",
-            "\u{202e}",
             "\u{1b}[31m",
-            "\\n",
             "[a]: b\n  ",
             "colour: red\n  ",
             "https://u:pw-secret@h/x?sig=tok-secret",
@@ -1241,6 +1221,7 @@ sidecars:
             seed ^= seed << 17;
             (seed % n as u64) as usize
         };
+        let pieces = [PIECES, LONG].concat();
         let started = std::time::Instant::now();
         for _ in 0..5_000 {
             if started.elapsed() > std::time::Duration::from_secs(2) {
@@ -1259,7 +1240,7 @@ sidecars:
                 let piece = if below(3) == 0 {
                     ""
                 } else {
-                    PIECES[below(PIECES.len())]
+                    pieces[below(pieces.len())]
                 };
                 text.replace_range(at..end, piece);
             }

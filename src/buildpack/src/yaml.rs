@@ -608,14 +608,21 @@ impl CharOffsets {
     }
 }
 
-/// Whether `text` may name an anchor or alias that libyaml and saphyr read apart:
-/// libyaml (YAML 1.1) ends a name at the first character that is not a letter, digit,
-/// `-` or `_`, and takes `:` `?` `%` `@` or a backquote right after it; saphyr (YAML 1.2)
-/// reads on to a blank or a flow indicator. In `- &base: x` libyaml anchors an empty
-/// key, saphyr the value `x` under the name `base:`. Any `&` or `*` that starts a token
-/// so followed counts, in a comment or a quoted value too (linear, and it errs only
-/// towards saying so).
-pub fn names_may_read_apart(text: &str) -> bool {
+/// Whether libyaml and saphyr may read `text` apart where neither refuses it, so that a
+/// value read over our tree may not be the one serde_yaml refused:
+/// - an anchor or alias name: libyaml (YAML 1.1) ends one at the first character that
+///   is not a letter, digit, `-` or `_`, and takes `:` `?` `%` `@` or a backquote right
+///   after it; saphyr (YAML 1.2) reads on to a blank or a flow indicator. In
+///   `- &base: x` libyaml anchors an empty key, saphyr the value `x` as `base:`. Any
+///   `&` or `*` that starts a token so followed counts, in a comment or a quoted value
+///   too (it errs only towards saying so);
+/// - NEL, LS or PS (U+0085, U+2028, U+2029): line breaks to libyaml, text to saphyr.
+///
+/// In one pass.
+pub fn may_read_apart(text: &str) -> bool {
+    if text.contains(['\u{85}', '\u{2028}', '\u{2029}']) {
+        return true;
+    }
     let bytes = text.as_bytes();
     let mut after_blank = true;
     let mut i = 0;
@@ -907,15 +914,18 @@ mod tests {
     }
 
     #[test]
-    fn anchor_names_that_the_parsers_read_apart() {
+    fn texts_that_the_parsers_read_apart() {
         for apart in [
+            "a: x\u{2028}  y\n",
+            "a: x\u{85}y\n",
+            "a: 'x\u{2029}'\n",
             "- &base: x\n",
             "a: *b:\n",
             "[&x?]",
             "a: &n@\n",
             "# see &x: y\n",
         ] {
-            assert!(names_may_read_apart(apart), "{apart}");
+            assert!(may_read_apart(apart), "{apart}");
         }
         for alike in [
             "a: &base x\nb: *base\n",
@@ -926,7 +936,7 @@ mod tests {
             "a: & b\n",
             "a: **bold**:\n",
         ] {
-            assert!(!names_may_read_apart(alike), "{alike}");
+            assert!(!may_read_apart(alike), "{alike}");
         }
     }
 
