@@ -320,9 +320,10 @@ enum Plain {
 impl Plain {
     /// Asked of serde_yaml itself, so that the two agree. A plain scalar read on its own
     /// is the same scalar, except for `---` and `...`, which would start or end a
-    /// document there; as values they are text.
+    /// document there, and a byte order mark, which would be the stream's and dropped
+    /// (`\u{feff}32` would read as 32); as values they are text.
     fn of(value: &str) -> Plain {
-        if value.starts_with("---") || value.starts_with("...") {
+        if value.starts_with("---") || value.starts_with("...") || value.starts_with('\u{feff}') {
             return Plain::Text;
         }
         serde_yaml::from_str(value).unwrap_or(Plain::Text)
@@ -740,6 +741,9 @@ mod tests {
             "list: {a: b}",
             "text: [[a]]",
             "text: [{a: b}]",
+            // Text that starts with a byte order mark, not the number or null after it.
+            "number: \u{feff}32",
+            "list: \u{feff}",
         ] {
             let (yaml, tree) = both::<Typed>(text);
             let yaml = yaml.expect_err(text);
