@@ -719,7 +719,8 @@ fn refused(path: &Path, text: &str, e: &serde_path_to_error::Error<serde_yaml::E
         return whole();
     }
     let (root, syntax_error) = crate::yaml::parse_prefix(text);
-    if root.is_none() && syntax_error.is_some() {
+    if root.is_none() && syntax_error.is_some() || root.as_ref().is_some_and(Node::flow_reads_apart)
+    {
         return whole();
     }
     // serde_yaml reads an empty document as an empty mapping.
@@ -1160,6 +1161,16 @@ sidecars:
                 "/bp/manifest.yml: `(document)` dependencies[0]: expected 64 hex digits, found \
                  10 characters"
             ),
+            "{err}"
+        );
+        // `?` starts a key in a flow collection to libyaml, a value to saphyr.
+        let text = format!(
+            "{}sidecars: [?{{name: x}}]\n",
+            good().split("sidecars:").next().unwrap_or_default()
+        );
+        let err = load(&text).expect_err("explicit key");
+        assert!(
+            err.starts_with("/bp/manifest.yml: `(document)` sidecars[0]: invalid type: map"),
             "{err}"
         );
     }

@@ -671,6 +671,27 @@ pub fn path_steps(path: &str) -> Vec<Step> {
 }
 
 impl Node {
+    /// Whether a plain scalar inside a flow collection starts with `?` or `:`, which
+    /// libyaml reads as an indicator there (`[?x]` is `[{x: null}]` to it) and saphyr
+    /// (YAML 1.2) as text: the two read such a document apart.
+    pub fn flow_reads_apart(&self) -> bool {
+        fn within(node: &Node, in_flow: bool) -> bool {
+            match &node.kind {
+                Kind::Scalar {
+                    value,
+                    style: Style::Plain,
+                    ..
+                } => in_flow && value.starts_with(['?', ':']),
+                Kind::Sequence { flow, items } => items.iter().any(|n| within(n, in_flow || *flow)),
+                Kind::Mapping { flow, entries } => entries
+                    .iter()
+                    .any(|(k, v)| within(k, in_flow || *flow) || within(v, in_flow || *flow)),
+                Kind::Scalar { .. } | Kind::Alias { .. } => false,
+            }
+        }
+        within(self, false)
+    }
+
     /// Whether the node carries an `&anchor`, so that an alias may share it.
     pub fn anchored(&self) -> bool {
         self.anchor.is_some()
@@ -953,6 +974,16 @@ mod tests {
         assert_eq!(at(&d.items()[0]), (8, 3, "|"));
         assert_eq!(at(&d.items()[1]), (9, 6, ">\n  z"));
         assert_eq!((d.line, d.column), (8, 1), "the list at its first '-'");
+    }
+
+    #[test]
+    fn a_plain_scalar_that_starts_with_an_indicator_in_a_flow_collection() {
+        for apart in ["a: [?x]\n", "a: {b: [c, ':d']}\nx: [:y]\n", "- {?k: v}\n"] {
+            assert!(doc(apart).flow_reads_apart(), "{apart}");
+        }
+        for alike in ["a: ?x\n", "a: ['?x', \"?y\", a:b, x?]\n", "? x\n: y\n"] {
+            assert!(!doc(alike).flow_reads_apart(), "{alike}");
+        }
     }
 
     #[test]
