@@ -719,7 +719,8 @@ fn refused(path: &Path, text: &str, e: &serde_path_to_error::Error<serde_yaml::E
         return whole();
     }
     let (root, syntax_error) = crate::yaml::parse_prefix(text);
-    if root.is_none() && syntax_error.is_some() || root.as_ref().is_some_and(Node::flow_reads_apart)
+    if root.is_none() && syntax_error.is_some()
+        || root.as_ref().is_some_and(|r| r.flow_reads_apart(text))
     {
         return whole();
     }
@@ -1173,6 +1174,23 @@ sidecars:
             err.starts_with("/bp/manifest.yml: `(document)` sidecars[0]: invalid type: map"),
             "{err}"
         );
+        // A key whose `:` is on the next line, in a flow mapping: libyaml reads the key
+        // with no value (an empty sha256), saphyr with the value after the `:`.
+        let text = good().replacen(
+            &format!(
+                "- name: config-server\n  version: 0.1.0\n  uri: https://releases.example/\
+                 config-server-0.1.0.tgz\n  sha256: {SHA}\n"
+            ),
+            "- {name: config-server, version: 0.1.0, uri: 'https://h/c.tgz', sha256\n    : abc}\n",
+            1,
+        );
+        let err = load(&text).expect_err("no sha256");
+        assert!(
+            err.starts_with(
+                "/bp/manifest.yml: `(document)` dependencies[0]: expected 64 hex digits, found 0"
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1274,7 +1292,16 @@ sidecars:
                 !message.chars().any(crate::redact::is_unsafe),
                 "{message:?}"
             );
-            assert!(!message.contains("secret"), "{message}\n{text:?}");
+            // Where the mutations left a credential whole.
+            for (written, secret) in [
+                ("u:pw-secret@", "pw-secret"),
+                ("?sig=tok-secret", "tok-secret"),
+            ] {
+                assert!(
+                    !text.contains(written) || !message.contains(secret),
+                    "{message}\n{text:?}"
+                );
+            }
             if key == "(document)" {
                 continue;
             }

@@ -671,25 +671,35 @@ pub fn path_steps(path: &str) -> Vec<Step> {
 }
 
 impl Node {
-    /// Whether a plain scalar inside a flow collection starts with `?` or `:`, which
-    /// libyaml reads as an indicator there (`[?x]` is `[{x: null}]` to it) and saphyr
-    /// (YAML 1.2) as text: the two read such a document apart.
-    pub fn flow_reads_apart(&self) -> bool {
-        fn within(node: &Node, in_flow: bool) -> bool {
+    /// Whether libyaml (YAML 1.1) and saphyr (YAML 1.2) read a flow collection of this
+    /// document (`text`) apart: a plain scalar in one that starts with `?` or `:` is an
+    /// indicator to libyaml (`[?x]` is `[{x: null}]` to it), text to saphyr; and a key
+    /// whose `:` is on a later line is a key without a value to libyaml, followed by a
+    /// value without a key.
+    pub fn flow_reads_apart(&self, text: &str) -> bool {
+        fn within(node: &Node, in_flow: bool, text: &str) -> bool {
             match &node.kind {
                 Kind::Scalar {
                     value,
                     style: Style::Plain,
                     ..
                 } => in_flow && value.starts_with(['?', ':']),
-                Kind::Sequence { flow, items } => items.iter().any(|n| within(n, in_flow || *flow)),
-                Kind::Mapping { flow, entries } => entries
-                    .iter()
-                    .any(|(k, v)| within(k, in_flow || *flow) || within(v, in_flow || *flow)),
+                Kind::Sequence { flow, items } => {
+                    items.iter().any(|n| within(n, in_flow || *flow, text))
+                }
+                Kind::Mapping { flow, entries } => entries.iter().any(|(k, v)| {
+                    let flow = in_flow || *flow;
+                    let before_colon = text
+                        .get(k.end..v.start.max(k.end))
+                        .and_then(|between| between.split(':').next());
+                    (flow && before_colon.is_some_and(|b| b.contains(['\n', '\r'])))
+                        || within(k, flow, text)
+                        || within(v, flow, text)
+                }),
                 Kind::Scalar { .. } | Kind::Alias { .. } => false,
             }
         }
-        within(self, false)
+        within(self, false, text)
     }
 
     /// Whether the node carries an `&anchor`, so that an alias may share it.
@@ -978,11 +988,22 @@ mod tests {
 
     #[test]
     fn a_plain_scalar_that_starts_with_an_indicator_in_a_flow_collection() {
-        for apart in ["a: [?x]\n", "a: {b: [c, ':d']}\nx: [:y]\n", "- {?k: v}\n"] {
-            assert!(doc(apart).flow_reads_apart(), "{apart}");
+        for apart in [
+            "a: [?x]\n",
+            "a: {b: [c, ':d']}\nx: [:y]\n",
+            "- {?k: v}\n",
+            "- {k\n  : v}\n",
+        ] {
+            assert!(doc(apart).flow_reads_apart(apart), "{apart}");
         }
-        for alike in ["a: ?x\n", "a: ['?x', \"?y\", a:b, x?]\n", "? x\n: y\n"] {
-            assert!(!doc(alike).flow_reads_apart(), "{alike}");
+        for alike in [
+            "a: ?x\n",
+            "a: ['?x', \"?y\", a:b, x?]\n",
+            "? x\n: y\n",
+            "- {k:\n  v, w: 'x:\n y'}\n",
+            "a\n: b\n",
+        ] {
+            assert!(!doc(alike).flow_reads_apart(alike), "{alike}");
         }
     }
 
