@@ -96,18 +96,7 @@ pub(crate) async fn serve<H: Handler>(
         let head = match read_head(&stream, &mut buf, limits.header_timeout).await {
             Ok(head) => head,
             Err(Some(status)) => {
-                let framing = Framing {
-                    head_only: false,
-                    close: true,
-                    keep_alive_10: false,
-                };
-                let refusal = wire::refusal(status);
-                if respond(&mut stream, &refusal, framing, limits.idle_timeout)
-                    .await
-                    .is_ok()
-                {
-                    linger(&mut stream).await;
-                }
+                close_with(&mut stream, &wire::refusal(status), limits.idle_timeout).await;
                 return;
             }
             Err(None) => return,
@@ -163,11 +152,10 @@ impl Idle<'_> {
         let deadline = self.since + self.timeout;
         let mut told = false;
         loop {
-            match read_now(stream, buf, READ_CHUNK) {
-                Ok(0) => return Next::Close,
-                Ok(_) => return Next::Go,
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return Next::Close,
+            match Got::from(read_now(stream, buf, READ_CHUNK)) {
+                Got::Bytes => return Next::Go,
+                Got::End => return Next::Close,
+                Got::Nothing => {}
             }
             if !told {
                 // A response just went out, or a new connection has nothing to read.
@@ -210,16 +198,35 @@ async fn read_head(
             .saturating_sub(buf.len())
             .clamp(1, READ_CHUNK);
         loop {
-            match read_now(stream, buf, room) {
-                Ok(0) => return Err(None),
-                Ok(_) => break,
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return Err(None),
+            match Got::from(read_now(stream, buf, room)) {
+                Got::Bytes => break,
+                Got::End => return Err(None),
+                Got::Nothing => {}
             }
             match tokio::time::timeout_at(deadline, stream.readable()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) | Err(_) => return Err(None),
             }
+        }
+    }
+}
+
+/// What a read that does not wait found.
+enum Got {
+    Bytes,
+    /// Nothing yet (`WouldBlock`).
+    Nothing,
+    /// The client hung up, or the socket failed.
+    End,
+}
+
+impl From<io::Result<usize>> for Got {
+    fn from(read: io::Result<usize>) -> Self {
+        match read {
+            Ok(0) => Got::End,
+            Ok(_) => Got::Bytes,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Got::Nothing,
+            Err(_) => Got::End,
         }
     }
 }
@@ -243,11 +250,8 @@ async fn hung_up(stream: &TcpStream, pending: &mut Vec<u8>) {
             return;
         }
         // Without a reservation: a waiting read grows no buffer it will not use.
-        match stream.try_read_buf(&mut (&mut *pending).limit(room)) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => return,
+        if let Got::End = Got::from(stream.try_read_buf(&mut (&mut *pending).limit(room))) {
+            return;
         }
     }
 }
@@ -287,6 +291,23 @@ async fn write_both(stream: &mut TcpStream, mut head: &[u8], mut body: &[u8]) ->
     Ok(())
 }
 
+/// Answers with `response`, then closes the connection (lingering, since the
+/// client may have sent more than was read).
+pub(crate) async fn close_with(
+    stream: &mut TcpStream,
+    response: &Response<Bytes>,
+    timeout: Duration,
+) {
+    let framing = Framing {
+        head_only: false,
+        close: true,
+        keep_alive_10: false,
+    };
+    if respond(stream, response, framing, timeout).await.is_ok() {
+        linger(stream).await;
+    }
+}
+
 /// Closes the sending side, then drains what the client still sends for
 /// [`LINGER`], so that the last response is not lost to a reset.
 async fn linger(stream: &mut TcpStream) {
@@ -296,11 +317,8 @@ async fn linger(stream: &mut TcpStream) {
             if stream.readable().await.is_err() {
                 return;
             }
-            match discard_now(stream) {
-                Ok(0) => return,
-                Ok(_) => {}
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return,
+            if let Got::End = Got::from(discard_now(stream)) {
+                return;
             }
         }
     })

@@ -43,6 +43,8 @@ const BUSY_WAITING: &[u8] =
     br#"{"error":"too many requests are waiting (CONFIG_SERVER_MAX_WAITING), try again"}"#;
 
 /// Responses are small and whole.
+const BUSY_CONNECTIONS: &[u8] = br#"{"error":"too many connections, try again"}"#;
+
 pub(crate) type Body = Bytes;
 
 /// What the door asks of a request.
@@ -352,10 +354,16 @@ fn has_token(headers: &HeaderMap, token: &[u8]) -> bool {
 
 /// `503` to a read that would wait while too many others do.
 pub(crate) fn busy_waiting() -> Response<Body> {
-    let mut response = json(
-        StatusCode::SERVICE_UNAVAILABLE,
-        Bytes::from_static(BUSY_WAITING),
-    );
+    busy(BUSY_WAITING)
+}
+
+/// `503` to a connection over the limit, when none is idle to make room.
+pub(crate) fn busy_connections() -> Response<Body> {
+    busy(BUSY_CONNECTIONS)
+}
+
+fn busy(body: &'static [u8]) -> Response<Body> {
+    let mut response = json(StatusCode::SERVICE_UNAVAILABLE, Bytes::from_static(body));
     response
         .headers_mut()
         .insert(RETRY_AFTER, HeaderValue::from_static("1"));

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
@@ -41,8 +40,6 @@ const DRAIN_TIMEOUT: Duration = Duration::from_millis(500);
 /// A repeating condition (accept failures, the connection limit) is logged at
 /// most this often.
 const WARN_EVERY: Duration = Duration::from_secs(10);
-
-const BUSY_BODY: &str = r#"{"error":"too many connections, try again"}"#;
 
 /// Serves what was loaded at startup on `127.0.0.1:port` until SIGTERM or SIGINT;
 /// `files` were written from it, and are written again at every reload.
@@ -161,7 +158,7 @@ async fn run(
                              idle: new connections get 503",
                             limits.max_connections
                         ));
-                        tokio::spawn(refuse(stream));
+                        tokio::spawn(refuse(stream, limits.idle_timeout));
                     } else {
                         spawn_connection(stream, &app, &tracker, &shutdown_rx);
                     }
@@ -249,23 +246,9 @@ fn effective_limits(mut limits: Limits) -> Limits {
     limits
 }
 
-/// Answers a connection over the limit with `503` and closes it, after reading
-/// what the client sent (closing with unread data would reset the connection
-/// before the client reads the answer).
-async fn refuse(mut stream: TcpStream) {
-    let response = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
-         Cache-Control: no-store\r\nRetry-After: 1\r\nConnection: close\r\n\
-         Content-Length: {}\r\n\r\n{BUSY_BODY}",
-        BUSY_BODY.len()
-    );
-    let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.shutdown().await;
-    let mut sink = [0; 1024];
-    let _ = tokio::time::timeout(Duration::from_millis(100), async {
-        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
-    })
-    .await;
+/// Answers a connection over the limit with `503` and closes it.
+async fn refuse(mut stream: TcpStream, timeout: Duration) {
+    conn::close_with(&mut stream, &routes::busy_connections(), timeout).await;
 }
 
 /// Serves one connection in its own task, until the client or a timeout closes

@@ -162,7 +162,12 @@ pub(crate) struct Framing {
 /// Whether the body of `response` is sent: not for `HEAD`, and never with
 /// `204` or `304` (RFC 9110 6.4.1).
 pub(crate) fn sends_body(status: StatusCode, framing: Framing) -> bool {
-    !framing.head_only && status != StatusCode::NO_CONTENT && status != StatusCode::NOT_MODIFIED
+    !framing.head_only && has_body(status)
+}
+
+/// Whether a response with `status` has a body at all (and so a length).
+fn has_body(status: StatusCode) -> bool {
+    status != StatusCode::NO_CONTENT && status != StatusCode::NOT_MODIFIED
 }
 
 /// Writes the status line and headers of `response` to `out`, with the
@@ -181,7 +186,7 @@ pub(crate) fn encode_head(response: &Response<Bytes>, framing: Framing, out: &mu
         out.extend_from_slice(b"\r\n");
     }
     let mut text = String::with_capacity(80);
-    if status != StatusCode::NO_CONTENT && status != StatusCode::NOT_MODIFIED {
+    if has_body(status) {
         // HEAD gets the length the GET would have (RFC 9110 8.6).
         let _ = write!(text, "content-length: {}\r\n", response.body().len());
     }
